@@ -1,0 +1,271 @@
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bars::{Bars, ExtraColumn};
+use crate::error::DomainError;
+use crate::time::format_timestamp;
+
+/// How two rows with the same timestamp combine.
+///
+/// Cell rule, for every policy: the winning row gives each value it has; a value the
+/// winner is missing (an extra column it lacks, or an empty cell) comes from the other
+/// row. A missing value therefore never erases a stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MergePolicy {
+    /// The newer row wins (the seed's rule, pandas `duplicated(keep='last')`).
+    #[default]
+    KeepLast,
+    /// The stored (earlier) row wins; new rows only fill gaps.
+    KeepFirst,
+    /// Equal timestamps must carry equal values; a difference is an error.
+    ErrorOnConflict,
+}
+
+impl MergePolicy {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MergePolicy::KeepLast => "keep-last",
+            MergePolicy::KeepFirst => "keep-first",
+            MergePolicy::ErrorOnConflict => "error-on-conflict",
+        }
+    }
+}
+
+impl fmt::Display for MergePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MergePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "keep-last" | "keep_last" | "last" => Ok(MergePolicy::KeepLast),
+            "keep-first" | "keep_first" | "first" => Ok(MergePolicy::KeepFirst),
+            "error-on-conflict" | "error_on_conflict" | "error" => Ok(MergePolicy::ErrorOnConflict),
+            _ => Err(format!(
+                "unknown merge policy {s:?} (expected keep-last, keep-first or error-on-conflict)"
+            )),
+        }
+    }
+}
+
+/// What a merge did, for receipts and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MergeStats {
+    pub existing_rows: usize,
+    pub new_rows: usize,
+    pub result_rows: usize,
+    /// Rows of `new` whose timestamp was already stored (folded into one row each).
+    pub duplicates_removed: usize,
+    /// Timestamps that were not stored before.
+    pub rows_added: usize,
+    /// Stored rows whose values differ after the merge.
+    pub rows_changed: usize,
+    /// The result equals `existing` exactly, so nothing needs writing.
+    pub unchanged: bool,
+}
+
+/// Merges `new` into `existing`. The result is sorted with unique timestamps and holds
+/// every timestamp of both inputs; extra columns are the union of both sides.
+pub fn merge(
+    existing: &Bars,
+    new: &Bars,
+    policy: MergePolicy,
+) -> Result<(Bars, MergeStats), DomainError> {
+    let mut stats = MergeStats {
+        existing_rows: existing.len(),
+        new_rows: new.len(),
+        ..MergeStats::default()
+    };
+    let names = union_names(existing, new);
+    let same_columns = names.len() == existing.extras.len();
+    if new.is_empty() && same_columns {
+        stats.result_rows = existing.len();
+        stats.unchanged = true;
+        return Ok((existing.clone(), stats));
+    }
+    let emap = column_map(&names, existing);
+    let nmap = column_map(&names, new);
+    let mut out = Builder::new(&names, existing.len() + new.len());
+    let (et, nt) = (&existing.ts, &new.ts);
+    let (mut i, mut j) = (0, 0);
+    while i < et.len() || j < nt.len() {
+        let take_existing = j >= nt.len() || (i < et.len() && et[i] <= nt[j]);
+        if take_existing {
+            out.push(existing, i, &emap);
+            if j < nt.len() && et[i] == nt[j] {
+                stats.duplicates_removed += 1;
+                if out.overlay(new, j, &nmap, policy)? {
+                    stats.rows_changed += 1;
+                }
+                j += 1;
+            }
+            i += 1;
+        } else {
+            out.push(new, j, &nmap);
+            stats.rows_added += 1;
+            j += 1;
+        }
+    }
+    let bars = out.finish();
+    stats.result_rows = bars.len();
+    stats.unchanged = stats.rows_added == 0 && stats.rows_changed == 0 && same_columns;
+    Ok((bars, stats))
+}
+
+/// Stable-sorts one batch and folds equal timestamps with `policy`, earlier rows first.
+pub(crate) fn resolve_duplicates(
+    bars: Bars,
+    policy: MergePolicy,
+) -> Result<(Bars, usize), DomainError> {
+    let mut order: Vec<usize> = (0..bars.len()).collect();
+    order.sort_by_key(|&i| bars.ts[i]);
+    let names: Vec<String> = bars.extras.iter().map(|e| e.name().to_string()).collect();
+    let map: Vec<Option<usize>> = (0..names.len()).map(Some).collect();
+    let mut out = Builder::new(&names, bars.len());
+    let mut folded = 0;
+    for &row in &order {
+        if out.ts.last() == Some(&bars.ts[row]) {
+            out.overlay(&bars, row, &map, policy)?;
+            folded += 1;
+        } else {
+            out.push(&bars, row, &map);
+        }
+    }
+    Ok((out.finish(), folded))
+}
+
+fn union_names(a: &Bars, b: &Bars) -> Vec<String> {
+    let mut names: Vec<String> = a
+        .extras
+        .iter()
+        .chain(&b.extras)
+        .map(|e| e.name().to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// For each union column, the index of that column in `side`, if it has it.
+fn column_map(names: &[String], side: &Bars) -> Vec<Option<usize>> {
+    names
+        .iter()
+        .map(|n| side.extras.iter().position(|e| e.name() == n))
+        .collect()
+}
+
+struct Builder {
+    ts: Vec<i64>,
+    core: [Vec<f64>; 5],
+    extras: Vec<(String, Vec<Option<f64>>)>,
+}
+
+const CORE_NAMES: [&str; 5] = ["open", "high", "low", "close", "volume"];
+
+fn core_cols(b: &Bars) -> [&[f64]; 5] {
+    [&b.open, &b.high, &b.low, &b.close, &b.volume]
+}
+
+impl Builder {
+    fn new(names: &[String], capacity: usize) -> Self {
+        Self {
+            ts: Vec::with_capacity(capacity),
+            core: std::array::from_fn(|_| Vec::with_capacity(capacity)),
+            extras: names
+                .iter()
+                .map(|n| (n.clone(), Vec::with_capacity(capacity)))
+                .collect(),
+        }
+    }
+
+    fn push(&mut self, src: &Bars, row: usize, map: &[Option<usize>]) {
+        self.ts.push(src.ts[row]);
+        for (dst, col) in self.core.iter_mut().zip(core_cols(src)) {
+            dst.push(col[row]);
+        }
+        for ((_, dst), m) in self.extras.iter_mut().zip(map) {
+            dst.push(m.and_then(|m| src.extras[m].values()[row]));
+        }
+    }
+
+    /// Combines row `row` of `src` (the later row) into the last output row (the earlier one).
+    /// Returns whether the output row changed.
+    fn overlay(
+        &mut self,
+        src: &Bars,
+        row: usize,
+        map: &[Option<usize>],
+        policy: MergePolicy,
+    ) -> Result<bool, DomainError> {
+        let ts = src.ts[row];
+        let last = self.ts.len() - 1;
+        if policy == MergePolicy::ErrorOnConflict {
+            for ((dst, col), name) in self.core.iter().zip(core_cols(src)).zip(CORE_NAMES) {
+                if dst[last].to_bits() != col[row].to_bits() {
+                    return Err(conflict(ts, name, dst[last], col[row]));
+                }
+            }
+            for ((name, dst), m) in self.extras.iter().zip(map) {
+                if let (Some(a), Some(b)) = (dst[last], m.and_then(|m| src.extras[m].values()[row]))
+                    && a.to_bits() != b.to_bits()
+                {
+                    return Err(conflict(ts, name, a, b));
+                }
+            }
+        }
+        let later_wins = policy == MergePolicy::KeepLast;
+        let mut changed = false;
+        if later_wins {
+            for (dst, col) in self.core.iter_mut().zip(core_cols(src)) {
+                changed |= dst[last].to_bits() != col[row].to_bits();
+                dst[last] = col[row];
+            }
+        }
+        for ((_, dst), m) in self.extras.iter_mut().zip(map) {
+            let earlier = dst[last];
+            let later = m.and_then(|m| src.extras[m].values()[row]);
+            let v = if later_wins {
+                later.or(earlier)
+            } else {
+                earlier.or(later)
+            };
+            changed |= v.map(f64::to_bits) != earlier.map(f64::to_bits);
+            dst[last] = v;
+        }
+        Ok(changed)
+    }
+
+    fn finish(self) -> Bars {
+        let [open, high, low, close, volume] = self.core;
+        Bars {
+            ts: self.ts,
+            open,
+            high,
+            low,
+            close,
+            volume,
+            extras: self
+                .extras
+                .into_iter()
+                .map(|(name, values)| {
+                    ExtraColumn::new(&name, values).expect("names come from valid columns")
+                })
+                .collect(),
+        }
+    }
+}
+
+fn conflict(ts: i64, column: &str, existing: f64, new: f64) -> DomainError {
+    DomainError::Conflict {
+        timestamp: format_timestamp(ts),
+        column: column.to_string(),
+        existing: existing.to_string(),
+        new: new.to_string(),
+    }
+}

@@ -1,0 +1,106 @@
+use std::fmt::Debug;
+use std::io::{self, Write};
+use std::path::Path;
+
+use barvault_domain::{Bars, DomainError, RawBars, SeriesKey, TimeRange};
+use thiserror::Error;
+
+use crate::error::StorageError;
+
+/// Where a codec reads from: an open file (streamed) or bytes already in memory.
+#[derive(Debug)]
+pub enum CodecInput<'a> {
+    File(std::fs::File),
+    Bytes(&'a [u8]),
+}
+
+/// A codec failure, without the path: the store that owns the file adds it with [`CodecError::at`].
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    #[error("line {line:?} column {column:?}: {reason}")]
+    Parse {
+        line: Option<u64>,
+        column: Option<String>,
+        value: Option<String>,
+        reason: String,
+    },
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+}
+
+impl CodecError {
+    pub fn parse(
+        line: Option<u64>,
+        column: Option<&str>,
+        value: Option<&str>,
+        reason: impl Into<String>,
+    ) -> Self {
+        CodecError::Parse {
+            line,
+            column: column.map(str::to_string),
+            value: value.map(str::to_string),
+            reason: reason.into(),
+        }
+    }
+
+    /// Attaches the file this error concerns.
+    pub fn at(self, path: &Path) -> StorageError {
+        match self {
+            CodecError::Parse {
+                line,
+                column,
+                value,
+                reason,
+            } => StorageError::Decode {
+                path: path.to_path_buf(),
+                line,
+                column,
+                value,
+                reason,
+            },
+            CodecError::Corrupt(reason) => StorageError::Corrupt {
+                path: path.to_path_buf(),
+                reason,
+            },
+            CodecError::Io(e) => StorageError::io(crate::IoStep::Read, path, e),
+            CodecError::Domain(e) => StorageError::Decode {
+                path: path.to_path_buf(),
+                line: None,
+                column: None,
+                value: None,
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+/// Turns bars into the bytes of one file format and back.
+///
+/// Codecs are synchronous and pure CPU work over a byte stream; the file store around
+/// them owns paths, temp files, fsync and locking, so every format gets the same
+/// durability for free.
+pub trait BarCodec: Send + Sync + Debug {
+    /// The format name, also the file extension: `csv`, `parquet`.
+    fn format(&self) -> &'static str;
+
+    /// Writes `bars` (sorted, unique) as one complete file.
+    fn encode(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        out: &mut (dyn Write + Send),
+    ) -> Result<(), CodecError>;
+
+    /// Reads one file. Rows outside `range` may be skipped (and must be, by the caller
+    /// trimming, if the codec does not). Rows come in file order.
+    fn decode(
+        &self,
+        input: CodecInput<'_>,
+        range: Option<TimeRange>,
+    ) -> Result<RawBars, CodecError>;
+}

@@ -1,0 +1,1 @@
+//! In-memory adapters (written by the memory/conformance task).

@@ -1,0 +1,75 @@
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use barvault_domain::{Instrument, InstrumentKind, Period, SeriesKey, Symbol};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::context::OpContext;
+use crate::error::StorageError;
+
+/// First and last timestamp of a file (UTC, nanosecond precision in RFC 3339).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DateRange {
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// The record kept for one stored data file (one series in one format).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMetadata {
+    /// Path relative to the store's base directory, `/`-separated: `stocks/1d/AAPL.csv`.
+    pub file_path: String,
+    pub instrument_symbol: Symbol,
+    pub instrument_type: InstrumentKind,
+    pub period: Period,
+    /// `csv` or `parquet`.
+    pub format: String,
+    pub row_count: u64,
+    pub columns: Vec<String>,
+    pub date_range: DateRange,
+    pub file_size: u64,
+    pub last_updated: DateTime<Utc>,
+    /// MD5 of the file's bytes, lower-case hex.
+    pub checksum: String,
+    /// Increases with every write of the series; both formats of one write share it.
+    pub generation: u64,
+}
+
+impl FileMetadata {
+    /// The series this record describes.
+    pub fn series(&self) -> SeriesKey {
+        SeriesKey::new(
+            Instrument::new(self.instrument_type, self.instrument_symbol.as_str())
+                .expect("a stored Symbol is valid for its kind"),
+            self.period,
+        )
+    }
+}
+
+/// Keeps per-file metadata records (the seed's FileMetadata).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait MetadataStore: Send + Sync + Debug {
+    /// Records (or replaces) the metadata of one file, durably.
+    async fn record(&self, meta: &FileMetadata, ctx: &OpContext) -> Result<(), StorageError>;
+
+    /// The record of `series` in `format`, if any.
+    async fn get(
+        &self,
+        series: &SeriesKey,
+        format: &str,
+        ctx: &OpContext,
+    ) -> Result<Option<FileMetadata>, StorageError>;
+
+    /// Every record, sorted by `file_path`.
+    async fn list(&self, ctx: &OpContext) -> Result<Vec<FileMetadata>, StorageError>;
+
+    /// Removes the record; returns whether it existed.
+    async fn remove(
+        &self,
+        series: &SeriesKey,
+        format: &str,
+        ctx: &OpContext,
+    ) -> Result<bool, StorageError>;
+}

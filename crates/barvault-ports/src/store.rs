@@ -1,0 +1,154 @@
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use barvault_domain::{Bars, MergePolicy, MergeStats, SeriesKey, TimeRange};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::context::OpContext;
+use crate::error::StorageError;
+
+/// Whether `persist` merges with what is stored or replaces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMode {
+    /// Read what is stored, merge the new bars in under the policy, write the result.
+    #[default]
+    Merge,
+    /// Write exactly the given bars; what was stored survives only as the `.backup`.
+    Replace,
+}
+
+/// Options of one `persist` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PersistOptions {
+    pub mode: WriteMode,
+    pub policy: MergePolicy,
+}
+
+impl PersistOptions {
+    pub fn merge(policy: MergePolicy) -> Self {
+        Self {
+            mode: WriteMode::Merge,
+            policy,
+        }
+    }
+
+    pub fn replace() -> Self {
+        Self {
+            mode: WriteMode::Replace,
+            policy: MergePolicy::default(),
+        }
+    }
+}
+
+/// What happened to the secondary (backup-format) copy of a dual write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum SecondaryStatus {
+    Written {
+        format: String,
+        location: String,
+    },
+    Unchanged {
+        format: String,
+        location: String,
+    },
+    Failed {
+        format: String,
+        location: String,
+        error: String,
+    },
+}
+
+/// The outcome of a successful `persist`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageReceipt {
+    /// The primary file (or `memory://…` for the in-memory store).
+    pub location: String,
+    pub format: String,
+    /// Rows in the stored series after the call.
+    pub rows_written: usize,
+    /// False when the merge changed nothing and no file was touched.
+    pub written: bool,
+    pub merge: MergeStats,
+    /// Whether the previous version was kept as `.backup`.
+    pub backup_created: bool,
+    /// MD5 of the bytes written, computed while writing (absent when nothing was written
+    /// or the store has no bytes).
+    pub checksum_md5: Option<String>,
+    pub file_size: Option<u64>,
+    /// Set by dual stores.
+    pub secondary: Option<SecondaryStatus>,
+    pub correlation_id: String,
+    pub timestamp: DateTime<Utc>,
+    #[serde(with = "duration_secs")]
+    pub duration: Duration,
+}
+
+mod duration_secs {
+    use serde::Serializer;
+    pub fn serialize<S: Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// What is known about the stored file of one series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileInfo {
+    pub location: String,
+    pub format: String,
+    pub size: u64,
+    pub modified: Option<DateTime<Utc>>,
+    pub rows: usize,
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    pub columns: Vec<String>,
+}
+
+/// Keeps the bars of many series (the seed's DataStorageProtocol).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait BarStore: Send + Sync + Debug {
+    /// A short name for messages: `csv`, `parquet`, `memory`, `dual`.
+    fn name(&self) -> &str;
+
+    /// Stores `bars` for `series`: merged with what is stored (default) or replacing it.
+    /// Persisting bars that change nothing writes nothing (`receipt.written == false`).
+    async fn persist(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        options: PersistOptions,
+        ctx: &OpContext,
+    ) -> Result<StorageReceipt, StorageError>;
+
+    /// The stored bars of `series`, restricted to `range` if given; `None` if nothing is stored.
+    async fn load(
+        &self,
+        series: &SeriesKey,
+        range: Option<TimeRange>,
+        ctx: &OpContext,
+    ) -> Result<Option<Bars>, StorageError>;
+
+    /// Whether anything is stored for `series`.
+    async fn exists(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError>;
+
+    /// Size, rows and range of the stored file; `None` if nothing is stored.
+    async fn file_info(
+        &self,
+        series: &SeriesKey,
+        ctx: &OpContext,
+    ) -> Result<Option<FileInfo>, StorageError>;
+
+    /// Every stored series. Optional.
+    async fn list(&self, _ctx: &OpContext) -> Result<Vec<SeriesKey>, StorageError> {
+        Err(StorageError::unsupported("list", self.name()))
+    }
+
+    /// Deletes the stored series; returns whether anything was there. Optional.
+    async fn remove(&self, _series: &SeriesKey, _ctx: &OpContext) -> Result<bool, StorageError> {
+        Err(StorageError::unsupported("remove", self.name()))
+    }
+}
