@@ -16,10 +16,7 @@ impl ExtraColumn {
     /// A column whose name is already normalized (see [`ExtraColumn::normalize_name`]).
     pub fn new(name: &str, values: Vec<Option<f64>>) -> Result<Self, DomainError> {
         Self::check_name(name)?;
-        Ok(Self {
-            name: name.to_string(),
-            values,
-        })
+        Ok(Self { name: name.to_string(), values })
     }
 
     /// Normalizes a header such as `Adj Close` or `OpenInterest` to `adj_close` / `openinterest`:
@@ -41,20 +38,14 @@ impl ExtraColumn {
 
     /// Extra names are `[a-z][a-z0-9_]{0,63}` and never a core column name.
     pub fn check_name(name: &str) -> Result<(), DomainError> {
-        let bad = |reason: &str| DomainError::InvalidColumn {
-            name: name.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| DomainError::InvalidColumn { name: name.to_string(), reason: reason.to_string() };
         if name.is_empty() || name.len() > 64 {
             return Err(bad("must be 1 to 64 characters"));
         }
         if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
             return Err(bad("must start with a lower-case letter"));
         }
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
+        if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
             return Err(bad("only a-z, 0-9 and _ are allowed"));
         }
         if CORE_COLUMNS.contains(&name) {
@@ -80,11 +71,7 @@ impl PartialEq for ExtraColumn {
     fn eq(&self, other: &Self) -> bool {
         self.name == other.name
             && self.values.len() == other.values.len()
-            && self
-                .values
-                .iter()
-                .zip(&other.values)
-                .all(|(a, b)| opt_bits(*a) == opt_bits(*b))
+            && self.values.iter().zip(&other.values).all(|(a, b)| opt_bits(*a) == opt_bits(*b))
     }
 }
 
@@ -142,11 +129,7 @@ impl Bars {
     ) -> Result<Self, DomainError> {
         let bars = Self::from_parts_unchecked_order(ts, open, high, low, close, volume, extras)?;
         if let Some(row) = bars.ts.windows(2).position(|w| w[0] >= w[1]) {
-            return Err(DomainError::Unsorted {
-                row: row + 1,
-                previous: bars.ts[row],
-                current: bars.ts[row + 1],
-            });
+            return Err(DomainError::Unsorted { row: row + 1, previous: bars.ts[row], current: bars.ts[row + 1] });
         }
         Ok(bars)
     }
@@ -166,11 +149,7 @@ impl Bars {
             if len == n {
                 Ok(())
             } else {
-                Err(DomainError::LengthMismatch {
-                    column: name.to_string(),
-                    expected: n,
-                    actual: len,
-                })
+                Err(DomainError::LengthMismatch { column: name.to_string(), expected: n, actual: len })
             }
         };
         check("open", open.len())?;
@@ -184,20 +163,9 @@ impl Bars {
         }
         extras.sort_by(|a, b| a.name.cmp(&b.name));
         if let Some(w) = extras.windows(2).find(|w| w[0].name == w[1].name) {
-            return Err(DomainError::InvalidColumn {
-                name: w[0].name.clone(),
-                reason: "appears twice".into(),
-            });
+            return Err(DomainError::InvalidColumn { name: w[0].name.clone(), reason: "appears twice".into() });
         }
-        Ok(Self {
-            ts,
-            open,
-            high,
-            low,
-            close,
-            volume,
-            extras,
-        })
+        Ok(Self { ts, open, high, low, close, volume, extras })
     }
 
     pub fn len(&self) -> usize {
@@ -238,11 +206,7 @@ impl Bars {
 
     /// `timestamp, open, high, low, close, volume`, then the extras by name.
     pub fn column_names(&self) -> Vec<String> {
-        CORE_COLUMNS
-            .iter()
-            .map(|s| s.to_string())
-            .chain(self.extras.iter().map(|e| e.name.clone()))
-            .collect()
+        CORE_COLUMNS.iter().map(|s| s.to_string()).chain(self.extras.iter().map(|e| e.name.clone())).collect()
     }
 
     pub fn first_timestamp(&self) -> Option<i64> {
@@ -255,12 +219,8 @@ impl Bars {
 
     /// Row indices `[lo, hi)` whose timestamps fall in `range` (binary search).
     pub fn range_bounds(&self, range: &TimeRange) -> (usize, usize) {
-        let lo = range
-            .start
-            .map_or(0, |s| self.ts.partition_point(|&t| t < s));
-        let hi = range
-            .end
-            .map_or(self.ts.len(), |e| self.ts.partition_point(|&t| t <= e));
+        let lo = range.start.map_or(0, |s| self.ts.partition_point(|&t| t < s));
+        let hi = range.end.map_or(self.ts.len(), |e| self.ts.partition_point(|&t| t <= e));
         (lo, hi.max(lo))
     }
 
@@ -284,10 +244,7 @@ impl Bars {
             extras: self
                 .extras
                 .iter()
-                .map(|e| ExtraColumn {
-                    name: e.name.clone(),
-                    values: e.values[lo..hi].to_vec(),
-                })
+                .map(|e| ExtraColumn { name: e.name.clone(), values: e.values[lo..hi].to_vec() })
                 .collect(),
         }
     }
@@ -386,15 +343,7 @@ impl RawBars {
 
 impl From<Bars> for RawBars {
     fn from(b: Bars) -> Self {
-        RawBars {
-            ts: b.ts,
-            open: b.open,
-            high: b.high,
-            low: b.low,
-            close: b.close,
-            volume: b.volume,
-            extras: b.extras,
-        }
+        RawBars { ts: b.ts, open: b.open, high: b.high, low: b.low, close: b.close, volume: b.volume, extras: b.extras }
     }
 }
 
@@ -417,35 +366,11 @@ mod tests {
 
     #[test]
     fn rejects_unsorted_and_mismatched() {
-        let r = Bars::new(
-            vec![2, 1],
-            vec![1.0; 2],
-            vec![1.0; 2],
-            vec![1.0; 2],
-            vec![1.0; 2],
-            vec![1.0; 2],
-            vec![],
-        );
+        let r = Bars::new(vec![2, 1], vec![1.0; 2], vec![1.0; 2], vec![1.0; 2], vec![1.0; 2], vec![1.0; 2], vec![]);
         assert!(matches!(r, Err(DomainError::Unsorted { row: 1, .. })));
-        let r = Bars::new(
-            vec![1, 1],
-            vec![1.0; 2],
-            vec![1.0; 2],
-            vec![1.0; 2],
-            vec![1.0; 2],
-            vec![1.0; 2],
-            vec![],
-        );
+        let r = Bars::new(vec![1, 1], vec![1.0; 2], vec![1.0; 2], vec![1.0; 2], vec![1.0; 2], vec![1.0; 2], vec![]);
         assert!(r.is_err());
-        let r = Bars::new(
-            vec![1, 2],
-            vec![1.0; 1],
-            vec![1.0; 2],
-            vec![1.0; 2],
-            vec![1.0; 2],
-            vec![1.0; 2],
-            vec![],
-        );
+        let r = Bars::new(vec![1, 2], vec![1.0; 1], vec![1.0; 2], vec![1.0; 2], vec![1.0; 2], vec![1.0; 2], vec![]);
         assert!(matches!(r, Err(DomainError::LengthMismatch { .. })));
     }
 
@@ -472,26 +397,8 @@ mod tests {
 
     #[test]
     fn equality_is_bitwise() {
-        let a = Bars::new(
-            vec![1],
-            vec![0.0],
-            vec![0.0],
-            vec![0.0],
-            vec![0.0],
-            vec![0.0],
-            vec![],
-        )
-        .unwrap();
-        let b = Bars::new(
-            vec![1],
-            vec![-0.0],
-            vec![0.0],
-            vec![0.0],
-            vec![0.0],
-            vec![0.0],
-            vec![],
-        )
-        .unwrap();
+        let a = Bars::new(vec![1], vec![0.0], vec![0.0], vec![0.0], vec![0.0], vec![0.0], vec![]).unwrap();
+        let b = Bars::new(vec![1], vec![-0.0], vec![0.0], vec![0.0], vec![0.0], vec![0.0], vec![]).unwrap();
         assert_ne!(a, b);
     }
 }

@@ -25,10 +25,7 @@ pub struct Symbol(String);
 
 impl Symbol {
     pub fn new(raw: &str) -> Result<Self, DomainError> {
-        let invalid = |reason: &str| DomainError::InvalidSymbol {
-            symbol: raw.to_string(),
-            reason: reason.to_string(),
-        };
+        let invalid = |reason: &str| DomainError::InvalidSymbol { symbol: raw.to_string(), reason: reason.to_string() };
         if raw.is_empty() {
             return Err(invalid("empty"));
         }
@@ -38,13 +35,11 @@ impl Symbol {
         if raw.starts_with('.') {
             return Err(invalid("must not start with '.'"));
         }
-        if let Some(c) = raw.chars().find(|c| {
-            !(c.is_ascii_alphanumeric()
-                || (c.is_ascii() && SYMBOL_PUNCTUATION.contains(&(*c as u8))))
-        }) {
-            return Err(invalid(&format!(
-                "character {c:?} is not allowed (allowed: letters, digits, . - _ ^ =)"
-            )));
+        if let Some(c) = raw
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || (c.is_ascii() && SYMBOL_PUNCTUATION.contains(&(*c as u8)))))
+        {
+            return Err(invalid(&format!("character {c:?} is not allowed (allowed: letters, digits, . - _ ^ =)")));
         }
         Ok(Symbol(raw.to_ascii_uppercase()))
     }
@@ -90,11 +85,7 @@ pub enum InstrumentKind {
 }
 
 impl InstrumentKind {
-    pub const ALL: [InstrumentKind; 3] = [
-        InstrumentKind::Stock,
-        InstrumentKind::Future,
-        InstrumentKind::Forex,
-    ];
+    pub const ALL: [InstrumentKind; 3] = [InstrumentKind::Stock, InstrumentKind::Future, InstrumentKind::Forex];
 
     /// `stock`, `future` or `forex`.
     pub const fn as_str(self) -> &'static str {
@@ -149,11 +140,7 @@ const MONTH_CODES: [char; 12] = ['F', 'G', 'H', 'J', 'K', 'M', 'N', 'Q', 'U', 'V
 
 impl ContractMonth {
     pub fn new(year: i32, month: u32) -> Result<Self, DomainError> {
-        let bad = |reason: &str| DomainError::InvalidContract {
-            year,
-            month,
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| DomainError::InvalidContract { year, month, reason: reason.to_string() };
         if !(1..=12).contains(&month) {
             return Err(bad("month must be 1..=12"));
         }
@@ -190,10 +177,7 @@ impl Instrument {
     pub fn new(kind: InstrumentKind, symbol: &str) -> Result<Self, DomainError> {
         match kind {
             InstrumentKind::Forex => Self::forex(symbol),
-            _ => Ok(Self {
-                kind,
-                symbol: Symbol::new(symbol)?,
-            }),
+            _ => Ok(Self { kind, symbol: Symbol::new(symbol)? }),
         }
     }
 
@@ -206,17 +190,9 @@ impl Instrument {
         let root_sym = Symbol::new(root)?;
         let symbol = match contract {
             None => root_sym,
-            Some(c) => Symbol::new(&format!(
-                "{}{}{:02}",
-                root_sym,
-                c.code(),
-                c.year().rem_euclid(100)
-            ))?,
+            Some(c) => Symbol::new(&format!("{}{}{:02}", root_sym, c.code(), c.year().rem_euclid(100)))?,
         };
-        Ok(Self {
-            kind: InstrumentKind::Future,
-            symbol,
-        })
+        Ok(Self { kind: InstrumentKind::Future, symbol })
     }
 
     /// A currency pair such as `EURUSD` (also accepted as `EUR/USD` or `eur.usd`).
@@ -228,10 +204,7 @@ impl Instrument {
                 reason: "a forex pair is two three-letter currency codes, such as EURUSD".into(),
             });
         }
-        Ok(Self {
-            kind: InstrumentKind::Forex,
-            symbol: Symbol::new(&compact)?,
-        })
+        Ok(Self { kind: InstrumentKind::Forex, symbol: Symbol::new(&compact)? })
     }
 
     pub fn kind(&self) -> InstrumentKind {
@@ -263,12 +236,7 @@ impl SeriesKey {
 
     /// `{kind dir}/{period}/{SYMBOL}` — the relative location without extension.
     pub fn relative_stem(&self) -> String {
-        format!(
-            "{}/{}/{}",
-            self.instrument.kind().dir_name(),
-            self.period,
-            self.instrument.symbol()
-        )
+        format!("{}/{}/{}", self.instrument.kind().dir_name(), self.period, self.instrument.symbol())
     }
 }
 
@@ -285,36 +253,15 @@ mod tests {
     #[test]
     fn hostile_symbols_are_rejected() {
         let long = "A".repeat(65);
-        for bad in [
-            "../etc/passwd",
-            "a/b",
-            "a\\b",
-            "..",
-            ".",
-            "",
-            long.as_str(),
-            "a\0b",
-            "a b",
-            "ä",
-            "a\nb",
-            ".hidden",
-        ] {
+        for bad in ["../etc/passwd", "a/b", "a\\b", "..", ".", "", long.as_str(), "a\0b", "a b", "ä", "a\nb", ".hidden"]
+        {
             assert!(Symbol::new(bad).is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn real_tickers_are_accepted() {
-        for good in [
-            "AAPL",
-            "BRK.B",
-            "BF-B",
-            "^GSPC",
-            "EURUSD=X",
-            "ES_F",
-            "a",
-            &"A".repeat(64),
-        ] {
+        for good in ["AAPL", "BRK.B", "BF-B", "^GSPC", "EURUSD=X", "ES_F", "a", &"A".repeat(64)] {
             assert!(Symbol::new(good).is_ok(), "{good:?} refused");
         }
         assert_eq!(Symbol::new("aapl").unwrap().as_str(), "AAPL");
@@ -326,24 +273,16 @@ mod tests {
         assert_eq!(f.symbol().as_str(), "GCZ24");
         let f = Instrument::future("cl", Some(ContractMonth::new(2025, 1).unwrap())).unwrap();
         assert_eq!(f.symbol().as_str(), "CLF25");
-        assert_eq!(
-            Instrument::future("GC", None).unwrap().symbol().as_str(),
-            "GC"
-        );
+        assert_eq!(Instrument::future("GC", None).unwrap().symbol().as_str(), "GC");
         assert!(ContractMonth::new(2024, 13).is_err());
         assert!(ContractMonth::new(2024, 0).is_err());
-        let codes: String = (1..=12)
-            .map(|m| ContractMonth::new(2020, m).unwrap().code())
-            .collect();
+        let codes: String = (1..=12).map(|m| ContractMonth::new(2020, m).unwrap().code()).collect();
         assert_eq!(codes, "FGHJKMNQUVXZ");
     }
 
     #[test]
     fn forex_is_a_pair() {
-        assert_eq!(
-            Instrument::forex("EUR/USD").unwrap().symbol().as_str(),
-            "EURUSD"
-        );
+        assert_eq!(Instrument::forex("EUR/USD").unwrap().symbol().as_str(), "EURUSD");
         assert!(Instrument::forex("EURUS").is_err());
         assert!(Instrument::forex("../../x").is_err());
     }

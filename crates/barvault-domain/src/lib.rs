@@ -16,9 +16,7 @@ mod validate;
 
 pub use bars::{Bars, CORE_COLUMNS, ExtraColumn, RawBars};
 pub use error::DomainError;
-pub use instrument::{
-    ContractMonth, Instrument, InstrumentKind, MAX_SYMBOL_LEN, SeriesKey, Symbol,
-};
+pub use instrument::{ContractMonth, Instrument, InstrumentKind, MAX_SYMBOL_LEN, SeriesKey, Symbol};
 pub use merge::{MergePolicy, MergeStats, merge};
 pub use period::Period;
 pub use time::{TimeRange, datetime_to_nanos, format_timestamp, nanos_to_datetime};

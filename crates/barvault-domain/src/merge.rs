@@ -47,9 +47,7 @@ impl FromStr for MergePolicy {
             "keep-last" | "keep_last" | "last" => Ok(MergePolicy::KeepLast),
             "keep-first" | "keep_first" | "first" => Ok(MergePolicy::KeepFirst),
             "error-on-conflict" | "error_on_conflict" | "error" => Ok(MergePolicy::ErrorOnConflict),
-            _ => Err(format!(
-                "unknown merge policy {s:?} (expected keep-last, keep-first or error-on-conflict)"
-            )),
+            _ => Err(format!("unknown merge policy {s:?} (expected keep-last, keep-first or error-on-conflict)")),
         }
     }
 }
@@ -72,16 +70,8 @@ pub struct MergeStats {
 
 /// Merges `new` into `existing`. The result is sorted with unique timestamps and holds
 /// every timestamp of both inputs; extra columns are the union of both sides.
-pub fn merge(
-    existing: &Bars,
-    new: &Bars,
-    policy: MergePolicy,
-) -> Result<(Bars, MergeStats), DomainError> {
-    let mut stats = MergeStats {
-        existing_rows: existing.len(),
-        new_rows: new.len(),
-        ..MergeStats::default()
-    };
+pub fn merge(existing: &Bars, new: &Bars, policy: MergePolicy) -> Result<(Bars, MergeStats), DomainError> {
+    let mut stats = MergeStats { existing_rows: existing.len(), new_rows: new.len(), ..MergeStats::default() };
     let names = union_names(existing, new);
     let same_columns = names.len() == existing.extras.len();
     if new.is_empty() && same_columns {
@@ -119,10 +109,7 @@ pub fn merge(
 }
 
 /// Stable-sorts one batch and folds equal timestamps with `policy`, earlier rows first.
-pub(crate) fn resolve_duplicates(
-    bars: Bars,
-    policy: MergePolicy,
-) -> Result<(Bars, usize), DomainError> {
+pub(crate) fn resolve_duplicates(bars: Bars, policy: MergePolicy) -> Result<(Bars, usize), DomainError> {
     let mut order: Vec<usize> = (0..bars.len()).collect();
     order.sort_by_key(|&i| bars.ts[i]);
     let names: Vec<String> = bars.extras.iter().map(|e| e.name().to_string()).collect();
@@ -141,12 +128,7 @@ pub(crate) fn resolve_duplicates(
 }
 
 fn union_names(a: &Bars, b: &Bars) -> Vec<String> {
-    let mut names: Vec<String> = a
-        .extras
-        .iter()
-        .chain(&b.extras)
-        .map(|e| e.name().to_string())
-        .collect();
+    let mut names: Vec<String> = a.extras.iter().chain(&b.extras).map(|e| e.name().to_string()).collect();
     names.sort();
     names.dedup();
     names
@@ -154,10 +136,7 @@ fn union_names(a: &Bars, b: &Bars) -> Vec<String> {
 
 /// For each union column, the index of that column in `side`, if it has it.
 fn column_map(names: &[String], side: &Bars) -> Vec<Option<usize>> {
-    names
-        .iter()
-        .map(|n| side.extras.iter().position(|e| e.name() == n))
-        .collect()
+    names.iter().map(|n| side.extras.iter().position(|e| e.name() == n)).collect()
 }
 
 struct Builder {
@@ -177,10 +156,7 @@ impl Builder {
         Self {
             ts: Vec::with_capacity(capacity),
             core: std::array::from_fn(|_| Vec::with_capacity(capacity)),
-            extras: names
-                .iter()
-                .map(|n| (n.clone(), Vec::with_capacity(capacity)))
-                .collect(),
+            extras: names.iter().map(|n| (n.clone(), Vec::with_capacity(capacity))).collect(),
         }
     }
 
@@ -230,11 +206,7 @@ impl Builder {
         for ((_, dst), m) in self.extras.iter_mut().zip(map) {
             let earlier = dst[last];
             let later = m.and_then(|m| src.extras[m].values()[row]);
-            let v = if later_wins {
-                later.or(earlier)
-            } else {
-                earlier.or(later)
-            };
+            let v = if later_wins { later.or(earlier) } else { earlier.or(later) };
             changed |= v.map(f64::to_bits) != earlier.map(f64::to_bits);
             dst[last] = v;
         }
@@ -253,9 +225,7 @@ impl Builder {
             extras: self
                 .extras
                 .into_iter()
-                .map(|(name, values)| {
-                    ExtraColumn::new(&name, values).expect("names come from valid columns")
-                })
+                .map(|(name, values)| ExtraColumn::new(&name, values).expect("names come from valid columns"))
                 .collect(),
         }
     }

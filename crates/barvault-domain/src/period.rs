@@ -93,10 +93,7 @@ impl fmt::Display for Period {
 impl FromStr for Period {
     type Err = DomainError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Period::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| DomainError::InvalidPeriod(s.to_string()))
+        Period::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| DomainError::InvalidPeriod(s.to_string()))
     }
 }
 

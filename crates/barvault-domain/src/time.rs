@@ -40,10 +40,7 @@ impl TimeRange {
 
     /// The unbounded range.
     pub const fn all() -> Self {
-        Self {
-            start: None,
-            end: None,
-        }
+        Self { start: None, end: None }
     }
 
     pub fn contains(&self, ts: i64) -> bool {

@@ -28,9 +28,7 @@ impl FromStr for ValidationPolicy {
             "strict" | "reject" => Ok(ValidationPolicy::Strict),
             "drop" => Ok(ValidationPolicy::Drop),
             "off" | "none" => Ok(ValidationPolicy::Off),
-            _ => Err(format!(
-                "unknown validation policy {s:?} (expected strict, drop or off)"
-            )),
+            _ => Err(format!("unknown validation policy {s:?} (expected strict, drop or off)")),
         }
     }
 }
@@ -84,13 +82,7 @@ pub struct RuleViolation {
 
 impl fmt::Display for RuleViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "row {} at {}: {}",
-            self.row,
-            format_timestamp(self.timestamp),
-            self.rule
-        )
+        write!(f, "row {} at {}: {}", self.row, format_timestamp(self.timestamp), self.rule)
     }
 }
 
@@ -123,26 +115,14 @@ fn first_broken_rule(o: f64, h: f64, l: f64, c: f64, v: f64) -> Option<Rule> {
 }
 
 /// Checks every bar under `policy`: strict refuses the batch, drop removes bad rows, off passes all.
-pub fn validate(
-    mut bars: Bars,
-    policy: ValidationPolicy,
-) -> Result<(Bars, ValidationReport), DomainError> {
-    let mut report = ValidationReport {
-        checked: bars.len(),
-        ..Default::default()
-    };
+pub fn validate(mut bars: Bars, policy: ValidationPolicy) -> Result<(Bars, ValidationReport), DomainError> {
+    let mut report = ValidationReport { checked: bars.len(), ..Default::default() };
     if policy == ValidationPolicy::Off {
         return Ok((bars, report));
     }
     let mut keep = Vec::new();
     for row in 0..bars.len() {
-        let rule = first_broken_rule(
-            bars.open[row],
-            bars.high[row],
-            bars.low[row],
-            bars.close[row],
-            bars.volume[row],
-        );
+        let rule = first_broken_rule(bars.open[row], bars.high[row], bars.low[row], bars.close[row], bars.volume[row]);
         if let Some(rule) = rule {
             if keep.is_empty() {
                 keep = vec![true; bars.len()];
@@ -150,11 +130,7 @@ pub fn validate(
             keep[row] = false;
             *report.by_rule.entry(rule).or_default() += 1;
             if report.samples.len() < MAX_SAMPLES {
-                report.samples.push(RuleViolation {
-                    row,
-                    timestamp: bars.ts[row],
-                    rule,
-                });
+                report.samples.push(RuleViolation { row, timestamp: bars.ts[row], rule });
             }
         }
     }
@@ -163,10 +139,7 @@ pub fn validate(
         return Ok((bars, report));
     }
     if policy == ValidationPolicy::Strict {
-        return Err(DomainError::Validation {
-            count: bad,
-            violations: report.samples,
-        });
+        return Err(DomainError::Validation { count: bad, violations: report.samples });
     }
     bars.retain_rows(&keep);
     report.dropped = bad;

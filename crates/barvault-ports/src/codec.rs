@@ -19,12 +19,7 @@ pub enum CodecInput<'a> {
 #[non_exhaustive]
 pub enum CodecError {
     #[error("line {line:?} column {column:?}: {reason}")]
-    Parse {
-        line: Option<u64>,
-        column: Option<String>,
-        value: Option<String>,
-        reason: String,
-    },
+    Parse { line: Option<u64>, column: Option<String>, value: Option<String>, reason: String },
     #[error("corrupt: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -34,12 +29,7 @@ pub enum CodecError {
 }
 
 impl CodecError {
-    pub fn parse(
-        line: Option<u64>,
-        column: Option<&str>,
-        value: Option<&str>,
-        reason: impl Into<String>,
-    ) -> Self {
+    pub fn parse(line: Option<u64>, column: Option<&str>, value: Option<&str>, reason: impl Into<String>) -> Self {
         CodecError::Parse {
             line,
             column: column.map(str::to_string),
@@ -51,22 +41,10 @@ impl CodecError {
     /// Attaches the file this error concerns.
     pub fn at(self, path: &Path) -> StorageError {
         match self {
-            CodecError::Parse {
-                line,
-                column,
-                value,
-                reason,
-            } => StorageError::Decode {
-                path: path.to_path_buf(),
-                line,
-                column,
-                value,
-                reason,
-            },
-            CodecError::Corrupt(reason) => StorageError::Corrupt {
-                path: path.to_path_buf(),
-                reason,
-            },
+            CodecError::Parse { line, column, value, reason } => {
+                StorageError::Decode { path: path.to_path_buf(), line, column, value, reason }
+            }
+            CodecError::Corrupt(reason) => StorageError::Corrupt { path: path.to_path_buf(), reason },
             CodecError::Io(e) => StorageError::io(crate::IoStep::Read, path, e),
             CodecError::Domain(e) => StorageError::Decode {
                 path: path.to_path_buf(),
@@ -89,18 +67,9 @@ pub trait BarCodec: Send + Sync + Debug {
     fn format(&self) -> &'static str;
 
     /// Writes `bars` (sorted, unique) as one complete file.
-    fn encode(
-        &self,
-        bars: &Bars,
-        series: &SeriesKey,
-        out: &mut (dyn Write + Send),
-    ) -> Result<(), CodecError>;
+    fn encode(&self, bars: &Bars, series: &SeriesKey, out: &mut (dyn Write + Send)) -> Result<(), CodecError>;
 
     /// Reads one file. Rows outside `range` may be skipped (and must be, by the caller
     /// trimming, if the codec does not). Rows come in file order.
-    fn decode(
-        &self,
-        input: CodecInput<'_>,
-        range: Option<TimeRange>,
-    ) -> Result<RawBars, CodecError>;
+    fn decode(&self, input: CodecInput<'_>, range: Option<TimeRange>) -> Result<RawBars, CodecError>;
 }

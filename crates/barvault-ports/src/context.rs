@@ -15,17 +15,13 @@ impl Default for OpContext {
 impl OpContext {
     /// A context with a fresh random (v4 UUID) correlation id.
     pub fn new() -> Self {
-        Self {
-            correlation_id: uuid::Uuid::new_v4().to_string(),
-        }
+        Self { correlation_id: uuid::Uuid::new_v4().to_string() }
     }
 
     /// A context with the caller's correlation id, or a fresh one when `id` is `None` or blank.
     pub fn with_correlation_id(id: Option<&str>) -> Self {
         match id.map(str::trim) {
-            Some(id) if !id.is_empty() => Self {
-                correlation_id: id.to_string(),
-            },
+            Some(id) if !id.is_empty() => Self { correlation_id: id.to_string() },
             _ => Self::new(),
         }
     }

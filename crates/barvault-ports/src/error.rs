@@ -97,11 +97,7 @@ pub enum StorageError {
 
     /// A file's bytes do not match the checksum its metadata records.
     #[error("{}: checksum mismatch (metadata says {expected}, file has {actual})", path.display())]
-    ChecksumMismatch {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    ChecksumMismatch { path: PathBuf, expected: String, actual: String },
 
     /// An operating-system call failed.
     #[error("{step} failed for {}: {source}", path.display())]
@@ -114,18 +110,11 @@ pub enum StorageError {
 
     /// Another writer held the series lock for longer than the configured timeout.
     #[error("{series} is locked by another writer ({}); gave up after {waited:?}", path.display())]
-    Locked {
-        series: SeriesKey,
-        path: PathBuf,
-        waited: Duration,
-    },
+    Locked { series: SeriesKey, path: PathBuf, waited: Duration },
 
     /// The adapter does not offer this optional operation.
     #[error("{operation} is not supported by the {store} store")]
-    Unsupported {
-        operation: &'static str,
-        store: String,
-    },
+    Unsupported { operation: &'static str, store: String },
 
     /// A configuration value is invalid.
     #[error("configuration field {field}: {message}")]
@@ -162,25 +151,15 @@ fn decode_message(
 
 impl StorageError {
     pub fn io(step: IoStep, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        StorageError::Io {
-            step,
-            path: path.into(),
-            source,
-        }
+        StorageError::Io { step, path: path.into(), source }
     }
 
     pub fn unsupported(operation: &'static str, store: impl Into<String>) -> Self {
-        StorageError::Unsupported {
-            operation,
-            store: store.into(),
-        }
+        StorageError::Unsupported { operation, store: store.into() }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
-        StorageError::InvalidInput {
-            message: message.into(),
-            source: None,
-        }
+        StorageError::InvalidInput { message: message.into(), source: None }
     }
 
     /// Whether this error means the data (not the machine) is bad: a retry cannot help,
@@ -188,18 +167,13 @@ impl StorageError {
     pub fn is_data_error(&self) -> bool {
         matches!(
             self,
-            StorageError::Decode { .. }
-                | StorageError::Corrupt { .. }
-                | StorageError::ChecksumMismatch { .. }
+            StorageError::Decode { .. } | StorageError::Corrupt { .. } | StorageError::ChecksumMismatch { .. }
         )
     }
 }
 
 impl From<DomainError> for StorageError {
     fn from(e: DomainError) -> Self {
-        StorageError::InvalidInput {
-            message: e.to_string(),
-            source: Some(e),
-        }
+        StorageError::InvalidInput { message: e.to_string(), source: Some(e) }
     }
 }

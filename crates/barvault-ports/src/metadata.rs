@@ -66,10 +66,5 @@ pub trait MetadataStore: Send + Sync + Debug {
     async fn list(&self, ctx: &OpContext) -> Result<Vec<FileMetadata>, StorageError>;
 
     /// Removes the record; returns whether it existed.
-    async fn remove(
-        &self,
-        series: &SeriesKey,
-        format: &str,
-        ctx: &OpContext,
-    ) -> Result<bool, StorageError>;
+    async fn remove(&self, series: &SeriesKey, format: &str, ctx: &OpContext) -> Result<bool, StorageError>;
 }

@@ -29,17 +29,11 @@ pub struct PersistOptions {
 
 impl PersistOptions {
     pub fn merge(policy: MergePolicy) -> Self {
-        Self {
-            mode: WriteMode::Merge,
-            policy,
-        }
+        Self { mode: WriteMode::Merge, policy }
     }
 
     pub fn replace() -> Self {
-        Self {
-            mode: WriteMode::Replace,
-            policy: MergePolicy::default(),
-        }
+        Self { mode: WriteMode::Replace, policy: MergePolicy::default() }
     }
 }
 
@@ -47,19 +41,9 @@ impl PersistOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum SecondaryStatus {
-    Written {
-        format: String,
-        location: String,
-    },
-    Unchanged {
-        format: String,
-        location: String,
-    },
-    Failed {
-        format: String,
-        location: String,
-        error: String,
-    },
+    Written { format: String, location: String },
+    Unchanged { format: String, location: String },
+    Failed { format: String, location: String, error: String },
 }
 
 /// The outcome of a successful `persist`.
@@ -136,11 +120,7 @@ pub trait BarStore: Send + Sync + Debug {
     async fn exists(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError>;
 
     /// Size, rows and range of the stored file; `None` if nothing is stored.
-    async fn file_info(
-        &self,
-        series: &SeriesKey,
-        ctx: &OpContext,
-    ) -> Result<Option<FileInfo>, StorageError>;
+    async fn file_info(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<FileInfo>, StorageError>;
 
     /// Every stored series. Optional.
     async fn list(&self, _ctx: &OpContext) -> Result<Vec<SeriesKey>, StorageError> {
