@@ -239,3 +239,113 @@ fn conflict(ts: i64, column: &str, existing: f64, new: f64) -> DomainError {
         new: new.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bars::RawBars;
+
+    fn bars(ts: &[i64], close: &[f64], adj: Option<&[Option<f64>]>) -> Bars {
+        let n = ts.len();
+        let extras = adj.map(|v| vec![ExtraColumn::new("adj_close", v.to_vec()).unwrap()]).unwrap_or_default();
+        Bars::new(ts.to_vec(), vec![1.0; n], vec![9.0; n], vec![0.5; n], close.to_vec(), vec![10.0; n], extras).unwrap()
+    }
+
+    #[test]
+    fn keep_last_takes_new_values_but_never_erases_stored_cells() {
+        let old = bars(&[1, 2, 3], &[1.0, 2.0, 3.0], Some(&[Some(10.0), Some(20.0), None]));
+        let new = bars(&[2, 3, 4], &[2.5, 3.5, 4.5], Some(&[None, Some(31.0), None]));
+        let (out, stats) = merge(&old, &new, MergePolicy::KeepLast).unwrap();
+        assert_eq!(out, bars(&[1, 2, 3, 4], &[1.0, 2.5, 3.5, 4.5], Some(&[Some(10.0), Some(20.0), Some(31.0), None])));
+        assert_eq!(
+            stats,
+            MergeStats {
+                existing_rows: 3,
+                new_rows: 3,
+                result_rows: 4,
+                duplicates_removed: 2,
+                rows_added: 1,
+                rows_changed: 2,
+                unchanged: false
+            }
+        );
+        // A batch without the column keeps every stored value.
+        let (out, _) = merge(&old, &bars(&[1], &[1.5], None), MergePolicy::KeepLast).unwrap();
+        assert_eq!(out.extra("adj_close").unwrap().values(), &[Some(10.0), Some(20.0), None]);
+        assert_eq!(out.close(), &[1.5, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn keep_first_only_fills_gaps() {
+        let old = bars(&[1, 2], &[1.0, 2.0], Some(&[Some(10.0), None]));
+        let new = bars(&[1, 2], &[7.0, 8.0], Some(&[Some(70.0), Some(80.0)]));
+        let (out, stats) = merge(&old, &new, MergePolicy::KeepFirst).unwrap();
+        assert_eq!(out, bars(&[1, 2], &[1.0, 2.0], Some(&[Some(10.0), Some(80.0)])));
+        assert_eq!((stats.rows_changed, stats.rows_added, stats.unchanged), (1, 0, false));
+    }
+
+    #[test]
+    fn conflicts_name_timestamp_column_and_both_values() {
+        let old = bars(&[0], &[-37.63], None);
+        let new = bars(&[0], &[-37.62], None);
+        let err = merge(&old, &new, MergePolicy::ErrorOnConflict).unwrap_err();
+        assert_eq!(
+            err,
+            DomainError::Conflict {
+                timestamp: "1970-01-01T00:00:00Z".into(),
+                column: "close".into(),
+                existing: "-37.63".into(),
+                new: "-37.62".into(),
+            }
+        );
+        let old = bars(&[5], &[1.0], Some(&[Some(1.0)]));
+        let new = bars(&[5], &[1.0], Some(&[Some(2.0)]));
+        let err = merge(&old, &new, MergePolicy::ErrorOnConflict).unwrap_err();
+        assert!(matches!(err, DomainError::Conflict { ref column, .. } if column == "adj_close"), "{err:?}");
+    }
+
+    #[test]
+    fn conflict_is_bitwise_and_missing_is_not_a_conflict() {
+        let nan = bars(&[1], &[f64::NAN], Some(&[None]));
+        let (out, stats) = merge(&nan, &bars(&[1], &[f64::NAN], Some(&[Some(4.0)])), MergePolicy::ErrorOnConflict)
+            .expect("NaN equals itself bitwise and a missing cell is filled");
+        assert_eq!(out.extra("adj_close").unwrap().values(), &[Some(4.0)]);
+        assert_eq!(stats.rows_changed, 1);
+        let zero = bars(&[1], &[0.0], None);
+        let neg_zero = bars(&[1], &[-0.0], None);
+        assert!(merge(&zero, &neg_zero, MergePolicy::ErrorOnConflict).is_err(), "-0.0 and 0.0 differ in storage");
+    }
+
+    #[test]
+    fn empty_new_batch_is_unchanged_unless_it_brings_a_column() {
+        let old = bars(&[1, 2], &[1.0, 2.0], None);
+        let (out, stats) = merge(&old, &Bars::empty(), MergePolicy::KeepLast).unwrap();
+        assert_eq!(out, old);
+        assert!(stats.unchanged);
+        let (out, stats) = merge(&old, &bars(&[], &[], Some(&[])), MergePolicy::KeepLast).unwrap();
+        assert_eq!(out.column_names().last().map(String::as_str), Some("adj_close"));
+        assert!(!stats.unchanged, "a new (empty) column changes the frame");
+    }
+
+    #[test]
+    fn raw_duplicates_fold_in_file_order() {
+        let mut raw = RawBars::default();
+        for (ts, close) in [(3, 30.0), (1, 10.0), (3, 31.0), (2, 20.0), (3, 32.0)] {
+            raw.push(ts, 1.0, 99.0, 0.0, close, 5.0);
+        }
+        let (last, folded) = raw.clone().into_bars(MergePolicy::KeepLast).unwrap();
+        assert_eq!((last.timestamps(), last.close(), folded), (&[1, 2, 3][..], &[10.0, 20.0, 32.0][..], 2));
+        let (first, _) = raw.clone().into_bars(MergePolicy::KeepFirst).unwrap();
+        assert_eq!(first.close(), &[10.0, 20.0, 30.0]);
+        assert!(matches!(raw.into_bars(MergePolicy::ErrorOnConflict), Err(DomainError::Conflict { .. })));
+    }
+
+    #[test]
+    fn policies_parse_and_display() {
+        for p in [MergePolicy::KeepLast, MergePolicy::KeepFirst, MergePolicy::ErrorOnConflict] {
+            assert_eq!(p.to_string().parse::<MergePolicy>(), Ok(p));
+        }
+        assert_eq!("keep_first".parse::<MergePolicy>(), Ok(MergePolicy::KeepFirst));
+        assert!("newest".parse::<MergePolicy>().is_err());
+    }
+}

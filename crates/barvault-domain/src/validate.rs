@@ -145,3 +145,135 @@ pub fn validate(mut bars: Bars, policy: ValidationPolicy) -> Result<(Bars, Valid
     report.dropped = bad;
     Ok((bars, report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bars::ExtraColumn;
+
+    type Row = (f64, f64, f64, f64, f64);
+
+    /// Bars at timestamps 1000, 2000, … with an `adj_close` extra equal to the row index.
+    fn bars(rows: &[Row]) -> Bars {
+        let col = |f: fn(&Row) -> f64| rows.iter().map(f).collect::<Vec<_>>();
+        let extra = ExtraColumn::new("adj_close", (0..rows.len()).map(|i| Some(i as f64)).collect()).unwrap();
+        Bars::new(
+            (1..=rows.len() as i64).map(|i| i * 1000).collect(),
+            col(|r| r.0),
+            col(|r| r.1),
+            col(|r| r.2),
+            col(|r| r.3),
+            col(|r| r.4),
+            vec![extra],
+        )
+        .unwrap()
+    }
+
+    const GOOD: Row = (10.0, 12.0, 9.0, 11.0, 100.0);
+
+    fn strict_violations(rows: &[Row]) -> (usize, Vec<RuleViolation>) {
+        match validate(bars(rows), ValidationPolicy::Strict) {
+            Err(DomainError::Validation { count, violations }) => (count, violations),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_rule_is_detected() {
+        let cases: [(Row, Rule); 9] = [
+            ((f64::NAN, 12.0, 9.0, 11.0, 1.0), Rule::FinitePrices),
+            ((10.0, f64::INFINITY, 9.0, 11.0, 1.0), Rule::FinitePrices),
+            ((10.0, 12.0, f64::NEG_INFINITY, 11.0, 1.0), Rule::FinitePrices),
+            ((10.0, 12.0, 9.0, f64::NAN, 1.0), Rule::FinitePrices),
+            ((10.0, 8.0, 9.0, 8.5, 1.0), Rule::HighAtLeastLow),
+            ((10.0, 9.5, 8.0, 8.5, 1.0), Rule::HighAtLeastOpenClose),
+            ((10.0, 11.0, 10.5, 10.8, 1.0), Rule::LowAtMostOpenClose),
+            ((10.0, 12.0, 9.0, 11.0, -1.0), Rule::VolumeNonNegative),
+            ((10.0, 12.0, 9.0, 11.0, f64::NAN), Rule::VolumeNonNegative),
+        ];
+        for (row, rule) in cases {
+            let (count, violations) = strict_violations(&[GOOD, row, GOOD]);
+            assert_eq!(count, 1, "{row:?}");
+            assert_eq!(violations, vec![RuleViolation { row: 1, timestamp: 2000, rule }], "{row:?}");
+        }
+    }
+
+    #[test]
+    fn a_row_reports_only_its_first_broken_rule() {
+        // Breaks high >= low, high >= max(open, close) and the volume rule.
+        let (count, violations) = strict_violations(&[(10.0, 5.0, 6.0, 11.0, -1.0)]);
+        assert_eq!((count, violations[0].rule), (1, Rule::HighAtLeastLow));
+    }
+
+    #[test]
+    fn strict_lists_at_most_ten_rows_with_timestamp_and_rule() {
+        let bad = (10.0, 12.0, 9.0, 11.0, -5.0);
+        let rows: Vec<Row> = (0..25).map(|i| if i % 2 == 0 { bad } else { GOOD }).collect();
+        let (count, violations) = strict_violations(&rows);
+        assert_eq!(count, 13);
+        assert_eq!(violations.len(), 10);
+        for (k, v) in violations.iter().enumerate() {
+            assert_eq!(v.row, 2 * k);
+            assert_eq!(v.timestamp, (2 * k as i64 + 1) * 1000);
+            assert_eq!(v.rule, Rule::VolumeNonNegative);
+        }
+        let message = validate(bars(&rows), ValidationPolicy::Strict).unwrap_err().to_string();
+        assert!(message.starts_with("13 row(s) break validation rules"), "{message}");
+        assert!(message.contains("row 0 at 1970-01-01T00:00:00.000001Z: volume must be finite and >= 0"), "{message}");
+    }
+
+    #[test]
+    fn drop_removes_bad_rows_and_counts_them_by_rule() {
+        let rows = [
+            GOOD,
+            (f64::NAN, 1.0, 1.0, 1.0, 1.0),
+            (10.0, 12.0, 9.0, 11.0, -1.0),
+            (2.0, 3.0, 1.0, 2.5, 0.0),
+            (10.0, 12.0, 9.0, 11.0, f64::INFINITY),
+        ];
+        let (kept, report) = validate(bars(&rows), ValidationPolicy::Drop).unwrap();
+        assert_eq!((report.checked, report.dropped), (5, 3));
+        assert_eq!(report.by_rule, BTreeMap::from([(Rule::FinitePrices, 1), (Rule::VolumeNonNegative, 2)]));
+        assert_eq!(report.samples.iter().map(|v| v.row).collect::<Vec<_>>(), vec![1, 2, 4]);
+        assert_eq!(kept.timestamps(), &[1000, 4000]);
+        assert_eq!(kept.close(), &[11.0, 2.5]);
+        assert_eq!(kept.extra("adj_close").unwrap().values(), &[Some(0.0), Some(3.0)], "extras stay aligned");
+    }
+
+    #[test]
+    fn off_passes_everything_unchanged() {
+        let rows = [(f64::NAN, -1.0, 5.0, 0.0, -3.0), GOOD];
+        let input = bars(&rows);
+        let (out, report) = validate(input.clone(), ValidationPolicy::Off).unwrap();
+        assert_eq!(out, input);
+        assert_eq!((report.checked, report.dropped, report.samples.len()), (2, 0, 0));
+    }
+
+    #[test]
+    fn valid_bars_pass_strict_untouched_including_negative_prices() {
+        // WTI on 2020-04-20 and a zero-volume bar with a -0.0 volume.
+        let rows = [(17.73, 17.85, -40.32, -37.63, 1_000.0), (-14.0, 10.5, -16.74, 10.01, -0.0), GOOD];
+        let input = bars(&rows);
+        for policy in [ValidationPolicy::Strict, ValidationPolicy::Drop] {
+            let (out, report) = validate(input.clone(), policy).unwrap();
+            assert_eq!(out, input);
+            assert_eq!(report, ValidationReport { checked: 3, ..Default::default() });
+        }
+    }
+
+    #[test]
+    fn empty_bars_are_valid() {
+        let (out, report) = validate(Bars::empty(), ValidationPolicy::Strict).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(report.checked, 0);
+    }
+
+    #[test]
+    fn policies_parse_and_display() {
+        for p in [ValidationPolicy::Strict, ValidationPolicy::Drop, ValidationPolicy::Off] {
+            assert_eq!(p.to_string().parse::<ValidationPolicy>(), Ok(p));
+        }
+        assert_eq!("reject".parse::<ValidationPolicy>(), Ok(ValidationPolicy::Strict));
+        assert!("lenient".parse::<ValidationPolicy>().is_err());
+    }
+}

@@ -1,1 +1,26 @@
-//! placeholder
+//! The durable file adapter of barvault, shared by every file format.
+//!
+//! The store's promise — no crash, bad file or concurrent run loses data — is kept
+//! here once instead of in each codec: files are only ever replaced by
+//! [`write_atomic`] (temp file, fsync, rename, directory fsync, hard-linked backup),
+//! writers of a series exclude each other across processes with [`FileLocks`], and
+//! every path comes from a validated series key through [`Layout`]. All filesystem
+//! calls go through the [`Fs`] seam so that [`FaultyFs`] can fail any one of them in
+//! tests and prove the promise step by step, rather than trusting it.
+
+// `StorageError` is the ports' shared error type (144 bytes); boxing it is the ports'
+// decision, not one adapter's.
+
+mod atomic;
+mod fs;
+mod layout;
+mod lock;
+mod store;
+
+pub use atomic::{WriteOutcome, create_dir_durable, md5_hex, md5_of_reader, remove_durable, write_atomic};
+pub use fs::{Fault, FaultyFs, Fs, FsFile, RealFs};
+pub use layout::{
+    DataFile, Layout, LockFile, Scan, TempFile, backup_path_of, is_valid_ext, parse_temp_name, temp_path_in,
+};
+pub use lock::{FileLockGuard, FileLocks, LockScope};
+pub use store::{DEFAULT_LOCK_TIMEOUT, FileStore, FileStoreBuilder};

@@ -1,1 +1,120 @@
-//! placeholder
+//! The Parquet file format for barvault, as a [`BarCodec`] the file store plugs in.
+//!
+//! Parquet is the format users hand to pandas, pyarrow and polars, so written files stay
+//! plain: a UTC nanosecond `timestamp` column, non-null `Float64` core columns, nullable
+//! `Float64` extras, no pandas index metadata, and the seed's key-value metadata
+//! (`barvault_version`, `instrument_symbol`, `instrument_type`, `period`, `created_at`).
+//! Floats are stored as IEEE bits, so every value (−0.0, subnormals, NaN) reads back
+//! bit-exactly.
+//!
+//! Files are cut into row groups of bounded size with timestamp statistics, so a range
+//! read decodes only the row groups that can hold rows of the range and then trims to it
+//! exactly; [`DecodeStats`] reports how much was skipped.
+//!
+//! Decoding is lenient about the files users import, because those come from many
+//! writers: timestamps of any unit, UTC, naive (taken as UTC) or with another zone (Arrow
+//! stores instants, so the zone is display only), or Date32/Date64 (midnight UTC);
+//! integer and Float32 columns widened to f64 (integers beyond 2^53 round); names
+//! matched case-insensitively with the aliases `datetime`/`date`/`time`, `last` and `vol`;
+//! every other numeric column kept as an extra under [`ExtraColumn::normalize_name`].
+//! Non-numeric columns (a `symbol` string, booleans, decimals) are skipped rather than
+//! refused, since exports often carry them and they are not bar data. What cannot be
+//! bars is refused with the column and the type found; what is not Parquet at all is
+//! [`CodecError::Corrupt`].
+//!
+//! [`ExtraColumn::normalize_name`]: barvault_domain::ExtraColumn::normalize_name
+
+mod compression;
+mod decode;
+mod encode;
+mod error;
+
+use std::io::Write;
+use std::panic::AssertUnwindSafe;
+
+use barvault_domain::{Bars, RawBars, SeriesKey, TimeRange};
+use barvault_ports::{BarCodec, CodecError, CodecInput};
+use bytes::Bytes;
+
+pub use compression::{ParquetCompression, UnknownCompression};
+pub use decode::DecodeStats;
+pub use encode::{META_CREATED_AT, META_PERIOD, META_SYMBOL, META_TYPE, META_VERSION, arrow_schema};
+
+/// Reads and writes bars as Parquet files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParquetCodec {
+    compression: ParquetCompression,
+    row_group_rows: usize,
+}
+
+impl Default for ParquetCodec {
+    fn default() -> Self {
+        Self::new(ParquetCompression::default())
+    }
+}
+
+impl ParquetCodec {
+    /// Rows per row group. 128k one-minute bars are about three months of a 24h market:
+    /// fine enough to prune range reads, coarse enough that per-group overhead stays small
+    /// (the whole 1M-row encode changes by under 5% between 64k and 1M).
+    pub const DEFAULT_ROW_GROUP_ROWS: usize = 128 * 1024;
+
+    pub fn new(compression: ParquetCompression) -> Self {
+        Self { compression, row_group_rows: Self::DEFAULT_ROW_GROUP_ROWS }
+    }
+
+    /// Sets the maximum rows per row group (at least 1).
+    pub fn with_row_group_rows(mut self, rows: usize) -> Self {
+        self.row_group_rows = rows.max(1);
+        self
+    }
+
+    pub fn compression(&self) -> ParquetCompression {
+        self.compression
+    }
+
+    pub fn row_group_rows(&self) -> usize {
+        self.row_group_rows
+    }
+
+    /// Like [`BarCodec::decode`], and also reports how many row groups were pruned.
+    pub fn decode_with_stats(
+        &self,
+        input: CodecInput<'_>,
+        range: Option<TimeRange>,
+    ) -> Result<(RawBars, DecodeStats), CodecError> {
+        // The parquet decoder trusts page headers and lengths and can panic on damaged
+        // pages (found by the flip proptest: bit-chunk bounds, negative offsets). A damaged
+        // file must be a data error the store can fall back from, not a crash, so a panic
+        // inside the decode is caught and reported as corruption. Only locals of this call
+        // are touched inside, so nothing observes state left behind by the unwind.
+        let run = || match input {
+            CodecInput::File(file) => decode::decode_chunks(file, range),
+            CodecInput::Bytes(bytes) => decode::decode_chunks(Bytes::copy_from_slice(bytes), range),
+        };
+        std::panic::catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|payload| {
+            let detail = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown failure".to_string());
+            Err(CodecError::Corrupt(format!("damaged Parquet data (decoder failed: {detail})")))
+        })
+    }
+}
+
+impl BarCodec for ParquetCodec {
+    fn format(&self) -> &'static str {
+        "parquet"
+    }
+
+    fn encode(&self, bars: &Bars, series: &SeriesKey, out: &mut (dyn Write + Send)) -> Result<(), CodecError> {
+        self.encode_bars(bars, series, out)
+    }
+
+    /// Reads a Parquet file; with a range, only row groups whose timestamp statistics
+    /// overlap it are decoded, and the rows are trimmed to it (inclusive).
+    fn decode(&self, input: CodecInput<'_>, range: Option<TimeRange>) -> Result<RawBars, CodecError> {
+        self.decode_with_stats(input, range).map(|(raw, _)| raw)
+    }
+}

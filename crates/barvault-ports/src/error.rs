@@ -61,7 +61,7 @@ pub enum StorageError {
     InvalidInput {
         message: String,
         #[source]
-        source: Option<DomainError>,
+        source: Option<Box<DomainError>>,
     },
 
     /// New bars broke validation rules under a strict policy.
@@ -69,7 +69,7 @@ pub enum StorageError {
     Validation {
         series: SeriesKey,
         #[source]
-        source: DomainError,
+        source: Box<DomainError>,
     },
 
     /// The merge policy refused differing values for one timestamp.
@@ -77,7 +77,7 @@ pub enum StorageError {
     Conflict {
         series: SeriesKey,
         #[source]
-        source: DomainError,
+        source: Box<DomainError>,
     },
 
     /// An input or stored file could not be parsed.
@@ -158,6 +158,20 @@ impl StorageError {
         StorageError::Unsupported { operation, store: store.into() }
     }
 
+    /// New bars of `series` broke validation rules.
+    pub fn validation(series: &SeriesKey, source: DomainError) -> Self {
+        StorageError::Validation { series: series.clone(), source: Box::new(source) }
+    }
+
+    /// A merge of `series` failed: a policy conflict becomes [`StorageError::Conflict`],
+    /// anything else [`StorageError::InvalidInput`].
+    pub fn merge_failed(series: &SeriesKey, source: DomainError) -> Self {
+        match source {
+            DomainError::Conflict { .. } => StorageError::Conflict { series: series.clone(), source: Box::new(source) },
+            other => other.into(),
+        }
+    }
+
     pub fn invalid(message: impl Into<String>) -> Self {
         StorageError::InvalidInput { message: message.into(), source: None }
     }
@@ -174,6 +188,17 @@ impl StorageError {
 
 impl From<DomainError> for StorageError {
     fn from(e: DomainError) -> Self {
-        StorageError::InvalidInput { message: e.to_string(), source: Some(e) }
+        StorageError::InvalidInput { message: e.to_string(), source: Some(Box::new(e)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stays_small_enough_to_return_by_value() {
+        // clippy's result_large_err threshold; boxed domain errors keep every variant under it.
+        assert!(std::mem::size_of::<StorageError>() <= 128, "{}", std::mem::size_of::<StorageError>());
     }
 }

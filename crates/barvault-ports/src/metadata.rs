@@ -1,7 +1,10 @@
+// mockall's generated expectation closures return the (large) StorageError by value;
+// the trait signatures are fixed, so the lint is silenced for the mocks only.
+
 use std::fmt::Debug;
 
 use async_trait::async_trait;
-use barvault_domain::{Instrument, InstrumentKind, Period, SeriesKey, Symbol};
+use barvault_domain::{DomainError, Instrument, InstrumentKind, Period, SeriesKey, Symbol};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -34,16 +37,26 @@ pub struct FileMetadata {
     pub checksum: String,
     /// Increases with every write of the series; both formats of one write share it.
     pub generation: u64,
+    /// MD5 of the previous version, kept beside the data as `{file}.backup`, so recovery
+    /// can tell a sound backup from a damaged one. `None` when no backup was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_checksum: Option<String>,
 }
 
 impl FileMetadata {
     /// The series this record describes.
+    ///
+    /// # Panics
+    /// If the symbol is not valid for the kind (a forex record whose symbol is not a
+    /// six-letter pair), which only a hand-edited or foreign record can hold; code that
+    /// reads records from disk should use [`FileMetadata::try_series`].
     pub fn series(&self) -> SeriesKey {
-        SeriesKey::new(
-            Instrument::new(self.instrument_type, self.instrument_symbol.as_str())
-                .expect("a stored Symbol is valid for its kind"),
-            self.period,
-        )
+        self.try_series().expect("a stored Symbol is valid for its kind")
+    }
+
+    /// The series this record describes, or why its symbol does not fit its kind.
+    pub fn try_series(&self) -> Result<SeriesKey, DomainError> {
+        Ok(SeriesKey::new(Instrument::new(self.instrument_type, self.instrument_symbol.as_str())?, self.period))
     }
 }
 

@@ -1,3 +1,6 @@
+// mockall's generated expectation closures return the (large) StorageError by value;
+// the trait signatures are fixed, so the lint is silenced for the mocks only.
+
 use std::fmt::Debug;
 use std::time::Duration;
 
@@ -17,7 +20,22 @@ pub enum WriteMode {
     #[default]
     Merge,
     /// Write exactly the given bars; what was stored survives only as the `.backup`.
+    /// Writes nothing when the stored bars are already equal.
     Replace,
+    /// Write exactly the given bars without reading or comparing what is stored: for a
+    /// caller that holds the series lock and has already merged (the dual manager).
+    Overwrite,
+}
+
+/// Whether a write keeps the version it replaces as `{file}.backup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupPolicy {
+    #[default]
+    Keep,
+    /// Do not keep the replaced file: it is known to be damaged, and keeping it would
+    /// overwrite a sound older backup.
+    Skip,
 }
 
 /// Options of one `persist` call.
@@ -25,15 +43,20 @@ pub enum WriteMode {
 pub struct PersistOptions {
     pub mode: WriteMode,
     pub policy: MergePolicy,
+    pub backup: BackupPolicy,
 }
 
 impl PersistOptions {
     pub fn merge(policy: MergePolicy) -> Self {
-        Self { mode: WriteMode::Merge, policy }
+        Self { mode: WriteMode::Merge, policy, backup: BackupPolicy::Keep }
     }
 
     pub fn replace() -> Self {
-        Self { mode: WriteMode::Replace, policy: MergePolicy::default() }
+        Self { mode: WriteMode::Replace, ..Self::default() }
+    }
+
+    pub fn overwrite(backup: BackupPolicy) -> Self {
+        Self { mode: WriteMode::Overwrite, policy: MergePolicy::default(), backup }
     }
 }
 
@@ -121,6 +144,23 @@ pub trait BarStore: Send + Sync + Debug {
 
     /// Size, rows and range of the stored file; `None` if nothing is stored.
     async fn file_info(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<FileInfo>, StorageError>;
+
+    /// Loads the series together with the MD5 (lower-case hex) of the bytes it was decoded
+    /// from, computed in the same read, so a caller can compare it with recorded metadata
+    /// without reading the file twice. Stores without bytes return `None` as checksum.
+    async fn load_with_checksum(
+        &self,
+        series: &SeriesKey,
+        range: Option<TimeRange>,
+        ctx: &OpContext,
+    ) -> Result<Option<(Bars, Option<String>)>, StorageError> {
+        Ok(self.load(series, range, ctx).await?.map(|b| (b, None)))
+    }
+
+    /// The MD5 of the stored file's bytes without decoding it; `None` if nothing is stored. Optional.
+    async fn checksum(&self, _series: &SeriesKey, _ctx: &OpContext) -> Result<Option<String>, StorageError> {
+        Err(StorageError::unsupported("checksum", self.name()))
+    }
 
     /// Every stored series. Optional.
     async fn list(&self, _ctx: &OpContext) -> Result<Vec<SeriesKey>, StorageError> {

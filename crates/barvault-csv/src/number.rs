@@ -1,0 +1,221 @@
+//! f64 <-> text with exact round trips.
+
+/// 2^53: below it every integral f64 is an exact i64 and prints the same as an integer.
+const EXACT_INT_LIMIT: f64 = 9_007_199_254_740_992.0;
+
+/// Appends `v` in the shortest text that parses back to the same bits.
+///
+/// Integral values below 2^53 print as integers (`1500`, `-0` for negative zero), others in
+/// ryu's shortest round-trip form (`0.1`, `8.71e-6`, `1e300`); NaN, +inf and -inf print as
+/// `NaN`, `inf` and `-inf`. A NaN's sign and payload are not kept.
+pub fn write_f64(v: f64, out: &mut Vec<u8>) {
+    if v.is_nan() {
+        out.extend_from_slice(b"NaN");
+    } else if v.is_infinite() {
+        out.extend_from_slice(if v > 0.0 { b"inf" } else { b"-inf" });
+    } else if v == v.trunc() && v.abs() < EXACT_INT_LIMIT {
+        if v == 0.0 && v.is_sign_negative() {
+            out.extend_from_slice(b"-0");
+        } else {
+            // Exact: |v| < 2^53 and integral.
+            let mut buf = itoa::Buffer::new();
+            out.extend_from_slice(buf.format(v as i64).as_bytes());
+        }
+    } else if !write_short_decimal(v, out) {
+        let mut buf = ryu::Buffer::new();
+        out.extend_from_slice(buf.format_finite(v).as_bytes());
+    }
+}
+
+/// Powers of ten up to the most fraction digits the fast path tries; all exact in f64.
+const POW10: [f64; 9] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8];
+
+/// Writes `v` as `m / 10^k` with the fewest fraction digits `k` (1 to 8) that give back
+/// exactly `v`; false when there is none (then ryu decides).
+///
+/// Prices are mostly short decimals (`4500.25`, `20.559999`), and this is several times
+/// cheaper than ryu for them. Exactness: `m` and `10^k` are exact f64s, so `m / 10^k` in
+/// f64 is the correctly rounded quotient, the same value a correct parser gives for the
+/// text; the check `m / 10^k == v` is therefore the round-trip guarantee itself.
+fn write_short_decimal(v: f64, out: &mut Vec<u8>) -> bool {
+    for (k, &p) in POW10.iter().enumerate().skip(1) {
+        let scaled = v * p;
+        if !(scaled.abs() < EXACT_INT_LIMIT) {
+            return false;
+        }
+        let m = scaled.round();
+        // Cheap filter before the division: v * 10^k is within a few ulps of an integer.
+        if (scaled - m).abs() > scaled.abs() * (4.0 * f64::EPSILON) || m / p != v || m == 0.0 {
+            continue;
+        }
+        let mut buf = itoa::Buffer::new();
+        // Exact: |m| < 2^53 and integral.
+        let digits = buf.format((m as i64).unsigned_abs()).as_bytes();
+        if v < 0.0 {
+            out.push(b'-');
+        }
+        match digits.len().checked_sub(k) {
+            Some(int_len) if int_len > 0 => {
+                let (int, frac) = digits.split_at(int_len);
+                out.extend_from_slice(int);
+                out.push(b'.');
+                out.extend_from_slice(frac);
+            }
+            _ => {
+                out.extend_from_slice(b"0.");
+                out.extend(std::iter::repeat_n(b'0', k.saturating_sub(digits.len())));
+                out.extend_from_slice(digits);
+            }
+        }
+        return true;
+    }
+    false
+}
+
+/// Parses a number cell (surrounding ASCII spaces ignored): decimal or exponent form,
+/// an optional sign, `NaN`/`inf`/`infinity` in any case. `None` when it is not a number.
+pub fn parse_f64(text: &[u8]) -> Option<f64> {
+    let s = text.trim_ascii();
+    match fast_float2::parse::<f64, _>(s) {
+        Ok(v) => Some(v),
+        // Quoted thousands separators (`"24,212"`) are common in spreadsheet exports.
+        Err(_) if has_thousands_groups(s) => {
+            let digits: Vec<u8> = s.iter().copied().filter(|&b| b != b',').collect();
+            fast_float2::parse::<f64, _>(&digits).ok()
+        }
+        Err(_) => None,
+    }
+}
+
+/// `[sign]d{1,3}(,ddd)+[.…]`: commas only as strict thousands separators, so a decimal
+/// comma such as `1,5` is never silently read as 15.
+fn has_thousands_groups(s: &[u8]) -> bool {
+    let unsigned = s.strip_prefix(b"-").or_else(|| s.strip_prefix(b"+")).unwrap_or(s);
+    let int_len = unsigned.iter().position(|&b| b == b'.' || b == b'e' || b == b'E').unwrap_or(unsigned.len());
+    let Some(int_part) = unsigned.get(..int_len) else { return false };
+    let mut groups = int_part.split(|&b| b == b',');
+    let first_ok = groups.next().is_some_and(|g| (1..=3).contains(&g.len()) && g.iter().all(u8::is_ascii_digit));
+    let mut rest = 0;
+    for g in groups {
+        if g.len() != 3 || !g.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        rest += 1;
+    }
+    first_ok && rest > 0 && !unsigned.get(int_len..).unwrap_or_default().contains(&b',')
+}
+
+/// Cells that mean "no value" in an optional column (pandas' default NA spellings that
+/// are not also float spellings: `NaN` stays a value so that it round-trips).
+const MISSING_TOKENS: [&[u8]; 9] = [b"", b"N/A", b"n/a", b"NA", b"<NA>", b"#N/A", b"NULL", b"null", b"None"];
+
+/// Why an extra-column cell was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NotANumber;
+
+/// Parses a cell of an optional column: a missing marker gives `None`. Barchart's
+/// `%Chg` (`+5.40%`, kept as 5.4) and `unch` (0) in change columns are accepted too.
+pub(crate) fn parse_extra(text: &[u8]) -> Result<Option<f64>, NotANumber> {
+    let s = text.trim_ascii();
+    if MISSING_TOKENS.contains(&s) {
+        return Ok(None);
+    }
+    if let Some(v) = parse_f64(s) {
+        return Ok(Some(v));
+    }
+    if s.eq_ignore_ascii_case(b"unch") {
+        return Ok(Some(0.0));
+    }
+    match s.strip_suffix(b"%") {
+        Some(pct) if !pct.is_empty() => parse_f64(pct).map(Some).ok_or(NotANumber),
+        _ => Err(NotANumber),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(v: f64) -> String {
+        let mut out = Vec::new();
+        write_f64(v, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn writes_shortest_exact_forms() {
+        assert_eq!(text(1500.0), "1500");
+        assert_eq!(text(100.0), "100");
+        assert_eq!(text(-3.0), "-3");
+        assert_eq!(text(0.0), "0");
+        assert_eq!(text(-0.0), "-0");
+        assert_eq!(text(0.00000871), "0.00000871");
+        assert_eq!(text(0.000000001), "1e-9");
+        assert_eq!(text(4500.25), "4500.25");
+        assert_eq!(text(-0.05), "-0.05");
+        assert_eq!(text(0.3333333333333333), "0.3333333333333333");
+        assert_eq!(text(123456.12345678), "123456.12345678");
+        assert_eq!(text(1e300), "1e300");
+        assert_eq!(text(0.1), "0.1");
+        assert_eq!(text(20.559999), "20.559999");
+        assert_eq!(text(f64::NAN), "NaN");
+        assert_eq!(text(f64::INFINITY), "inf");
+        assert_eq!(text(f64::NEG_INFINITY), "-inf");
+        assert_eq!(text(9_007_199_254_740_991.0), "9007199254740991");
+        assert_eq!(parse_f64(text(9_007_199_254_740_992.0).as_bytes()), Some(9_007_199_254_740_992.0));
+        assert_eq!(text(f64::MIN_POSITIVE / 2.0).parse::<f64>().unwrap(), f64::MIN_POSITIVE / 2.0);
+    }
+
+    #[test]
+    fn short_decimals_are_as_short_as_ryu() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let k = (state % 9) as i32;
+            let v = (state >> 20) as f64 / 10f64.powi(k) * if state & 1 == 0 { 1.0 } else { -1.0 };
+            let ours = text(v);
+            assert_eq!(ours.parse::<f64>().unwrap().to_bits(), v.to_bits(), "{ours}");
+            let ryu_digits = ryu::Buffer::new().format(v).bytes().filter(u8::is_ascii_digit).count();
+            let our_digits = ours.bytes().filter(u8::is_ascii_digit).count();
+            assert!(our_digits <= ryu_digits.max(k as usize + 1) + 1, "{ours} vs ryu {}", ryu::Buffer::new().format(v));
+        }
+    }
+
+    #[test]
+    fn parses_what_it_writes_bit_exactly() {
+        for v in [0.0, -0.0, 1.0, -1.5, 0.00000871, 1e300, -1e-300, 5e-324, f64::MAX, f64::MIN, 1.0 / 3.0] {
+            assert_eq!(parse_f64(text(v).as_bytes()).map(f64::to_bits), Some(v.to_bits()), "{v}");
+        }
+        assert!(parse_f64(b"NaN").unwrap().is_nan());
+        assert_eq!(parse_f64(b"-inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_f64(b"inf"), Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn parses_tolerant_forms() {
+        assert_eq!(parse_f64(b" 1.5 "), Some(1.5));
+        assert_eq!(parse_f64(b"+0.72"), Some(0.72));
+        assert_eq!(parse_f64(b"1E3"), Some(1000.0));
+        assert_eq!(parse_f64(b"24,212"), Some(24212.0));
+        assert_eq!(parse_f64(b"1,234,567.5"), Some(1_234_567.5));
+        assert_eq!(parse_f64(b"-1,000"), Some(-1000.0));
+        for bad in [&b""[..], b"-", b"1.5x", b"abc", b",", b"1,", b",1", b"1 2", b"\xff", b"1,5", b"1,2345", b"1.000,5"]
+        {
+            assert_eq!(parse_f64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn extras_know_missing_markers_and_barchart_forms() {
+        assert_eq!(parse_extra(b""), Ok(None));
+        assert_eq!(parse_extra(b"  "), Ok(None));
+        assert_eq!(parse_extra(b"N/A"), Ok(None));
+        assert!(parse_extra(b"NaN").unwrap().unwrap().is_nan());
+        assert_eq!(parse_extra(b"+5.40%"), Ok(Some(5.4)));
+        assert_eq!(parse_extra(b"unch"), Ok(Some(0.0)));
+        assert_eq!(parse_extra(b"%"), Err(NotANumber));
+        assert_eq!(parse_extra(b"abc"), Err(NotANumber));
+    }
+}

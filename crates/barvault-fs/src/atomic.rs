@@ -1,0 +1,257 @@
+//! The one way barvault replaces a file: write a uniquely named temp file beside it,
+//! fsync it, keep the old version as a hard-linked `.backup`, rename over the target and
+//! fsync the directory. A reader or a crash therefore sees the old file or the new one,
+//! never a mix, and a failed write leaves the old file exactly as it was.
+
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use barvault_ports::{CodecError, IoStep, StorageError};
+use md5::{Digest, Md5};
+
+use crate::fs::{Fs, FsFile};
+use crate::layout::{backup_path_of, temp_path_in};
+
+const BUFFER: usize = 64 * 1024;
+
+/// What a successful [`write_atomic`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Bytes in the new file.
+    pub size: u64,
+    /// MD5 of those bytes, lower-case hex, computed while writing.
+    pub md5_hex: String,
+    /// Whether the previous version now lives at `{target}.backup`.
+    pub backup_created: bool,
+}
+
+/// Counts and hashes exactly the bytes the layer below accepted, and remembers the first
+/// I/O error so that it is reported as such even if a codec wraps it in its own error.
+struct HashingWriter<W: Write> {
+    inner: W,
+    md5: Md5,
+    size: u64,
+    failure: Option<io::Error>,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn remember<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r
+            && self.failure.is_none()
+        {
+            self.failure = Some(copy_error(e));
+        }
+        r
+    }
+}
+
+fn copy_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.inner.write(buf);
+        let n = self.remember(r)?;
+        let accepted = &buf[..n.min(buf.len())];
+        self.md5.update(accepted);
+        self.size += accepted.len() as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.inner.flush();
+        self.remember(r)
+    }
+}
+
+/// Removes a leftover temp file, logging (not returning) a failure: the write already
+/// failed and its error is the one that matters; `scan` reports the leftover later.
+fn discard(fs: &dyn Fs, temp: &Path) {
+    if let Err(e) = fs.remove_file(temp)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %temp.display(), error = %e, "could not remove temp file");
+    }
+}
+
+/// Creates `dir` and any missing ancestors, fsyncing the parent of each directory it
+/// created so the new entries survive a crash.
+pub fn create_dir_durable(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur.filter(|d| !d.as_os_str().is_empty()) {
+        match fs.metadata(d) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(StorageError::io(IoStep::CreateDir, d, io::Error::other("exists and is not a directory")));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(d),
+            Err(e) => return Err(StorageError::io(IoStep::Stat, d, e)),
+        }
+        cur = d.parent();
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs.create_dir_all(dir).map_err(|e| StorageError::io(IoStep::CreateDir, dir, e))?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent).map_err(|e| StorageError::io(IoStep::FsyncDir, parent, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn split_target(target: &Path) -> Result<(&Path, String), StorageError> {
+    let name = target.file_name().and_then(|n| n.to_str()).filter(|n| !n.starts_with('.'));
+    let dir = target.parent().filter(|d| !d.as_os_str().is_empty());
+    match (dir, name) {
+        (Some(dir), Some(name)) => Ok((dir, name.to_string())),
+        _ => Err(StorageError::invalid(format!(
+            "{}: a write target needs a directory and a UTF-8 file name not starting with '.'",
+            target.display()
+        ))),
+    }
+}
+
+/// Replaces `target` with the bytes `write` produces, durably and atomically.
+///
+/// On success the new file is in place and its directory entry is fsynced; with
+/// `keep_backup` the previous version (if any) is kept as `{target}.backup`, a hard link
+/// to the old inode (a copy only where links are impossible). On failure the temp files
+/// are removed and the error names the step and path; `target` is untouched unless the
+/// failing step is the final directory fsync (then the new version is in place and the
+/// old one is in the backup, but the rename may not survive a power loss).
+pub fn write_atomic(
+    fs: &dyn Fs,
+    target: &Path,
+    keep_backup: bool,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
+) -> Result<WriteOutcome, StorageError> {
+    let (dir, name) = split_target(target)?;
+    create_dir_durable(fs, dir)?;
+    let temp = temp_path_in(dir, &name);
+    let file = fs.create_new(&temp).map_err(|e| StorageError::io(IoStep::CreateTemp, &temp, e))?;
+    let (size, md5_hex) = match fill(file, &temp, target, write) {
+        Ok(done) => done,
+        Err(e) => {
+            discard(fs, &temp);
+            return Err(e);
+        }
+    };
+    let backup_created = if keep_backup {
+        match keep_previous(fs, dir, &name, target) {
+            Ok(created) => created,
+            Err(e) => {
+                discard(fs, &temp);
+                return Err(e);
+            }
+        }
+    } else {
+        false
+    };
+    if let Err(e) = fs.rename(&temp, target) {
+        discard(fs, &temp);
+        return Err(StorageError::io(IoStep::Rename, target, e));
+    }
+    fs.sync_dir(dir).map_err(|e| StorageError::io(IoStep::FsyncDir, dir, e))?;
+    Ok(WriteOutcome { size, md5_hex, backup_created })
+}
+
+/// Writes, flushes and fsyncs the temp file; returns its size and MD5.
+fn fill(
+    file: Box<dyn FsFile>,
+    temp: &Path,
+    target: &Path,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
+) -> Result<(u64, String), StorageError> {
+    let mut w =
+        HashingWriter { inner: BufWriter::with_capacity(BUFFER, file), md5: Md5::new(), size: 0, failure: None };
+    let mut written = write(&mut w).and_then(|()| w.flush().map_err(CodecError::Io));
+    if written.is_ok()
+        && let Some(swallowed) = w.failure.take()
+    {
+        written = Err(CodecError::Io(swallowed));
+    }
+    if let Err(e) = written {
+        return Err(match (w.failure.take(), e) {
+            (Some(io), _) | (None, CodecError::Io(io)) => StorageError::io(IoStep::WriteTemp, temp, io),
+            (None, other) => other.at(target),
+        });
+    }
+    let HashingWriter { inner, md5, size, .. } = w;
+    let mut file = inner.into_inner().map_err(|e| StorageError::io(IoStep::WriteTemp, temp, e.into_error()))?;
+    file.sync_all().map_err(|e| StorageError::io(IoStep::FsyncTemp, temp, e))?;
+    Ok((size, format!("{:x}", md5.finalize())))
+}
+
+/// Whether a failed hard link means "this filesystem cannot link" (then copy instead).
+fn link_impossible(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPERM | libc::EXDEV | libc::EMLINK | libc::EOPNOTSUPP | libc::ENOSYS))
+}
+
+/// Makes `{target}.backup` name the current `target`, atomically; false if there is no target.
+fn keep_previous(fs: &dyn Fs, dir: &Path, name: &str, target: &Path) -> Result<bool, StorageError> {
+    let backup = backup_path_of(target);
+    let backup_name = format!("{name}.backup");
+    let staged = temp_path_in(dir, &backup_name);
+    let linked = match fs.hard_link(target, &staged) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if link_impossible(&e) => {
+            tracing::debug!(path = %target.display(), error = %e, "hard link impossible, copying backup");
+            match fs.copy(target, &staged) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    discard(fs, &staged);
+                    return Ok(false);
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = linked.and_then(|()| fs.rename(&staged, &backup)) {
+        discard(fs, &staged);
+        return Err(StorageError::io(IoStep::BackupLink, backup, e));
+    }
+    Ok(true)
+}
+
+/// Removes `path` durably (unlink, then fsync its directory); false if it did not exist.
+pub fn remove_durable(fs: &dyn Fs, path: &Path) -> Result<bool, StorageError> {
+    match fs.remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(StorageError::io(IoStep::Remove, path, e)),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs.sync_dir(dir).map_err(|e| StorageError::io(IoStep::FsyncDir, dir, e))?;
+    }
+    Ok(true)
+}
+
+/// MD5 of `bytes`, lower-case hex (the checksum format of metadata records).
+pub fn md5_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Md5::digest(bytes))
+}
+
+/// MD5 of everything `reader` yields, lower-case hex, read in 256 KiB chunks.
+pub fn md5_of_reader(mut reader: impl io::Read) -> io::Result<String> {
+    let mut md5 = Md5::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        md5.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", md5.finalize()))
+}

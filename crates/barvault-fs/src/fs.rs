@@ -1,0 +1,325 @@
+//! The filesystem seam: every call a write path makes goes through [`Fs`], so that a
+//! [`FaultyFs`] can make any one of them fail and tests can prove that no failure loses data.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use barvault_ports::IoStep;
+
+/// An open, new file being written; `sync_all` makes its bytes durable.
+pub trait FsFile: Write + Send + Debug {
+    fn sync_all(&mut self) -> io::Result<()>;
+}
+
+/// The filesystem calls of barvault's write, read and lock paths.
+///
+/// Each method maps to one [`IoStep`] (see [`FaultyFs`]): `create_dir_all` → `CreateDir`,
+/// `create_new` → `CreateTemp`, writes to the returned file → `WriteTemp`, its `sync_all` →
+/// `FsyncTemp`, `rename` → `Rename`, `sync_dir` → `FsyncDir`, `hard_link` and `copy` →
+/// `BackupLink`, `remove_file` → `Remove`, `open_read` → `Read`, `metadata` → `Stat`,
+/// `read_dir` → `List`, `open_lock` → `Lock`.
+pub trait Fs: Send + Sync + Debug {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Creates `path`, failing if it exists (`O_CREAT | O_EXCL`).
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
+    /// Atomically replaces `to` with `from` (POSIX `rename`).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()>;
+    /// Copies `from` to the new file `to` and makes the copy durable.
+    fn copy(&self, from: &Path, to: &Path) -> io::Result<u64>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    fn open_read(&self, path: &Path) -> io::Result<File>;
+    /// `stat` (follows symlinks).
+    fn metadata(&self, path: &Path) -> io::Result<Metadata>;
+    /// The entries of `dir` as full paths, in no particular order.
+    fn read_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
+    /// Opens (creating if needed, never truncating) a lock file read-write.
+    fn open_lock(&self, path: &Path) -> io::Result<File>;
+}
+
+/// The operating system's filesystem.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealFs;
+
+#[derive(Debug)]
+struct RealFile(File);
+
+impl Write for RealFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl FsFile for RealFile {
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.0.sync_all()
+    }
+}
+
+impl Fs for RealFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        Ok(Box::new(RealFile(OpenOptions::new().write(true).create_new(true).open(path)?)))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        std::fs::hard_link(original, link)
+    }
+
+    fn copy(&self, from: &Path, to: &Path) -> io::Result<u64> {
+        let mut src = File::open(from)?;
+        let mut dst = OpenOptions::new().write(true).create_new(true).open(to)?;
+        let n = io::copy(&mut src, &mut dst)?;
+        dst.sync_all()?;
+        Ok(n)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<File> {
+        File::open(path)
+    }
+
+    fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        std::fs::metadata(path)
+    }
+
+    fn read_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect()
+    }
+
+    fn open_lock(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+    }
+}
+
+/// One failure to inject: the `nth` (from 1) call of `step` whose path contains
+/// `path_contains` (any path if `None`) fails with OS error `errno`; if `persistent`,
+/// every later matching call fails too (a disk that stays full).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub step: IoStep,
+    pub nth: u64,
+    pub errno: i32,
+    pub persistent: bool,
+    pub path_contains: Option<String>,
+}
+
+impl Fault {
+    /// Fails only the `nth` matching call.
+    pub fn once(step: IoStep, nth: u64, errno: i32) -> Self {
+        Self { step, nth, errno, persistent: false, path_contains: None }
+    }
+
+    /// Fails the `nth` matching call and every one after it.
+    pub fn from_nth(step: IoStep, nth: u64, errno: i32) -> Self {
+        Self { step, nth, errno, persistent: true, path_contains: None }
+    }
+
+    /// Only calls on paths containing `fragment` count (e.g. a metadata file name).
+    pub fn on_paths_containing(mut self, fragment: impl Into<String>) -> Self {
+        self.path_contains = Some(fragment.into());
+        self
+    }
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    /// Each fault with how many matching calls it has seen.
+    faults: Vec<(Fault, u64)>,
+    calls: HashMap<IoStep, u64>,
+    injected: u64,
+}
+
+impl FaultState {
+    fn check(&mut self, step: IoStep, path: &Path) -> io::Result<()> {
+        *self.calls.entry(step).or_default() += 1;
+        let shown = path.to_string_lossy();
+        let mut errno = None;
+        for (fault, seen) in &mut self.faults {
+            if fault.step != step || fault.path_contains.as_deref().is_some_and(|f| !shown.contains(f)) {
+                continue;
+            }
+            *seen += 1;
+            let hit = if fault.persistent { *seen >= fault.nth } else { *seen == fault.nth };
+            if hit && errno.is_none() {
+                errno = Some(fault.errno);
+            }
+        }
+        match errno {
+            Some(code) => {
+                self.injected += 1;
+                tracing::debug!(%step, path = %shown, errno = code, "injected I/O fault");
+                Err(io::Error::from_raw_os_error(code))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// A wrapper around any [`Fs`] that fails chosen calls with a chosen OS error and counts
+/// every call per [`IoStep`]. It is a real adapter (all calls not failed reach the wrapped
+/// filesystem), so stores and applications run unchanged on top of it.
+#[derive(Debug, Clone)]
+pub struct FaultyFs {
+    inner: Arc<dyn Fs>,
+    state: Arc<Mutex<FaultState>>,
+}
+
+impl FaultyFs {
+    pub fn new(inner: Arc<dyn Fs>) -> Self {
+        Self { inner, state: Arc::default() }
+    }
+
+    /// Wraps the real filesystem.
+    pub fn real() -> Self {
+        Self::new(Arc::new(RealFs))
+    }
+
+    pub fn with_fault(self, fault: Fault) -> Self {
+        self.inject(fault);
+        self
+    }
+
+    /// Adds a fault; its call count starts now.
+    pub fn inject(&self, fault: Fault) {
+        self.state().faults.push((fault, 0));
+    }
+
+    /// Removes every fault (counts are kept).
+    pub fn clear(&self) {
+        self.state().faults.clear();
+    }
+
+    /// How many calls of `step` were made (failed ones included).
+    pub fn calls(&self, step: IoStep) -> u64 {
+        self.state().calls.get(&step).copied().unwrap_or(0)
+    }
+
+    pub fn reset_counts(&self) {
+        self.state().calls.clear();
+    }
+
+    /// How many calls were failed on purpose.
+    pub fn injected(&self) -> u64 {
+        self.state().injected
+    }
+
+    fn state(&self) -> MutexGuard<'_, FaultState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn check(&self, step: IoStep, path: &Path) -> io::Result<()> {
+        self.state().check(step, path)
+    }
+}
+
+#[derive(Debug)]
+struct FaultyFile {
+    inner: Box<dyn FsFile>,
+    path: PathBuf,
+    state: Arc<Mutex<FaultState>>,
+}
+
+impl FaultyFile {
+    fn check(&self, step: IoStep) -> io::Result<()> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).check(step, &self.path)
+    }
+}
+
+impl Write for FaultyFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.check(IoStep::WriteTemp)?;
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl FsFile for FaultyFile {
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.check(IoStep::FsyncTemp)?;
+        self.inner.sync_all()
+    }
+}
+
+impl Fs for FaultyFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.check(IoStep::CreateDir, dir)?;
+        self.inner.create_dir_all(dir)
+    }
+
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        self.check(IoStep::CreateTemp, path)?;
+        let inner = self.inner.create_new(path)?;
+        Ok(Box::new(FaultyFile { inner, path: path.to_path_buf(), state: Arc::clone(&self.state) }))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check(IoStep::Rename, to)?;
+        self.inner.rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.check(IoStep::FsyncDir, dir)?;
+        self.inner.sync_dir(dir)
+    }
+
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        self.check(IoStep::BackupLink, link)?;
+        self.inner.hard_link(original, link)
+    }
+
+    fn copy(&self, from: &Path, to: &Path) -> io::Result<u64> {
+        self.check(IoStep::BackupLink, to)?;
+        self.inner.copy(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.check(IoStep::Remove, path)?;
+        self.inner.remove_file(path)
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<File> {
+        self.check(IoStep::Read, path)?;
+        self.inner.open_read(path)
+    }
+
+    fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        self.check(IoStep::Stat, path)?;
+        self.inner.metadata(path)
+    }
+
+    fn read_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        self.check(IoStep::List, dir)?;
+        self.inner.read_dir(dir)
+    }
+
+    fn open_lock(&self, path: &Path) -> io::Result<File> {
+        self.check(IoStep::Lock, path)?;
+        self.inner.open_lock(path)
+    }
+}

@@ -1,0 +1,266 @@
+//! Where each series lives on disk. Paths are built only from validated [`SeriesKey`]s
+//! (whose symbols can never hold a separator, `..` or a leading dot) and a checked
+//! extension, and parsing a path back accepts only names that building would produce, so
+//! a stray or hostile file in the tree is ignored rather than misread.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use barvault_domain::{Instrument, InstrumentKind, Period, SeriesKey};
+use barvault_ports::{IoStep, StorageError};
+
+use crate::fs::Fs;
+
+const BACKUP_SUFFIX: &str = ".backup";
+const LOCK_SUFFIX: &str = ".lock";
+const TEMP_MARK: &str = ".tmp.";
+
+/// The directory tree of one file format under a base directory:
+/// `{base}/{stocks|futures|forex}/{period}/{SYMBOL}.{ext}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    base: PathBuf,
+    ext: String,
+}
+
+/// A data file or backup found by [`Layout::scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFile {
+    pub series: SeriesKey,
+    /// The format extension (`csv`, `parquet`).
+    pub ext: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+}
+
+/// A temp file left by an interrupted write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempFile {
+    pub path: PathBuf,
+    /// The file the write was replacing (`AAPL.csv`, or `AAPL.csv.backup`).
+    pub target_name: String,
+    /// The writing process.
+    pub pid: Option<u32>,
+    /// Time since the last modification (zero if the clock went backwards).
+    pub age: Duration,
+}
+
+/// A lock file; `ext` is `None` for a series-wide lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockFile {
+    pub series: SeriesKey,
+    pub ext: Option<String>,
+    pub path: PathBuf,
+}
+
+/// Everything [`Layout::scan`] recognised, each list sorted by path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    pub data: Vec<DataFile>,
+    pub backups: Vec<DataFile>,
+    pub temps: Vec<TempFile>,
+    pub locks: Vec<LockFile>,
+}
+
+/// Suffixes the layout itself uses, so never a format's extension.
+const RESERVED_EXTS: [&str; 3] = ["backup", "lock", "tmp"];
+
+/// Extensions are `[a-z][a-z0-9]{0,15}` (lower case, so never confused with a symbol)
+/// and not one of the layout's own suffixes.
+pub fn is_valid_ext(ext: &str) -> bool {
+    (1..=16).contains(&ext.len())
+        && !RESERVED_EXTS.contains(&ext)
+        && ext.starts_with(|c: char| c.is_ascii_lowercase())
+        && ext.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// `.{name}.tmp.{pid}.{random}` in `dir`: unique per process and call, hidden, and
+/// recognisable by [`parse_temp_name`].
+pub fn temp_path_in(dir: &Path, name: &str) -> PathBuf {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    dir.join(format!(".{name}{TEMP_MARK}{}.{}", std::process::id(), &random[..16]))
+}
+
+/// `(target name, pid)` of a temp file name made by [`temp_path_in`].
+pub fn parse_temp_name(file_name: &str) -> Option<(String, Option<u32>)> {
+    let rest = file_name.strip_prefix('.')?;
+    let mark = rest.rfind(TEMP_MARK)?;
+    let (target, tail) = (&rest[..mark], &rest[mark + TEMP_MARK.len()..]);
+    let (pid, random) = tail.split_once('.')?;
+    if target.is_empty() || random.is_empty() || !random.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    Some((target.to_string(), pid.parse().ok()))
+}
+
+/// `{path}.backup`.
+pub fn backup_path_of(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(BACKUP_SUFFIX);
+    PathBuf::from(s)
+}
+
+fn instrument_of(kind: InstrumentKind, symbol: &str) -> Option<Instrument> {
+    let instrument = Instrument::new(kind, symbol).ok()?;
+    // Only the canonical spelling maps back: `aapl.csv` is not the file of AAPL.
+    (instrument.symbol().as_str() == symbol).then_some(instrument)
+}
+
+impl Layout {
+    /// The layout of format `ext` under `base`; refuses an extension that is not `[a-z][a-z0-9]*`.
+    pub fn new(base: impl Into<PathBuf>, ext: &str) -> Result<Self, StorageError> {
+        if !is_valid_ext(ext) {
+            return Err(StorageError::Config {
+                field: "format".into(),
+                message: format!("{ext:?} is not a valid file extension (expected [a-z][a-z0-9]{{0,15}})"),
+            });
+        }
+        Ok(Self { base: base.into(), ext: ext.to_string() })
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    pub fn ext(&self) -> &str {
+        &self.ext
+    }
+
+    /// `{base}/{kind dir}/{period}`.
+    pub fn series_dir(&self, series: &SeriesKey) -> PathBuf {
+        self.base.join(series.instrument.kind().dir_name()).join(series.period.as_str())
+    }
+
+    /// `{kind dir}/{period}/{SYMBOL}.{ext}`, `/`-separated, as metadata records it.
+    pub fn relative_path(&self, series: &SeriesKey) -> String {
+        format!("{}.{}", series.relative_stem(), self.ext)
+    }
+
+    /// `{base}/{kind dir}/{period}/{SYMBOL}.{ext}`.
+    pub fn data_path(&self, series: &SeriesKey) -> PathBuf {
+        self.series_dir(series).join(format!("{}.{}", series.instrument.symbol(), self.ext))
+    }
+
+    /// `{data path}.backup`.
+    pub fn backup_path(&self, series: &SeriesKey) -> PathBuf {
+        backup_path_of(&self.data_path(series))
+    }
+
+    /// `.{SYMBOL}.{ext}.lock` beside the data: serializes writers of this format's file.
+    pub fn lock_path(&self, series: &SeriesKey) -> PathBuf {
+        self.series_dir(series).join(format!(".{}.{}{LOCK_SUFFIX}", series.instrument.symbol(), self.ext))
+    }
+
+    /// `.{SYMBOL}.lock` beside the data: one lock for the series across formats (for an
+    /// application that writes several formats as one unit).
+    pub fn series_lock_path(&self, series: &SeriesKey) -> PathBuf {
+        self.series_dir(series).join(format!(".{}{LOCK_SUFFIX}", series.instrument.symbol()))
+    }
+
+    /// The series and extension of a data file path relative to the base
+    /// (`stocks/1d/AAPL.csv`), of any format; `None` for anything else.
+    pub fn parse(&self, relative: &Path) -> Option<(SeriesKey, String)> {
+        let mut parts = relative.iter().map(|p| p.to_str());
+        let (kind, period, file) = (parts.next()??, parts.next()??, parts.next()??);
+        if parts.next().is_some() {
+            return None;
+        }
+        let kind = InstrumentKind::from_dir_name(kind)?;
+        let period: Period = period.parse().ok()?;
+        let (symbol, ext) = file.rsplit_once('.')?;
+        if !is_valid_ext(ext) {
+            return None;
+        }
+        Some((SeriesKey::new(instrument_of(kind, symbol)?, period), ext.to_string()))
+    }
+
+    /// Lists the data files, backups, temp files and lock files of every format under the
+    /// base. Unknown directories and files are skipped; a missing base is an empty scan.
+    pub fn scan(&self, fs: &dyn Fs) -> Result<Scan, StorageError> {
+        let mut scan = Scan::default();
+        let now = SystemTime::now();
+        for kind in InstrumentKind::ALL {
+            for period in Period::ALL {
+                let dir = self.base.join(kind.dir_name()).join(period.as_str());
+                let entries = match fs.read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => continue,
+                    Err(e) => return Err(StorageError::io(IoStep::List, dir, e)),
+                };
+                for path in entries {
+                    self.classify(fs, kind, period, path, now, &mut scan)?;
+                }
+            }
+        }
+        scan.data.sort_by(|a, b| a.path.cmp(&b.path));
+        scan.backups.sort_by(|a, b| a.path.cmp(&b.path));
+        scan.temps.sort_by(|a, b| a.path.cmp(&b.path));
+        scan.locks.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(scan)
+    }
+
+    fn classify(
+        &self,
+        fs: &dyn Fs,
+        kind: InstrumentKind,
+        period: Period,
+        path: PathBuf,
+        now: SystemTime,
+        scan: &mut Scan,
+    ) -> Result<(), StorageError> {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+            return Ok(());
+        };
+        let stat = |path: &Path| match fs.metadata(path) {
+            Ok(m) => Ok(Some(m)),
+            // Removed between listing and stat (a concurrent write finished): not there.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageError::io(IoStep::Stat, path, e)),
+        };
+        if let Some((target_name, pid)) = parse_temp_name(&name) {
+            if let Some(m) = stat(&path)? {
+                let age = m.modified().ok().and_then(|t| now.duration_since(t).ok()).unwrap_or_default();
+                scan.temps.push(TempFile { path, target_name, pid, age });
+            }
+            return Ok(());
+        }
+        if let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(LOCK_SUFFIX)) {
+            let (symbol, ext) = match stem.rsplit_once('.') {
+                Some((symbol, ext)) if is_valid_ext(ext) => (symbol, Some(ext.to_string())),
+                _ => (stem, None),
+            };
+            if let Some(instrument) = instrument_of(kind, symbol) {
+                scan.locks.push(LockFile { series: SeriesKey::new(instrument, period), ext, path });
+            }
+            return Ok(());
+        }
+        let (file, is_backup) = match name.strip_suffix(BACKUP_SUFFIX) {
+            Some(file) => (file, true),
+            None => (name.as_str(), false),
+        };
+        let Some((symbol, ext)) = file.rsplit_once('.').filter(|(_, ext)| is_valid_ext(ext)) else {
+            return Ok(());
+        };
+        let Some(instrument) = instrument_of(kind, symbol) else {
+            return Ok(());
+        };
+        let Some(m) = stat(&path)?.filter(|m| m.is_file()) else {
+            return Ok(());
+        };
+        let found = DataFile {
+            series: SeriesKey::new(instrument, period),
+            ext: ext.to_string(),
+            path,
+            size: m.len(),
+            modified: m.modified().ok(),
+        };
+        if is_backup {
+            scan.backups.push(found)
+        } else {
+            scan.data.push(found)
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,349 @@
+//! write_atomic under injected failures at every step, backups as hard links, and layout
+//! path safety.
+
+// StorageError is the ports' type; see the note in the crate root.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use barvault_domain::{Instrument, InstrumentKind, Period, SeriesKey};
+use barvault_fs::{Fault, FaultyFs, Fs, Layout, RealFs, WriteOutcome, parse_temp_name, remove_durable, write_atomic};
+use barvault_ports::{CodecError, IoStep, StorageError};
+use md5::{Digest, Md5};
+
+const ERRNOS: [i32; 3] = [libc::ENOSPC, libc::EIO, libc::EACCES];
+
+/// Steps a write can make, in the order write_atomic makes them.
+const STEPS: [IoStep; 8] = [
+    IoStep::Stat,
+    IoStep::CreateDir,
+    IoStep::CreateTemp,
+    IoStep::WriteTemp,
+    IoStep::FsyncTemp,
+    IoStep::BackupLink,
+    IoStep::Rename,
+    IoStep::FsyncDir,
+];
+
+/// `size` bytes that name their version on every line.
+fn version_bytes(version: u32, size: usize) -> Vec<u8> {
+    let line = format!("version {version:04}\n");
+    line.as_bytes().iter().copied().cycle().take(size.max(line.len())).collect()
+}
+
+fn put(fs: &dyn Fs, target: &Path, keep: bool, bytes: &[u8]) -> Result<WriteOutcome, StorageError> {
+    // Small chunks, as a codec writes, so the buffered writer flushes several times.
+    write_atomic(fs, target, keep, |w| bytes.chunks(1000).try_for_each(|c| w.write_all(c)).map_err(CodecError::Io))
+}
+
+fn temps_in(dir: &Path) -> Vec<String> {
+    common::names_in(dir).into_iter().filter(|n| parse_temp_name(n).is_some()).collect()
+}
+
+fn read(path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path).ok()
+}
+
+fn backup_of(target: &Path) -> PathBuf {
+    barvault_fs::backup_path_of(target)
+}
+
+/// Which step the error must name when call `nth` of `step` fails.
+fn expected_step(step: IoStep, nth: u64, backup_rename_first: bool) -> IoStep {
+    match step {
+        IoStep::Rename if backup_rename_first && nth == 1 => IoStep::BackupLink,
+        s => s,
+    }
+}
+
+/// A clean run of the scenario, counting calls per step.
+fn count_calls(setup: &dyn Fn(&Path) -> PathBuf, keep: bool, new: &[u8]) -> Vec<(IoStep, u64)> {
+    let dir = tempfile::tempdir().unwrap();
+    let target = setup(dir.path());
+    let faulty = FaultyFs::real();
+    put(&faulty, &target, keep, new).expect("clean run");
+    STEPS.iter().map(|&s| (s, faulty.calls(s))).collect()
+}
+
+#[test]
+fn every_failing_step_keeps_the_previous_version() {
+    let v0 = version_bytes(0, 1000);
+    let v1 = version_bytes(1, 3000);
+    let v2 = version_bytes(2, 300_000); // several buffered writes
+    let existing = |dir: &Path| {
+        let target = dir.join("stocks/1d/AAPL.bvt");
+        put(&RealFs, &target, true, &v0).unwrap();
+        put(&RealFs, &target, true, &v1).unwrap();
+        target
+    };
+    let mut cases = 0;
+    for keep in [true, false] {
+        let counts = count_calls(&existing, keep, &v2);
+        assert!(counts.iter().any(|&(s, n)| s == IoStep::WriteTemp && n >= 3), "{counts:?}");
+        for &(step, calls) in &counts {
+            for nth in 1..=calls {
+                for errno in ERRNOS {
+                    cases += 1;
+                    let dir = tempfile::tempdir().unwrap();
+                    let target = existing(dir.path());
+                    let series_dir = target.parent().unwrap().to_path_buf();
+                    let faulty = FaultyFs::real().with_fault(Fault::once(step, nth, errno));
+                    let label = format!("{step:?} #{nth} errno {errno} keep_backup={keep}");
+                    let err = put(&faulty, &target, keep, &v2).expect_err(&label);
+                    assert_eq!(faulty.injected(), 1, "{label}");
+                    let StorageError::Io { step: named, path, source } = &err else {
+                        panic!("{label}: not an Io error: {err:?}");
+                    };
+                    assert_eq!(source.raw_os_error(), Some(errno), "{label}: {err}");
+                    assert_eq!(*named, expected_step(step, nth, keep), "{label}: {err}");
+                    match named {
+                        IoStep::CreateTemp | IoStep::WriteTemp | IoStep::FsyncTemp => {
+                            let name = path.file_name().unwrap().to_str().unwrap();
+                            assert_eq!(parse_temp_name(name).map(|t| t.0), Some("AAPL.bvt".into()), "{label}");
+                            assert_eq!(path.parent(), Some(series_dir.as_path()), "{label}");
+                        }
+                        IoStep::Rename => assert_eq!(path, &target, "{label}"),
+                        IoStep::BackupLink => assert_eq!(path, &backup_of(&target), "{label}"),
+                        IoStep::FsyncDir | IoStep::Stat => assert_eq!(path, &series_dir, "{label}"),
+                        other => panic!("{label}: unexpected step {other:?}"),
+                    }
+                    assert!(err.to_string().contains(&path.display().to_string()), "{label}: message lacks path");
+                    assert!(temps_in(&series_dir).is_empty(), "{label}: temp left: {:?}", temps_in(&series_dir));
+                    let backup = read(&backup_of(&target));
+                    if *named == IoStep::FsyncDir {
+                        // The rename happened; only its durability is in doubt. The new version
+                        // is in place and the previous one is the backup.
+                        assert_eq!(read(&target), Some(v2.clone()), "{label}");
+                        let prev = if keep { &v1 } else { &v0 };
+                        assert_eq!(backup.as_ref(), Some(prev), "{label}");
+                    } else {
+                        assert_eq!(read(&target), Some(v1.clone()), "{label}: target changed");
+                        assert!(backup == Some(v0.clone()) || (keep && backup == Some(v1.clone())), "{label}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(cases >= 2 * 7 * 3, "only {cases} cases ran");
+}
+
+#[test]
+fn failures_creating_a_new_series_leave_nothing() {
+    let new = version_bytes(7, 100_000);
+    let fresh = |dir: &Path| dir.join("base/forex/5m/EURUSD.bvt");
+    let counts = count_calls(&fresh, true, &new);
+    assert!(counts.iter().any(|&(s, n)| s == IoStep::CreateDir && n == 1), "{counts:?}");
+    for (step, calls) in counts {
+        for nth in 1..=calls {
+            for errno in ERRNOS {
+                let dir = tempfile::tempdir().unwrap();
+                let target = fresh(dir.path());
+                let faulty = FaultyFs::real().with_fault(Fault::once(step, nth, errno));
+                let err = put(&faulty, &target, true, &new).expect_err("fault must fail the write");
+                let label = format!("{step:?} #{nth} errno {errno}: {err}");
+                assert!(
+                    matches!(&err, StorageError::Io { source, .. } if source.raw_os_error() == Some(errno)),
+                    "{label}"
+                );
+                if step == IoStep::FsyncDir && nth == calls {
+                    assert_eq!(read(&target), Some(new.clone()), "{label}");
+                } else {
+                    assert_eq!(read(&target), None, "{label}");
+                }
+                assert_eq!(read(&backup_of(&target)), None, "{label}");
+                if let Some(parent) = target.parent() {
+                    assert!(temps_in(parent).is_empty(), "{label}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn backup_is_a_hard_link_to_the_previous_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("stocks/1d/MSFT.bvt");
+    let first = put(&RealFs, &target, true, b"first\n").unwrap();
+    assert!(!first.backup_created);
+    let old_inode = std::fs::metadata(&target).unwrap().ino();
+    let second = put(&RealFs, &target, true, b"second\n").unwrap();
+    assert!(second.backup_created);
+    let backup = std::fs::metadata(backup_of(&target)).unwrap();
+    assert_eq!(backup.ino(), old_inode, "backup is not the old inode");
+    assert_ne!(std::fs::metadata(&target).unwrap().ino(), old_inode);
+    assert_eq!(read(&backup_of(&target)).unwrap(), b"first\n");
+    assert_eq!(read(&target).unwrap(), b"second\n");
+    // Without keep_backup the backup is left alone.
+    let third = put(&RealFs, &target, false, b"third\n").unwrap();
+    assert!(!third.backup_created);
+    assert_eq!(read(&backup_of(&target)).unwrap(), b"first\n");
+    assert!(temps_in(target.parent().unwrap()).is_empty());
+}
+
+#[test]
+fn outcome_reports_size_and_md5_of_the_bytes_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("a/B.bvt");
+    let bytes = version_bytes(3, 200_001);
+    let out = put(&RealFs, &target, true, &bytes).unwrap();
+    let on_disk = std::fs::read(&target).unwrap();
+    assert_eq!(out.size, on_disk.len() as u64);
+    assert_eq!(out.md5_hex, format!("{:x}", Md5::digest(&on_disk)));
+    assert_eq!(out.md5_hex.len(), 32);
+}
+
+#[test]
+fn codec_errors_abort_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("stocks/1d/IBM.bvt");
+    put(&RealFs, &target, true, b"kept\n").unwrap();
+    let err = write_atomic(&RealFs, &target, true, |w| {
+        w.write_all(&[b'x'; 100_000]).map_err(CodecError::Io)?;
+        Err(CodecError::Corrupt("cannot encode".into()))
+    })
+    .unwrap_err();
+    assert!(matches!(&err, StorageError::Corrupt { path, .. } if path == &target), "{err:?}");
+    assert_eq!(read(&target).unwrap(), b"kept\n");
+    assert!(temps_in(target.parent().unwrap()).is_empty());
+}
+
+#[test]
+fn a_codec_that_swallows_a_write_error_still_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("X.bvt");
+    put(&RealFs, &target, true, b"kept\n").unwrap();
+    let faulty = FaultyFs::real().with_fault(Fault::once(IoStep::WriteTemp, 1, libc::ENOSPC));
+    let err = write_atomic(&faulty, &target, true, |w| {
+        let _ignored = w.write_all(&[b'y'; 200_000]);
+        Ok(())
+    })
+    .unwrap_err();
+    assert!(matches!(&err, StorageError::Io { step: IoStep::WriteTemp, .. }), "{err:?}");
+    assert_eq!(read(&target).unwrap(), b"kept\n");
+}
+
+#[test]
+fn persistent_faults_and_path_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = FaultyFs::new(Arc::new(RealFs))
+        .with_fault(Fault::from_nth(IoStep::CreateTemp, 2, libc::ENOSPC).on_paths_containing("meta"));
+    for i in 0..3 {
+        put(&faulty, &dir.path().join(format!("data{i}.bvt")), true, b"d").unwrap();
+    }
+    put(&faulty, &dir.path().join("meta.json"), true, b"m").unwrap();
+    for _ in 0..2 {
+        let err = put(&faulty, &dir.path().join("meta.json"), true, b"m2").unwrap_err();
+        assert!(matches!(err, StorageError::Io { step: IoStep::CreateTemp, .. }));
+    }
+    assert_eq!(faulty.injected(), 2);
+    faulty.clear();
+    put(&faulty, &dir.path().join("meta.json"), true, b"m3").unwrap();
+    assert_eq!(read(&dir.path().join("meta.json")).unwrap(), b"m3");
+}
+
+#[test]
+fn remove_durable_reports_existence() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("Q.bvt");
+    put(&RealFs, &target, false, b"q").unwrap();
+    assert!(remove_durable(&RealFs, &target).unwrap());
+    assert!(!target.exists());
+    assert!(!remove_durable(&RealFs, &target).unwrap());
+    put(&RealFs, &target, false, b"q").unwrap();
+    let faulty = FaultyFs::real().with_fault(Fault::once(IoStep::Remove, 1, libc::EACCES));
+    assert!(matches!(remove_durable(&faulty, &target), Err(StorageError::Io { step: IoStep::Remove, .. })));
+    assert!(target.exists());
+}
+
+#[test]
+fn hostile_symbols_never_reach_the_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    std::fs::create_dir(&base).unwrap();
+    let store = common::store(&base);
+    for bad in ["../x", "a/b", "..", ".", "a\0b", "/etc/passwd", "..\\x", ".hidden", "", "a b"] {
+        for kind in InstrumentKind::ALL {
+            match Instrument::new(kind, bad) {
+                // A forex pair drops '.' and '/' ("EUR/USD"): what remains must be six letters.
+                Ok(i) if kind == InstrumentKind::Forex => {
+                    let sym = i.symbol().as_str();
+                    assert!(sym.len() == 6 && sym.bytes().all(|b| b.is_ascii_uppercase()), "{bad:?} -> {sym}");
+                }
+                Ok(i) => panic!("{kind} {bad:?} accepted as {i}"),
+                Err(_) => {}
+            }
+        }
+        let json = serde_json::json!({"instrument": {"kind": "stock", "symbol": bad}, "period": "1d"});
+        assert!(serde_json::from_value::<SeriesKey>(json).is_err(), "{bad:?} deserialized");
+    }
+    // Every path the store derives stays under the base.
+    let ok = SeriesKey::new(Instrument::stock("BRK.B").unwrap(), Period::D1);
+    assert!(store.path_of(&ok).starts_with(&base));
+    assert_eq!(common::names_in(&base), Vec::<String>::new(), "base dir was touched");
+}
+
+#[test]
+fn layout_builds_and_parses_only_canonical_paths() {
+    let layout = Layout::new("/data", "bvt").unwrap();
+    let s = SeriesKey::new(Instrument::stock("brk.b").unwrap(), Period::Mo1);
+    assert_eq!(layout.data_path(&s), Path::new("/data/stocks/1M/BRK.B.bvt"));
+    assert_eq!(layout.backup_path(&s), Path::new("/data/stocks/1M/BRK.B.bvt.backup"));
+    assert_eq!(layout.lock_path(&s), Path::new("/data/stocks/1M/.BRK.B.bvt.lock"));
+    assert_eq!(layout.series_lock_path(&s), Path::new("/data/stocks/1M/.BRK.B.lock"));
+    assert_eq!(layout.relative_path(&s), "stocks/1M/BRK.B.bvt");
+    assert_eq!(layout.parse(Path::new("stocks/1M/BRK.B.bvt")), Some((s.clone(), "bvt".into())));
+    assert_eq!(layout.parse(Path::new("stocks/1M/BRK.B.csv")), Some((s, "csv".into())));
+    let fx = layout.parse(Path::new("forex/5m/EURUSD.parquet")).unwrap();
+    assert_eq!(fx.0.instrument.kind(), InstrumentKind::Forex);
+    for bad in [
+        "stocks/1M/brk.b.bvt",
+        "stocks/1D/AAPL.bvt",
+        "stock/1d/AAPL.bvt",
+        "stocks/1d/../AAPL.bvt",
+        "stocks/1d/.AAPL.bvt",
+        "stocks/1d/AAPL",
+        "stocks/1d/AAPL.BVT",
+        "stocks/1d/AAPL.bvt.backup",
+        "stocks/1d/x/AAPL.bvt",
+        "forex/1d/EUR.bvt",
+        "stocks/1d",
+    ] {
+        assert_eq!(layout.parse(Path::new(bad)), None, "{bad}");
+    }
+    for ext in ["", "CSV", "1csv", "c/v", "a.b", "toolongextension17"] {
+        assert!(Layout::new("/data", ext).is_err(), "{ext:?}");
+    }
+}
+
+#[test]
+fn scan_classifies_data_backups_temps_and_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(dir.path(), "bvt").unwrap();
+    let a = SeriesKey::new(Instrument::stock("AAPL").unwrap(), Period::D1);
+    let g = SeriesKey::new(Instrument::future("GC", None).unwrap(), Period::H1);
+    put(&RealFs, &layout.data_path(&a), true, b"1").unwrap();
+    put(&RealFs, &layout.data_path(&a), true, b"2").unwrap();
+    put(&RealFs, &layout.data_path(&g), true, b"3").unwrap();
+    let d = layout.series_dir(&a);
+    std::fs::write(d.join(".AAPL.bvt.tmp.4242.0123456789abcdef"), b"partial").unwrap();
+    std::fs::write(layout.lock_path(&a), b"").unwrap();
+    std::fs::write(layout.series_lock_path(&a), b"").unwrap();
+    std::fs::write(d.join("notes.txt"), b"").unwrap();
+    std::fs::write(d.join("aapl.bvt"), b"").unwrap();
+    std::fs::create_dir_all(dir.path().join("bonds/1d")).unwrap();
+    std::fs::write(dir.path().join("bonds/1d/X.bvt"), b"").unwrap();
+    let scan = layout.scan(&RealFs).unwrap();
+    let data: Vec<_> = scan.data.iter().map(|f| (f.series.clone(), f.ext.as_str(), f.size)).collect();
+    assert_eq!(data, vec![(g.clone(), "bvt", 1), (a.clone(), "bvt", 1)]);
+    assert_eq!(scan.backups.len(), 1);
+    assert_eq!(scan.backups[0].series, a);
+    assert_eq!(scan.temps.len(), 1);
+    assert_eq!((scan.temps[0].target_name.as_str(), scan.temps[0].pid), ("AAPL.bvt", Some(4242)));
+    let locks: Vec<_> = scan.locks.iter().map(|l| (l.series.clone(), l.ext.clone())).collect();
+    assert_eq!(locks, vec![(a.clone(), Some("bvt".into())), (a, None)]);
+    let empty = Layout::new(dir.path().join("missing"), "bvt").unwrap().scan(&RealFs).unwrap();
+    assert_eq!(empty, barvault_fs::Scan::default());
+}

@@ -1,0 +1,632 @@
+use std::collections::BTreeMap;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    ArrowPrimitiveType, Date32Type, Date64Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type,
+    UInt16Type, UInt32Type, UInt64Type,
+};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, Schema, TimeUnit};
+use barvault_domain::{ExtraColumn, RawBars, TimeRange};
+use barvault_ports::CodecError;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::reader::ChunkReader;
+use parquet::file::statistics::Statistics;
+
+use crate::error::{from_arrow_on_read, from_parquet_on_read};
+
+/// Rows per decoded Arrow batch: large enough that per-batch overhead vanishes, small
+/// enough that a pruned read of one row group does not over-allocate.
+const BATCH_ROWS: usize = 65_536;
+
+/// Cap on the rows reserved up front from the footer's (untrusted) row counts.
+const MAX_RESERVE_ROWS: usize = 1 << 24;
+
+/// What one decode did, for logs and for checking that row-group pruning works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DecodeStats {
+    /// Row groups in the file.
+    pub row_groups_total: usize,
+    /// Row groups whose timestamp statistics overlapped the range (all of them without a range).
+    pub row_groups_read: usize,
+    /// Rows decoded from those row groups.
+    pub rows_read: usize,
+    /// Rows returned after trimming to the range.
+    pub rows_returned: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeKind {
+    /// An i64 count of `factor` nanoseconds (timestamps of any unit, Date64 in ms).
+    I64 { factor: i64 },
+    /// Days since the epoch as i32 (Date32).
+    Days,
+}
+
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+impl TimeKind {
+    fn of(dt: &DataType) -> Option<Self> {
+        match dt {
+            DataType::Timestamp(unit, _) => Some(TimeKind::I64 {
+                factor: match unit {
+                    TimeUnit::Second => 1_000_000_000,
+                    TimeUnit::Millisecond => 1_000_000,
+                    TimeUnit::Microsecond => 1_000,
+                    TimeUnit::Nanosecond => 1,
+                },
+            }),
+            DataType::Date64 => Some(TimeKind::I64 { factor: 1_000_000 }),
+            DataType::Date32 => Some(TimeKind::Days),
+            _ => None,
+        }
+    }
+
+    fn factor(self) -> i64 {
+        match self {
+            TimeKind::I64 { factor } => factor,
+            TimeKind::Days => NANOS_PER_DAY,
+        }
+    }
+}
+
+fn is_numeric(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Float64
+            | DataType::Float32
+            | DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+    )
+}
+
+/// A column of the file we read: its top-level index and its name as written.
+#[derive(Debug, Clone)]
+struct Source {
+    root: usize,
+    name: String,
+}
+
+/// Which file column feeds which bar column.
+#[derive(Debug)]
+struct Plan {
+    ts: Source,
+    ts_kind: TimeKind,
+    /// open, high, low, close, volume.
+    core: [Source; 5],
+    /// Numeric extras with their normalized names.
+    extras: Vec<(Source, String)>,
+}
+
+const CORE_ROLES: [&str; 6] = ["timestamp", "open", "high", "low", "close", "volume"];
+
+/// The role a normalized column name plays and its priority (0 = canonical name, then aliases).
+fn role_of(normalized: &str) -> Option<(usize, u8)> {
+    Some(match normalized {
+        "timestamp" => (0, 0),
+        "datetime" => (0, 1),
+        "date" => (0, 2),
+        "time" => (0, 3),
+        "open" => (1, 0),
+        "high" => (2, 0),
+        "low" => (3, 0),
+        "close" => (4, 0),
+        "last" => (4, 1),
+        "volume" => (5, 0),
+        "vol" => (5, 1),
+        _ => return None,
+    })
+}
+
+const ALIASES: [&str; 6] = ["datetime, date, time", "", "", "", "last", "vol"];
+
+/// pandas writes a non-trivial index as `__index_level_N__`; it is not a bar column.
+fn is_pandas_index(name: &str) -> bool {
+    name.strip_prefix("__index_level_")
+        .and_then(|r| r.strip_suffix("__"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn schema_error(column: &str, reason: String) -> CodecError {
+    CodecError::parse(None, Some(column), None, reason)
+}
+
+impl Plan {
+    fn from_schema(schema: &Schema) -> Result<Self, CodecError> {
+        let fields = schema.fields();
+        let normalized: Vec<String> = fields.iter().map(|f| ExtraColumn::normalize_name(f.name())).collect();
+
+        // The best candidate of every role; a tie at the best priority is ambiguous.
+        let mut chosen: [Option<(usize, u8)>; 6] = [None; 6];
+        for (i, norm) in normalized.iter().enumerate() {
+            let Some((role, prio)) = role_of(norm) else { continue };
+            match chosen[role] {
+                Some((j, p)) if p == prio => {
+                    return Err(schema_error(
+                        fields[i].name(),
+                        format!(
+                            "columns {:?} and {:?} both read as {}; rename one",
+                            fields[j].name(),
+                            fields[i].name(),
+                            CORE_ROLES[role]
+                        ),
+                    ));
+                }
+                Some((_, p)) if p < prio => {}
+                _ => chosen[role] = Some((i, prio)),
+            }
+        }
+        if chosen[0].is_none() {
+            // A DatetimeIndex without a name, written by pandas.
+            chosen[0] = fields
+                .iter()
+                .position(|f| is_pandas_index(f.name()) && TimeKind::of(f.data_type()).is_some())
+                .map(|i| (i, u8::MAX));
+        }
+
+        let found = || fields.iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
+        let mut roles = [0usize; 6];
+        for (role, pick) in chosen.iter().enumerate() {
+            let Some((i, _)) = *pick else {
+                let also = if ALIASES[role].is_empty() { String::new() } else { format!(" (or {})", ALIASES[role]) };
+                return Err(schema_error(
+                    CORE_ROLES[role],
+                    format!("required column {}{also} is missing; the file has: {}", CORE_ROLES[role], found()),
+                ));
+            };
+            let field = &fields[i];
+            let ok = if role == 0 { TimeKind::of(field.data_type()).is_some() } else { is_numeric(field.data_type()) };
+            if !ok {
+                let expected = if role == 0 {
+                    "a timestamp (s, ms, us or ns; UTC or naive) or a date"
+                } else {
+                    "a number (float or integer)"
+                };
+                return Err(schema_error(
+                    field.name(),
+                    format!("used as {} but has type {}; expected {expected}", CORE_ROLES[role], field.data_type()),
+                ));
+            }
+            roles[role] = i;
+        }
+
+        let mut extras: Vec<(Source, String)> = Vec::new();
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (i, field) in fields.iter().enumerate() {
+            // Non-numeric columns (strings, booleans, nested, decimals) are skipped: user
+            // exports often carry a symbol or exchange column that is not part of the bars.
+            if roles.contains(&i) || is_pandas_index(field.name()) || !is_numeric(field.data_type()) {
+                continue;
+            }
+            let name = normalized[i].clone();
+            ExtraColumn::check_name(&name).map_err(|e| {
+                schema_error(field.name(), format!("numeric column cannot be kept as an extra column: {e}"))
+            })?;
+            if let Some(first) = seen.insert(name.clone(), field.name().clone()) {
+                return Err(schema_error(
+                    field.name(),
+                    format!("columns {first:?} and {:?} both normalize to {name:?}; rename one", field.name()),
+                ));
+            }
+            extras.push((Source { root: i, name: field.name().clone() }, name));
+        }
+
+        let src = |role: usize| Source { root: roles[role], name: fields[roles[role]].name().clone() };
+        Ok(Plan {
+            ts: src(0),
+            ts_kind: TimeKind::of(fields[roles[0]].data_type()).ok_or_else(|| schema_error("timestamp", "no type".into()))?,
+            core: [src(1), src(2), src(3), src(4), src(5)],
+            extras,
+        })
+    }
+
+    /// Top-level columns to read, ascending: the order of a projected batch's columns.
+    fn roots(&self) -> Vec<usize> {
+        let mut r: Vec<usize> = std::iter::once(self.ts.root)
+            .chain(self.core.iter().map(|s| s.root))
+            .chain(self.extras.iter().map(|(s, _)| s.root))
+            .collect();
+        r.sort_unstable();
+        r.dedup();
+        r
+    }
+}
+
+/// The `[min, max]` timestamps (ns) a row group's statistics promise, if it has usable ones.
+fn group_bounds(meta: &ParquetMetaData, group: usize, leaf: usize, kind: TimeKind) -> Option<(i64, i64)> {
+    let stats = meta.row_groups().get(group)?.columns().get(leaf)?.statistics()?;
+    let (min, max) = match stats {
+        Statistics::Int64(s) => (*s.min_opt()?, *s.max_opt()?),
+        Statistics::Int32(s) => (i64::from(*s.min_opt()?), i64::from(*s.max_opt()?)),
+        _ => return None,
+    };
+    // Saturation keeps the order, which is all an overlap test needs.
+    Some((min.saturating_mul(kind.factor()), max.saturating_mul(kind.factor())))
+}
+
+/// Refuses footers whose chunk offsets point outside the file: the parquet reader trusts
+/// them (and asserts on negative ones), so a damaged footer must be caught here.
+fn check_layout(meta: &ParquetMetaData, file_len: u64) -> Result<(), CodecError> {
+    for (g, group) in meta.row_groups().iter().enumerate() {
+        if group.num_rows() < 0 {
+            return Err(CodecError::Corrupt(format!("row group {} claims {} rows", g + 1, group.num_rows())));
+        }
+        for chunk in group.columns() {
+            let start = chunk.dictionary_page_offset().unwrap_or(chunk.data_page_offset());
+            let len = chunk.compressed_size();
+            let end = u64::try_from(start).ok().zip(u64::try_from(len).ok()).and_then(|(s, l)| s.checked_add(l));
+            if end.is_none_or(|end| end > file_len) {
+                return Err(CodecError::Corrupt(format!(
+                    "row group {} column {}: chunk at offset {start} with {len} bytes lies outside the {file_len}-byte file",
+                    g + 1,
+                    chunk.column_path()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Maps a row of the decoded stream back to its row group, for error messages.
+struct GroupIndex {
+    /// (first row in the stream, row group index), ascending.
+    starts: Vec<(usize, usize)>,
+    total: usize,
+}
+
+impl GroupIndex {
+    fn locate(&self, row: usize) -> (usize, usize) {
+        let k = self.starts.partition_point(|&(s, _)| s <= row).saturating_sub(1);
+        self.starts.get(k).map_or((0, row), |&(s, g)| (g, row - s))
+    }
+
+    fn null_error(&self, column: &str, stream_row: usize) -> CodecError {
+        let (group, row) = self.locate(stream_row);
+        CodecError::Parse {
+            line: Some(group as u64 + 1),
+            column: Some(column.to_string()),
+            value: None,
+            reason: format!(
+                "null value in row group {} of {} (row {} within it); this column must not be null",
+                group + 1,
+                self.total,
+                row + 1
+            ),
+        }
+    }
+}
+
+fn extend_required<T: ArrowPrimitiveType>(
+    arr: &dyn Array,
+    out: &mut Vec<f64>,
+    f: impl Fn(T::Native) -> f64,
+) -> Option<()> {
+    out.extend(arr.as_primitive_opt::<T>()?.values().iter().map(|&v| f(v)));
+    Some(())
+}
+
+fn extend_optional<T: ArrowPrimitiveType>(
+    arr: &dyn Array,
+    out: &mut Vec<Option<f64>>,
+    f: impl Fn(T::Native) -> f64,
+) -> Option<()> {
+    let a = arr.as_primitive_opt::<T>()?;
+    match a.nulls() {
+        None => out.extend(a.values().iter().map(|&v| Some(f(v)))),
+        Some(nulls) => out.extend(a.values().iter().zip(nulls.iter()).map(|(&v, valid)| valid.then(|| f(v)))),
+    }
+    Some(())
+}
+
+/// Converts any supported numeric array to f64 (integers above 2^53 round to the nearest f64).
+macro_rules! numeric_dispatch {
+    ($arr:expr, $out:expr, $extend:ident) => {
+        match $arr.data_type() {
+            DataType::Float64 => $extend::<Float64Type>($arr, $out, |v| v),
+            DataType::Float32 => $extend::<Float32Type>($arr, $out, f64::from),
+            DataType::Int8 => $extend::<Int8Type>($arr, $out, f64::from),
+            DataType::Int16 => $extend::<Int16Type>($arr, $out, f64::from),
+            DataType::Int32 => $extend::<Int32Type>($arr, $out, f64::from),
+            DataType::Int64 => $extend::<Int64Type>($arr, $out, |v| v as f64),
+            DataType::UInt8 => $extend::<UInt8Type>($arr, $out, f64::from),
+            DataType::UInt16 => $extend::<UInt16Type>($arr, $out, f64::from),
+            DataType::UInt32 => $extend::<UInt32Type>($arr, $out, f64::from),
+            DataType::UInt64 => $extend::<UInt64Type>($arr, $out, |v| v as f64),
+            _ => None,
+        }
+    };
+}
+
+fn append_required(arr: &dyn Array, out: &mut Vec<f64>) -> Option<()> {
+    if let Some(a) = arr.as_primitive_opt::<Float64Type>() {
+        out.extend_from_slice(a.values());
+        return Some(());
+    }
+    numeric_dispatch!(arr, out, extend_required)
+}
+
+fn append_optional(arr: &dyn Array, out: &mut Vec<Option<f64>>) -> Option<()> {
+    numeric_dispatch!(arr, out, extend_optional)
+}
+
+fn i64_values(arr: &dyn Array) -> Option<&[i64]> {
+    Some(match arr.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => arr.as_primitive_opt::<TimestampSecondType>()?.values(),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => arr.as_primitive_opt::<TimestampMillisecondType>()?.values(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => arr.as_primitive_opt::<TimestampMicrosecondType>()?.values(),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => arr.as_primitive_opt::<TimestampNanosecondType>()?.values(),
+        DataType::Date64 => arr.as_primitive_opt::<Date64Type>()?.values(),
+        _ => return None,
+    })
+}
+
+/// Appends timestamps as ns; returns the stream offset of a value outside the ns range.
+fn append_time(arr: &dyn Array, kind: TimeKind, out: &mut Vec<i64>) -> Option<Result<(), (usize, i64)>> {
+    let scale = |i: usize, v: i64, factor: i64| v.checked_mul(factor).ok_or((i, v));
+    match kind {
+        TimeKind::I64 { factor: 1 } => {
+            out.extend_from_slice(i64_values(arr)?);
+            Some(Ok(()))
+        }
+        TimeKind::I64 { factor } => {
+            let values = i64_values(arr)?;
+            out.reserve(values.len());
+            for (i, &v) in values.iter().enumerate() {
+                match scale(i, v, factor) {
+                    Ok(ns) => out.push(ns),
+                    Err(bad) => return Some(Err(bad)),
+                }
+            }
+            Some(Ok(()))
+        }
+        TimeKind::Days => {
+            let values = arr.as_primitive_opt::<Date32Type>()?.values();
+            out.reserve(values.len());
+            for (i, &v) in values.iter().enumerate() {
+                match scale(i, i64::from(v), NANOS_PER_DAY) {
+                    Ok(ns) => out.push(ns),
+                    Err(bad) => return Some(Err(bad)),
+                }
+            }
+            Some(Ok(()))
+        }
+    }
+}
+
+fn first_null(arr: &dyn Array) -> Option<usize> {
+    arr.logical_nulls().filter(|n| n.null_count() > 0).and_then(|n| n.iter().position(|valid| !valid))
+}
+
+fn unexpected_type(column: &str, arr: &dyn Array) -> CodecError {
+    CodecError::Corrupt(format!("column {column}: decoded as {} although the schema says otherwise", arr.data_type()))
+}
+
+/// Reads the bar columns from `input`, pruning row groups by timestamp statistics and
+/// trimming rows to `range`.
+pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
+    input: R,
+    range: Option<TimeRange>,
+) -> Result<(RawBars, DecodeStats), CodecError> {
+    let file_len = input.len();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(from_parquet_on_read)?;
+    let plan = Plan::from_schema(builder.schema())?;
+    let meta = builder.metadata().clone();
+    check_layout(&meta, file_len)?;
+    let descr = builder.parquet_schema();
+
+    let ts_leaf = (0..descr.num_columns()).find(|&leaf| descr.get_column_root_idx(leaf) == plan.ts.root);
+    let total = meta.num_row_groups();
+    let groups: Vec<usize> = (0..total)
+        .filter(|&g| match (range, ts_leaf) {
+            (Some(r), Some(leaf)) => group_bounds(&meta, g, leaf, plan.ts_kind).is_none_or(|(lo, hi)| r.overlaps(lo, hi)),
+            _ => true,
+        })
+        .collect();
+
+    let mut starts = Vec::with_capacity(groups.len());
+    let mut expected = 0usize;
+    for &g in &groups {
+        starts.push((expected, g));
+        expected = expected.saturating_add(usize::try_from(meta.row_group(g).num_rows()).unwrap_or(0));
+    }
+    let index = GroupIndex { starts, total };
+
+    let mask = ProjectionMask::roots(descr, plan.roots());
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(groups.clone())
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(from_parquet_on_read)?;
+
+    let roots = plan.roots();
+    let position = |root: usize| roots.binary_search(&root).unwrap_or(0);
+    let mut raw = RawBars::with_capacity(expected.min(MAX_RESERVE_ROWS));
+    let mut extras: Vec<Vec<Option<f64>>> =
+        plan.extras.iter().map(|_| Vec::with_capacity(expected.min(MAX_RESERVE_ROWS))).collect();
+
+    let mut offset = 0usize;
+    for batch in reader {
+        let batch: RecordBatch = batch.map_err(from_arrow_on_read)?;
+        let column = |src: &Source| {
+            batch.columns().get(position(src.root)).ok_or_else(|| {
+                CodecError::Corrupt(format!("column {}: missing from a decoded batch", src.name))
+            })
+        };
+
+        let ts = column(&plan.ts)?;
+        if let Some(row) = first_null(ts.as_ref()) {
+            return Err(index.null_error(&plan.ts.name, offset + row));
+        }
+        match append_time(ts.as_ref(), plan.ts_kind, &mut raw.ts) {
+            None => return Err(unexpected_type(&plan.ts.name, ts.as_ref())),
+            Some(Err((i, v))) => {
+                let (group, row) = index.locate(offset + i);
+                return Err(CodecError::Parse {
+                    line: Some(group as u64 + 1),
+                    column: Some(plan.ts.name.clone()),
+                    value: Some(v.to_string()),
+                    reason: format!(
+                        "timestamp at row {} of row group {} ({}) is outside the nanosecond range (years 1677 to 2262)",
+                        row + 1,
+                        group + 1,
+                        ts.data_type()
+                    ),
+                });
+            }
+            Some(Ok(())) => {}
+        }
+
+        let core_out = [&mut raw.open, &mut raw.high, &mut raw.low, &mut raw.close, &mut raw.volume];
+        for (src, out) in plan.core.iter().zip(core_out) {
+            let arr = column(src)?;
+            if let Some(row) = first_null(arr.as_ref()) {
+                return Err(index.null_error(&src.name, offset + row));
+            }
+            append_required(arr.as_ref(), out).ok_or_else(|| unexpected_type(&src.name, arr.as_ref()))?;
+        }
+        for ((src, _), out) in plan.extras.iter().zip(&mut extras) {
+            let arr = column(src)?;
+            append_optional(arr.as_ref(), out).ok_or_else(|| unexpected_type(&src.name, arr.as_ref()))?;
+        }
+        offset += batch.num_rows();
+    }
+
+    let rows_read = raw.ts.len();
+    if let Some(r) = range
+        && raw.ts.iter().any(|&t| !r.contains(t))
+    {
+        let keep: Vec<bool> = raw.ts.iter().map(|&t| r.contains(t)).collect();
+        retain(&mut raw.ts, &keep);
+        for col in [&mut raw.open, &mut raw.high, &mut raw.low, &mut raw.close, &mut raw.volume] {
+            retain(col, &keep);
+        }
+        for col in &mut extras {
+            retain(col, &keep);
+        }
+    }
+    for ((_, name), values) in plan.extras.iter().zip(extras) {
+        raw.extras.push(ExtraColumn::new(name, values)?);
+    }
+    let stats =
+        DecodeStats { row_groups_total: total, row_groups_read: groups.len(), rows_read, rows_returned: raw.ts.len() };
+    Ok((raw, stats))
+}
+
+fn retain<T>(v: &mut Vec<T>, keep: &[bool]) {
+    let mut flags = keep.iter();
+    v.retain(|_| flags.next().copied().unwrap_or(false));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_schema::Field;
+
+    fn schema(cols: &[(&str, DataType)]) -> Schema {
+        Schema::new(cols.iter().map(|(n, t)| Field::new(*n, t.clone(), true)).collect::<Vec<_>>())
+    }
+
+    fn ts_ns() -> DataType {
+        DataType::Timestamp(TimeUnit::Nanosecond, None)
+    }
+
+    #[test]
+    fn aliases_and_case_map_to_core_columns() {
+        let s = schema(&[
+            ("Date", DataType::Timestamp(TimeUnit::Second, Some("UTC".into()))),
+            ("OPEN", DataType::Float32),
+            ("High", DataType::Int64),
+            ("low", DataType::Int32),
+            ("Last", DataType::Float64),
+            ("Vol", DataType::UInt64),
+            ("Adj Close", DataType::Float64),
+            ("Open Interest", DataType::Int64),
+            ("symbol", DataType::Utf8),
+            ("__index_level_0__", DataType::Int64),
+        ]);
+        let p = Plan::from_schema(&s).unwrap();
+        assert_eq!(p.ts.name, "Date");
+        assert_eq!(p.ts_kind, TimeKind::I64 { factor: 1_000_000_000 });
+        let core: Vec<&str> = p.core.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(core, ["OPEN", "High", "low", "Last", "Vol"]);
+        let extras: Vec<&str> = p.extras.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(extras, ["adj_close", "open_interest"]);
+    }
+
+    #[test]
+    fn canonical_name_beats_alias_which_becomes_an_extra() {
+        let s = schema(&[
+            ("timestamp", ts_ns()),
+            ("open", DataType::Float64),
+            ("high", DataType::Float64),
+            ("low", DataType::Float64),
+            ("last", DataType::Float64),
+            ("close", DataType::Float64),
+            ("volume", DataType::Float64),
+        ]);
+        let p = Plan::from_schema(&s).unwrap();
+        assert_eq!(p.core[3].name, "close");
+        assert_eq!(p.extras.len(), 1);
+        assert_eq!(p.extras[0].1, "last");
+    }
+
+    #[test]
+    fn ambiguous_and_unnamable_columns_are_refused() {
+        let base = [
+            ("timestamp", ts_ns()),
+            ("open", DataType::Float64),
+            ("high", DataType::Float64),
+            ("low", DataType::Float64),
+            ("volume", DataType::Float64),
+        ];
+        let mut cols = base.to_vec();
+        cols.extend([("close", DataType::Float64), ("Close", DataType::Float64)]);
+        let err = Plan::from_schema(&schema(&cols)).unwrap_err().to_string();
+        assert!(err.contains("both read as close"), "{err}");
+
+        let mut cols = base.to_vec();
+        cols.extend([("close", DataType::Float64), ("Adj Close", DataType::Float64), ("adj_close", DataType::Int32)]);
+        let err = Plan::from_schema(&schema(&cols)).unwrap_err().to_string();
+        assert!(err.contains("adj_close"), "{err}");
+
+        let mut cols = base.to_vec();
+        cols.extend([("close", DataType::Float64), ("1d return", DataType::Float64)]);
+        let err = Plan::from_schema(&schema(&cols)).unwrap_err().to_string();
+        assert!(err.contains("1d return"), "{err}");
+    }
+
+    #[test]
+    fn unnamed_pandas_datetime_index_is_the_timestamp() {
+        let s = schema(&[
+            ("open", DataType::Float64),
+            ("high", DataType::Float64),
+            ("low", DataType::Float64),
+            ("close", DataType::Float64),
+            ("volume", DataType::Float64),
+            ("__index_level_0__", ts_ns()),
+        ]);
+        let p = Plan::from_schema(&s).unwrap();
+        assert_eq!(p.ts.name, "__index_level_0__");
+        assert!(p.extras.is_empty());
+        assert_eq!(p.roots(), vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn group_index_locates_rows() {
+        let idx = GroupIndex { starts: vec![(0, 1), (10, 3), (25, 4)], total: 5 };
+        assert_eq!(idx.locate(0), (1, 0));
+        assert_eq!(idx.locate(9), (1, 9));
+        assert_eq!(idx.locate(10), (3, 0));
+        assert_eq!(idx.locate(30), (4, 5));
+    }
+}

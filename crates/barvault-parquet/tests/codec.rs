@@ -1,0 +1,401 @@
+//! Behaviour of the Parquet codec through its public API: round trips, metadata, pruning,
+//! lenient import of foreign files and clear errors for files that are not bars.
+
+use std::collections::HashMap;
+use std::io::{Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, Date32Array, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
+};
+use arrow_schema::{DataType, TimeUnit};
+use barvault_domain::{Bars, ExtraColumn, Instrument, MergePolicy, Period, RawBars, SeriesKey, TimeRange};
+use barvault_parquet::{DecodeStats, ParquetCodec, ParquetCompression};
+use barvault_ports::{BarCodec, CodecError, CodecInput};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use proptest::prelude::*;
+
+fn series() -> SeriesKey {
+    SeriesKey::new(Instrument::stock("brk.b").unwrap(), Period::M1)
+}
+
+const TRICKY: [f64; 10] =
+    [1e-12, 1e300, -37.63, 0.1 + 0.2, 0.00000871, 5e-324, -0.0, f64::MAX, f64::MIN_POSITIVE, 123456.789];
+
+fn tricky_bars() -> Bars {
+    let ts = vec![i64::MIN, -1_000_000_000_000, -1, 0, 1, 1_700_000_000_123_456_789, i64::MAX - 1, i64::MAX];
+    let n = ts.len();
+    let pick = |shift: usize| (0..n).map(|i| TRICKY[(i + shift) % TRICKY.len()]).collect::<Vec<f64>>();
+    let mut close = pick(3);
+    close[2] = f64::NAN;
+    close[4] = f64::NEG_INFINITY;
+    let adj = (0..n).map(|i| if i % 3 == 1 { None } else { Some(TRICKY[(i + 7) % TRICKY.len()]) }).collect();
+    let oi = (0..n).map(|i| if i == 0 { Some(-0.0) } else { None }).collect();
+    let empty_extra = vec![None; n];
+    Bars::new(
+        ts,
+        pick(0),
+        pick(1),
+        pick(2),
+        close,
+        pick(4),
+        vec![
+            ExtraColumn::new("open_interest", oi).unwrap(),
+            ExtraColumn::new("adj_close", adj).unwrap(),
+            ExtraColumn::new("all_missing", empty_extra).unwrap(),
+        ],
+    )
+    .unwrap()
+}
+
+/// Regular one-minute bars from `start`, values derived from the row so pruning results can be checked.
+fn minute_bars(n: usize, start: i64) -> Bars {
+    let ts: Vec<i64> = (0..n as i64).map(|i| start + i * 60_000_000_000).collect();
+    let base: Vec<f64> = (0..n).map(|i| 100.0 + (i as f64) * 0.01).collect();
+    let hi = base.iter().map(|v| v + 0.5).collect();
+    let lo = base.iter().map(|v| v - 0.5).collect();
+    let vol = (0..n).map(|i| (i % 1000) as f64).collect();
+    let adj = ExtraColumn::new("adj_close", (0..n).map(|i| (i % 5 != 0).then_some(i as f64)).collect()).unwrap();
+    Bars::new(ts, base.clone(), hi, lo, base, vol, vec![adj]).unwrap()
+}
+
+fn encode(codec: &ParquetCodec, bars: &Bars) -> Vec<u8> {
+    let mut out = Vec::new();
+    codec.encode(bars, &series(), &mut out).unwrap();
+    out
+}
+
+fn to_bars(raw: RawBars) -> Bars {
+    raw.into_bars(MergePolicy::ErrorOnConflict).unwrap().0
+}
+
+fn decode(bytes: &[u8], range: Option<TimeRange>) -> Result<(RawBars, DecodeStats), CodecError> {
+    ParquetCodec::default().decode_with_stats(CodecInput::Bytes(bytes), range)
+}
+
+#[test]
+fn tricky_values_round_trip_bit_exactly_with_every_compression() {
+    let bars = tricky_bars();
+    for compression in ParquetCompression::ALL {
+        let codec = ParquetCodec::new(compression);
+        let bytes = encode(&codec, &bars);
+        let back = to_bars(codec.decode(CodecInput::Bytes(&bytes), None).unwrap());
+        assert_eq!(back, bars, "{compression}");
+        assert_eq!(back.close()[2].to_bits(), f64::NAN.to_bits());
+        assert_eq!(back.open()[6].to_bits(), (-0.0f64).to_bits());
+        assert!(back.extra("all_missing").unwrap().values().iter().all(Option::is_none));
+
+        let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+        let codec_name = format!("{:?}", reader.metadata().row_group(0).column(1).compression());
+        let expected = match compression {
+            ParquetCompression::Snappy => "SNAPPY",
+            ParquetCompression::Zstd => "ZSTD",
+            ParquetCompression::Lz4 => "LZ4_RAW",
+            ParquetCompression::Gzip => "GZIP",
+            ParquetCompression::None => "UNCOMPRESSED",
+        };
+        assert!(codec_name.starts_with(expected), "{compression}: file says {codec_name}");
+    }
+}
+
+#[test]
+fn decodes_from_an_open_file() {
+    let bars = minute_bars(1000, -5_000_000_000);
+    let mut file = tempfile::tempfile().unwrap();
+    ParquetCodec::default().encode(&bars, &series(), &mut file).unwrap();
+    file.flush().unwrap();
+    file.seek(SeekFrom::Start(0)).unwrap();
+    let raw = ParquetCodec::default().decode(CodecInput::File(file), None).unwrap();
+    assert_eq!(to_bars(raw), bars);
+}
+
+#[test]
+fn empty_bars_round_trip() {
+    let bars = Bars::empty();
+    let bytes = encode(&ParquetCodec::default(), &bars);
+    let (raw, stats) = decode(&bytes, None).unwrap();
+    assert!(raw.is_empty());
+    assert_eq!(stats.row_groups_total, 0);
+}
+
+#[test]
+fn schema_and_key_value_metadata_are_written() {
+    let bytes = encode(&ParquetCodec::default(), &tricky_bars());
+    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+    let kv: HashMap<String, String> = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(kv["barvault_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(kv["instrument_symbol"], "BRK.B");
+    assert_eq!(kv["instrument_type"], "stock");
+    assert_eq!(kv["period"], "1m");
+    let created = chrono::DateTime::parse_from_rfc3339(&kv["created_at"]).unwrap();
+    assert_eq!(created.offset().local_minus_utc(), 0);
+    assert!(kv["created_at"].ends_with('Z'));
+    assert!(!kv.contains_key("pandas"));
+
+    let arrow = parquet::arrow::parquet_to_arrow_schema(reader.metadata().file_metadata().schema_descr(), None)
+        .unwrap();
+    let f = arrow.field(0);
+    assert_eq!(f.name(), "timestamp");
+    assert_eq!(f.data_type(), &DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())));
+    let names: Vec<&str> = arrow.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["timestamp", "open", "high", "low", "close", "volume", "adj_close", "all_missing", "open_interest"]);
+    for f in arrow.fields().iter().take(6) {
+        assert!(!f.is_nullable(), "{} nullable", f.name());
+    }
+    for f in arrow.fields().iter().skip(6) {
+        assert!(f.is_nullable() && f.data_type() == &DataType::Float64, "{f:?}");
+    }
+}
+
+#[test]
+fn range_reads_prune_row_groups_and_trim_inclusively() {
+    let n = 10_000;
+    let bars = minute_bars(n, 1_600_000_000_000_000_000);
+    let codec = ParquetCodec::default().with_row_group_rows(1000);
+    let bytes = encode(&codec, &bars);
+    let ts = bars.timestamps();
+
+    let (all, stats) = decode(&bytes, None).unwrap();
+    assert_eq!(stats, DecodeStats { row_groups_total: 10, row_groups_read: 10, rows_read: n, rows_returned: n });
+    assert_eq!(to_bars(all), bars);
+
+    // Rows 2500..=3500 live in row groups 2 and 3.
+    let range = TimeRange::new(Some(ts[2500]), Some(ts[3500])).unwrap();
+    let (raw, stats) = decode(&bytes, Some(range)).unwrap();
+    assert_eq!(stats.row_groups_read, 2);
+    assert_eq!(stats.rows_read, 2000);
+    assert_eq!(stats.rows_returned, 1001);
+    assert_eq!(to_bars(raw), bars.slice(&range));
+
+    // Bounds exactly on a row-group boundary, open ends, and a gap between rows.
+    for (lo, hi) in [
+        (Some(ts[999]), Some(ts[1000])),
+        (None, Some(ts[0])),
+        (Some(ts[n - 1]), None),
+        (Some(ts[10] + 1), Some(ts[11] - 1)),
+        (Some(ts[n - 1] + 1), None),
+        (None, Some(ts[0] - 1)),
+    ] {
+        let range = TimeRange::new(lo, hi).unwrap();
+        let (raw, stats) = decode(&bytes, Some(range)).unwrap();
+        assert!(stats.row_groups_read <= 2, "{range:?}: {stats:?}");
+        assert_eq!(to_bars(raw), bars.slice(&range), "{range:?}");
+    }
+    let outside = TimeRange::new(Some(ts[n - 1] + 1), None).unwrap();
+    assert_eq!(decode(&bytes, Some(outside)).unwrap().1.row_groups_read, 0);
+}
+
+#[test]
+fn default_row_groups_are_bounded() {
+    let bars = minute_bars(300_000, 0);
+    let bytes = encode(&ParquetCodec::default(), &bars);
+    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+    let sizes: Vec<i64> = reader.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+    assert_eq!(sizes, [131_072, 131_072, 37_856]);
+    let stats = reader.metadata().row_group(1).column(0).statistics().unwrap();
+    assert!(stats.min_bytes_opt().is_some() && stats.max_bytes_opt().is_some());
+}
+
+/// Writes an arbitrary Arrow batch as Parquet, as another tool would.
+fn foreign_file(columns: Vec<(&str, ArrayRef)>) -> Vec<u8> {
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let props = WriterProperties::builder().set_max_row_group_row_count(Some(2)).build();
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    out
+}
+
+fn f64s(v: &[f64]) -> ArrayRef {
+    Arc::new(Float64Array::from(v.to_vec()))
+}
+
+const SECS: [i64; 3] = [1_700_000_000, 1_700_000_060, 1_700_000_120];
+
+#[test]
+fn foreign_files_with_other_units_types_and_names_are_imported() {
+    let ns: Vec<i64> = SECS.iter().map(|s| s * 1_000_000_000).collect();
+    let variants: Vec<(&str, ArrayRef)> = vec![
+        ("s utc", Arc::new(TimestampSecondArray::from(SECS.to_vec()).with_timezone("UTC"))),
+        ("ms naive", Arc::new(TimestampMillisecondArray::from(SECS.iter().map(|s| s * 1000).collect::<Vec<_>>()))),
+        (
+            "us utc",
+            Arc::new(TimestampMicrosecondArray::from(SECS.iter().map(|s| s * 1_000_000).collect::<Vec<_>>()).with_timezone("UTC")),
+        ),
+        ("ns naive", Arc::new(TimestampNanosecondArray::from(ns.clone()))),
+        (
+            "ns new york",
+            Arc::new(TimestampNanosecondArray::from(ns.clone()).with_timezone("America/New_York")),
+        ),
+    ];
+    for (what, ts) in variants {
+        let bytes = foreign_file(vec![
+            ("Date", ts),
+            ("Open", Arc::new(Float32Array::from(vec![1.5f32, 2.25, 3.0]))),
+            ("HIGH", Arc::new(Int64Array::from(vec![2, 3, 4]))),
+            ("low", Arc::new(Int32Array::from(vec![1, 2, -3]))),
+            ("Last", f64s(&[1.75, 2.5, 0.1])),
+            ("Vol", Arc::new(Int64Array::from(vec![100, 0, 9_007_199_254_740_993]))),
+            ("Adj Close", Arc::new(Float64Array::from(vec![Some(1.7), None, Some(0.09)]))),
+            ("Open Interest", Arc::new(Int32Array::from(vec![None, Some(7), Some(8)]))),
+            ("symbol", Arc::new(StringArray::from(vec!["A", "A", "A"]))),
+        ]);
+        let (raw, stats) = decode(&bytes, None).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(stats.row_groups_total, 2, "{what}");
+        assert_eq!(raw.ts, ns, "{what}");
+        assert_eq!(raw.open, [1.5, 2.25, 3.0]);
+        assert_eq!(raw.high, [2.0, 3.0, 4.0]);
+        assert_eq!(raw.low, [1.0, 2.0, -3.0]);
+        assert_eq!(raw.close, [1.75, 2.5, 0.1]);
+        assert_eq!(raw.volume, [100.0, 0.0, 9_007_199_254_740_992.0]);
+        let extras: Vec<(&str, &[Option<f64>])> = raw.extras.iter().map(|e| (e.name(), e.values())).collect();
+        assert_eq!(
+            extras,
+            [("adj_close", &[Some(1.7), None, Some(0.09)][..]), ("open_interest", &[None, Some(7.0), Some(8.0)][..])],
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn dates_count_as_midnight_utc_and_ranges_prune_by_converted_statistics() {
+    let days: Vec<i32> = vec![19_000, 19_001, 19_002];
+    let bytes = foreign_file(vec![
+        ("date", Arc::new(Date32Array::from(days.clone()))),
+        ("open", f64s(&[1.0, 2.0, 3.0])),
+        ("high", f64s(&[1.0, 2.0, 3.0])),
+        ("low", f64s(&[1.0, 2.0, 3.0])),
+        ("close", f64s(&[1.0, 2.0, 3.0])),
+        ("volume", f64s(&[1.0, 2.0, 3.0])),
+    ]);
+    let day = 86_400_000_000_000i64;
+    let (raw, _) = decode(&bytes, None).unwrap();
+    assert_eq!(raw.ts, days.iter().map(|&d| i64::from(d) * day).collect::<Vec<_>>());
+    let (raw, stats) = decode(&bytes, Some(TimeRange::new(Some(19_002 * day), None).unwrap())).unwrap();
+    assert_eq!((stats.row_groups_total, stats.row_groups_read), (2, 1));
+    assert_eq!(raw.close, [3.0]);
+}
+
+fn err_text(bytes: &[u8]) -> (CodecError, String) {
+    let e = decode(bytes, None).unwrap_err();
+    let s = e.to_string();
+    (e, s)
+}
+
+fn core_columns(ts: ArrayRef) -> Vec<(&'static str, ArrayRef)> {
+    let v = f64s(&[1.0, 2.0, 3.0]);
+    vec![("timestamp", ts), ("open", v.clone()), ("high", v.clone()), ("low", v.clone()), ("volume", v)]
+}
+
+#[test]
+fn wrong_schemas_name_the_column_and_type() {
+    let ts: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![1, 2, 3]));
+
+    let (e, s) = err_text(&foreign_file(core_columns(ts.clone())));
+    assert!(matches!(&e, CodecError::Parse { column: Some(c), .. } if c == "close"), "{e:?}");
+    assert!(s.contains("missing") && s.contains("last"), "{s}");
+
+    let strings: ArrayRef = Arc::new(StringArray::from(vec!["2024-01-01", "2024-01-02", "2024-01-03"]));
+    let mut cols = core_columns(strings);
+    cols.push(("close", f64s(&[1.0, 2.0, 3.0])));
+    let (e, s) = err_text(&foreign_file(cols));
+    assert!(matches!(&e, CodecError::Parse { column: Some(c), .. } if c == "timestamp"), "{e:?}");
+    assert!(s.contains("Utf8"), "{s}");
+
+    let mut cols = core_columns(ts.clone());
+    cols.push(("close", Arc::new(StringArray::from(vec!["1", "2", "3"]))));
+    let (e, s) = err_text(&foreign_file(cols));
+    assert!(matches!(&e, CodecError::Parse { column: Some(c), .. } if c == "close"), "{e:?}");
+    assert!(s.contains("Utf8") && s.contains("number"), "{s}");
+
+    let ints: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
+    let mut cols = core_columns(ints);
+    cols.push(("close", f64s(&[1.0, 2.0, 3.0])));
+    let (_, s) = err_text(&foreign_file(cols));
+    assert!(s.contains("timestamp") && s.contains("Int64"), "{s}");
+}
+
+#[test]
+fn nulls_in_core_columns_name_the_row_group_and_column() {
+    let ts: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![1, 2, 3]));
+    let mut cols = core_columns(ts);
+    cols.push(("close", Arc::new(Float64Array::from(vec![Some(1.0), Some(2.0), None]))));
+    let (e, s) = err_text(&foreign_file(cols));
+    match &e {
+        CodecError::Parse { line, column, .. } => {
+            assert_eq!(*line, Some(2));
+            assert_eq!(column.as_deref(), Some("close"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(s.contains("row group 2 of 2") && s.contains("null"), "{s}");
+
+    let ts: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![None, Some(2), Some(3)]));
+    let mut cols = core_columns(ts);
+    cols.push(("close", f64s(&[1.0, 2.0, 3.0])));
+    let (e, _) = err_text(&foreign_file(cols));
+    assert!(matches!(&e, CodecError::Parse { line: Some(1), column: Some(c), .. } if c == "timestamp"), "{e:?}");
+}
+
+#[test]
+fn timestamps_beyond_the_nanosecond_range_are_refused() {
+    let ts: ArrayRef = Arc::new(TimestampSecondArray::from(vec![0, 1, 10_000_000_000]));
+    let mut cols = core_columns(ts);
+    cols.push(("close", f64s(&[1.0, 2.0, 3.0])));
+    let (e, s) = err_text(&foreign_file(cols));
+    assert!(matches!(&e, CodecError::Parse { value: Some(v), .. } if v == "10000000000"), "{e:?}");
+    assert!(s.contains("1677"), "{s}");
+}
+
+#[test]
+fn truncated_and_garbage_files_are_corrupt() {
+    let bytes = encode(&ParquetCodec::default(), &minute_bars(5000, 0));
+    for cut in [0, 1, 4, 8, bytes.len() / 2, bytes.len() - 9, bytes.len() - 1] {
+        let e = decode(&bytes[..cut], None).unwrap_err();
+        assert!(matches!(e, CodecError::Corrupt(_)), "cut {cut}: {e:?}");
+        assert!(e.to_string().contains("Parquet"), "{e}");
+    }
+    let e = decode(b"timestamp,open\n1,2\n", None).unwrap_err();
+    assert!(matches!(e, CodecError::Corrupt(_)), "{e:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..2048), magic in any::<bool>()) {
+        if magic {
+            // Give the footer parser something to chew on.
+            bytes.splice(0..0, *b"PAR1");
+            bytes.extend_from_slice(b"PAR1");
+        }
+        prop_assert!(decode(&bytes, None).is_err());
+    }
+
+    #[test]
+    fn truncations_and_flips_never_panic(cut in 0usize..10_000, flip in any::<(usize, u8)>(), lo in any::<i64>()) {
+        let bars = minute_bars(300, 0);
+        let bytes = encode(&ParquetCodec::default().with_row_group_rows(100), &bars);
+        let cut = cut % bytes.len();
+        prop_assert!(decode(&bytes[..cut], None).is_err());
+
+        let mut flipped = bytes.clone();
+        let at = flip.0 % flipped.len();
+        flipped[at] ^= flip.1 | 1;
+        let range = TimeRange::new(Some(lo % 20_000_000_000_000), None).unwrap();
+        if let Ok((raw, _)) = decode(&flipped, Some(range)) {
+            prop_assert!(raw.open.len() == raw.ts.len() && raw.close.len() == raw.ts.len());
+        }
+    }
+}

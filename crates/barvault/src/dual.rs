@@ -1,0 +1,538 @@
+//! The seed's DualStorageManager, rebuilt so that no path loses stored rows: one series lock
+//! spans read → validate → merge → write both formats → record metadata, the stored state is
+//! read with its checksum verified (falling back to the secondary copy when the primary is
+//! missing, unparsable or disagrees with its metadata), and a write the merge does not need is
+//! skipped unless a copy needs repair.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use barvault_domain::{
+    merge, validate, Bars, MergePolicy, MergeStats, SeriesKey, TimeRange, ValidationPolicy, ValidationReport,
+};
+use barvault_ports::{
+    BarStore, DateRange, FileInfo, FileMetadata, MetadataStore, OpContext, PersistOptions, SecondaryStatus,
+    SeriesLocks, StorageError, StorageReceipt, WriteMode,
+};
+use chrono::Utc;
+use serde::Serialize;
+use tracing::Instrument;
+
+/// Policies of a dual manager.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DualSettings {
+    pub lock_timeout: Duration,
+    pub validation: ValidationPolicy,
+    pub merge_policy: MergePolicy,
+}
+
+impl Default for DualSettings {
+    fn default() -> Self {
+        Self {
+            lock_timeout: Duration::from_secs(30),
+            validation: ValidationPolicy::Strict,
+            merge_policy: MergePolicy::KeepLast,
+        }
+    }
+}
+
+/// The result of [`DualStorageManager::persist_with_backup`]: the receipt plus what
+/// validation removed and which generation was recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct PersistOutcome {
+    pub receipt: StorageReceipt,
+    pub validation: ValidationReport,
+    /// The metadata generation recorded by this write; `None` when nothing was written.
+    pub generation: Option<u64>,
+    /// Copies that were rewritten because they were missing, damaged or stale.
+    pub repaired: Vec<String>,
+}
+
+/// A primary store, an optional secondary store in another format, metadata and locks.
+#[derive(Debug, Clone)]
+pub struct DualStorageManager {
+    primary: Arc<dyn BarStore>,
+    secondary: Option<Arc<dyn BarStore>>,
+    metadata: Arc<dyn MetadataStore>,
+    locks: Arc<dyn SeriesLocks>,
+    settings: DualSettings,
+    base_dir: Option<PathBuf>,
+}
+
+/// How one stored copy looked when read under the lock.
+#[derive(Debug)]
+enum Copy {
+    /// Nothing stored and nothing recorded.
+    Absent,
+    /// Parsed, and its checksum agrees with metadata (or metadata has none).
+    Good(Bars),
+    /// Parsed, but its checksum disagrees with metadata (e.g. metadata write was interrupted).
+    Mismatch(Bars, String),
+    /// Missing although recorded, or unparsable.
+    Bad(String),
+}
+
+impl DualStorageManager {
+    pub fn new(
+        primary: Arc<dyn BarStore>,
+        secondary: Option<Arc<dyn BarStore>>,
+        metadata: Arc<dyn MetadataStore>,
+        locks: Arc<dyn SeriesLocks>,
+        settings: DualSettings,
+    ) -> Self {
+        Self { primary, secondary, metadata, locks, settings, base_dir: None }
+    }
+
+    /// Sets the base directory used to report absolute locations.
+    pub fn with_base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = Some(dir.into());
+        self
+    }
+
+    pub fn settings(&self) -> &DualSettings {
+        &self.settings
+    }
+
+    pub fn backup_enabled(&self) -> bool {
+        self.secondary.is_some()
+    }
+
+    pub fn primary(&self) -> &Arc<dyn BarStore> {
+        &self.primary
+    }
+
+    pub fn secondary(&self) -> Option<&Arc<dyn BarStore>> {
+        self.secondary.as_ref()
+    }
+
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.metadata
+    }
+
+    pub fn locks(&self) -> &Arc<dyn SeriesLocks> {
+        &self.locks
+    }
+
+    /// Relative path of `series` in `format`: `stocks/1d/AAPL.csv`.
+    pub fn relative_path(series: &SeriesKey, format: &str) -> String {
+        format!("{}.{}", series.relative_stem(), format)
+    }
+
+    fn location(&self, series: &SeriesKey, format: &str) -> String {
+        let rel = Self::relative_path(series, format);
+        match &self.base_dir {
+            Some(b) => b.join(rel).display().to_string(),
+            None => format!("{format}://{rel}"),
+        }
+    }
+
+    /// Validates, merges and writes `bars` to both formats under the series lock.
+    pub async fn persist_with_backup(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        options: PersistOptions,
+        validation: ValidationPolicy,
+        ctx: &OpContext,
+    ) -> Result<PersistOutcome, StorageError> {
+        let span = ctx.span("persist", Some(series));
+        self.persist_inner(bars, series, options, validation, ctx).instrument(span).await
+    }
+
+    async fn persist_inner(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        options: PersistOptions,
+        validation: ValidationPolicy,
+        ctx: &OpContext,
+    ) -> Result<PersistOutcome, StorageError> {
+        let started = Instant::now();
+        let (bars, report) = validate(bars.clone(), validation)
+            .map_err(|e| StorageError::validation(series, e))?;
+        if report.dropped > 0 {
+            tracing::warn!(dropped = report.dropped, samples = ?report.samples, "invalid bars dropped");
+        }
+        let _guard = self.locks.lock(series, self.settings.lock_timeout, ctx).await?;
+        let state = self.read_state(series, ctx).await?;
+        let existing = state.bars.clone().unwrap_or_default();
+        let (result, stats) = match options.mode {
+            WriteMode::Merge => merge(&existing, &bars, options.policy)
+                .map_err(|e| StorageError::merge_failed(series, e))?,
+            WriteMode::Replace => {
+                let unchanged = existing == bars;
+                let stats = MergeStats {
+                    existing_rows: existing.len(),
+                    new_rows: bars.len(),
+                    result_rows: bars.len(),
+                    unchanged,
+                    ..MergeStats::default()
+                };
+                (bars, stats)
+            }
+        };
+        let never_stored = state.bars.is_none();
+        let empty_new_series = never_stored && result.is_empty();
+        let need_primary = !empty_new_series && (!stats.unchanged || !state.primary_ok);
+        let need_secondary =
+            self.secondary.is_some() && !empty_new_series && (!stats.unchanged || !state.secondary_ok);
+        let pformat = self.primary.name().to_string();
+        let mut repaired = Vec::new();
+        if stats.unchanged && !state.primary_ok && need_primary {
+            repaired.push(self.location(series, &pformat));
+        }
+
+        let replace = PersistOptions { mode: WriteMode::Replace, policy: options.policy };
+        let write_primary = async {
+            if need_primary { Some(self.primary.persist(&result, series, replace, ctx).await) } else { None }
+        };
+        let write_secondary = async {
+            match (&self.secondary, need_secondary) {
+                (Some(s), true) => Some(s.persist(&result, series, replace, ctx).await),
+                _ => None,
+            }
+        };
+        let (p, s) = tokio::join!(write_primary, write_secondary);
+
+        let generation = state.generation + 1;
+        let mut receipt = match p {
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "primary write failed; stored data unchanged");
+                return Err(e);
+            }
+            Some(Ok(r)) => {
+                self.record(series, &result, &r, generation, state.primary_meta.as_ref(), ctx).await?;
+                r
+            }
+            None => StorageReceipt {
+                location: self.location(series, &pformat),
+                format: pformat.clone(),
+                rows_written: result.len(),
+                written: false,
+                merge: stats,
+                backup_created: false,
+                checksum_md5: None,
+                file_size: None,
+                secondary: None,
+                correlation_id: ctx.correlation_id().to_string(),
+                timestamp: Utc::now(),
+                duration: Duration::ZERO,
+            },
+        };
+        receipt.merge = stats;
+        if let Some(sec) = &self.secondary {
+            let sformat = sec.name().to_string();
+            let slocation = self.location(series, &sformat);
+            receipt.secondary = Some(match s {
+                None => SecondaryStatus::Unchanged { format: sformat, location: slocation },
+                Some(Ok(r)) => {
+                    if stats.unchanged {
+                        repaired.push(r.location.clone());
+                    }
+                    // When the primary did not change, the secondary's record must carry the
+                    // primary's generation to be recognised as consistent with it.
+                    let g = if receipt.written { generation } else { state.primary_generation.unwrap_or(generation) };
+                    self.record(series, &result, &r, g, state.secondary_meta.as_ref(), ctx).await?;
+                    SecondaryStatus::Written { format: sformat, location: r.location }
+                }
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "secondary write failed; the series is inconsistent until the next persist or recover");
+                    SecondaryStatus::Failed { format: sformat, location: slocation, error: e.to_string() }
+                }
+            });
+        }
+        receipt.duration = started.elapsed();
+        receipt.correlation_id = ctx.correlation_id().to_string();
+        tracing::info!(
+            rows = receipt.rows_written,
+            added = stats.rows_added,
+            changed = stats.rows_changed,
+            written = receipt.written,
+            path = %receipt.location,
+            duration_ms = receipt.duration.as_secs_f64() * 1000.0,
+            "persisted"
+        );
+        let recorded = receipt.written.then_some(generation);
+        Ok(PersistOutcome { receipt, validation: report, generation: recorded, repaired })
+    }
+
+    async fn record(
+        &self,
+        series: &SeriesKey,
+        bars: &Bars,
+        receipt: &StorageReceipt,
+        generation: u64,
+        previous: Option<&FileMetadata>,
+        ctx: &OpContext,
+    ) -> Result<(), StorageError> {
+        let meta = FileMetadata {
+            file_path: Self::relative_path(series, &receipt.format),
+            instrument_symbol: series.instrument.symbol().clone(),
+            instrument_type: series.instrument.kind(),
+            period: series.period,
+            format: receipt.format.clone(),
+            row_count: bars.len() as u64,
+            columns: bars.column_names(),
+            date_range: DateRange {
+                start: bars.first_timestamp().map(barvault_domain::nanos_to_datetime),
+                end: bars.last_timestamp().map(barvault_domain::nanos_to_datetime),
+            },
+            file_size: receipt.file_size.unwrap_or(0),
+            last_updated: Utc::now(),
+            checksum: receipt.checksum_md5.clone().unwrap_or_default(),
+            generation,
+            backup_checksum: if receipt.backup_created { previous.map(|p| p.checksum.clone()) } else { None },
+        };
+        self.metadata.record(&meta, ctx).await
+    }
+
+    /// Reads one copy and classifies it against its metadata record.
+    async fn read_copy(
+        store: &dyn BarStore,
+        meta: Option<&FileMetadata>,
+        series: &SeriesKey,
+        range: Option<TimeRange>,
+        ctx: &OpContext,
+    ) -> Result<Copy, StorageError> {
+        match store.load_with_checksum(series, range, ctx).await {
+            Ok(None) => Ok(match meta {
+                None => Copy::Absent,
+                Some(m) => Copy::Bad(format!("{} is recorded in metadata but missing", m.file_path)),
+            }),
+            Ok(Some((bars, sum))) => Ok(match (meta, sum) {
+                (Some(m), Some(sum)) if !m.checksum.is_empty() && m.checksum != sum => Copy::Mismatch(
+                    bars,
+                    format!("{}: checksum {} differs from metadata {}", m.file_path, sum, m.checksum),
+                ),
+                _ => Copy::Good(bars),
+            }),
+            Err(e) if e.is_data_error() => Ok(Copy::Bad(e.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn read_state(&self, series: &SeriesKey, ctx: &OpContext) -> Result<StoredState, StorageError> {
+        let pmeta = self.metadata.get(series, self.primary.name(), ctx).await?;
+        let smeta = match &self.secondary {
+            Some(s) => self.metadata.get(series, s.name(), ctx).await?,
+            None => None,
+        };
+        let generation = pmeta.iter().chain(smeta.iter()).map(|m| m.generation).max().unwrap_or(0);
+        let primary_generation = pmeta.as_ref().map(|m| m.generation);
+        let state = |bars: Option<Bars>, primary_ok: bool, secondary_ok: bool| StoredState {
+            bars,
+            primary_ok,
+            secondary_ok,
+            generation,
+            primary_generation,
+            primary_meta: pmeta.clone(),
+            secondary_meta: smeta.clone(),
+        };
+        let primary = Self::read_copy(self.primary.as_ref(), pmeta.as_ref(), series, None, ctx).await?;
+        if let Copy::Good(bars) = primary {
+            let secondary_ok = match &self.secondary {
+                None => true,
+                Some(s) => {
+                    let same_generation = matches!((&pmeta, &smeta), (Some(p), Some(s)) if p.generation == s.generation)
+                        || (pmeta.is_none() && smeta.is_none());
+                    same_generation && s.exists(series, ctx).await?
+                }
+            };
+            return Ok(state(Some(bars), true, secondary_ok));
+        }
+        let Some(sec) = &self.secondary else {
+            return match primary {
+                Copy::Absent => Ok(state(None, true, true)),
+                Copy::Mismatch(bars, why) => {
+                    // Without a second copy the parsed file is the best evidence there is.
+                    tracing::warn!(reason = %why, "checksum mismatch with no second copy; using the file as stored");
+                    Ok(state(Some(bars), false, true))
+                }
+                Copy::Bad(why) => Err(StorageError::Unreadable { series: series.clone(), causes: why }),
+                Copy::Good(bars) => Ok(state(Some(bars), true, true)),
+            };
+        };
+        let secondary = Self::read_copy(sec.as_ref(), smeta.as_ref(), series, None, ctx).await?;
+        match (primary, secondary) {
+            (Copy::Absent, Copy::Absent) => Ok(state(None, true, true)),
+            (p, Copy::Good(bars)) => {
+                tracing::warn!(primary = ?p.reason(), "primary copy unusable; merging onto the secondary copy");
+                Ok(state(Some(bars), false, true))
+            }
+            (Copy::Mismatch(a, why_a), Copy::Mismatch(b, why_b)) if a == b => {
+                tracing::warn!(primary = %why_a, secondary = %why_b, "both copies agree but metadata is stale; rewriting");
+                Ok(state(Some(a), false, false))
+            }
+            (Copy::Mismatch(a, why), Copy::Absent) => {
+                tracing::warn!(reason = %why, "checksum mismatch and no second copy; using the file as stored");
+                Ok(state(Some(a), false, false))
+            }
+            (p, s) => Err(StorageError::Unreadable {
+                series: series.clone(),
+                causes: format!(
+                    "primary: {}; secondary: {}",
+                    p.reason().unwrap_or("missing"),
+                    s.reason().unwrap_or("missing")
+                ),
+            }),
+        }
+    }
+
+    /// Loads from the primary copy, falling back to the secondary when the primary is
+    /// missing, unparsable or disagrees with its checksum; the reason is logged.
+    pub async fn load_with_fallback(
+        &self,
+        series: &SeriesKey,
+        range: Option<TimeRange>,
+        ctx: &OpContext,
+    ) -> Result<Option<Bars>, StorageError> {
+        let span = ctx.span("load", Some(series));
+        async {
+            let pmeta = self.metadata.get(series, self.primary.name(), ctx).await?;
+            let primary = Self::read_copy(self.primary.as_ref(), pmeta.as_ref(), series, range, ctx).await?;
+            let primary = match primary {
+                Copy::Good(bars) => {
+                    tracing::debug!(rows = bars.len(), "loaded from primary");
+                    return Ok(Some(bars));
+                }
+                other => other,
+            };
+            let Some(sec) = &self.secondary else {
+                return match primary {
+                    Copy::Absent => Ok(None),
+                    Copy::Mismatch(bars, why) => {
+                        tracing::warn!(reason = %why, "checksum mismatch with no second copy; serving the file as stored");
+                        Ok(Some(bars))
+                    }
+                    other => Err(StorageError::Unreadable {
+                        series: series.clone(),
+                        causes: other.reason().unwrap_or("missing").to_string(),
+                    }),
+                };
+            };
+            if let Some(why) = primary.reason() {
+                tracing::warn!(reason = %why, fallback = sec.name(), "primary copy unusable; falling back");
+            }
+            let smeta = self.metadata.get(series, sec.name(), ctx).await?;
+            let secondary = Self::read_copy(sec.as_ref(), smeta.as_ref(), series, range, ctx).await?;
+            match (primary, secondary) {
+                (Copy::Absent, Copy::Absent) => Ok(None),
+                (_, Copy::Good(bars)) => Ok(Some(bars)),
+                (Copy::Mismatch(a, _), Copy::Mismatch(b, _)) if a == b => {
+                    tracing::warn!("both copies agree but their metadata is stale; serving them");
+                    Ok(Some(a))
+                }
+                (Copy::Mismatch(a, why), Copy::Absent) => {
+                    tracing::warn!(reason = %why, "checksum mismatch and no second copy; serving the file as stored");
+                    Ok(Some(a))
+                }
+                (p, s) => Err(StorageError::Unreadable {
+                    series: series.clone(),
+                    causes: format!(
+                        "primary: {}; secondary: {}",
+                        p.reason().unwrap_or("missing"),
+                        s.reason().unwrap_or("missing")
+                    ),
+                }),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl Copy {
+    fn reason(&self) -> Option<&str> {
+        match self {
+            Copy::Absent | Copy::Good(_) => None,
+            Copy::Mismatch(_, r) | Copy::Bad(r) => Some(r),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct StoredState {
+    bars: Option<Bars>,
+    primary_ok: bool,
+    secondary_ok: bool,
+    /// The highest generation recorded for any copy.
+    generation: u64,
+    /// The generation recorded for the primary copy.
+    primary_generation: Option<u64>,
+    primary_meta: Option<FileMetadata>,
+    secondary_meta: Option<FileMetadata>,
+}
+
+#[async_trait]
+impl BarStore for DualStorageManager {
+    fn name(&self) -> &str {
+        "dual"
+    }
+
+    async fn persist(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        options: PersistOptions,
+        ctx: &OpContext,
+    ) -> Result<StorageReceipt, StorageError> {
+        Ok(self.persist_with_backup(bars, series, options, self.settings.validation, ctx).await?.receipt)
+    }
+
+    async fn load(
+        &self,
+        series: &SeriesKey,
+        range: Option<TimeRange>,
+        ctx: &OpContext,
+    ) -> Result<Option<Bars>, StorageError> {
+        self.load_with_fallback(series, range, ctx).await
+    }
+
+    async fn exists(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
+        if self.primary.exists(series, ctx).await? {
+            return Ok(true);
+        }
+        match &self.secondary {
+            Some(s) => s.exists(series, ctx).await,
+            None => Ok(false),
+        }
+    }
+
+    async fn file_info(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<FileInfo>, StorageError> {
+        match self.primary.file_info(series, ctx).await {
+            Ok(Some(info)) => return Ok(Some(info)),
+            Ok(None) => {}
+            Err(e) if e.is_data_error() && self.secondary.is_some() => {
+                tracing::warn!(error = %e, "primary unreadable; file_info from secondary");
+            }
+            Err(e) => return Err(e),
+        }
+        match &self.secondary {
+            Some(s) => s.file_info(series, ctx).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn list(&self, ctx: &OpContext) -> Result<Vec<SeriesKey>, StorageError> {
+        let mut all = self.primary.list(ctx).await?;
+        if let Some(s) = &self.secondary {
+            all.extend(s.list(ctx).await?);
+        }
+        all.sort();
+        all.dedup();
+        Ok(all)
+    }
+
+    async fn remove(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
+        let _guard = self.locks.lock(series, self.settings.lock_timeout, ctx).await?;
+        let mut removed = self.primary.remove(series, ctx).await?;
+        self.metadata.remove(series, self.primary.name(), ctx).await?;
+        if let Some(s) = &self.secondary {
+            removed |= s.remove(series, ctx).await?;
+            self.metadata.remove(series, s.name(), ctx).await?;
+        }
+        Ok(removed)
+    }
+}
