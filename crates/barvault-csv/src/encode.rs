@@ -87,7 +87,7 @@ mod tests {
             text,
             "timestamp,open,high,low,close,volume,adj_close,open_interest\n\
              1970-01-01 00:00:00.0,100,101.5,-0,NaN,1500,99.25,\n\
-             1970-01-01 00:00:01.5,8.71e-6,1e300,-inf,inf,0.5,,7\n"
+             1970-01-01 00:00:01.5,0.00000871,1e300,-inf,inf,0.5,,7\n"
         );
     }
 

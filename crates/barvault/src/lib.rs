@@ -1,1 +1,40 @@
-//! placeholder
+//! The barvault application layer: where adapters are chosen and wired, and where the
+//! operations an operator runs (import, export, verify, recover, health, cleanup) are
+//! composed from ports.
+//!
+//! Users who want the whole engine depend on this crate alone: [`StorageFactory`] turns a
+//! [`StorageConfig`] into a [`Vault`] (the file-backed store with every operation) or a bare
+//! [`DualStorageManager`], and the domain and port vocabulary is re-exported so no second
+//! dependency is needed. Everything that decides *how* to store stays in the adapters;
+//! everything that decides *what is correct* stays in the domain.
+
+mod cleanup;
+mod config;
+mod dual;
+mod health;
+mod integrity;
+mod vault;
+
+#[cfg(feature = "polars")]
+pub mod polars;
+
+pub use cleanup::{CleanupPlan, CleanupReport, SeriesTrim};
+pub use config::{
+    ConfigError, ConfigSources, DEFAULT_CONFIG_FILE, ENV_PREFIX, FIELDS, LoadedConfig, Origin, StorageConfig,
+};
+pub use dual::{DualSettings, DualStorageManager, PersistOutcome};
+pub use health::{DiskUsage, HealthReport, HealthStatus};
+pub use integrity::{Issue, IssueKind, RecoveryAction, RecoveryReport, Scope, VerifyReport};
+pub use vault::{ExportFormat, FileImport, ImportOptions, SeriesInfo, SeriesSummary, StorageFactory, Vault};
+
+pub use barvault_csv::CsvCodec;
+pub use barvault_domain as domain;
+pub use barvault_domain::{
+    Bars, Instrument, InstrumentKind, MergePolicy, MergeStats, Period, SeriesKey, Symbol, TimeRange, ValidationPolicy,
+};
+pub use barvault_fs::{Fault, FaultyFs, Fs, RealFs};
+pub use barvault_parquet::{ParquetCodec, ParquetCompression};
+pub use barvault_ports as ports;
+pub use barvault_ports::{
+    BarStore, FileInfo, FileMetadata, MetadataStore, OpContext, PersistOptions, StorageError, StorageReceipt, WriteMode,
+};

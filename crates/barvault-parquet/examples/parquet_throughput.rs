@@ -1,5 +1,5 @@
 //! Encode/decode time and size of 1M one-minute bars per compression and row-group size.
-//! Run with `cargo run --release -p barvault-parquet --example throughput`.
+//! Run with `cargo run --release -p barvault-parquet --example parquet_throughput [noisy]`.
 
 use std::time::Instant;
 
@@ -7,7 +7,7 @@ use barvault_domain::{Bars, ExtraColumn, Instrument, Period, SeriesKey, TimeRang
 use barvault_parquet::{ParquetCodec, ParquetCompression};
 use barvault_ports::{BarCodec, CodecInput};
 
-fn bars(n: usize) -> Bars {
+fn bars(n: usize, noisy: bool) -> Bars {
     let ts: Vec<i64> = (0..n as i64).map(|i| 1_600_000_000_000_000_000 + i * 60_000_000_000).collect();
     // A deterministic random walk with realistic two-decimal prices.
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -18,6 +18,10 @@ fn bars(n: usize) -> Bars {
         state ^= state >> 7;
         state ^= state << 17;
         price = ((price + ((state % 21) as f64 - 10.0) * 0.01) * 100.0).round() / 100.0;
+        if noisy {
+            // Off-grid prices: every value distinct, the worst case for dictionary encoding.
+            price += (state >> 11) as f64 / (1u64 << 53) as f64 * 1e-3;
+        }
         close.push(price);
     }
     let open: Vec<f64> = close.iter().map(|c| c - 0.01).collect();
@@ -42,7 +46,9 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
 
 fn main() {
     let n = 1_000_000;
-    let data = bars(n);
+    // `noisy` as the first argument: prices off the tick grid.
+    let noisy = std::env::args().nth(1).is_some_and(|a| a == "noisy");
+    let data = bars(n, noisy);
     let series = SeriesKey::new(Instrument::stock("AAPL").expect("valid"), Period::M1);
     println!("{n} rows, 6 core columns + 1 extra; best of 5 runs");
     let mut configs: Vec<ParquetCodec> = ParquetCompression::ALL.into_iter().map(ParquetCodec::new).collect();

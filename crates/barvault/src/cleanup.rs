@@ -1,0 +1,113 @@
+//! Retention: bars older than `retention_days` leave every series through the same locked,
+//! durable write path as any other write, and temp files and backups older than the
+//! retention are deleted. A dry run computes exactly the same plan and changes nothing.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use barvault_domain::{Bars, TimeRange, datetime_to_nanos};
+use barvault_ports::{OpContext, PersistOptions, StorageError, WriteMode};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::vault::Vault;
+
+/// Rows one series loses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SeriesTrim {
+    pub series: String,
+    pub rows_removed: usize,
+    pub rows_kept: usize,
+}
+
+/// What cleanup removes (or would remove, in a dry run).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CleanupPlan {
+    /// Bars before this instant go.
+    pub cutoff: Option<String>,
+    pub series: Vec<SeriesTrim>,
+    pub temp_files: Vec<PathBuf>,
+    pub backups: Vec<PathBuf>,
+}
+
+/// The plan and whether it was carried out.
+#[derive(Debug, Clone, Serialize)]
+pub struct CleanupReport {
+    pub dry_run: bool,
+    pub plan: CleanupPlan,
+}
+
+impl Vault {
+    /// Applies the retention policy (`retention_days`). Refuses unless `cleanup_enabled`
+    /// or `force`; with `dry_run` only reports.
+    pub async fn cleanup(&self, dry_run: bool, force: bool, ctx: &OpContext) -> Result<CleanupReport, StorageError> {
+        self.cleanup_at(Utc::now(), dry_run, force, ctx).await
+    }
+
+    /// [`Vault::cleanup`] as if the time were `now` (for tests and reproducible runs).
+    pub async fn cleanup_at(
+        &self,
+        now: DateTime<Utc>,
+        dry_run: bool,
+        force: bool,
+        ctx: &OpContext,
+    ) -> Result<CleanupReport, StorageError> {
+        if !self.config.cleanup_enabled && !force && !dry_run {
+            return Err(StorageError::Config {
+                field: "cleanup_enabled".into(),
+                message: "cleanup is disabled; set cleanup_enabled = true, pass --force, or use --dry-run".into(),
+            });
+        }
+        let retention = chrono::Duration::days(i64::from(self.config.retention_days));
+        let cutoff_dt = now - retention;
+        let cutoff = datetime_to_nanos(&cutoff_dt).unwrap_or(i64::MIN);
+        let max_age = Duration::from_secs(u64::from(self.config.retention_days) * 86_400);
+        let mut plan = CleanupPlan { cutoff: Some(cutoff_dt.to_rfc3339()), ..CleanupPlan::default() };
+
+        let mut trims: Vec<(barvault_domain::SeriesKey, Bars)> = Vec::new();
+        for series in barvault_ports::BarStore::list(&self.manager, ctx).await? {
+            let Some(bars) = self.manager.load_with_fallback(&series, None, ctx).await? else { continue };
+            let keep_range = TimeRange { start: Some(cutoff), end: None };
+            let (lo, _) = bars.range_bounds(&keep_range);
+            if lo == 0 {
+                continue;
+            }
+            let kept = bars.slice(&keep_range);
+            plan.series.push(SeriesTrim { series: series.to_string(), rows_removed: lo, rows_kept: kept.len() });
+            trims.push((series, kept));
+        }
+        let scan = barvault_fs::Layout::new(self.base().to_path_buf(), "csv")?.scan(self.fs.as_ref())?;
+        plan.temp_files = scan.temps.iter().filter(|t| t.age > max_age).map(|t| t.path.clone()).collect();
+        let now_sys = std::time::SystemTime::now();
+        plan.backups = scan
+            .backups
+            .iter()
+            .filter(|b| b.modified.and_then(|m| now_sys.duration_since(m).ok()).is_some_and(|age| age > max_age))
+            .map(|b| b.path.clone())
+            .collect();
+
+        if !dry_run {
+            for (series, kept) in trims {
+                if kept.is_empty() {
+                    barvault_ports::BarStore::remove(&self.manager, &series, ctx).await?;
+                } else {
+                    let opts = PersistOptions { mode: WriteMode::Replace, ..PersistOptions::default() };
+                    self.manager
+                        .persist_with_backup(&kept, &series, opts, barvault_domain::ValidationPolicy::Off, ctx)
+                        .await?;
+                }
+            }
+            for p in plan.temp_files.iter().chain(&plan.backups) {
+                barvault_fs::remove_durable(self.fs.as_ref(), p)?;
+            }
+        }
+        tracing::info!(
+            dry_run,
+            series = plan.series.len(),
+            temp_files = plan.temp_files.len(),
+            backups = plan.backups.len(),
+            "cleanup"
+        );
+        Ok(CleanupReport { dry_run, plan })
+    }
+}

@@ -1,0 +1,1 @@
+//! Bars ↔ polars DataFrame (feature `polars`); written by the polars task.

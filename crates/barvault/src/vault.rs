@@ -1,0 +1,493 @@
+//! The file-backed store as operators use it: the factory that wires adapters from a
+//! [`StorageConfig`], and the operations that read or write whole files (import, export,
+//! info, list). Integrity, recovery, health and cleanup live in their own modules but act on
+//! the same [`Vault`].
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use barvault_csv::CsvCodec;
+use barvault_domain::{Bars, Instrument, InstrumentKind, MergePolicy, Period, SeriesKey, TimeRange, ValidationPolicy};
+use barvault_fs::{FileLocks, FileStore, Fs, Layout, LockScope, RealFs, WriteOutcome, write_atomic};
+use barvault_metadata::FileMetadataStore;
+use barvault_parquet::ParquetCodec;
+use barvault_ports::{
+    BarCodec, BarStore, CodecError, CodecInput, FileMetadata, IoStep, MetadataStore, OpContext, PersistOptions,
+    StorageError, WriteMode,
+};
+use serde::Serialize;
+use tracing::Instrument as _;
+
+use crate::config::StorageConfig;
+use crate::dual::{DualSettings, DualStorageManager};
+
+/// One stored copy of every series in one format, with the file-level operations integrity
+/// checks and recovery need (they work on paths and bytes, below the `BarStore` port).
+pub(crate) trait FileCopy: Send + Sync + std::fmt::Debug {
+    fn format(&self) -> &str;
+    fn store(&self) -> Arc<dyn BarStore>;
+    fn path_of(&self, series: &SeriesKey) -> PathBuf;
+    fn backup_path_of(&self, series: &SeriesKey) -> PathBuf;
+    fn read_checked(&self, path: &Path) -> Result<Option<(Bars, String)>, StorageError>;
+    fn checksum(&self, path: &Path) -> Result<Option<String>, StorageError>;
+    fn write(&self, bars: &Bars, series: &SeriesKey, keep_backup: bool) -> Result<WriteOutcome, StorageError>;
+}
+
+impl<C: BarCodec + 'static> FileCopy for FileStore<C> {
+    fn format(&self) -> &str {
+        self.codec().format()
+    }
+    fn store(&self) -> Arc<dyn BarStore> {
+        Arc::new(self.clone())
+    }
+    fn path_of(&self, series: &SeriesKey) -> PathBuf {
+        FileStore::path_of(self, series)
+    }
+    fn backup_path_of(&self, series: &SeriesKey) -> PathBuf {
+        FileStore::backup_path_of(self, series)
+    }
+    fn read_checked(&self, path: &Path) -> Result<Option<(Bars, String)>, StorageError> {
+        self.read_file_checked(path)
+    }
+    fn checksum(&self, path: &Path) -> Result<Option<String>, StorageError> {
+        self.file_checksum(path)
+    }
+    fn write(&self, bars: &Bars, series: &SeriesKey, keep_backup: bool) -> Result<WriteOutcome, StorageError> {
+        self.write_series_file(bars, series, keep_backup)
+    }
+}
+
+/// Builds stores from a [`StorageConfig`] (the seed's StorageFactory).
+#[derive(Debug, Clone, Copy)]
+pub struct StorageFactory;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Formats {
+    Dual,
+    CsvOnly,
+    ParquetOnly,
+}
+
+impl StorageFactory {
+    /// The dual CSV + Parquet manager (CSV only when `backup_enabled` is false).
+    pub fn create_storage(config: &StorageConfig) -> Result<DualStorageManager, StorageError> {
+        Ok(Self::open(config)?.manager)
+    }
+
+    /// A CSV-only store (the seed's create_csv_only_storage), with metadata and locking.
+    pub fn create_csv_only(config: &StorageConfig) -> Result<DualStorageManager, StorageError> {
+        Ok(Self::build(config, Formats::CsvOnly, Arc::new(RealFs))?.manager)
+    }
+
+    /// A Parquet-only store (the seed's create_parquet_only_storage), with metadata and locking.
+    pub fn create_parquet_only(config: &StorageConfig) -> Result<DualStorageManager, StorageError> {
+        Ok(Self::build(config, Formats::ParquetOnly, Arc::new(RealFs))?.manager)
+    }
+
+    /// The whole file-backed store with every operator operation.
+    pub fn open(config: &StorageConfig) -> Result<Vault, StorageError> {
+        Self::open_with_fs(config, Arc::new(RealFs))
+    }
+
+    /// Like [`StorageFactory::open`], with every file operation going through `fs`
+    /// (a `FaultyFs` in failure-injection tests).
+    pub fn open_with_fs(config: &StorageConfig, fs: Arc<dyn Fs>) -> Result<Vault, StorageError> {
+        let formats = if config.backup_enabled { Formats::Dual } else { Formats::CsvOnly };
+        Self::build(config, formats, fs)
+    }
+
+    /// A CSV-only or Parquet-only [`Vault`].
+    pub fn open_single_format(config: &StorageConfig, parquet: bool) -> Result<Vault, StorageError> {
+        Self::build(config, if parquet { Formats::ParquetOnly } else { Formats::CsvOnly }, Arc::new(RealFs))
+    }
+
+    fn build(config: &StorageConfig, formats: Formats, fs: Arc<dyn Fs>) -> Result<Vault, StorageError> {
+        let base = config.output_directory.clone();
+        barvault_fs::create_dir_durable(fs.as_ref(), &base)?;
+        let timeout = config.lock_timeout();
+        let csv = FileStore::builder(base.clone(), CsvCodec).fs(Arc::clone(&fs)).lock_timeout(timeout).build()?;
+        let parquet = FileStore::builder(base.clone(), ParquetCodec::new(config.compression))
+            .fs(Arc::clone(&fs))
+            .lock_timeout(timeout)
+            .build()?;
+        let copies: Vec<Arc<dyn FileCopy>> = match formats {
+            Formats::Dual => vec![Arc::new(csv), Arc::new(parquet)],
+            Formats::CsvOnly => vec![Arc::new(csv)],
+            Formats::ParquetOnly => vec![Arc::new(parquet)],
+        };
+        let metadata = FileMetadataStore::with_fs(base.clone(), Arc::clone(&fs));
+        let series_locks = FileLocks::new(Arc::clone(&fs), Layout::new(base.clone(), "csv")?, LockScope::Series);
+        let settings =
+            DualSettings { lock_timeout: timeout, validation: config.validation, merge_policy: config.merge_policy };
+        let manager = DualStorageManager::new(
+            copies[0].store(),
+            copies.get(1).map(|c| c.store()),
+            Arc::new(metadata.clone()),
+            Arc::new(series_locks.clone()),
+            settings,
+        )
+        .with_base_dir(base);
+        Ok(Vault { config: config.clone(), manager, copies, metadata, series_locks, fs })
+    }
+}
+
+/// The file-backed store: the dual manager plus the file-level operations around it.
+#[derive(Debug, Clone)]
+pub struct Vault {
+    pub(crate) config: StorageConfig,
+    pub(crate) manager: DualStorageManager,
+    /// Primary first.
+    pub(crate) copies: Vec<Arc<dyn FileCopy>>,
+    pub(crate) metadata: FileMetadataStore,
+    pub(crate) series_locks: FileLocks,
+    pub(crate) fs: Arc<dyn Fs>,
+}
+
+/// How `import` treats each file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImportOptions {
+    pub validation: ValidationPolicy,
+    pub mode: WriteMode,
+    pub policy: MergePolicy,
+}
+
+/// What importing one file did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileImport {
+    pub file: PathBuf,
+    pub series: String,
+    /// Data rows in the file.
+    pub rows_read: usize,
+    /// Timestamps that were not stored before.
+    pub added: usize,
+    /// Stored rows whose values changed.
+    pub replaced: usize,
+    /// Rows that were already stored with the same values (including repeats within the file).
+    pub unchanged: usize,
+    /// Rows removed by `--on-invalid drop`.
+    pub dropped_invalid: usize,
+    /// Rows in the series afterwards.
+    pub rows_stored: usize,
+    pub written: bool,
+    pub location: String,
+    /// Set when the secondary (Parquet) copy could not be written.
+    pub warning: Option<String>,
+}
+
+/// Output format of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Csv,
+    Parquet,
+    /// One JSON object per line: `{"timestamp": "...", "open": ..., ...}`.
+    Json,
+}
+
+/// One series as `list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesSummary {
+    pub instrument_type: InstrumentKind,
+    pub symbol: String,
+    pub period: Period,
+    pub rows: u64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub formats: Vec<String>,
+    pub generation: u64,
+}
+
+/// Everything `info` shows about one series.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesInfo {
+    pub series: String,
+    pub rows: usize,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub columns: Vec<String>,
+    pub files: Vec<FileMetadataView>,
+}
+
+/// One file of a series, from its metadata record and the file system.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileMetadataView {
+    pub format: String,
+    pub path: String,
+    pub exists: bool,
+    pub size: Option<u64>,
+    pub record: Option<FileMetadata>,
+}
+
+impl Vault {
+    pub fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    /// The dual manager (also usable as a `dyn BarStore`).
+    pub fn manager(&self) -> &DualStorageManager {
+        &self.manager
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.config.output_directory
+    }
+
+    /// The formats stored, primary first.
+    pub fn formats(&self) -> Vec<String> {
+        self.copies.iter().map(|c| c.format().to_string()).collect()
+    }
+
+    /// The data file of `series` in each format, primary first.
+    pub fn paths_of(&self, series: &SeriesKey) -> Vec<PathBuf> {
+        self.copies.iter().map(|c| c.path_of(series)).collect()
+    }
+
+    /// Reads one input file (CSV in any dialect the reader accepts, or `.parquet`) and
+    /// merges it into `series`. Nothing is written when the file does not parse.
+    pub async fn import_file(
+        &self,
+        file: &Path,
+        series: &SeriesKey,
+        options: ImportOptions,
+        ctx: &OpContext,
+    ) -> Result<FileImport, StorageError> {
+        let span = ctx.span("import", Some(series));
+        async {
+            let raw = read_input(file).await?;
+            let rows_read = raw.len();
+            let (bars, _folded) = raw.into_bars(options.policy).map_err(|e| match e {
+                barvault_domain::DomainError::Conflict { .. } => StorageError::merge_failed(series, e),
+                other => CodecError::Domain(other).at(file),
+            })?;
+            let persist = PersistOptions { mode: options.mode, policy: options.policy, ..PersistOptions::default() };
+            let outcome = self.manager.persist_with_backup(&bars, series, persist, options.validation, ctx).await?;
+            let stats = outcome.receipt.merge;
+            let dropped = outcome.validation.dropped;
+            let warning = match &outcome.receipt.secondary {
+                Some(barvault_ports::SecondaryStatus::Failed { format, error, .. }) => {
+                    Some(format!("{format} copy not written: {error}"))
+                }
+                _ => None,
+            };
+            let result = FileImport {
+                file: file.to_path_buf(),
+                series: series.to_string(),
+                rows_read,
+                added: stats.rows_added,
+                replaced: stats.rows_changed,
+                unchanged: rows_read.saturating_sub(dropped + stats.rows_added + stats.rows_changed),
+                dropped_invalid: dropped,
+                rows_stored: outcome.receipt.rows_written,
+                written: outcome.receipt.written,
+                location: outcome.receipt.location,
+                warning,
+            };
+            tracing::info!(
+                file = %file.display(),
+                rows_read,
+                added = result.added,
+                replaced = result.replaced,
+                "imported"
+            );
+            Ok(result)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The series an input file goes to: `symbol`, or the file's stem.
+    pub fn series_for_file(
+        file: &Path,
+        kind: InstrumentKind,
+        symbol: Option<&str>,
+        period: Period,
+    ) -> Result<SeriesKey, StorageError> {
+        let symbol = match symbol {
+            Some(s) => s.to_string(),
+            None => file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .ok_or_else(|| {
+                    StorageError::invalid(format!("{}: cannot take a symbol from this file name", file.display()))
+                })?
+                .to_string(),
+        };
+        let instrument =
+            Instrument::new(kind, &symbol).map_err(|e| StorageError::invalid(format!("{}: {e}", file.display())))?;
+        Ok(SeriesKey::new(instrument, period))
+    }
+
+    /// Writes the stored bars of `series` (within `range`) to `out` (`None` = standard output)
+    /// in `format`. A file is written atomically; returns the rows written.
+    pub async fn export(
+        &self,
+        series: &SeriesKey,
+        range: Option<TimeRange>,
+        format: ExportFormat,
+        out: Option<&Path>,
+        ctx: &OpContext,
+    ) -> Result<usize, StorageError> {
+        let bars = self
+            .manager
+            .load_with_fallback(series, range, ctx)
+            .await?
+            .ok_or_else(|| StorageError::NotFound { what: series.to_string() })?;
+        let rows = bars.len();
+        let encode = |w: &mut (dyn Write + Send)| -> Result<(), CodecError> {
+            match format {
+                ExportFormat::Csv => CsvCodec.encode(&bars, series, w),
+                ExportFormat::Parquet => ParquetCodec::new(self.config.compression).encode(&bars, series, w),
+                ExportFormat::Json => write_json_lines(&bars, w),
+            }
+        };
+        match out {
+            Some(path) => {
+                write_atomic(self.fs.as_ref(), path, false, encode)?;
+            }
+            None => {
+                let mut sink = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+                encode(&mut sink).map_err(|e| e.at(Path::new("<stdout>")))?;
+                sink.flush().map_err(|e| StorageError::io(IoStep::WriteTemp, "<stdout>", e))?;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Rows, range, columns, files, sizes, checksums and generation of one series.
+    pub async fn info(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<SeriesInfo>, StorageError> {
+        let mut files = Vec::new();
+        for copy in &self.copies {
+            let path = copy.path_of(series);
+            let size = std::fs::metadata(&path).ok().map(|m| m.len());
+            let record = self.metadata.get(series, copy.format(), ctx).await?;
+            files.push(FileMetadataView {
+                format: copy.format().to_string(),
+                path: path.display().to_string(),
+                exists: size.is_some(),
+                size,
+                record,
+            });
+        }
+        if files.iter().all(|f| !f.exists && f.record.is_none()) {
+            return Ok(None);
+        }
+        let bars = self.manager.load_with_fallback(series, None, ctx).await?.unwrap_or_default();
+        Ok(Some(SeriesInfo {
+            series: series.to_string(),
+            rows: bars.len(),
+            first: bars.first_timestamp().map(barvault_domain::format_timestamp),
+            last: bars.last_timestamp().map(barvault_domain::format_timestamp),
+            columns: bars.column_names(),
+            files,
+        }))
+    }
+
+    /// Every stored series (from metadata records, plus data files that have none),
+    /// optionally filtered by kind and period.
+    pub async fn list(
+        &self,
+        kind: Option<InstrumentKind>,
+        period: Option<Period>,
+        ctx: &OpContext,
+    ) -> Result<Vec<SeriesSummary>, StorageError> {
+        let records = self.metadata.list(ctx).await?;
+        let mut by_series: BTreeMap<SeriesKey, SeriesSummary> = BTreeMap::new();
+        for r in records {
+            let Ok(series) = r.try_series() else { continue };
+            let entry = by_series.entry(series.clone()).or_insert_with(|| summary_of(&series));
+            if r.generation >= entry.generation {
+                entry.generation = r.generation;
+                entry.rows = r.row_count;
+                entry.first = r.date_range.start.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+                entry.last = r.date_range.end.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+            }
+            entry.formats.push(r.format.clone());
+        }
+        for series in self.manager.list(ctx).await? {
+            if by_series.contains_key(&series) {
+                continue;
+            }
+            let mut s = summary_of(&series);
+            if let Some(info) = self.manager.file_info(&series, ctx).await? {
+                s.rows = info.rows as u64;
+                s.first = info.first.map(barvault_domain::format_timestamp);
+                s.last = info.last.map(barvault_domain::format_timestamp);
+                s.formats.push(info.format);
+            }
+            by_series.insert(series, s);
+        }
+        Ok(by_series
+            .into_iter()
+            .filter(|(k, _)| kind.is_none_or(|x| k.instrument.kind() == x) && period.is_none_or(|p| k.period == p))
+            .map(|(_, v)| v)
+            .collect())
+    }
+}
+
+fn summary_of(series: &SeriesKey) -> SeriesSummary {
+    SeriesSummary {
+        instrument_type: series.instrument.kind(),
+        symbol: series.instrument.symbol().to_string(),
+        period: series.period,
+        rows: 0,
+        first: None,
+        last: None,
+        formats: Vec::new(),
+        generation: 0,
+    }
+}
+
+/// Decodes an input file with the codec its extension names (`.parquet`, else CSV).
+async fn read_input(file: &Path) -> Result<barvault_domain::RawBars, StorageError> {
+    let path = file.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let handle = std::fs::File::open(&path).map_err(|e| StorageError::io(IoStep::Read, &path, e))?;
+        let is_parquet = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+        let decoded = if is_parquet {
+            ParquetCodec::default().decode(CodecInput::File(handle), None)
+        } else {
+            CsvCodec.decode(CodecInput::File(handle), None)
+        };
+        decoded.map_err(|e| e.at(&path))
+    })
+    .await
+    .map_err(|e| StorageError::io(IoStep::Read, file, std::io::Error::other(e.to_string())))?
+}
+
+fn write_json_lines(bars: &Bars, w: &mut (dyn Write + Send)) -> Result<(), CodecError> {
+    let extras = bars.extras();
+    for i in 0..bars.len() {
+        let mut obj = serde_json::Map::new();
+        obj.insert("timestamp".into(), barvault_domain::format_timestamp(bars.timestamps()[i]).into());
+        for (name, col) in [
+            ("open", bars.open()),
+            ("high", bars.high()),
+            ("low", bars.low()),
+            ("close", bars.close()),
+            ("volume", bars.volume()),
+        ] {
+            obj.insert(name.into(), json_number(col[i]));
+        }
+        for e in extras {
+            obj.insert(e.name().into(), e.values()[i].map_or(serde_json::Value::Null, json_number));
+        }
+        serde_json::to_writer(&mut *w, &obj).map_err(|e| CodecError::Io(std::io::Error::other(e)))?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// A finite float as a JSON number (serde_json prints the shortest round-trip form);
+/// NaN and infinities, which JSON cannot hold, as the strings `"NaN"`, `"inf"`, `"-inf"`.
+fn json_number(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v).map(serde_json::Value::Number).unwrap_or_else(|| {
+        serde_json::Value::String(if v.is_nan() {
+            "NaN".into()
+        } else if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        })
+    })
+}
