@@ -223,7 +223,8 @@ impl Plan {
         let src = |role: usize| Source { root: roles[role], name: fields[roles[role]].name().clone() };
         Ok(Plan {
             ts: src(0),
-            ts_kind: TimeKind::of(fields[roles[0]].data_type()).ok_or_else(|| schema_error("timestamp", "no type".into()))?,
+            ts_kind: TimeKind::of(fields[roles[0]].data_type())
+                .ok_or_else(|| schema_error("timestamp", "no type".into()))?,
             core: [src(1), src(2), src(3), src(4), src(5)],
             extras,
         })
@@ -427,7 +428,9 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
     let total = meta.num_row_groups();
     let groups: Vec<usize> = (0..total)
         .filter(|&g| match (range, ts_leaf) {
-            (Some(r), Some(leaf)) => group_bounds(&meta, g, leaf, plan.ts_kind).is_none_or(|(lo, hi)| r.overlaps(lo, hi)),
+            (Some(r), Some(leaf)) => {
+                group_bounds(&meta, g, leaf, plan.ts_kind).is_none_or(|(lo, hi)| r.overlaps(lo, hi))
+            }
             _ => true,
         })
         .collect();
@@ -458,9 +461,10 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
     for batch in reader {
         let batch: RecordBatch = batch.map_err(from_arrow_on_read)?;
         let column = |src: &Source| {
-            batch.columns().get(position(src.root)).ok_or_else(|| {
-                CodecError::Corrupt(format!("column {}: missing from a decoded batch", src.name))
-            })
+            batch
+                .columns()
+                .get(position(src.root))
+                .ok_or_else(|| CodecError::Corrupt(format!("column {}: missing from a decoded batch", src.name)))
         };
 
         let ts = column(&plan.ts)?;

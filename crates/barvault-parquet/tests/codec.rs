@@ -156,13 +156,16 @@ fn schema_and_key_value_metadata_are_written() {
     assert!(kv["created_at"].ends_with('Z'));
     assert!(!kv.contains_key("pandas"));
 
-    let arrow = parquet::arrow::parquet_to_arrow_schema(reader.metadata().file_metadata().schema_descr(), None)
-        .unwrap();
+    let arrow =
+        parquet::arrow::parquet_to_arrow_schema(reader.metadata().file_metadata().schema_descr(), None).unwrap();
     let f = arrow.field(0);
     assert_eq!(f.name(), "timestamp");
     assert_eq!(f.data_type(), &DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())));
     let names: Vec<&str> = arrow.fields().iter().map(|f| f.name().as_str()).collect();
-    assert_eq!(names, ["timestamp", "open", "high", "low", "close", "volume", "adj_close", "all_missing", "open_interest"]);
+    assert_eq!(
+        names,
+        ["timestamp", "open", "high", "low", "close", "volume", "adj_close", "all_missing", "open_interest"]
+    );
     for f in arrow.fields().iter().take(6) {
         assert!(!f.is_nullable(), "{} nullable", f.name());
     }
@@ -245,13 +248,13 @@ fn foreign_files_with_other_units_types_and_names_are_imported() {
         ("ms naive", Arc::new(TimestampMillisecondArray::from(SECS.iter().map(|s| s * 1000).collect::<Vec<_>>()))),
         (
             "us utc",
-            Arc::new(TimestampMicrosecondArray::from(SECS.iter().map(|s| s * 1_000_000).collect::<Vec<_>>()).with_timezone("UTC")),
+            Arc::new(
+                TimestampMicrosecondArray::from(SECS.iter().map(|s| s * 1_000_000).collect::<Vec<_>>())
+                    .with_timezone("UTC"),
+            ),
         ),
         ("ns naive", Arc::new(TimestampNanosecondArray::from(ns.clone()))),
-        (
-            "ns new york",
-            Arc::new(TimestampNanosecondArray::from(ns.clone()).with_timezone("America/New_York")),
-        ),
+        ("ns new york", Arc::new(TimestampNanosecondArray::from(ns.clone()).with_timezone("America/New_York"))),
     ];
     for (what, ts) in variants {
         let bytes = foreign_file(vec![
