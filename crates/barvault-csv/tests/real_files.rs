@@ -1,4 +1,4 @@
-//! The four real files in tests/data/real parse with the right counts and values, and
+//! The four real files in tests/data (daily/ and real/) parse with the right counts and values, and
 //! survive a store round trip unchanged.
 
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use barvault_domain::{Bars, Instrument, MergePolicy, Period, RawBars, SeriesKey}
 use barvault_ports::{BarCodec, CodecInput};
 
 fn path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/real").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(name)
 }
 
 fn load_raw(name: &str) -> RawBars {
@@ -20,7 +20,7 @@ fn load_raw(name: &str) -> RawBars {
 /// (2015-09-23T20:58:22.316, two trades); the later row wins, as on import.
 fn load(name: &str) -> Bars {
     let (bars, folded) = load_raw(name).into_bars(MergePolicy::KeepLast).unwrap();
-    let expected_folded = usize::from(name.starts_with("ticks"));
+    let expected_folded = usize::from(name.contains("ticks"));
     assert_eq!(folded, expected_folded, "{name}: repeated timestamps");
     bars
 }
@@ -62,7 +62,7 @@ fn check(name: &str, rows: usize, extra: &str, first: Row, last: Row) {
 #[test]
 fn nvda_daily() {
     check(
-        "NVDA-1d.csv",
+        "daily/NVDA.csv",
         4012,
         "adj_close",
         (ts("1999-01-22"), 1.75, 1.953125, 1.552083, 1.640625, 67_867_200.0, Some(1.518424)),
@@ -73,7 +73,7 @@ fn nvda_daily() {
 #[test]
 fn orcl_daily() {
     check(
-        "ORCL-1d.csv",
+        "daily/ORCL.csv",
         5036,
         "adj_close",
         (ts("1995-01-03"), 2.179012, 2.191358, 2.117284, 2.117284, 36_301_200.0, Some(1.883304)),
@@ -84,7 +84,7 @@ fn orcl_daily() {
 #[test]
 fn estx50_minutes_with_split_date_time() {
     check(
-        "ESTX50-2006-01-02-1m.txt",
+        "real/ESTX50-2006-01-02-1m.txt",
         30889,
         "open_interest",
         (ts("2006-01-02 09:01:00"), 3602.0, 3603.0, 3597.0, 3599.0, 5699.0, Some(0.0)),
@@ -95,13 +95,13 @@ fn estx50_minutes_with_split_date_time() {
 #[test]
 fn ticks_with_milliseconds() {
     check(
-        "ticks-2015-09-23.csv",
+        "real/ticks-2015-09-23.csv",
         135,
         "open_interest",
         (ts("2015-09-23T20:57:42.146Z"), 3067.0, 3067.0, 3067.0, 3067.0, 180.0, Some(0.0)),
         (ts("2015-09-23T21:00:00.238Z"), 3069.0, 3069.0, 3069.0, 3069.0, 1.0, Some(0.0)),
     );
-    let bars = load("ticks-2015-09-23.csv");
+    let bars = load("real/ticks-2015-09-23.csv");
     assert_eq!(bars.len(), 134);
     assert_eq!(bars.timestamps()[0] % 1_000_000_000, 146_000_000);
 }
@@ -109,7 +109,7 @@ fn ticks_with_milliseconds() {
 #[test]
 fn real_files_round_trip_exactly() {
     let key = SeriesKey::new(Instrument::stock("TEST").unwrap(), Period::D1);
-    for name in ["NVDA-1d.csv", "ORCL-1d.csv", "ESTX50-2006-01-02-1m.txt", "ticks-2015-09-23.csv"] {
+    for name in ["daily/NVDA.csv", "daily/ORCL.csv", "real/ESTX50-2006-01-02-1m.txt", "real/ticks-2015-09-23.csv"] {
         let bars = load(name);
         let mut encoded = Vec::new();
         CsvCodec.encode(&bars, &key, &mut encoded).unwrap();

@@ -156,13 +156,14 @@ impl DualStorageManager {
         }
         let _guard = self.locks.lock(series, self.settings.lock_timeout, ctx).await?;
         let state = self.read_state(series, ctx).await?;
-        let existing = state.bars.clone().unwrap_or_default();
+        let empty = Bars::empty();
+        let existing = state.bars.as_ref().unwrap_or(&empty);
         let (result, stats) = match options.mode {
             WriteMode::Merge => {
-                merge(&existing, &bars, options.policy).map_err(|e| StorageError::merge_failed(series, e))?
+                merge(existing, &bars, options.policy).map_err(|e| StorageError::merge_failed(series, e))?
             }
             WriteMode::Replace | WriteMode::Overwrite => {
-                let unchanged = options.mode == WriteMode::Replace && existing == bars;
+                let unchanged = options.mode == WriteMode::Replace && *existing == bars;
                 let stats = MergeStats {
                     existing_rows: existing.len(),
                     new_rows: bars.len(),
@@ -185,24 +186,16 @@ impl DualStorageManager {
 
         // A copy that was damaged is not kept as `.backup`: it would push out a sound one.
         let backup_for = |ok: bool| if ok { BackupPolicy::Keep } else { BackupPolicy::Skip };
-        let write_primary = async {
-            if need_primary {
-                let opts = PersistOptions::overwrite(backup_for(state.primary_ok));
-                Some(self.primary.persist(&result, series, opts, ctx).await)
-            } else {
-                None
-            }
+        // The primary is written and recorded before the secondary is touched: a call that
+        // fails on the primary then leaves both copies exactly as they were, so an error
+        // always means "not stored" (writing both at once could leave the refused batch in
+        // the secondary, served by the fallback, even for a series that did not exist).
+        let p = if need_primary {
+            let opts = PersistOptions::overwrite(backup_for(state.primary_ok));
+            Some(self.primary.persist(&result, series, opts, ctx).await)
+        } else {
+            None
         };
-        let write_secondary = async {
-            match (&self.secondary, need_secondary) {
-                (Some(s), true) => {
-                    let opts = PersistOptions::overwrite(backup_for(state.secondary_ok));
-                    Some(s.persist(&result, series, opts, ctx).await)
-                }
-                _ => None,
-            }
-        };
-        let (p, s) = tokio::join!(write_primary, write_secondary);
 
         let generation = state.generation + 1;
         let mut receipt = match p {
@@ -229,6 +222,13 @@ impl DualStorageManager {
                 duration: Duration::ZERO,
             },
         };
+        let s = match (&self.secondary, need_secondary) {
+            (Some(s), true) => {
+                let opts = PersistOptions::overwrite(backup_for(state.secondary_ok));
+                Some(s.persist(&result, series, opts, ctx).await)
+            }
+            _ => None,
+        };
         receipt.merge = stats;
         if let Some(sec) = &self.secondary {
             let sformat = sec.name().to_string();
@@ -236,14 +236,24 @@ impl DualStorageManager {
             receipt.secondary = Some(match s {
                 None => SecondaryStatus::Unchanged { format: sformat, location: slocation },
                 Some(Ok(r)) => {
-                    if stats.unchanged {
-                        repaired.push(r.location.clone());
-                    }
                     // When the primary did not change, the secondary's record must carry the
                     // primary's generation to be recognised as consistent with it.
                     let g = if receipt.written { generation } else { state.primary_generation.unwrap_or(generation) };
-                    self.record(series, &result, &r, g, state.secondary_meta.as_ref(), ctx).await?;
-                    SecondaryStatus::Written { format: sformat, location: r.location }
+                    // The primary is stored and recorded, so the call has succeeded: a failed
+                    // record of the secondary is a failed secondary (repaired by the next
+                    // persist or `recover`, which see its checksum disagree), not an error.
+                    match self.record(series, &result, &r, g, state.secondary_meta.as_ref(), ctx).await {
+                        Ok(()) => {
+                            if stats.unchanged {
+                                repaired.push(r.location.clone());
+                            }
+                            SecondaryStatus::Written { format: sformat, location: r.location }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "secondary metadata write failed; the series is inconsistent until the next persist or recover");
+                            SecondaryStatus::Failed { format: sformat, location: r.location, error: e.to_string() }
+                        }
+                    }
                 }
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "secondary write failed; the series is inconsistent until the next persist or recover");

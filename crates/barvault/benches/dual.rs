@@ -1,0 +1,108 @@
+//! The whole write and read path as an application sees it: `StorageFactory::open` on a
+//! real directory, `DualStorageManager::persist_with_backup` (validate, lock, read state,
+//! merge, write CSV and Parquet with fsync, record MD5 metadata) and `load_with_fallback`
+//! (read the CSV primary, verify its checksum against metadata, decode).
+//!
+//! Run with `cargo bench -p barvault --bench dual`. Stores live under Cargo's target
+//! directory (`CARGO_TARGET_TMPDIR`), so the fsyncs hit the same disk as the build.
+
+#[path = "../../barvault-domain/benches/common/mod.rs"]
+mod common;
+
+use barvault::{
+    Instrument, MergePolicy, OpContext, Period, PersistOptions, SeriesKey, StorageConfig, StorageFactory,
+    ValidationPolicy, Vault,
+};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tempfile::TempDir;
+use tokio::runtime::Runtime;
+
+use common::{SIZES, START_NS, label, minute_bars, tune};
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+}
+
+fn series() -> SeriesKey {
+    SeriesKey::new(Instrument::stock("AAPL").expect("valid symbol"), Period::M1)
+}
+
+/// A fresh, empty dual (CSV + snappy Parquet) store with the default configuration.
+fn empty_store() -> (TempDir, Vault) {
+    let dir = tempfile::Builder::new()
+        .prefix("barvault-bench-dual-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("temp dir under the target directory");
+    let config = StorageConfig::with_output_directory(dir.path());
+    assert!(config.backup_enabled, "the default configuration keeps a Parquet copy");
+    let vault = StorageFactory::open(&config).expect("open store");
+    (dir, vault)
+}
+
+/// First persist of a series into an empty store: both files and the metadata are
+/// written and fsynced. Each iteration gets a new store (setup, not timed); the store is
+/// deleted after timing.
+fn bench_persist(c: &mut Criterion) {
+    let rt = runtime();
+    let series = series();
+    let ctx = OpContext::new();
+    let mut group = c.benchmark_group("app/persist_new_series_fsync");
+    for rows in SIZES {
+        let bars = minute_bars(rows, START_NS, 1);
+        tune(&mut group, rows);
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(label(rows)), &bars, |b, bars| {
+            b.iter_batched(
+                empty_store,
+                |(dir, vault)| {
+                    let outcome = rt
+                        .block_on(vault.manager().persist_with_backup(
+                            bars,
+                            &series,
+                            PersistOptions::merge(MergePolicy::KeepLast),
+                            ValidationPolicy::Strict,
+                            &ctx,
+                        ))
+                        .expect("persist");
+                    assert_eq!(outcome.receipt.rows_written, rows);
+                    (dir, vault, outcome)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// `load_with_fallback` of the whole series from a healthy store (the CSV primary is read,
+/// checked against its recorded MD5 and decoded; the Parquet copy is not touched). The file
+/// is in the page cache after the first iteration, so this is decode cost, not disk reads.
+fn bench_load(c: &mut Criterion) {
+    let rt = runtime();
+    let series = series();
+    let ctx = OpContext::new();
+    let mut group = c.benchmark_group("app/load_with_fallback");
+    for rows in SIZES {
+        let bars = minute_bars(rows, START_NS, 1);
+        let (_dir, vault) = empty_store();
+        rt.block_on(vault.manager().persist_with_backup(
+            &bars,
+            &series,
+            PersistOptions::merge(MergePolicy::KeepLast),
+            ValidationPolicy::Strict,
+            &ctx,
+        ))
+        .expect("persist");
+        let loaded = rt.block_on(vault.manager().load_with_fallback(&series, None, &ctx)).expect("load");
+        assert_eq!(loaded.as_ref(), Some(&bars), "the store must give back what it was given");
+        tune(&mut group, rows);
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_function(BenchmarkId::from_parameter(label(rows)), |b| {
+            b.iter(|| rt.block_on(vault.manager().load_with_fallback(&series, None, &ctx)).expect("load"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_persist, bench_load);
+criterion_main!(benches);

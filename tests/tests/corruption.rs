@@ -1,0 +1,274 @@
+//! Damaged stores: a truncated, garbage-filled or bit-flipped CSV, a deleted Parquet copy or
+//! metadata record, stale temp and lock files, and a CSV-only store whose only good copy is
+//! the `.backup`. In each case loads serve the sound data, `verify` names the damage with its
+//! path, and `recover` restores the previous content exactly and leaves `verify` clean.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use barvault::{
+    BarStore, Bars, HealthStatus, IssueKind, MergePolicy, PersistOptions, Scope, SeriesKey, StorageConfig, StorageError,
+    StorageFactory, Vault, VerifyReport,
+};
+use barvault_metadata::FileMetadataStore;
+use barvault_ports::MetadataStore;
+use barvault_ports::conformance::{BASE_NS, DAY_NS, sample_bars, stock, with_extra};
+
+/// A dual vault holding two writes of AAPL (so each copy also has a `.backup`).
+struct Stored {
+    _dir: tempfile::TempDir,
+    vault: Vault,
+    series: SeriesKey,
+    bars: Bars,
+    csv: PathBuf,
+    parquet: PathBuf,
+    csv_bytes: Vec<u8>,
+}
+
+async fn stored(vault_of: impl Fn(&Path) -> Vault) -> Stored {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault_of(dir.path());
+    let series = stock("AAPL");
+    let first = sample_bars(30, BASE_NS, DAY_NS, 10);
+    let adj = (0..30).map(|i| (i % 4 != 0).then_some(i as f64 / 3.0)).collect();
+    let second = with_extra(&sample_bars(30, BASE_NS + 20 * DAY_NS, DAY_NS, 11), "adj_close", adj);
+    let ctx = common::ctx();
+    vault.manager().persist(&first, &series, PersistOptions::default(), &ctx).await.unwrap();
+    vault.manager().persist(&second, &series, PersistOptions::default(), &ctx).await.unwrap();
+    let bars = barvault_domain::merge(&first, &second, MergePolicy::KeepLast).unwrap().0;
+    let p = vault.paths_of(&series);
+    let csv = p[0].clone();
+    let parquet = p.get(1).cloned().unwrap_or_default();
+    let csv_bytes = common::read(&csv);
+    Stored { _dir: dir, vault, series, bars, csv, parquet, csv_bytes }
+}
+
+impl Stored {
+    async fn load(&self) -> Result<Option<Bars>, StorageError> {
+        self.vault.manager().load_with_fallback(&self.series, None, &common::ctx()).await
+    }
+
+    async fn verify(&self) -> VerifyReport {
+        self.vault.verify(Scope::All, false).await.unwrap()
+    }
+
+    async fn recover_clean(&self) {
+        let report = self.vault.recover(Scope::All).await.unwrap();
+        assert!(report.unrecoverable.is_empty(), "{report:#?}");
+        assert!(!report.actions.is_empty(), "recover did nothing");
+        let after = self.vault.verify(Scope::All, true).await.unwrap();
+        assert!(after.is_clean(), "{:#?}", after.issues);
+        let again = self.vault.recover(Scope::All).await.unwrap();
+        assert!(again.actions.is_empty() && again.unrecoverable.is_empty(), "second recover: {again:#?}");
+    }
+}
+
+fn has(report: &VerifyReport, kind: IssueKind, path: &Path) -> bool {
+    report.issues.iter().any(|i| i.kind == kind && i.path == path)
+}
+
+/// Each way of damaging a file: truncation, garbage, one flipped bit that still parses,
+/// one changed byte that does not.
+fn corruptions(bytes: &[u8]) -> Vec<(&'static str, Vec<u8>, bool)> {
+    let mut flipped = bytes.to_vec();
+    // A digit in the middle of the data: flipping its lowest bit makes another digit.
+    let at = (bytes.len() / 2..bytes.len()).find(|&i| bytes[i].is_ascii_digit() && bytes[i] != b'9').unwrap();
+    flipped[at] ^= 0x01;
+    assert!(flipped[at].is_ascii_digit());
+    let mut letter = bytes.to_vec();
+    letter[at] = b'x';
+    let garbage: Vec<u8> = (0..bytes.len()).map(|i| (i * 7919 % 251) as u8).collect();
+    vec![
+        ("truncated", bytes[..bytes.len() / 2].to_vec(), false),
+        ("garbage", garbage, false),
+        ("bit flip", flipped, true),
+        ("letter in a number", letter, false),
+        ("emptied", Vec::new(), false),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_csv_is_served_from_parquet_reported_and_restored_byte_for_byte() {
+    let original = stored(common::vault).await.csv_bytes;
+    for (what, damaged, parses) in corruptions(&original) {
+        let t = stored(common::vault).await;
+        assert!(t.csv_bytes == original, "fixture is not deterministic");
+        std::fs::write(&t.csv, &damaged).unwrap();
+
+        assert_eq!(t.load().await.unwrap(), Some(t.bars.clone()), "{what}: fallback");
+        let report = t.verify().await;
+        assert!(has(&report, IssueKind::ChecksumMismatch, &t.csv), "{what}: {:#?}", report.issues);
+        if !parses {
+            let unparsable = has(&report, IssueKind::Unparsable, &t.csv);
+            // An emptied CSV parses as a file without rows in some dialects; either way its checksum is wrong.
+            assert!(unparsable || what == "emptied", "{what}: {:#?}", report.issues);
+        }
+        assert!(report.issues.iter().all(|i| i.path == t.csv), "{what}: only the CSV is damaged: {:#?}", report.issues);
+        let health = t.vault.check_health().await.unwrap();
+        assert_eq!(health.overall_status, HealthStatus::Error, "{what}");
+
+        t.recover_clean().await;
+        assert!(common::read(&t.csv) == original, "{what}: recovered CSV differs from the bytes before the damage");
+        assert_eq!(t.load().await.unwrap(), Some(t.bars.clone()), "{what}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persist_onto_a_damaged_csv_keeps_every_stored_row() {
+    let t = stored(common::vault).await;
+    std::fs::write(&t.csv, b"timestamp,open\nnot,a bar\n").unwrap();
+    let extra = sample_bars(3, BASE_NS + 100 * DAY_NS, DAY_NS, 12);
+    t.vault.manager().persist(&extra, &t.series, PersistOptions::default(), &common::ctx()).await.unwrap();
+    let expected = barvault_domain::merge(&t.bars, &extra, MergePolicy::KeepLast).unwrap().0;
+    assert_eq!(t.load().await.unwrap(), Some(expected));
+    let report = t.vault.verify(Scope::All, true).await.unwrap();
+    assert!(report.is_clean(), "{:#?}", report.issues);
+    // The damaged file was not kept as the backup: the backup still holds a sound version.
+    assert!(!common::read(&barvault_fs::backup_path_of(&t.csv)).starts_with(b"timestamp,open\nnot"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_parquet_is_reported_and_rebuilt_from_the_csv() {
+    let t = stored(common::vault).await;
+    let len = std::fs::metadata(&t.parquet).unwrap().len() as usize;
+    std::fs::write(&t.parquet, vec![0u8; len]).unwrap();
+    assert_eq!(t.load().await.unwrap(), Some(t.bars.clone()));
+    let report = t.verify().await;
+    assert!(has(&report, IssueKind::ChecksumMismatch, &t.parquet), "{:#?}", report.issues);
+    assert!(has(&report, IssueKind::Unparsable, &t.parquet), "{:#?}", report.issues);
+    t.recover_clean().await;
+    assert!(common::read(&t.csv) == t.csv_bytes, "recovering the Parquet copy touched the CSV");
+    let parquet = barvault_fs::FileStore::new(t.vault.base(), barvault::ParquetCodec::default()).unwrap();
+    assert_eq!(common::load(&parquet, &t.series).await, Some(t.bars.clone()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_parquet_is_reported_and_rebuilt() {
+    let t = stored(common::vault).await;
+    std::fs::remove_file(&t.parquet).unwrap();
+    assert_eq!(t.load().await.unwrap(), Some(t.bars.clone()));
+    let report = t.verify().await;
+    assert!(has(&report, IssueKind::MissingFile, &t.parquet), "{:#?}", report.issues);
+    assert_eq!(report.issues.len(), 1, "{:#?}", report.issues);
+    t.recover_clean().await;
+    assert!(t.parquet.is_file());
+    let parquet = barvault_fs::FileStore::new(t.vault.base(), barvault::ParquetCodec::default()).unwrap();
+    assert_eq!(common::load(&parquet, &t.series).await, Some(t.bars.clone()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_metadata_record_is_reported_and_rewritten() {
+    let t = stored(common::vault).await;
+    let meta = FileMetadataStore::new(t.vault.base());
+    let ctx = common::ctx();
+    let original = meta.get(&t.series, "csv", &ctx).await.unwrap().expect("csv record");
+    assert_eq!(original.generation, 2, "two writes, two generations");
+    std::fs::remove_file(meta.record_path(&t.series, "csv")).unwrap();
+
+    assert_eq!(t.load().await.unwrap(), Some(t.bars.clone()));
+    let report = t.verify().await;
+    assert!(has(&report, IssueKind::MissingMetadata, &t.csv), "{:#?}", report.issues);
+    t.recover_clean().await;
+    let rewritten = meta.get(&t.series, "csv", &ctx).await.unwrap().expect("record rewritten");
+    assert_eq!(rewritten.checksum, original.checksum);
+    assert_eq!(rewritten.generation, original.generation, "must agree with the Parquet record");
+    assert_eq!(
+        (rewritten.row_count, &rewritten.columns, rewritten.date_range, rewritten.file_size),
+        (original.row_count, &original.columns, original.date_range, original.file_size)
+    );
+    assert!(common::read(&t.csv) == t.csv_bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_temp_and_lock_files_are_reported_and_removed() {
+    assert!(!Path::new("/proc/999999").exists(), "fixture needs pid 999999 to be unused");
+    let t = stored(common::vault).await;
+    let dir = t.csv.parent().unwrap();
+    let temp = dir.join(".AAPL.csv.tmp.999999.abcdef0123456789");
+    std::fs::write(&temp, b"half a write").unwrap();
+    let ghost_locks = [dir.join(".GHOST.lock"), dir.join(".GHOST.csv.lock")];
+    for l in &ghost_locks {
+        std::fs::write(l, b"").unwrap();
+    }
+    // A live series' lock file is not stale.
+    let live_lock = dir.join(".AAPL.lock");
+    assert!(live_lock.exists(), "persist takes the series lock file");
+
+    let report = t.verify().await;
+    assert!(has(&report, IssueKind::StaleTemp, &temp), "{:#?}", report.issues);
+    for l in &ghost_locks {
+        assert!(has(&report, IssueKind::StaleLock, l), "{:#?}", report.issues);
+    }
+    assert_eq!(report.issues.len(), 3, "{:#?}", report.issues);
+    let health = t.vault.check_health().await.unwrap();
+    assert_eq!(health.overall_status, HealthStatus::Warning, "{health:#?}");
+    assert_eq!(health.stale_temp_files, vec![temp.display().to_string()]);
+
+    t.recover_clean().await;
+    assert!(!temp.exists() && ghost_locks.iter().all(|l| !l.exists()));
+    assert!(live_lock.exists(), "recover removed the lock file of a live series");
+    assert!(common::read(&t.csv) == t.csv_bytes);
+    assert_eq!(t.vault.check_health().await.unwrap().overall_status, HealthStatus::Healthy);
+}
+
+fn csv_only(dir: &Path) -> Vault {
+    StorageFactory::open(&StorageConfig { backup_enabled: false, ..common::config(dir) }).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_only_store_recovers_a_damaged_csv_from_its_sound_backup() {
+    let t = stored(csv_only).await;
+    assert_eq!(t.vault.formats(), vec!["csv".to_string()]);
+    let backup = barvault_fs::backup_path_of(&t.csv);
+    let previous = common::read(&backup);
+    let first = sample_bars(30, BASE_NS, DAY_NS, 10);
+    let csv = barvault_fs::FileStore::new(t.vault.base(), barvault::CsvCodec).unwrap();
+    assert_eq!(csv.read_file_checked(&backup).unwrap().map(|(b, _)| b), Some(first.clone()));
+
+    std::fs::write(&t.csv, b"\x00\x01garbage").unwrap();
+    let err = t.load().await.unwrap_err();
+    assert!(matches!(err, StorageError::Unreadable { .. }), "{err:?}");
+    let report = t.verify().await;
+    assert!(has(&report, IssueKind::Unparsable, &t.csv), "{:#?}", report.issues);
+
+    let recovered = t.vault.recover(Scope::All).await.unwrap();
+    assert!(recovered.unrecoverable.is_empty(), "{recovered:#?}");
+    assert!(recovered.actions.iter().any(|a| a.action.contains("previous version")), "{recovered:#?}");
+    assert!(common::read(&t.csv) == previous, "the CSV is not the previous version byte for byte");
+    assert_eq!(t.load().await.unwrap(), Some(first));
+    let after = t.vault.verify(Scope::All, true).await.unwrap();
+    assert!(after.is_clean(), "{:#?}", after.issues);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_backup_is_not_trusted() {
+    let t = stored(csv_only).await;
+    let backup = barvault_fs::backup_path_of(&t.csv);
+    let mut bad_backup = common::read(&backup);
+    let at = bad_backup.len() / 2;
+    bad_backup[at] = if bad_backup[at] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&backup, &bad_backup).unwrap();
+    std::fs::write(&t.csv, b"\x00garbage").unwrap();
+    let report = t.vault.recover(Scope::All).await.unwrap();
+    assert_eq!(report.unrecoverable.len(), 1, "{report:#?}");
+    assert_eq!(report.unrecoverable[0].0, t.series.to_string());
+    assert_eq!(common::read(&t.csv), b"\x00garbage", "recover replaced a file with nothing better");
+    assert!(common::read(&backup) == bad_backup, "recover touched the backup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_copies_damaged_refuses_to_persist_and_recovers_the_previous_version() {
+    let t = stored(common::vault).await;
+    let previous_csv = common::read(&barvault_fs::backup_path_of(&t.csv));
+    std::fs::write(&t.csv, b"garbage").unwrap();
+    std::fs::write(&t.parquet, b"garbage").unwrap();
+    let extra = sample_bars(2, BASE_NS + 200 * DAY_NS, DAY_NS, 13);
+    let err = t.vault.manager().persist(&extra, &t.series, PersistOptions::default(), &common::ctx()).await;
+    assert!(matches!(err, Err(StorageError::Unreadable { .. })), "{err:?}");
+    assert_eq!(common::read(&t.csv), b"garbage", "a refused persist wrote");
+
+    t.recover_clean().await;
+    assert!(common::read(&t.csv) == previous_csv, "CSV is not the previous version");
+    assert_eq!(t.load().await.unwrap(), Some(sample_bars(30, BASE_NS, DAY_NS, 10)));
+}
