@@ -8,8 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use barvault::{
-    BarStore, Bars, HealthStatus, IssueKind, MergePolicy, PersistOptions, Scope, SeriesKey, StorageConfig, StorageError,
-    StorageFactory, Vault, VerifyReport,
+    BarStore, Bars, HealthStatus, IssueKind, MergePolicy, PersistOptions, Scope, SeriesKey, StorageConfig,
+    StorageError, StorageFactory, Vault, VerifyReport,
 };
 use barvault_metadata::FileMetadataStore;
 use barvault_ports::MetadataStore;

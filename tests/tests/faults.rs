@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use barvault::{
-    BarStore, Bars, FileInfo, HealthStatus, IssueKind, MergePolicy, MetadataStore, OpContext, PersistOptions, Scope, SeriesKey,
-    StorageError, StorageFactory, StorageReceipt, TimeRange, Vault,
+    BarStore, Bars, FileInfo, HealthStatus, IssueKind, MergePolicy, MetadataStore, OpContext, PersistOptions, Scope,
+    SeriesKey, StorageError, StorageFactory, StorageReceipt, TimeRange, Vault,
 };
 use barvault_domain::merge;
 use barvault_fs::{Fault, FaultyFs};
@@ -455,7 +455,8 @@ async fn parquet_metadata_failure_is_a_failed_secondary_and_is_repaired() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_first_csv_write_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = FaultyFs::real().with_fault(Fault::once(IoStep::WriteTemp, 1, ENOSPC).on_paths_containing(".NEW.csv.tmp."));
+    let fs =
+        FaultyFs::real().with_fault(Fault::once(IoStep::WriteTemp, 1, ENOSPC).on_paths_containing(".NEW.csv.tmp."));
     let vault = StorageFactory::open_with_fs(&common::config(dir.path()), Arc::new(fs.clone())).unwrap();
     let s = stock("NEW");
     let (before, _, _) = batches();

@@ -32,7 +32,12 @@ fn free_locks() -> MockSeriesLocks {
     l
 }
 
-fn manager(primary: MockBarStore, secondary: MockBarStore, meta: MockMetadataStore, locks: MockSeriesLocks) -> DualStorageManager {
+fn manager(
+    primary: MockBarStore,
+    secondary: MockBarStore,
+    meta: MockMetadataStore,
+    locks: MockSeriesLocks,
+) -> DualStorageManager {
     let settings = DualSettings { validation: ValidationPolicy::Off, ..DualSettings::default() };
     DualStorageManager::new(Arc::new(primary), Some(Arc::new(secondary)), Arc::new(meta), Arc::new(locks), settings)
 }
@@ -85,7 +90,10 @@ async fn an_io_error_of_the_primary_is_returned_not_hidden_by_the_fallback() {
     secondary.expect_load_with_checksum().never();
     let m = manager(primary, secondary, no_metadata(), MockSeriesLocks::new());
     let err = m.load_with_fallback(&stock("AAPL"), None, &OpContext::new()).await.unwrap_err();
-    assert!(matches!(&err, StorageError::Io { step: IoStep::Read, source, .. } if source.kind() == io::ErrorKind::PermissionDenied), "{err:?}");
+    assert!(
+        matches!(&err, StorageError::Io { step: IoStep::Read, source, .. } if source.kind() == io::ErrorKind::PermissionDenied),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -90,7 +90,12 @@ async fn real_files_round_trip_through_both_formats() {
         let expected = expected_bars(&file);
         assert!(expected.len() >= sample.min_rows, "{}: {} rows", sample.file, expected.len());
         for extra in sample.extras {
-            assert!(expected.extra(extra).is_some(), "{}: no {extra} column in {:?}", sample.file, expected.column_names());
+            assert!(
+                expected.extra(extra).is_some(),
+                "{}: no {extra} column in {:?}",
+                sample.file,
+                expected.column_names()
+            );
         }
 
         let imported = vault.import_file(&file, &series, IMPORT, &ctx).await.unwrap();

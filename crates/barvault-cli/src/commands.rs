@@ -227,6 +227,10 @@ fn progress(files: usize) -> (ProgressBar, Option<tokio::task::JoinHandle<()>>) 
     (pb, Some(timer))
 }
 
+/// Series imported at once by a multi-file import: enough to overlap the fsyncs of
+/// different series, few enough to bound memory (each holds one file's bars).
+const IMPORT_CONCURRENCY: usize = 8;
+
 async fn import(config: &StorageConfig, args: ImportArgs, verbose: bool, ctx: &OpContext) -> anyhow::Result<u8> {
     let kind: InstrumentKind = args.kind.into();
     if let Some(symbol) = &args.symbol {
@@ -249,41 +253,45 @@ async fn import(config: &StorageConfig, args: ImportArgs, verbose: bool, ctx: &O
     let (pb, timer) = progress(inputs.len());
     let mut done: Vec<FileImport> = Vec::new();
     let mut failed: Vec<(PathBuf, Option<u8>)> = Vec::new();
+    let mut jobs = Vec::new();
     for input in inputs {
-        let file = match input {
-            Ok(f) => f,
+        let series = input.and_then(|file| {
+            Vault::series_for_file(&file, kind, args.symbol.as_deref(), args.period)
+                .map(|series| (file.clone(), series))
+                .map_err(|e| (file, anyhow::Error::new(e)))
+        });
+        match series {
+            Ok(job) => jobs.push(job),
             Err((path, err)) => {
                 pb.suspend(|| eprintln!("error: {}", file_error(&path, &err, verbose)));
                 failed.push((path, None));
                 pb.inc(1);
-                continue;
-            }
-        };
-        pb.set_message(file.display().to_string());
-        let result = async {
-            let series = Vault::series_for_file(&file, kind, args.symbol.as_deref(), args.period)?;
-            vault.import_file(&file, &series, options, ctx).await
-        }
-        .await;
-        match result {
-            Ok(r) => {
-                pb.suspend(|| {
-                    say!("{}", import_line(&r));
-                    if let Some(w) = &r.warning {
-                        eprintln!("warning: {}: {w} (run `barvault recover` to rebuild it)", r.file.display());
-                    }
-                });
-                done.push(r);
-            }
-            Err(e) => {
-                let code = exit::storage_code(&e);
-                let err = anyhow::Error::new(e);
-                pb.suspend(|| eprintln!("error: {}", file_error(&file, &err, verbose)));
-                failed.push((file, Some(code)));
             }
         }
-        pb.inc(1);
     }
+    vault
+        .import_many(jobs, options, IMPORT_CONCURRENCY, ctx, |file, result| {
+            pb.set_message(file.display().to_string());
+            match result {
+                Ok(r) => {
+                    pb.suspend(|| {
+                        say!("{}", import_line(&r));
+                        if let Some(w) = &r.warning {
+                            eprintln!("warning: {}: {w} (run `barvault recover` to rebuild it)", r.file.display());
+                        }
+                    });
+                    done.push(r);
+                }
+                Err(e) => {
+                    let code = exit::storage_code(&e);
+                    let err = anyhow::Error::new(e);
+                    pb.suspend(|| eprintln!("error: {}", file_error(file, &err, verbose)));
+                    failed.push((file.to_path_buf(), Some(code)));
+                }
+            }
+            pb.inc(1);
+        })
+        .await;
     pb.finish_and_clear();
     if let Some(t) = timer {
         t.abort();

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use crate::error::DomainError;
 use crate::merge::{MergePolicy, resolve_duplicates};
 use crate::time::TimeRange;
@@ -6,17 +8,23 @@ use crate::time::TimeRange;
 pub const CORE_COLUMNS: [&str; 6] = ["timestamp", "open", "high", "low", "close", "volume"];
 
 /// An optional named f64 column such as `adj_close` or `open_interest`; `None` is missing.
+///
+/// Values are shared (`Arc`), so cloning a column or a whole [`Bars`] is O(1); a column is
+/// copied only when a shared one is modified.
 #[derive(Debug, Clone, Default)]
 pub struct ExtraColumn {
     name: String,
-    values: Vec<Option<f64>>,
+    values: Col<Option<f64>>,
 }
+
+/// A shared, immutable-by-default column.
+type Col<T> = Arc<Vec<T>>;
 
 impl ExtraColumn {
     /// A column whose name is already normalized (see [`ExtraColumn::normalize_name`]).
     pub fn new(name: &str, values: Vec<Option<f64>>) -> Result<Self, DomainError> {
         Self::check_name(name)?;
-        Ok(Self { name: name.to_string(), values })
+        Ok(Self { name: name.to_string(), values: Arc::new(values) })
     }
 
     /// Normalizes a header such as `Adj Close` or `OpenInterest` to `adj_close` / `openinterest`:
@@ -61,17 +69,13 @@ impl ExtraColumn {
     pub fn values(&self) -> &[Option<f64>] {
         &self.values
     }
-
-    pub(crate) fn values_mut(&mut self) -> &mut Vec<Option<f64>> {
-        &mut self.values
-    }
 }
 
 impl PartialEq for ExtraColumn {
     fn eq(&self, other: &Self) -> bool {
         self.name == other.name
             && self.values.len() == other.values.len()
-            && self.values.iter().zip(&other.values).all(|(a, b)| opt_bits(*a) == opt_bits(*b))
+            && self.values.iter().zip(other.values.iter()).all(|(a, b)| opt_bits(*a) == opt_bits(*b))
     }
 }
 
@@ -87,14 +91,17 @@ fn same_f64(a: &[f64], b: &[f64]) -> bool {
 ///
 /// Equality is bit-exact on every float, so `-0.0 != 0.0` and a NaN equals itself:
 /// the store promises exact round trips, and tests compare with this.
+///
+/// Columns are shared, so `clone` is O(1): a frame can be handed to several writers (CSV
+/// and Parquet on their own threads) without copying a million rows for each.
 #[derive(Debug, Clone, Default)]
 pub struct Bars {
-    pub(crate) ts: Vec<i64>,
-    pub(crate) open: Vec<f64>,
-    pub(crate) high: Vec<f64>,
-    pub(crate) low: Vec<f64>,
-    pub(crate) close: Vec<f64>,
-    pub(crate) volume: Vec<f64>,
+    pub(crate) ts: Col<i64>,
+    pub(crate) open: Col<f64>,
+    pub(crate) high: Col<f64>,
+    pub(crate) low: Col<f64>,
+    pub(crate) close: Col<f64>,
+    pub(crate) volume: Col<f64>,
     /// Sorted by name, names unique, each as long as `ts`.
     pub(crate) extras: Vec<ExtraColumn>,
 }
@@ -165,7 +172,15 @@ impl Bars {
         if let Some(w) = extras.windows(2).find(|w| w[0].name == w[1].name) {
             return Err(DomainError::InvalidColumn { name: w[0].name.clone(), reason: "appears twice".into() });
         }
-        Ok(Self { ts, open, high, low, close, volume, extras })
+        Ok(Self {
+            ts: Arc::new(ts),
+            open: Arc::new(open),
+            high: Arc::new(high),
+            low: Arc::new(low),
+            close: Arc::new(close),
+            volume: Arc::new(volume),
+            extras,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -234,26 +249,29 @@ impl Bars {
     pub fn slice_rows(&self, lo: usize, hi: usize) -> Bars {
         let hi = hi.min(self.len());
         let lo = lo.min(hi);
+        if lo == 0 && hi == self.len() {
+            return self.clone();
+        }
         Bars {
-            ts: self.ts[lo..hi].to_vec(),
-            open: self.open[lo..hi].to_vec(),
-            high: self.high[lo..hi].to_vec(),
-            low: self.low[lo..hi].to_vec(),
-            close: self.close[lo..hi].to_vec(),
-            volume: self.volume[lo..hi].to_vec(),
+            ts: Arc::new(self.ts[lo..hi].to_vec()),
+            open: Arc::new(self.open[lo..hi].to_vec()),
+            high: Arc::new(self.high[lo..hi].to_vec()),
+            low: Arc::new(self.low[lo..hi].to_vec()),
+            close: Arc::new(self.close[lo..hi].to_vec()),
+            volume: Arc::new(self.volume[lo..hi].to_vec()),
             extras: self
                 .extras
                 .iter()
-                .map(|e| ExtraColumn { name: e.name.clone(), values: e.values[lo..hi].to_vec() })
+                .map(|e| ExtraColumn { name: e.name.clone(), values: Arc::new(e.values[lo..hi].to_vec()) })
                 .collect(),
         }
     }
 
     /// Keeps the rows whose flag is true (`keep.len()` must equal `len()`; extra flags are ignored).
     pub fn retain_rows(&mut self, keep: &[bool]) {
-        fn retain<T: Copy>(v: &mut Vec<T>, keep: &[bool]) {
+        fn retain<T: Copy>(v: &mut Col<T>, keep: &[bool]) {
             let mut i = 0;
-            v.retain(|_| {
+            Arc::make_mut(v).retain(|_| {
                 let k = keep.get(i).copied().unwrap_or(true);
                 i += 1;
                 k
@@ -266,7 +284,7 @@ impl Bars {
         retain(&mut self.close, keep);
         retain(&mut self.volume, keep);
         for e in &mut self.extras {
-            retain(e.values_mut(), keep);
+            retain(&mut e.values, keep);
         }
     }
 
@@ -342,8 +360,18 @@ impl RawBars {
 }
 
 impl From<Bars> for RawBars {
+    /// Takes the columns back, copying only those still shared with another frame.
     fn from(b: Bars) -> Self {
-        RawBars { ts: b.ts, open: b.open, high: b.high, low: b.low, close: b.close, volume: b.volume, extras: b.extras }
+        let own = |c: Col<f64>| Arc::unwrap_or_clone(c);
+        RawBars {
+            ts: Arc::unwrap_or_clone(b.ts),
+            open: own(b.open),
+            high: own(b.high),
+            low: own(b.low),
+            close: own(b.close),
+            volume: own(b.volume),
+            extras: b.extras,
+        }
     }
 }
 

@@ -79,6 +79,13 @@ pub fn merge(existing: &Bars, new: &Bars, policy: MergePolicy) -> Result<(Bars, 
         stats.unchanged = true;
         return Ok((existing.clone(), stats));
     }
+    if existing.is_empty() && names.len() == new.extras.len() {
+        // Nothing to combine with: the (already sorted, unique) batch is the result, shared.
+        stats.rows_added = new.len();
+        stats.result_rows = new.len();
+        stats.unchanged = new.is_empty() && same_columns;
+        return Ok((new.clone(), stats));
+    }
     let emap = column_map(&names, existing);
     let nmap = column_map(&names, new);
     let mut out = Builder::new(&names, existing.len() + new.len());
@@ -216,12 +223,12 @@ impl Builder {
     fn finish(self) -> Bars {
         let [open, high, low, close, volume] = self.core;
         Bars {
-            ts: self.ts,
-            open,
-            high,
-            low,
-            close,
-            volume,
+            ts: self.ts.into(),
+            open: open.into(),
+            high: high.into(),
+            low: low.into(),
+            close: close.into(),
+            volume: volume.into(),
             extras: self
                 .extras
                 .into_iter()

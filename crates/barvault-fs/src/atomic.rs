@@ -108,7 +108,8 @@ pub fn create_dir_durable(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
 
 fn split_target(target: &Path) -> Result<(&Path, String), StorageError> {
     let name = target.file_name().and_then(|n| n.to_str()).filter(|n| !n.starts_with('.'));
-    let dir = target.parent().filter(|d| !d.as_os_str().is_empty());
+    // A bare file name (`out.csv`) lives in the current directory.
+    let dir = target.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
     match (dir, name) {
         (Some(dir), Some(name)) => Ok((dir, name.to_string())),
         _ => Err(StorageError::invalid(format!(
@@ -219,6 +220,11 @@ fn keep_previous(fs: &dyn Fs, dir: &Path, name: &str, target: &Path) -> Result<b
         discard(fs, &staged);
         return Err(StorageError::io(IoStep::BackupLink, backup, e));
     }
+    // When `backup` already names the target's inode (a write killed after keeping its
+    // backup but before its rename leaves them linked), POSIX rename of one hard link over
+    // another is a successful no-op and `staged` stays behind: remove it (NotFound, the
+    // usual case, is ignored).
+    discard(fs, &staged);
     Ok(true)
 }
 

@@ -77,12 +77,22 @@ impl Vault {
             trims.push((series, kept));
         }
         let scan = barvault_fs::Layout::new(self.base().to_path_buf(), "csv")?.scan(self.fs.as_ref())?;
-        plan.temp_files = scan.temps.iter().filter(|t| t.age > max_age).map(|t| t.path.clone()).collect();
-        let now_sys = std::time::SystemTime::now();
+        // File ages are measured from `now` too, so a run "as if the time were `now`" treats
+        // bars and files alike (the scan measures temp ages from the real clock).
+        let real_now = std::time::SystemTime::now();
+        let now_sys = std::time::SystemTime::from(now);
+        let older_than_retention =
+            |modified: std::time::SystemTime| now_sys.duration_since(modified).is_ok_and(|age| age > max_age);
+        plan.temp_files = scan
+            .temps
+            .iter()
+            .filter(|t| real_now.checked_sub(t.age).is_some_and(older_than_retention))
+            .map(|t| t.path.clone())
+            .collect();
         plan.backups = scan
             .backups
             .iter()
-            .filter(|b| b.modified.and_then(|m| now_sys.duration_since(m).ok()).is_some_and(|age| age > max_age))
+            .filter(|b| b.modified.is_some_and(older_than_retention))
             .map(|b| b.path.clone())
             .collect();
 

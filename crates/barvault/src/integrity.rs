@@ -461,7 +461,7 @@ impl Vault {
                 last_updated: Utc::now(),
                 checksum: md5,
                 generation,
-                backup_checksum: r.and_then(|r| r.backup_checksum.clone()),
+                backup_checksum: backup_checksum_now(c.as_ref(), series, r),
             };
             self.record_blocking(&meta).map_err(|e| e.to_string())?;
             tracing::warn!(path = %path.display(), action = %what, "recovered");
@@ -476,6 +476,7 @@ impl Vault {
             {
                 let mut meta = r.clone();
                 meta.generation = generation;
+                meta.backup_checksum = backup_checksum_now(c.as_ref(), series, Some(r));
                 self.record_blocking(&meta).map_err(|e| e.to_string())?;
             }
         }
@@ -491,6 +492,20 @@ impl Vault {
             w.write_all(b"\n").map_err(Into::into)
         })?;
         Ok(())
+    }
+}
+
+/// The checksum to record for the `.backup` of a copy whose previous record is `r`: a write
+/// keeps the file in place as the backup before its rename, so a backup holding exactly the
+/// recorded file (`r.checksum`) is that write's backup, also when the write was killed before
+/// recording it; otherwise the recorded backup checksum stands.
+fn backup_checksum_now(copy: &dyn FileCopy, series: &SeriesKey, r: Option<&FileMetadata>) -> Option<String> {
+    let r = r?;
+    let on_disk = copy.checksum(&copy.backup_path_of(series)).ok().flatten();
+    if !r.checksum.is_empty() && on_disk.as_deref() == Some(r.checksum.as_str()) {
+        Some(r.checksum.clone())
+    } else {
+        r.backup_checksum.clone()
     }
 }
 
@@ -575,6 +590,9 @@ fn examine(
         if let Some(expected) = &r.backup_checksum
             && let Ok(Some(md5)) = copy.checksum(&backup)
             && &md5 != expected
+            // A backup holding the recorded file itself is what a write interrupted between
+            // keeping its backup and its rename leaves: a sound copy, not a damaged one.
+            && md5 != r.checksum
         {
             issues.push(issue(
                 IssueKind::BadBackup,

@@ -150,7 +150,16 @@ mod tests {
         let oi: Vec<Option<f64>> = (0..n).map(|i| (i % 2 == 0).then_some(i as f64 * 1000.0)).collect();
         Bars::new(
             // Before 1970, at the epoch, and with nanosecond precision.
-            vec![-86_400_000_000_001, -1, 0, 1, 1_704_153_600_000_000_007, 1_704_153_600_123_456_789, i64::MAX - 1, i64::MAX],
+            vec![
+                -86_400_000_000_001,
+                -1,
+                0,
+                1,
+                1_704_153_600_000_000_007,
+                1_704_153_600_123_456_789,
+                i64::MAX - 1,
+                i64::MAX,
+            ],
             col(0),
             col(1),
             col(2),
@@ -182,8 +191,9 @@ mod tests {
 
     #[test]
     fn nan_is_a_value_not_a_null() {
-        let bars = Bars::new(vec![1, 2], vec![f64::NAN, 1.0], vec![1.0; 2], vec![1.0; 2], vec![1.0; 2], vec![0.0; 2], vec![])
-            .unwrap();
+        let bars =
+            Bars::new(vec![1, 2], vec![f64::NAN, 1.0], vec![1.0; 2], vec![1.0; 2], vec![1.0; 2], vec![0.0; 2], vec![])
+                .unwrap();
         let df = bars_to_dataframe(&bars).unwrap();
         assert_eq!(df.column("open").unwrap().null_count(), 0);
         assert_eq!(dataframe_to_bars(&df).unwrap(), bars);

@@ -119,8 +119,12 @@ impl StorageFactory {
         };
         let metadata = FileMetadataStore::with_fs(base.clone(), Arc::clone(&fs));
         let series_locks = FileLocks::new(Arc::clone(&fs), Layout::new(base.clone(), "csv")?, LockScope::Series);
-        let settings =
-            DualSettings { lock_timeout: timeout, validation: config.validation, merge_policy: config.merge_policy };
+        let settings = DualSettings {
+            lock_timeout: timeout,
+            validation: config.validation,
+            merge_policy: config.merge_policy,
+            prefer_secondary_reads: formats == Formats::Dual,
+        };
         let manager = DualStorageManager::new(
             copies[0].store(),
             copies.get(1).map(|c| c.store()),
@@ -294,6 +298,59 @@ impl Vault {
         }
         .instrument(span)
         .await
+    }
+
+    /// Imports many files, several series at a time. Files of the same series are imported
+    /// one after another in the order given (keep-last depends on it); different series run
+    /// concurrently, up to `concurrency` at once, so their fsyncs overlap instead of queueing.
+    /// `on_done` sees every file's result, in the order the files were given.
+    pub async fn import_many(
+        &self,
+        jobs: Vec<(PathBuf, SeriesKey)>,
+        options: ImportOptions,
+        concurrency: usize,
+        ctx: &OpContext,
+        mut on_done: impl FnMut(&Path, Result<FileImport, StorageError>),
+    ) {
+        // Group by series, remembering each file's position for ordered reporting.
+        let mut groups: Vec<(SeriesKey, Vec<(usize, PathBuf)>)> = Vec::new();
+        let mut index: BTreeMap<SeriesKey, usize> = BTreeMap::new();
+        for (i, (file, series)) in jobs.into_iter().enumerate() {
+            let g = *index.entry(series.clone()).or_insert_with(|| {
+                groups.push((series.clone(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push((i, file));
+        }
+        let total: usize = groups.iter().map(|(_, files)| files.len()).sum();
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (series, files) in groups {
+            let (vault, ctx, tx, semaphore) = (self.clone(), ctx.clone(), tx.clone(), Arc::clone(&semaphore));
+            tasks.spawn(async move {
+                // The semaphore is never closed, so acquiring cannot fail.
+                let _permit = semaphore.acquire_owned().await.ok();
+                for (i, file) in files {
+                    let result = vault.import_file(&file, &series, options, &ctx).await;
+                    if tx.send((i, file, result)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut pending: BTreeMap<usize, (PathBuf, Result<FileImport, StorageError>)> = BTreeMap::new();
+        let mut next = 0;
+        while next < total {
+            let Some((i, file, result)) = rx.recv().await else { break };
+            pending.insert(i, (file, result));
+            while let Some((file, result)) = pending.remove(&next) {
+                on_done(&file, result);
+                next += 1;
+            }
+        }
+        while tasks.join_next().await.is_some() {}
     }
 
     /// The series an input file goes to: `symbol`, or the file's stem.

@@ -18,7 +18,11 @@ pub fn ctx() -> OpContext {
 
 /// A config over `dir` with validation off, so fixtures with extreme floats are accepted.
 pub fn config(dir: &Path) -> StorageConfig {
-    StorageConfig { validation: ValidationPolicy::Off, lock_timeout_secs: 5.0, ..StorageConfig::with_output_directory(dir) }
+    StorageConfig {
+        validation: ValidationPolicy::Off,
+        lock_timeout_secs: 5.0,
+        ..StorageConfig::with_output_directory(dir)
+    }
 }
 
 /// The real file-backed vault over `dir`.
