@@ -179,3 +179,54 @@ async fn file_info_falls_back_on_a_data_error_only() {
     let m = manager(primary, secondary, no_metadata(), MockSeriesLocks::new());
     assert!(matches!(m.file_info(&s, &OpContext::new()).await, Err(StorageError::Io { .. })));
 }
+
+fn same_generation_records() -> MockMetadataStore {
+    let mut m = MockMetadataStore::new();
+    m.expect_get()
+        .returning(|series, format, _| Ok(Some(barvault_ports::conformance::sample_metadata(series, format, 7))));
+    m
+}
+
+#[tokio::test]
+async fn preferred_secondary_serves_reads_when_both_records_share_a_generation() {
+    let bars = sample_bars(5, BASE_NS, DAY_NS, 3);
+    let mut primary = named("csv");
+    primary.expect_load_with_checksum().never();
+    primary.expect_load().never();
+    let mut secondary = named("parquet");
+    let served = bars.clone();
+    // No checksum from the store: the record's checksum cannot disagree with it.
+    secondary.expect_load_with_checksum().times(1).returning(move |_, _, _| Ok(Some((served.clone(), None))));
+    let settings =
+        DualSettings { validation: ValidationPolicy::Off, prefer_secondary_reads: true, ..DualSettings::default() };
+    let m = DualStorageManager::new(
+        Arc::new(primary),
+        Some(Arc::new(secondary)),
+        Arc::new(same_generation_records()),
+        Arc::new(MockSeriesLocks::new()),
+        settings,
+    );
+    assert_eq!(m.load_with_fallback(&stock("AAPL"), None, &OpContext::new()).await.unwrap(), Some(bars));
+}
+
+#[tokio::test]
+async fn a_damaged_preferred_secondary_falls_back_to_the_primary() {
+    let bars = sample_bars(5, BASE_NS, DAY_NS, 4);
+    let mut primary = named("csv");
+    let served = bars.clone();
+    primary.expect_load_with_checksum().times(1).returning(move |_, _, _| Ok(Some((served.clone(), None))));
+    let mut secondary = named("parquet");
+    secondary.expect_load_with_checksum().times(1).returning(|_, _, _| {
+        Err(StorageError::Corrupt { path: "stocks/1d/AAPL.parquet".into(), reason: "bad footer".into() })
+    });
+    let settings =
+        DualSettings { validation: ValidationPolicy::Off, prefer_secondary_reads: true, ..DualSettings::default() };
+    let m = DualStorageManager::new(
+        Arc::new(primary),
+        Some(Arc::new(secondary)),
+        Arc::new(same_generation_records()),
+        Arc::new(MockSeriesLocks::new()),
+        settings,
+    );
+    assert_eq!(m.load_with_fallback(&stock("AAPL"), None, &OpContext::new()).await.unwrap(), Some(bars));
+}

@@ -99,7 +99,7 @@ impl Vault {
         if !dry_run {
             for (series, kept) in trims {
                 if kept.is_empty() {
-                    barvault_ports::BarStore::remove(&self.manager, &series, ctx).await?;
+                    self.remove_series(&series, ctx).await?;
                 } else {
                     let opts = PersistOptions { mode: WriteMode::Replace, ..PersistOptions::default() };
                     self.manager

@@ -33,6 +33,8 @@ pub(crate) trait FileCopy: Send + Sync + std::fmt::Debug {
     fn read_checked(&self, path: &Path) -> Result<Option<(Bars, String)>, StorageError>;
     fn checksum(&self, path: &Path) -> Result<Option<String>, StorageError>;
     fn write(&self, bars: &Bars, series: &SeriesKey, keep_backup: bool) -> Result<WriteOutcome, StorageError>;
+    /// Deletes this format's lock file of `series` while holding it (after the series is removed).
+    fn remove_lock_file(&self, series: &SeriesKey) -> Result<bool, StorageError>;
 }
 
 impl<C: BarCodec + 'static> FileCopy for FileStore<C> {
@@ -56,6 +58,9 @@ impl<C: BarCodec + 'static> FileCopy for FileStore<C> {
     }
     fn write(&self, bars: &Bars, series: &SeriesKey, keep_backup: bool) -> Result<WriteOutcome, StorageError> {
         self.write_series_file(bars, series, keep_backup)
+    }
+    fn remove_lock_file(&self, series: &SeriesKey) -> Result<bool, StorageError> {
+        self.locks().remove_stale_lock_blocking(series, self.lock_timeout())
     }
 }
 
@@ -351,6 +356,23 @@ impl Vault {
             }
         }
         while tasks.join_next().await.is_some() {}
+    }
+
+    /// Deletes a series: its data files, backups and metadata records (under the series
+    /// lock), then its lock files, so nothing of it is left for `verify` to call stale.
+    /// Returns whether anything was stored.
+    pub async fn remove_series(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
+        let removed = BarStore::remove(&self.manager, series, ctx).await?;
+        let (this, key) = (self.clone(), series.clone());
+        tokio::task::spawn_blocking(move || {
+            for copy in &this.copies {
+                copy.remove_lock_file(&key)?;
+            }
+            this.series_locks.remove_stale_lock_blocking(&key, this.config.lock_timeout())
+        })
+        .await
+        .map_err(|e| StorageError::io(IoStep::Remove, series.to_string(), std::io::Error::other(e.to_string())))??;
+        Ok(removed)
     }
 
     /// The series an input file goes to: `symbol`, or the file's stem.
