@@ -10,6 +10,9 @@ use crate::timestamp::{TimestampError, TimestampParser, is_time_of_day};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 const CORE: [&str; 5] = ["open", "high", "low", "close", "volume"];
+/// The widest header accepted: bars and their extra columns fit many times over, and a
+/// hostile file of a million columns is refused before it costs memory per column.
+const MAX_COLUMNS: usize = 1024;
 
 /// What a header cell names, after [`ExtraColumn::normalize_name`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +73,14 @@ fn header_error(line: u64, column: &str, value: Option<&str>, reason: impl Into<
 
 impl Layout {
     fn from_header(record: &csv::ByteRecord, line: u64) -> Result<Self, CodecError> {
+        if record.len() > MAX_COLUMNS {
+            return Err(header_error(
+                line,
+                &format!("#{}", MAX_COLUMNS + 1),
+                None,
+                format!("{} columns; at most {MAX_COLUMNS} are supported", record.len()),
+            ));
+        }
         let mut headers = Vec::with_capacity(record.len());
         for (i, raw) in record.iter().enumerate() {
             let raw = if i == 0 { raw.strip_prefix(BOM).unwrap_or(raw) } else { raw };
@@ -84,7 +95,8 @@ impl Layout {
             headers.push(text.trim().to_string());
         }
 
-        let mut seen: Vec<(String, &str)> = Vec::new();
+        // A map, not a list: a header of a million columns must not cost a million squared.
+        let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::with_capacity(headers.len());
         let (mut datetime, mut date, mut time) = (None, None, None);
         let mut core: [Option<usize>; 5] = [None; 5];
         let mut extras = Vec::new();
@@ -105,7 +117,7 @@ impl Layout {
                 Target::Core(c) => CORE.get(*c).copied().unwrap_or("?").to_string(),
                 Target::Extra(name) => name.clone(),
             };
-            if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+            if let Some(first) = seen.get(&key) {
                 return Err(header_error(
                     line,
                     header,
@@ -113,7 +125,7 @@ impl Layout {
                     format!("duplicate column: {first:?} and {header:?} both mean {key:?}"),
                 ));
             }
-            seen.push((key, header));
+            seen.insert(key, header);
             match target {
                 Target::DateTime => datetime = Some(i),
                 Target::Date => date = Some(i),

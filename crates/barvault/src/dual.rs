@@ -493,7 +493,13 @@ impl DualStorageManager {
             if self.settings.prefer_secondary_reads
                 && let Some(sec) = &self.secondary
             {
-                let smeta = self.metadata.get(series, sec.name(), ctx).await?;
+                // An unreadable secondary record only means the secondary is not preferred:
+                // the primary below may well be sound.
+                let smeta = match self.metadata.get(series, sec.name(), ctx).await {
+                    Ok(m) => m,
+                    Err(e) if e.is_data_error() => None,
+                    Err(e) => return Err(e),
+                };
                 if let Some(sec) = self.same_generation_secondary(pmeta.as_ref(), smeta.as_ref()) {
                     match Self::read_copy(sec.as_ref(), smeta.as_ref(), series, range, ctx).await? {
                         Copy::Good(bars) => {
