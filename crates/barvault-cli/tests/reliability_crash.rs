@@ -142,7 +142,7 @@ fn sigkill_during_import_never_loses_or_mixes_a_batch() {
             }
             f.verify_unclean += 1;
             // Every third kill leaves the repair to the next import instead of `recover`.
-            if f.kills % 3 == 0 {
+            if f.kills.is_multiple_of(3) {
                 skipped_recover = true;
                 continue;
             }
@@ -167,7 +167,7 @@ fn sigkill_during_import_never_loses_or_mixes_a_batch() {
         assert_eq!(rows_stored(&out(&o)), Some(next.len()), "{}", out(&o));
         let seen = export(&store, "stock", "CRASH", "1m").unwrap();
         assert!(seen == next, "batch {k}: export has {} rows, expected {}", seen.len(), next.len());
-        if skipped_recover || k % 10 == 0 {
+        if skipped_recover || k.is_multiple_of(10) {
             // The import repaired any copy the kill left behind; only temp files of the
             // killed process may remain, and `recover` removes them.
             let (vcode, kinds, text) = verify_kinds(&store);
