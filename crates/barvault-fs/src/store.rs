@@ -236,20 +236,8 @@ impl<C: BarCodec + 'static> Inner<C> {
             }
         };
         let out = merged.as_ref().unwrap_or(bars);
-        let mut receipt = StorageReceipt {
-            location: path.display().to_string(),
-            format: self.layout.ext().to_string(),
-            rows_written: out.len(),
-            written: false,
-            merge: stats,
-            backup_created: false,
-            checksum_md5: None,
-            file_size: None,
-            secondary: None,
-            correlation_id: ctx.correlation_id().to_string(),
-            timestamp: Utc::now(),
-            duration: Duration::ZERO,
-        };
+        let mut receipt =
+            StorageReceipt::unwritten(path.display().to_string(), self.layout.ext(), out.len(), stats, ctx);
         if stats.unchanged {
             receipt.duration = start.elapsed();
             tracing::info!(path = %path.display(), rows = out.len(), "merge changed nothing; file untouched");

@@ -195,20 +195,10 @@ impl BarStore for InMemoryBarStore {
             outcome
         };
         let (rows_written, written, merge) = outcome.map_err(|e| merge_error(e, series))?;
-        Ok(StorageReceipt {
-            location: memory_location(series),
-            format: self.format.clone(),
-            rows_written,
-            written,
-            merge,
-            backup_created: false,
-            checksum_md5: None,
-            file_size: None,
-            secondary: None,
-            correlation_id: ctx.correlation_id().to_string(),
-            timestamp: Utc::now(),
-            duration: started.elapsed(),
-        })
+        let mut receipt = StorageReceipt::unwritten(memory_location(series), &self.format, rows_written, merge, ctx);
+        receipt.written = written;
+        receipt.duration = started.elapsed();
+        Ok(receipt)
     }
 
     async fn load(

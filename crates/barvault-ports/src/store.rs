@@ -94,6 +94,32 @@ pub struct StorageReceipt {
     pub duration: Duration,
 }
 
+impl StorageReceipt {
+    /// A receipt for a call that wrote no file (yet): the caller fills in what it writes.
+    pub fn unwritten(
+        location: impl Into<String>,
+        format: impl Into<String>,
+        rows: usize,
+        merge: MergeStats,
+        ctx: &OpContext,
+    ) -> Self {
+        Self {
+            location: location.into(),
+            format: format.into(),
+            rows_written: rows,
+            written: false,
+            merge,
+            backup_created: false,
+            checksum_md5: None,
+            file_size: None,
+            secondary: None,
+            correlation_id: ctx.correlation_id().to_string(),
+            timestamp: Utc::now(),
+            duration: Duration::ZERO,
+        }
+    }
+}
+
 mod duration_secs {
     use serde::Serializer;
     pub fn serialize<S: Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {

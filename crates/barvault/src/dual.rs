@@ -167,23 +167,12 @@ impl DualStorageManager {
             let (_, stats) =
                 merge(&Bars::empty(), &bars, options.policy).map_err(|e| StorageError::merge_failed(series, e))?;
             let pformat = self.primary.name().to_string();
-            let receipt = StorageReceipt {
-                location: self.location(series, &pformat),
-                format: pformat,
-                rows_written: 0,
-                written: false,
-                merge: stats,
-                backup_created: false,
-                checksum_md5: None,
-                file_size: None,
-                secondary: self.secondary.as_ref().map(|s| SecondaryStatus::Unchanged {
-                    format: s.name().to_string(),
-                    location: self.location(series, s.name()),
-                }),
-                correlation_id: ctx.correlation_id().to_string(),
-                timestamp: Utc::now(),
-                duration: started.elapsed(),
-            };
+            let mut receipt = StorageReceipt::unwritten(self.location(series, &pformat), pformat, 0, stats, ctx);
+            receipt.secondary = self.secondary.as_ref().map(|s| SecondaryStatus::Unchanged {
+                format: s.name().to_string(),
+                location: self.location(series, s.name()),
+            });
+            receipt.duration = started.elapsed();
             return Ok(PersistOutcome { receipt, validation: report, generation: None, repaired: Vec::new() });
         }
         let _guard = self.locks.lock(series, self.settings.lock_timeout, ctx).await?;
@@ -239,20 +228,9 @@ impl DualStorageManager {
                 self.record(series, &result, &r, generation, state.primary_meta.as_ref(), ctx).await?;
                 r
             }
-            None => StorageReceipt {
-                location: self.location(series, &pformat),
-                format: pformat.clone(),
-                rows_written: result.len(),
-                written: false,
-                merge: stats,
-                backup_created: false,
-                checksum_md5: None,
-                file_size: None,
-                secondary: None,
-                correlation_id: ctx.correlation_id().to_string(),
-                timestamp: Utc::now(),
-                duration: Duration::ZERO,
-            },
+            None => {
+                StorageReceipt::unwritten(self.location(series, &pformat), pformat.clone(), result.len(), stats, ctx)
+            }
         };
         let s = match (&self.secondary, need_secondary) {
             (Some(s), true) => {
