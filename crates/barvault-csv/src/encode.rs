@@ -11,17 +11,60 @@ use crate::timestamp::{TimestampWriter, fraction_digits};
 /// to stay in cache.
 const CHUNK: usize = 256 * 1024;
 
+/// From this many rows on, formatting runs on its own thread while the caller's writer
+/// (which hashes and writes the bytes) consumes the chunks: the two halves of the work overlap.
+const PIPELINE_MIN_ROWS: usize = 65_536;
+
+/// Chunks in flight between the formatting thread and the writer.
+const PIPELINE_DEPTH: usize = 4;
+
 /// Writes `bars` as barvault CSV: the core header, then the extras in `Bars` order.
 /// Timestamps share one fraction width, the narrowest that is exact for every row.
+/// The bytes are the same whether or not the work is pipelined.
 pub fn encode_bars<W: Write + ?Sized>(bars: &Bars, out: &mut W) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(CHUNK + 1024);
-    buf.extend_from_slice(CORE_COLUMNS.join(",").as_bytes());
+    let mut header = Vec::with_capacity(256);
+    header.extend_from_slice(CORE_COLUMNS.join(",").as_bytes());
     for extra in bars.extras() {
-        buf.push(b',');
-        buf.extend_from_slice(extra.name().as_bytes());
+        header.push(b',');
+        header.extend_from_slice(extra.name().as_bytes());
     }
-    buf.push(b'\n');
+    header.push(b'\n');
+    if bars.len() < PIPELINE_MIN_ROWS {
+        let mut buf = header;
+        format_rows(bars, |chunk| {
+            buf.extend_from_slice(chunk);
+            if buf.len() >= CHUNK {
+                out.write_all(&buf)?;
+                buf.clear();
+            }
+            Ok(())
+        })?;
+        return out.write_all(&buf);
+    }
+    out.write_all(&header)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            // A send fails only when the writer stopped on an error; stop formatting then.
+            let _ = format_rows(bars, |chunk| tx.send(chunk.to_vec()).map_err(|_| io::Error::other("writer stopped")));
+        });
+        write_chunks(rx, out)
+    })
+}
 
+/// Writes every chunk received. Takes the receiver by value so that an error drops it at
+/// once, which makes the formatting thread's next send fail and the thread stop (otherwise
+/// it would wait forever on a full channel).
+fn write_chunks<W: Write + ?Sized>(rx: std::sync::mpsc::Receiver<Vec<u8>>, out: &mut W) -> io::Result<()> {
+    for chunk in rx {
+        out.write_all(&chunk)?;
+    }
+    Ok(())
+}
+
+/// Formats every row of `bars`, handing `sink` chunks of about [`CHUNK`] bytes, in order.
+fn format_rows(bars: &Bars, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(CHUNK + 1024);
     let extras: Vec<&[Option<f64>]> = bars.extras().iter().map(|e| e.values()).collect();
     let mut ts_writer = TimestampWriter::new(fraction_digits(bars.timestamps()));
     let rows = bars
@@ -47,11 +90,11 @@ pub fn encode_bars<W: Write + ?Sized>(bars: &Bars, out: &mut W) -> io::Result<()
         }
         buf.push(b'\n');
         if buf.len() >= CHUNK {
-            out.write_all(&buf)?;
+            sink(&buf)?;
             buf.clear();
         }
     }
-    out.write_all(&buf)
+    if buf.is_empty() { Ok(()) } else { sink(&buf) }
 }
 
 /// [`encode_bars`] into memory.
@@ -89,6 +132,56 @@ mod tests {
              1970-01-01 00:00:00.0,100,101.5,-0,NaN,1500,99.25,\n\
              1970-01-01 00:00:01.5,0.00000871,1e300,-inf,inf,0.5,,7\n"
         );
+    }
+
+    #[test]
+    fn pipelined_output_equals_the_sequential_one() {
+        let n = PIPELINE_MIN_ROWS as i64 * 3 + 17;
+        let ts: Vec<i64> = (0..n).map(|i| i * 60_000_000_000 + (i % 7) * 1_000_000).collect();
+        let v: Vec<f64> = (0..n).map(|i| i as f64 * 0.01 + 0.00000871).collect();
+        let extra: Vec<Option<f64>> = (0..n).map(|i| (i % 3 != 0).then_some(i as f64 / 7.0)).collect();
+        let bars = Bars::new(
+            ts,
+            v.clone(),
+            v.clone(),
+            v.clone(),
+            v.clone(),
+            v,
+            vec![ExtraColumn::new("adj_close", extra).unwrap()],
+        )
+        .unwrap();
+        let mut sequential = Vec::new();
+        sequential.extend_from_slice(b"timestamp,open,high,low,close,volume,adj_close\n");
+        format_rows(&bars, |c| {
+            sequential.extend_from_slice(c);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(encode_to_vec(&bars), sequential);
+        assert_eq!(crate::CsvCodec.decode_bytes(&sequential, None).unwrap().ts, bars.timestamps());
+    }
+
+    #[test]
+    fn a_failing_writer_stops_the_pipeline_with_its_error() {
+        let n = PIPELINE_MIN_ROWS * 2;
+        let ts: Vec<i64> = (0..n as i64).collect();
+        let v = vec![1.0; n];
+        let bars = Bars::new(ts, v.clone(), v.clone(), v.clone(), v.clone(), v, vec![]).unwrap();
+        struct Full(usize);
+        impl Write for Full {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                if self.0 > 300_000 {
+                    return Err(io::Error::from_raw_os_error(28));
+                }
+                self.0 += b.len();
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let err = encode_bars(&bars, &mut Full(0)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(28));
     }
 
     #[test]
