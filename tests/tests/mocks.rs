@@ -187,6 +187,19 @@ fn same_generation_records() -> MockMetadataStore {
     m
 }
 
+/// A dual manager that reads the secondary first, over records of one generation.
+fn preferring_secondary(primary: MockBarStore, secondary: MockBarStore) -> DualStorageManager {
+    let settings =
+        DualSettings { validation: ValidationPolicy::Off, prefer_secondary_reads: true, ..DualSettings::default() };
+    DualStorageManager::new(
+        Arc::new(primary),
+        Some(Arc::new(secondary)),
+        Arc::new(same_generation_records()),
+        Arc::new(MockSeriesLocks::new()),
+        settings,
+    )
+}
+
 #[tokio::test]
 async fn preferred_secondary_serves_reads_when_both_records_share_a_generation() {
     let bars = sample_bars(5, BASE_NS, DAY_NS, 3);
@@ -197,15 +210,7 @@ async fn preferred_secondary_serves_reads_when_both_records_share_a_generation()
     let served = bars.clone();
     // No checksum from the store: the record's checksum cannot disagree with it.
     secondary.expect_load_with_checksum().times(1).returning(move |_, _, _| Ok(Some((served.clone(), None))));
-    let settings =
-        DualSettings { validation: ValidationPolicy::Off, prefer_secondary_reads: true, ..DualSettings::default() };
-    let m = DualStorageManager::new(
-        Arc::new(primary),
-        Some(Arc::new(secondary)),
-        Arc::new(same_generation_records()),
-        Arc::new(MockSeriesLocks::new()),
-        settings,
-    );
+    let m = preferring_secondary(primary, secondary);
     assert_eq!(m.load_with_fallback(&stock("AAPL"), None, &OpContext::new()).await.unwrap(), Some(bars));
 }
 
@@ -219,14 +224,6 @@ async fn a_damaged_preferred_secondary_falls_back_to_the_primary() {
     secondary.expect_load_with_checksum().times(1).returning(|_, _, _| {
         Err(StorageError::Corrupt { path: "stocks/1d/AAPL.parquet".into(), reason: "bad footer".into() })
     });
-    let settings =
-        DualSettings { validation: ValidationPolicy::Off, prefer_secondary_reads: true, ..DualSettings::default() };
-    let m = DualStorageManager::new(
-        Arc::new(primary),
-        Some(Arc::new(secondary)),
-        Arc::new(same_generation_records()),
-        Arc::new(MockSeriesLocks::new()),
-        settings,
-    );
+    let m = preferring_secondary(primary, secondary);
     assert_eq!(m.load_with_fallback(&stock("AAPL"), None, &OpContext::new()).await.unwrap(), Some(bars));
 }
