@@ -3,21 +3,156 @@
 //! step stops everything after it.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use barvault::{DualSettings, DualStorageManager, OpContext, PersistOptions, StorageError, ValidationPolicy};
+use barvault_domain::MergeStats;
 use barvault_ports::conformance::{BASE_NS, DAY_NS, sample_bars, stock};
-use barvault_ports::{BarStore, IoStep, MockBarStore, MockMetadataStore, MockSeriesLocks, SeriesGuard};
+use barvault_ports::{
+    BarStore, IoStep, MockBarStore, MockMetadataStore, MockSeriesLocks, SecondaryStatus, SeriesGuard, StagedWrite,
+    StorageReceipt,
+};
 
 #[derive(Debug)]
 struct Guard;
 impl SeriesGuard for Guard {}
 
+/// A store that cannot stage: the manager writes its copies one after the other.
 fn named(name: &str) -> MockBarStore {
+    let mut m = staging(name);
+    let unsupported = name.to_string();
+    m.expect_stage().returning(move |_, _, _, _| Err(StorageError::unsupported("stage", unsupported.clone())));
+    m
+}
+
+/// A store whose `stage` expectations the test sets.
+fn staging(name: &str) -> MockBarStore {
     let mut m = MockBarStore::new();
     m.expect_name().return_const(name.to_string());
     m
+}
+
+/// What happened to the [`Staged`] writes of one test.
+#[derive(Debug, Default)]
+struct StagedLog {
+    committed: Vec<&'static str>,
+    dropped: Vec<&'static str>,
+}
+
+/// A staged write that logs its commit (failing when `fails`) or its drop.
+#[derive(Debug)]
+struct Staged {
+    format: &'static str,
+    fails: bool,
+    log: Arc<Mutex<StagedLog>>,
+    done: bool,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            self.log.lock().unwrap().dropped.push(self.format);
+        }
+    }
+}
+
+#[async_trait]
+impl StagedWrite for Staged {
+    async fn commit(mut self: Box<Self>, ctx: &OpContext) -> Result<StorageReceipt, StorageError> {
+        self.done = true;
+        self.log.lock().unwrap().committed.push(self.format);
+        if self.fails {
+            return Err(StorageError::io(IoStep::Rename, self.format, io::Error::from_raw_os_error(5)));
+        }
+        let mut r = StorageReceipt::unwritten(self.format, self.format, 3, MergeStats::default(), ctx);
+        r.written = true;
+        r.checksum_md5 = Some("0".repeat(32));
+        Ok(r)
+    }
+}
+
+fn stages(
+    store: &mut MockBarStore,
+    format: &'static str,
+    outcome: Result<bool, StorageError>,
+    log: &Arc<Mutex<StagedLog>>,
+) {
+    let log = Arc::clone(log);
+    let mut outcome = Some(outcome);
+    store.expect_stage().times(1).returning(move |_, _, _, _| {
+        let fails = outcome.take().expect("one stage")?;
+        Ok(Box::new(Staged { format, fails, log: Arc::clone(&log), done: false }) as Box<dyn StagedWrite>)
+    });
+}
+
+fn full_disk(path: &str) -> StorageError {
+    StorageError::io(IoStep::WriteTemp, path, io::Error::from_raw_os_error(28))
+}
+
+/// Both copies are staged at once; a primary that fails to stage or to commit leaves
+/// the staged secondary uncommitted (dropped, i.e. discarded) and records nothing.
+#[tokio::test]
+async fn a_failed_primary_stage_or_commit_discards_the_staged_secondary() {
+    for primary_commit_fails in [None, Some(true)] {
+        let log = Arc::new(Mutex::new(StagedLog::default()));
+        let mut primary = staging("csv");
+        primary.expect_load_with_checksum().returning(|_, _, _| Ok(None));
+        primary.expect_persist().never();
+        let outcome = primary_commit_fails.ok_or_else(|| full_disk("stocks/1d/AAPL.csv"));
+        stages(&mut primary, "csv", outcome, &log);
+        let mut secondary = staging("parquet");
+        secondary.expect_load_with_checksum().returning(|_, _, _| Ok(None));
+        secondary.expect_persist().never();
+        stages(&mut secondary, "parquet", Ok(false), &log);
+        let mut meta = no_metadata();
+        meta.expect_record().never();
+        let m = manager(primary, secondary, meta, free_locks());
+        let bars = sample_bars(3, BASE_NS, DAY_NS, 3);
+        let err = m.persist(&bars, &stock("AAPL"), PersistOptions::default(), &OpContext::new()).await.unwrap_err();
+        assert!(matches!(err, StorageError::Io { .. }), "{err:?}");
+        let log = log.lock().unwrap();
+        let committed: &[&str] = if primary_commit_fails.is_some() { &["csv"] } else { &[] };
+        assert_eq!(log.committed, committed, "primary commit fails: {primary_commit_fails:?}");
+        assert_eq!(log.dropped, ["parquet"], "primary commit fails: {primary_commit_fails:?}");
+    }
+}
+
+/// The primary is committed and recorded before the secondary is committed; a secondary
+/// that failed to stage is a failed secondary, not a failed call.
+#[tokio::test]
+async fn staged_copies_are_published_primary_first() {
+    for secondary_stage_fails in [false, true] {
+        let log = Arc::new(Mutex::new(StagedLog::default()));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut primary = staging("csv");
+        primary.expect_load_with_checksum().returning(|_, _, _| Ok(None));
+        stages(&mut primary, "csv", Ok(false), &log);
+        let mut secondary = staging("parquet");
+        secondary.expect_load_with_checksum().returning(|_, _, _| Ok(None));
+        let outcome = if secondary_stage_fails { Err(full_disk("stocks/1d/AAPL.parquet")) } else { Ok(false) };
+        stages(&mut secondary, "parquet", outcome, &log);
+        let mut meta = no_metadata();
+        let (o, l) = (Arc::clone(&order), Arc::clone(&log));
+        meta.expect_record().returning(move |m, _| {
+            o.lock().unwrap().push((m.format.clone(), l.lock().unwrap().committed.clone()));
+            Ok(())
+        });
+        let m = manager(primary, secondary, meta, free_locks());
+        let bars = sample_bars(3, BASE_NS, DAY_NS, 3);
+        let out = m.persist(&bars, &stock("AAPL"), PersistOptions::default(), &OpContext::new()).await.unwrap();
+        let order = order.lock().unwrap().clone();
+        if secondary_stage_fails {
+            assert!(matches!(out.secondary, Some(SecondaryStatus::Failed { .. })), "{:?}", out.secondary);
+            assert_eq!(order, [("csv".to_string(), vec!["csv"])]);
+        } else {
+            assert!(matches!(out.secondary, Some(SecondaryStatus::Written { .. })), "{:?}", out.secondary);
+            // csv recorded after its commit and before parquet's; parquet recorded after its own.
+            assert_eq!(order, [("csv".to_string(), vec!["csv"]), ("parquet".to_string(), vec!["csv", "parquet"])]);
+        }
+        assert_eq!(log.lock().unwrap().dropped, Vec::<&str>::new());
+    }
 }
 
 fn no_metadata() -> MockMetadataStore {

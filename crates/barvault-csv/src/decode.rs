@@ -1,6 +1,9 @@
 //! CSV bytes (barvault's own or a user's export) -> RawBars.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex, mpsc};
 
 use barvault_domain::{ExtraColumn, RawBars, TimeRange};
 use barvault_ports::CodecError;
@@ -72,17 +75,17 @@ fn header_error(line: u64, column: &str, value: Option<&str>, reason: impl Into<
 }
 
 impl Layout {
-    fn from_header(record: &csv::ByteRecord, line: u64) -> Result<Self, CodecError> {
-        if record.len() > MAX_COLUMNS {
+    fn from_header(record: &impl Fields, line: u64) -> Result<Self, CodecError> {
+        if record.count() > MAX_COLUMNS {
             return Err(header_error(
                 line,
                 &format!("#{}", MAX_COLUMNS + 1),
                 None,
-                format!("{} columns; at most {MAX_COLUMNS} are supported", record.len()),
+                format!("{} columns; at most {MAX_COLUMNS} are supported", record.count()),
             ));
         }
-        let mut headers = Vec::with_capacity(record.len());
-        for (i, raw) in record.iter().enumerate() {
+        let mut headers = Vec::with_capacity(record.count());
+        for (i, raw) in record.fields().enumerate() {
             let raw = if i == 0 { raw.strip_prefix(BOM).unwrap_or(raw) } else { raw };
             let text = std::str::from_utf8(raw).map_err(|_| {
                 header_error(
@@ -211,12 +214,131 @@ impl Layout {
 
     /// Whether a record of one field more than the header is a date and a time of day where
     /// the header names one timestamp column (as in backtrader's ESTX50 minute file).
-    fn looks_split(&self, record: &csv::ByteRecord, parser: &mut TimestampParser) -> bool {
+    fn looks_split(&self, record: &impl Fields, parser: &mut TimestampParser) -> bool {
         let TsCols::One(k) = self.ts else { return false };
-        record.len() == self.width + 1
-            && record.get(k).is_some_and(|d| parser.parse_date(d).is_some())
-            && record.get(k + 1).is_some_and(is_time_of_day)
+        record.count() == self.width + 1
+            && record.field(k).is_some_and(|d| parser.parse_date(d).is_some())
+            && record.field(k + 1).is_some_and(is_time_of_day)
     }
+}
+
+/// The fields of one record, however it was split: by csv's reader or by [`scan_records`].
+trait Fields {
+    fn count(&self) -> usize;
+    fn field(&self, i: usize) -> Option<&[u8]>;
+    fn fields(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.count()).map(|i| self.field(i).unwrap_or_default())
+    }
+}
+
+impl Fields for csv::ByteRecord {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn field(&self, i: usize) -> Option<&[u8]> {
+        self.get(i)
+    }
+}
+
+/// One record of quote-free text: its bytes and the end of each field in them.
+#[derive(Debug, Default)]
+struct Line<'a> {
+    text: &'a [u8],
+    ends: Vec<usize>,
+}
+
+impl Fields for Line<'_> {
+    fn count(&self) -> usize {
+        self.ends.len()
+    }
+    fn field(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)?;
+        let start = match i.checked_sub(1) {
+            Some(previous) => self.ends.get(previous)? + 1,
+            None => 0,
+        };
+        self.text.get(start..end)
+    }
+}
+
+/// What ends a field in quote-free text, and the quote that makes text not quote-free.
+const STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b',' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'"' as usize] = true;
+    t
+};
+
+/// The index of the first [`STOP`] byte in `text` from `i` on, or `text.len()`.
+///
+/// Eight bytes at a time: every stop byte is below 0x2D, and `(x - 0x2D…) & !x & 0x80…`
+/// flags the bytes of `x` below 0x2D, exactly for the lowest one (a borrow only runs upward
+/// from a flagged byte). A flagged byte that is no stop (a space, `+`) is stepped over.
+#[inline]
+fn next_stop(text: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(word) = text.get(i..i + 8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(word) else { break };
+        let x = u64::from_le_bytes(bytes);
+        let below = x.wrapping_sub(ONES * 0x2D) & !x & HIGH;
+        if below == 0 {
+            i += 8;
+            continue;
+        }
+        let j = i + (below.trailing_zeros() / 8) as usize;
+        if text.get(j).is_some_and(|&c| STOP[usize::from(c)]) {
+            return j;
+        }
+        i = j + 1;
+    }
+    while text.get(i).is_some_and(|&c| !STOP[usize::from(c)]) {
+        i += 1;
+    }
+    i
+}
+
+/// Splits text without a `"` into records exactly as csv's reader does (with its default
+/// settings, which are ours): a record is each maximal run of bytes other than `\r` and
+/// `\n` (so blank lines are skipped and CR, LF and CRLF all end a record), and a field each
+/// run between commas. `each` gets the record and the count of `\n` before it in `text`.
+///
+/// Returns the count of `\n` in `text`, or `None` as soon as a `"` is seen: quoted fields
+/// need csv's reader, and the records already handed to `each` must then be discarded.
+fn scan_records<E>(text: &[u8], mut each: impl FnMut(&Line<'_>, u64) -> Result<(), E>) -> Result<Option<u64>, E> {
+    let mut line = Line { text: &[], ends: Vec::with_capacity(16) };
+    let mut newlines = 0u64;
+    let mut i = 0;
+    while let Some(&b) = text.get(i) {
+        match b {
+            b'\n' => {
+                newlines += 1;
+                i += 1;
+            }
+            b'\r' => i += 1,
+            b'"' => return Ok(None),
+            _ => {
+                let start = i;
+                line.ends.clear();
+                let stop = loop {
+                    i = next_stop(text, i);
+                    line.ends.push(i - start);
+                    match text.get(i) {
+                        Some(b',') => i += 1,
+                        other => break other.copied(),
+                    }
+                };
+                if stop == Some(b'"') {
+                    return Ok(None);
+                }
+                line.text = text.get(start..i).unwrap_or_default();
+                each(&line, newlines)?;
+            }
+        }
+    }
+    Ok(Some(newlines))
 }
 
 fn lossy(b: &[u8]) -> Cow<'_, str> {
@@ -247,108 +369,639 @@ fn csv_error(e: csv::Error) -> CodecError {
     }
 }
 
+/// An error found in a piece of the input, moved to its line in the whole input.
+fn shift_line(e: CodecError, lines_before: u64) -> CodecError {
+    match e {
+        CodecError::Parse { line, column, value, reason } => {
+            CodecError::Parse { line: line.map(|l| l.saturating_add(lines_before)), column, value, reason }
+        }
+        other => other,
+    }
+}
+
 /// A record to pass over silently: all cells blank, or Barchart's closing
 /// `Downloaded from Barchart.com as of …` line.
-fn is_ignorable(record: &csv::ByteRecord) -> bool {
+fn is_ignorable(record: &impl Fields) -> bool {
     const FOOTER: &[u8] = b"downloaded from barchart";
-    let mut cells = record.iter();
+    let mut cells = record.fields();
     let first = cells.next().unwrap_or_default().trim_ascii();
     let rest_blank = cells.all(|c| c.trim_ascii().is_empty());
     rest_blank && (first.is_empty() || first.get(..FOOTER.len()).is_some_and(|p| p.eq_ignore_ascii_case(FOOTER)))
 }
 
-fn core_value(input: &[u8], record: &csv::ByteRecord, (index, name): &(usize, String)) -> Result<f64, CodecError> {
-    let cell = record.get(*index).unwrap_or_default();
+fn core_value(
+    record: &impl Fields,
+    (index, name): &(usize, String),
+    line: &impl Fn() -> u64,
+) -> Result<f64, CodecError> {
+    let cell = record.field(*index).unwrap_or_default();
     parse_f64(cell).ok_or_else(|| {
         let reason = if cell.trim_ascii().is_empty() { "empty value in a required column" } else { "not a number" };
-        cell_error(line_of(input, record), name, cell, reason)
+        cell_error(line(), name, cell, reason)
     })
 }
 
-/// Decodes a whole CSV stream, keeping the rows whose timestamp is in `range`.
-///
-/// Every row is parsed, also those outside `range`, so a damaged file fails the same way
-/// whatever range is asked for.
-pub(crate) fn decode_slice(input: &[u8], range: Option<TimeRange>) -> Result<RawBars, CodecError> {
-    // About 50 bytes per row in the common layouts: reserve once instead of regrowing.
-    let rows_hint = input.len() / 48;
-    let mut csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
-    let mut record = csv::ByteRecord::new();
-    if !csv.read_byte_record(&mut record).map_err(csv_error)? {
-        return Err(CodecError::parse(Some(1), None, None, "empty input: no header line"));
-    }
-    let mut layout = Layout::from_header(&record, line_of(input, &record))?;
-    let range = range.unwrap_or_else(TimeRange::all);
-    let mut parser = TimestampParser::default();
-    let mut out = RawBars::with_capacity(rows_hint);
-    let mut extras: Vec<Vec<Option<f64>>> = layout.extras.iter().map(|_| Vec::with_capacity(rows_hint)).collect();
-    let mut first_row = true;
+/// Decoded rows in file order: the core columns and one column per extra of the layout.
+#[derive(Debug, Default)]
+struct Columns {
+    bars: RawBars,
+    extras: Vec<Vec<Option<f64>>>,
+}
 
-    while csv.read_byte_record(&mut record).map_err(csv_error)? {
-        if first_row {
-            first_row = false;
-            if layout.looks_split(&record, &mut parser) {
-                layout.split_rows();
-            }
+impl Columns {
+    fn with_capacity(rows: usize, extras: usize) -> Self {
+        Columns { bars: RawBars::with_capacity(rows), extras: (0..extras).map(|_| Vec::with_capacity(rows)).collect() }
+    }
+
+    fn len(&self) -> usize {
+        self.bars.len()
+    }
+
+    /// Room for `rows` rows in all, so that appending does not move the columns again.
+    fn reserve_total(&mut self, rows: usize) {
+        let more = rows.saturating_sub(self.len());
+        let b = &mut self.bars;
+        b.ts.reserve_exact(more);
+        for column in [&mut b.open, &mut b.high, &mut b.low, &mut b.close, &mut b.volume] {
+            column.reserve_exact(more);
         }
-        if record.len() != layout.width {
-            if is_ignorable(&record) {
-                continue;
+        for column in &mut self.extras {
+            column.reserve_exact(more);
+        }
+    }
+
+    /// Moves the rows of `other` (a later piece of the same layout) to the end of `self`.
+    fn append(&mut self, other: &mut Columns) {
+        let (a, b) = (&mut self.bars, &mut other.bars);
+        a.ts.extend_from_slice(&b.ts);
+        for (dst, src) in [
+            (&mut a.open, &b.open),
+            (&mut a.high, &b.high),
+            (&mut a.low, &b.low),
+            (&mut a.close, &b.close),
+            (&mut a.volume, &b.volume),
+        ] {
+            dst.extend_from_slice(src);
+        }
+        for (dst, src) in self.extras.iter_mut().zip(&other.extras) {
+            dst.extend_from_slice(src);
+        }
+        other.clear();
+    }
+
+    fn clear(&mut self) {
+        let b = &mut self.bars;
+        b.ts.clear();
+        for column in [&mut b.open, &mut b.high, &mut b.low, &mut b.close, &mut b.volume] {
+            column.clear();
+        }
+        for column in &mut self.extras {
+            column.clear();
+        }
+    }
+}
+
+/// Turns the data records of a settled layout into rows.
+#[derive(Debug)]
+struct Rows {
+    parser: TimestampParser,
+    range: TimeRange,
+}
+
+impl Rows {
+    fn new(range: TimeRange) -> Self {
+        Rows { parser: TimestampParser::default(), range }
+    }
+
+    /// Decodes one data record into `out` (or skips it when it is blank or outside the range).
+    fn row(
+        &mut self,
+        layout: &Layout,
+        record: &impl Fields,
+        line: impl Fn() -> u64,
+        out: &mut Columns,
+    ) -> Result<(), CodecError> {
+        if record.count() != layout.width {
+            if is_ignorable(record) {
+                return Ok(());
             }
-            let text: Vec<Cow<'_, str>> = record.iter().map(lossy).collect();
+            let text: Vec<Cow<'_, str>> = record.fields().map(lossy).collect();
             return Err(CodecError::parse(
-                Some(line_of(input, &record)),
+                Some(line()),
                 None,
                 Some(&text.join(",")),
-                format!("expected {} fields, found {}", layout.width, record.len()),
+                format!("expected {} fields, found {}", layout.width, record.count()),
             ));
         }
         let ts = match layout.ts {
             TsCols::One(i) => {
-                let cell = record.get(i).unwrap_or_default();
-                parser.parse(cell).map_err(|e| (cell.to_vec(), e))
+                let cell = record.field(i).unwrap_or_default();
+                self.parser.parse(cell).map_err(|e| (cell.to_vec(), e))
             }
             TsCols::Split(d, t) => {
-                let (date, time) = (record.get(d).unwrap_or_default(), record.get(t).unwrap_or_default());
-                parser.parse_split(date, time).map_err(|e| ([date, b" ", time].concat(), e))
+                let (date, time) = (record.field(d).unwrap_or_default(), record.field(t).unwrap_or_default());
+                self.parser.parse_split(date, time).map_err(|e| ([date, b" ", time].concat(), e))
             }
         };
         let ts = match ts {
             Ok(ts) => ts,
-            Err(_) if is_ignorable(&record) => continue,
+            Err(_) if is_ignorable(record) => return Ok(()),
             Err((cell, e)) => {
                 let reason = match e {
                     TimestampError::Malformed if cell.trim_ascii().is_empty() => "empty timestamp".to_string(),
                     e => e.to_string(),
                 };
-                return Err(cell_error(line_of(input, &record), &layout.ts_header, &cell, &reason));
+                return Err(cell_error(line(), &layout.ts_header, &cell, &reason));
             }
         };
         let [o, h, l, c] = &layout.core;
-        let open = core_value(input, &record, o)?;
-        let high = core_value(input, &record, h)?;
-        let low = core_value(input, &record, l)?;
-        let close = core_value(input, &record, c)?;
+        let open = core_value(record, o, &line)?;
+        let high = core_value(record, h, &line)?;
+        let low = core_value(record, l, &line)?;
+        let close = core_value(record, c, &line)?;
         let volume = match &layout.volume {
-            Some(v) => core_value(input, &record, v)?,
+            Some(v) => core_value(record, v, &line)?,
             None => 0.0,
         };
-        let keep = range.contains(ts);
-        for (col, values) in layout.extras.iter().zip(&mut extras) {
-            let cell = record.get(col.index).unwrap_or_default();
-            let v = parse_extra(cell)
-                .map_err(|_| cell_error(line_of(input, &record), &col.header, cell, "not a number"))?;
+        let keep = self.range.contains(ts);
+        for (col, values) in layout.extras.iter().zip(&mut out.extras) {
+            let cell = record.field(col.index).unwrap_or_default();
+            let v = parse_extra(cell).map_err(|_| cell_error(line(), &col.header, cell, "not a number"))?;
             if keep {
                 values.push(v);
             }
         }
         if keep {
-            out.push(ts, open, high, low, close, volume);
+            out.bars.push(ts, open, high, low, close, volume);
+        }
+        Ok(())
+    }
+}
+
+/// The decoder of a whole input, fed its records in file order.
+#[derive(Debug)]
+struct Decoder {
+    /// Known once the header is read.
+    layout: Option<Layout>,
+    /// The first data record decides whether rows split the timestamp in two fields.
+    first_row_pending: bool,
+    rows: Rows,
+    out: Columns,
+    rows_hint: usize,
+}
+
+impl Decoder {
+    fn new(range: TimeRange, rows_hint: usize) -> Self {
+        Decoder {
+            layout: None,
+            first_row_pending: true,
+            rows: Rows::new(range),
+            out: Columns::with_capacity(rows_hint, 0),
+            rows_hint,
         }
     }
 
-    for (col, values) in layout.extras.iter().zip(extras) {
-        out.extras.push(ExtraColumn::new(&col.name, values)?);
+    fn record(&mut self, record: &impl Fields, line: impl Fn() -> u64) -> Result<(), CodecError> {
+        let Some(layout) = &mut self.layout else {
+            let layout = Layout::from_header(record, line())?;
+            self.out.extras = layout.extras.iter().map(|_| Vec::with_capacity(self.rows_hint)).collect();
+            self.layout = Some(layout);
+            return Ok(());
+        };
+        if self.first_row_pending {
+            self.first_row_pending = false;
+            if layout.looks_split(record, &mut self.rows.parser) {
+                layout.split_rows();
+            }
+        }
+        self.rows.row(layout, record, line, &mut self.out)
     }
-    Ok(out)
+
+    /// Whether the layout is final, so the rest can be decoded in independent pieces.
+    fn settled(&self) -> bool {
+        self.layout.is_some() && !self.first_row_pending
+    }
+
+    /// Feeds every record of `text` through csv's reader (the path for quoted fields).
+    /// `text` starts at a record boundary after `lines_before` line ends of the input.
+    fn feed_csv(&mut self, text: &[u8], lines_before: u64) -> Result<(), CodecError> {
+        let mut csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text);
+        let mut record = csv::ByteRecord::new();
+        while csv.read_byte_record(&mut record).map_err(|e| shift_line(csv_error(e), lines_before))? {
+            self.record(&record, || lines_before + line_of(text, &record))?;
+        }
+        Ok(())
+    }
+
+    /// Feeds every record of `text`, which holds no `"` and starts at a record boundary
+    /// after `lines_before` line ends; returns the count of line ends in `text`.
+    fn feed_plain(&mut self, text: &[u8], lines_before: u64) -> Result<u64, CodecError> {
+        let newlines = scan_records(text, |line, newlines| self.record(line, || lines_before + newlines + 1))?;
+        // The caller checked for quotes; should one slip through, csv's reader is never wrong.
+        newlines.ok_or_else(|| CodecError::Corrupt("quoted text in a quote-free piece".into()))
+    }
+
+    fn finish(self) -> Result<RawBars, CodecError> {
+        let Some(layout) = self.layout else {
+            return Err(CodecError::parse(Some(1), None, None, "empty input: no header line"));
+        };
+        let mut out = self.out.bars;
+        for (col, values) in layout.extras.iter().zip(self.out.extras) {
+            out.extras.push(ExtraColumn::new(&col.name, values)?);
+        }
+        Ok(out)
+    }
 }
+
+/// Decodes the data records of one piece of quote-free input into `out` under a settled
+/// layout; line numbers in errors count from the start of the piece. `Ok(None)` when the
+/// piece holds a `"` (then `out` holds garbage and the piece must be decoded by csv's reader).
+fn decode_piece(layout: &Layout, range: TimeRange, text: &[u8], out: &mut Columns) -> Result<Option<u64>, CodecError> {
+    let mut rows = Rows::new(range);
+    scan_records(text, |line, newlines| rows.row(layout, line, || newlines + 1, out))
+}
+
+fn has_quote(text: &[u8]) -> bool {
+    text.contains(&b'"')
+}
+
+/// How the input is cut and spread over threads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tuning {
+    /// Bytes per piece (rounded up to a line end).
+    pub(crate) chunk: usize,
+    /// Decoding threads; 1 decodes on the caller's thread, 0 means one per core (up to 4),
+    /// asked of the system only for inputs large enough to use them.
+    pub(crate) workers: usize,
+    /// Inputs smaller than this are decoded on the caller's thread.
+    pub(crate) parallel_min: usize,
+}
+
+/// A 1M-row minute file is ~50 pieces: enough to keep two cores busy to the end, few enough
+/// that the per-piece cost is nothing, and with at most `2 × workers` pieces in flight the
+/// input held in memory stays at a few MB whatever the file size.
+const CHUNK: usize = 1 << 20;
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning { chunk: CHUNK, workers: 0, parallel_min: 4 * CHUNK }
+    }
+}
+
+/// Where the pieces of the input come from: a slice in memory or a reader.
+trait Source {
+    type Chunk: AsRef<[u8]> + Send;
+    /// The next piece, ending at a `\n` (or at the end of the input); `None` at the end.
+    fn next_chunk(&mut self) -> io::Result<Option<Self::Chunk>>;
+    /// `chunks` (the last pieces returned, in order) followed by everything not read yet.
+    fn rest(&mut self, chunks: Vec<Self::Chunk>) -> io::Result<Self::Chunk>;
+    /// Hands a piece back once decoded, for its buffer to be reused.
+    fn recycle(&mut self, _chunk: Self::Chunk) {}
+    /// The size of the whole input in bytes, as far as known.
+    fn size_hint(&self) -> usize;
+    /// The bytes a piece is cut after.
+    fn chunk_size(&self) -> usize;
+}
+
+#[derive(Debug)]
+struct SliceSource<'a> {
+    input: &'a [u8],
+    pos: usize,
+    chunk: usize,
+}
+
+impl<'a> Source for SliceSource<'a> {
+    type Chunk = &'a [u8];
+
+    fn next_chunk(&mut self) -> io::Result<Option<&'a [u8]>> {
+        let rest = self.input.get(self.pos..).unwrap_or_default();
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        let chunk = self.chunk.max(1);
+        let len = match rest.get(chunk..) {
+            Some(tail) => tail.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| chunk + i + 1),
+            None => rest.len(),
+        };
+        self.pos += len;
+        Ok(rest.get(..len))
+    }
+
+    fn rest(&mut self, chunks: Vec<&'a [u8]>) -> io::Result<&'a [u8]> {
+        let start = match chunks.first() {
+            Some(first) => first.as_ptr().addr().saturating_sub(self.input.as_ptr().addr()),
+            None => self.pos,
+        };
+        self.pos = self.input.len();
+        Ok(self.input.get(start..).unwrap_or_default())
+    }
+
+    fn size_hint(&self) -> usize {
+        self.input.len()
+    }
+
+    fn chunk_size(&self) -> usize {
+        self.chunk
+    }
+}
+
+#[derive(Debug)]
+struct ReadSource<R> {
+    reader: R,
+    /// The bytes read after the last line end of the previous piece.
+    carry: Vec<u8>,
+    done: bool,
+    chunk: usize,
+    size: usize,
+    spare: Vec<Vec<u8>>,
+}
+
+impl<R: Read> ReadSource<R> {
+    fn new(reader: R, size: usize, chunk: usize) -> Self {
+        ReadSource { reader, carry: Vec::new(), done: false, chunk: chunk.max(1), size, spare: Vec::new() }
+    }
+}
+
+impl<R: Read> Source for ReadSource<R> {
+    type Chunk = Vec<u8>;
+
+    fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.append(&mut self.carry);
+        // The carried bytes hold no line end.
+        let mut searched = buf.len();
+        loop {
+            if !self.done {
+                let want = self.chunk;
+                buf.reserve(want);
+                let got = (&mut self.reader).take(want as u64).read_to_end(&mut buf)?;
+                self.done = got < want;
+            }
+            if self.done {
+                return Ok((!buf.is_empty()).then_some(buf));
+            }
+            let new = buf.get(searched..).unwrap_or_default();
+            match new.iter().rposition(|&b| b == b'\n') {
+                Some(i) => {
+                    let end = searched + i + 1;
+                    self.carry.extend_from_slice(buf.get(end..).unwrap_or_default());
+                    buf.truncate(end);
+                    return Ok(Some(buf));
+                }
+                // A line longer than a piece: read on.
+                None => searched = buf.len(),
+            }
+        }
+    }
+
+    fn rest(&mut self, chunks: Vec<Vec<u8>>) -> io::Result<Vec<u8>> {
+        let mut chunks = chunks.into_iter();
+        let mut all = chunks.next().unwrap_or_default();
+        for chunk in chunks {
+            all.extend_from_slice(&chunk);
+        }
+        all.append(&mut self.carry);
+        if !self.done {
+            self.reader.read_to_end(&mut all)?;
+            self.done = true;
+        }
+        Ok(all)
+    }
+
+    fn recycle(&mut self, chunk: Vec<u8>) {
+        if self.spare.len() < 8 {
+            self.spare.push(chunk);
+        }
+    }
+
+    fn size_hint(&self) -> usize {
+        self.size
+    }
+
+    fn chunk_size(&self) -> usize {
+        self.chunk
+    }
+}
+
+/// Decodes a whole CSV stream held in memory, keeping the rows whose timestamp is in `range`.
+///
+/// Every row is parsed, also those outside `range`, so a damaged file fails the same way
+/// whatever range is asked for.
+pub(crate) fn decode_slice(input: &[u8], range: Option<TimeRange>) -> Result<RawBars, CodecError> {
+    decode_slice_with(input, range, Tuning::default())
+}
+
+pub(crate) fn decode_slice_with(input: &[u8], range: Option<TimeRange>, tuning: Tuning) -> Result<RawBars, CodecError> {
+    decode_source(SliceSource { input, pos: 0, chunk: tuning.chunk }, range, tuning)
+}
+
+/// Decodes a stream of `size` bytes (0 when unknown) read in pieces, never holding more than
+/// a few pieces of it (unless it has quoted fields: see [`decode_source`]).
+pub(crate) fn decode_reader(reader: impl Read, size: usize, range: Option<TimeRange>) -> Result<RawBars, CodecError> {
+    decode_reader_with(reader, size, range, Tuning::default())
+}
+
+pub(crate) fn decode_reader_with(
+    reader: impl Read,
+    size: usize,
+    range: Option<TimeRange>,
+    tuning: Tuning,
+) -> Result<RawBars, CodecError> {
+    decode_source(ReadSource::new(reader, size, tuning.chunk), range, tuning)
+}
+
+/// The decode: the header and first data row on this thread, then the rest in pieces cut at
+/// line ends, decoded on `tuning.workers` threads and appended in file order.
+///
+/// Line numbers of errors are those of the whole input (each piece counts its line ends),
+/// and the error reported is the first in file order: pieces are appended in order and the
+/// first failing one stops the decode. Quote-free text cut at a line end is split into the
+/// same records whatever comes before, so pieces are independent; a `"` could open a field
+/// that spans line ends, so from the first piece holding one, the rest of the input is
+/// decoded on this thread by csv's reader, as one piece.
+fn decode_source<S: Source>(mut src: S, range: Option<TimeRange>, tuning: Tuning) -> Result<RawBars, CodecError> {
+    let range = range.unwrap_or_else(TimeRange::all);
+    let size = src.size_hint();
+    // About 50 bytes per row in the common layouts: reserve once instead of regrowing. A
+    // large input gets room for its first piece only, and its full size once the first rows
+    // tell the bytes per row (growing then copies one piece at most).
+    let head_rows = (size / 48).min(src.chunk_size() / 24 + 64);
+    let mut decoder = Decoder::new(range, head_rows);
+    let mut lines_before = 0u64;
+    let mut consumed = 0usize;
+    while !decoder.settled() {
+        let Some(chunk) = src.next_chunk()? else { return decoder.finish() };
+        if has_quote(chunk.as_ref()) {
+            let rest = src.rest(vec![chunk])?;
+            decoder.feed_csv(rest.as_ref(), lines_before)?;
+            return decoder.finish();
+        }
+        lines_before += decoder.feed_plain(chunk.as_ref(), lines_before)?;
+        consumed += chunk.as_ref().len();
+        src.recycle(chunk);
+    }
+    // Size the columns from the rows per byte so far: capacity never written is address
+    // space, not memory, while regrowing would copy every column.
+    if decoder.out.len() > 0 && size > consumed {
+        let per_byte = decoder.out.len() as f64 / consumed as f64;
+        decoder.out.reserve_total((per_byte * size as f64 * 1.05) as usize + 1024);
+    }
+    let quoted = match &mut decoder {
+        Decoder { layout: Some(layout), out, .. } => {
+            let workers = match tuning.workers {
+                _ if size < tuning.parallel_min => 1,
+                0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(4),
+                n => n,
+            };
+            if workers > 1 {
+                decode_parallel(&mut src, layout, range, out, &mut lines_before, workers)?
+            } else {
+                decode_sequential(&mut src, layout, range, out, &mut lines_before)?
+            }
+        }
+        Decoder { layout: None, .. } => None,
+    };
+    if let Some(chunks) = quoted {
+        let rest = src.rest(chunks)?;
+        decoder.feed_csv(rest.as_ref(), lines_before)?;
+    }
+    decoder.finish()
+}
+
+/// The quote-free pieces of the rest of `src`, one after the other on this thread. Returns
+/// the piece holding a `"`, if one does, undecoded.
+fn decode_sequential<S: Source>(
+    src: &mut S,
+    layout: &Layout,
+    range: TimeRange,
+    out: &mut Columns,
+    lines_before: &mut u64,
+) -> Result<Option<Vec<S::Chunk>>, CodecError> {
+    while let Some(chunk) = src.next_chunk()? {
+        if has_quote(chunk.as_ref()) {
+            return Ok(Some(vec![chunk]));
+        }
+        let newlines = decode_piece(layout, range, chunk.as_ref(), out).map_err(|e| shift_line(e, *lines_before))?;
+        *lines_before += newlines.unwrap_or(0);
+        src.recycle(chunk);
+    }
+    Ok(None)
+}
+
+/// A decoded piece: its sequence number, its bytes (for reuse), its rows and its line
+/// ends, `None` when it holds a `"`.
+type Done<C> = (u64, C, Columns, PieceResult);
+
+/// What decoding a piece gives: its line ends, `None` when it holds a `"`.
+type PieceResult = Result<Option<u64>, CodecError>;
+
+/// The rest of `src` decoded on `workers` threads while this one reads the pieces and appends
+/// the decoded ones in order. Returns, undecoded and in order, the pieces from the first one
+/// holding a `"` on.
+fn decode_parallel<S: Source>(
+    src: &mut S,
+    layout: &Layout,
+    range: TimeRange,
+    out: &mut Columns,
+    lines_before: &mut u64,
+    workers: usize,
+) -> Result<Option<Vec<S::Chunk>>, CodecError> {
+    let max_in_flight = 2 * workers as u64;
+    // Rows of a piece, generously (lines are rarely under 24 bytes): the columns of a piece
+    // are sized once and reused, never regrown.
+    let piece_rows = src.chunk_size() / 24 + 64;
+    std::thread::scope(|scope| {
+        // Both channels live in this closure: however it returns, dropping the job sender
+        // and the result receiver makes every worker stop, so the scope's join cannot hang.
+        let (job_tx, job_rx) = mpsc::channel::<(u64, S::Chunk, Columns)>();
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let (done_tx, done_rx) = mpsc::channel::<Done<S::Chunk>>();
+        for _ in 0..workers {
+            let (job_rx, done_tx) = (Arc::clone(&job_rx), done_tx.clone());
+            scope.spawn(move || {
+                loop {
+                    // The lock is held only while waiting for the next piece.
+                    let job = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => break,
+                    };
+                    let Ok((seq, chunk, mut columns)) = job else { break };
+                    columns.clear();
+                    let result = decode_piece(layout, range, chunk.as_ref(), &mut columns);
+                    if done_tx.send((seq, chunk, columns, result)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let stopped = || CodecError::Io(io::Error::other("CSV decoding thread stopped"));
+
+        let mut spare: Vec<Columns> = Vec::new();
+        let mut pending: BTreeMap<u64, (S::Chunk, Columns, PieceResult)> = BTreeMap::new();
+        let (mut sent, mut next) = (0u64, 0u64);
+        let mut end_of_input = false;
+        let mut read_error = None;
+        let mut quoted: Option<(u64, S::Chunk)> = None;
+        'decode: loop {
+            while !end_of_input && sent - next < max_in_flight {
+                match src.next_chunk() {
+                    Ok(Some(chunk)) => {
+                        let columns =
+                            spare.pop().unwrap_or_else(|| Columns::with_capacity(piece_rows, layout.extras.len()));
+                        job_tx.send((sent, chunk, columns)).map_err(|_| stopped())?;
+                        sent += 1;
+                    }
+                    Ok(None) => end_of_input = true,
+                    Err(e) => {
+                        read_error = Some(e);
+                        end_of_input = true;
+                    }
+                }
+            }
+            if next == sent {
+                break;
+            }
+            let (seq, chunk, columns, result) = done_rx.recv().map_err(|_| stopped())?;
+            pending.insert(seq, (chunk, columns, result));
+            while let Some((chunk, mut columns, result)) = pending.remove(&next) {
+                match result.map_err(|e| shift_line(e, *lines_before))? {
+                    Some(newlines) => {
+                        out.append(&mut columns);
+                        *lines_before += newlines;
+                        spare.push(columns);
+                        src.recycle(chunk);
+                        next += 1;
+                    }
+                    None => {
+                        quoted = Some((next, chunk));
+                        break 'decode;
+                    }
+                }
+            }
+        }
+        drop(job_tx);
+        let Some((first, chunk)) = quoted else {
+            return match read_error {
+                Some(e) => Err(CodecError::Io(e)),
+                None => Ok(None),
+            };
+        };
+        // Everything read after the quoted piece is needed again, in order.
+        while (pending.len() as u64) < sent - first - 1 {
+            let (seq, chunk, columns, result) = done_rx.recv().map_err(|_| stopped())?;
+            pending.insert(seq, (chunk, columns, result));
+        }
+        if let Some(e) = read_error {
+            return Err(CodecError::Io(e));
+        }
+        let mut chunks = vec![chunk];
+        chunks.extend(pending.into_values().map(|(chunk, _, _)| chunk));
+        Ok(Some(chunks))
+    })
+}
+
+#[cfg(test)]
+#[path = "decode_tests.rs"]
+mod tests;

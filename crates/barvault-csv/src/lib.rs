@@ -48,19 +48,28 @@
 //! - Every row is parsed even when a time range is asked for, so a damaged file fails the
 //!   same way whatever range a reader asks for.
 //!
-//! - A file is read into memory whole before parsing: one read is faster than streaming
-//!   through a buffer, and it lets an error name the exact physical line (csv's own
-//!   position is off after CRLF ends and skipped blank lines).
+//! - Input is decoded in pieces of about 1 MiB cut at line ends, never held whole: a file
+//!   is read piece by piece, and from 4 MiB on the pieces are decoded on every core and
+//!   appended in file order, so a 50 MB import holds its decoded columns and a few MB of
+//!   text, not both whole. The header and the first data row (which decides the split
+//!   `date,time` layout) are read first, on the caller's thread. Each piece counts its line
+//!   ends, so an error names the exact physical line of the whole input, and the first
+//!   error in file order is the one reported. Quote-free text splits into the same records
+//!   wherever it is cut at a line end; a `"` could open a field holding line ends, so from
+//!   the first piece with a `"` the rest of the input is read whole and decoded by csv's
+//!   reader on one thread (quoted files decode as before, just not in parallel).
 //!
 //! Every refusal is a [`CodecError::Parse`] carrying the 1-based physical line, the column
 //! as written in the header and the offending text; no input bytes can make the reader panic.
 
 mod decode;
+#[cfg(test)]
+mod decode_reference;
 mod encode;
 mod number;
 mod timestamp;
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use barvault_domain::{Bars, RawBars, SeriesKey, TimeRange};
 use barvault_ports::{BarCodec, CodecError, CodecInput};
@@ -97,11 +106,9 @@ impl BarCodec for CsvCodec {
     fn decode(&self, input: CodecInput<'_>, range: Option<TimeRange>) -> Result<RawBars, CodecError> {
         match input {
             CodecInput::Bytes(bytes) => self.decode_bytes(bytes, range),
-            CodecInput::File(mut file) => {
+            CodecInput::File(file) => {
                 let size = file.metadata().map_or(0, |m| usize::try_from(m.len()).unwrap_or(0));
-                let mut bytes = Vec::with_capacity(size.saturating_add(1));
-                file.read_to_end(&mut bytes)?;
-                decode::decode_slice(&bytes, range)
+                decode::decode_reader(file, size, range)
             }
         }
     }

@@ -11,6 +11,21 @@ const EXACT_INT_LIMIT: f64 = 9_007_199_254_740_992.0;
 /// `0.3333333333333333`). NaN, +inf and -inf print as `NaN`, `inf` and `-inf`; a NaN's sign
 /// and payload are not kept. The same value always gives the same text.
 pub fn write_f64(v: f64, out: &mut Vec<u8>) {
+    // Below 2^53 the conversion truncates exactly, so this is `v == v.trunc()` without a
+    // call to libm's `trunc` (false for NaN and the infinities, which go there too).
+    if v.is_nan() || v.abs() >= EXACT_INT_LIMIT || (v as i64) as f64 == v {
+        return write_f64_general(v, out);
+    }
+    match fixed_grid_decimal(v) {
+        Grid::Decimal { mantissa, fraction_digits } => push_decimal(v < 0.0, mantissa, fraction_digits, out),
+        Grid::NotShort => write_ryu(v, out),
+        Grid::Unknown => write_f64_general(v, out),
+    }
+}
+
+/// The path [`write_f64`] had before its fast path, and still takes for what the fast path
+/// does not decide; the fast path must print exactly what this prints.
+fn write_f64_general(v: f64, out: &mut Vec<u8>) {
     if v.is_nan() {
         out.extend_from_slice(b"NaN");
     } else if v.is_infinite() {
@@ -24,9 +39,77 @@ pub fn write_f64(v: f64, out: &mut Vec<u8>) {
             out.extend_from_slice(buf.format(v as i64).as_bytes());
         }
     } else if !write_short_decimal(v, out) {
-        let mut buf = ryu::Buffer::new();
-        out.extend_from_slice(buf.format_finite(v).as_bytes());
+        write_ryu(v, out);
     }
+}
+
+fn write_ryu(v: f64, out: &mut Vec<u8>) {
+    let mut buf = ryu::Buffer::new();
+    out.extend_from_slice(buf.format_finite(v).as_bytes());
+}
+
+/// What [`fixed_grid_decimal`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grid {
+    /// `|v|` is the double nearest to `mantissa / 10^fraction_digits`, in lowest terms.
+    Decimal { mantissa: u64, fraction_digits: usize },
+    /// No decimal of at most 8 fraction digits gives `v`: ryu's form is the answer.
+    NotShort,
+    /// Not decided here.
+    Unknown,
+}
+
+/// Below 2^23 the gap between doubles is at most 2^-30 < 10^-8 / 2, and below 2^30 at most
+/// 2^-23 < 10^-6 / 2.
+const GRID8_LIMIT: f64 = 8_388_608.0;
+const GRID6_LIMIT: f64 = 1_073_741_824.0;
+
+/// The fast path of [`write_short_decimal`] for a finite, non-integral `v`: one multiply, one
+/// division and a few integer steps instead of a loop over 1 to 8 digits.
+///
+/// Why the answer is the loop's own, byte for byte. Take `|v| < 2^23` and the grid `10^8`
+/// (`2^23 <= |v| < 2^30` and `10^6` is the same argument):
+/// - `m = round(|v| * 10^8)` is an integer below 2^50, exact in f64, and `m / 10^8 == |v|`
+///   in f64 says that `|v|` is the double nearest to the decimal `m / 10^8` (one correctly
+///   rounded division of exact operands). Trailing zeros stripped, that is `m' / 10^k`.
+/// - No decimal with fewer than `k` (or any other decimal with at most 8) fraction digits
+///   rounds to `|v|`: two such decimals differ by at least 10^-8, and two values that round
+///   to the same double differ by at most one gap between doubles, below 10^-8 here. So the
+///   loop rejects every `j < k` and, at `k`, finds `|v| * 10^k` within `m' * 2^-52 < 1/4`
+///   of `m'` (two roundings, `m' < 2^50`): its rounding gives `m'`, its closeness check
+///   passes and its division check is the one above. It prints `m'` with `k` digits.
+/// - When `m / 10^8 != |v|`, no decimal of at most 8 fraction digits rounds to `|v|` (if
+///   `d` did, `|v| * 10^8` would be within 1/4 of `d * 10^8`, which `round` would find), so
+///   the loop would find nothing either and ryu decides. On the `10^6` grid a failure says
+///   nothing about 7 or 8 digits, so the loop decides.
+fn fixed_grid_decimal(v: f64) -> Grid {
+    let a = v.abs();
+    let (scale, digits) = if a < GRID8_LIMIT {
+        (1e8, 8)
+    } else if a < GRID6_LIMIT {
+        (1e6, 6)
+    } else {
+        return Grid::Unknown;
+    };
+    // Exact: below 2^50, so adding 0.5 and truncating is rounding (half up). Signed
+    // conversions are single instructions on x86-64, unsigned ones are not.
+    let m = (a * scale + 0.5) as i64;
+    if m == 0 || m as f64 / scale != a {
+        return if digits == 8 { Grid::NotShort } else { Grid::Unknown };
+    }
+    if m % 10_i64.pow(digits as u32) == 0 {
+        // An integer: the caller prints those before asking.
+        return Grid::Unknown;
+    }
+    // At most `digits - 1` <= 7 trailing zeros: strip 4, 2 and 1 (three steps, not seven).
+    let (mut mantissa, mut fraction_digits) = (m.unsigned_abs(), digits);
+    for (p, n) in [(10_000, 4), (100, 2), (10, 1)] {
+        if mantissa % p == 0 {
+            mantissa /= p;
+            fraction_digits -= n;
+        }
+    }
+    Grid::Decimal { mantissa, fraction_digits }
 }
 
 /// Powers of ten up to the most fraction digits the fast path tries; all exact in f64.
@@ -51,37 +134,49 @@ fn write_short_decimal(v: f64, out: &mut Vec<u8>) -> bool {
         if (scaled - m).abs() > scaled.abs() * (4.0 * f64::EPSILON) || m / p != v || m == 0.0 {
             continue;
         }
-        let mut buf = itoa::Buffer::new();
         // Exact: |m| < 2^53 and integral.
-        let digits = buf.format((m as i64).unsigned_abs()).as_bytes();
-        if v < 0.0 {
-            out.push(b'-');
-        }
-        match digits.len().checked_sub(k) {
-            Some(int_len) if int_len > 0 => {
-                let (int, frac) = digits.split_at(int_len);
-                out.extend_from_slice(int);
-                out.push(b'.');
-                out.extend_from_slice(frac);
-            }
-            _ => {
-                out.extend_from_slice(b"0.");
-                out.extend(std::iter::repeat_n(b'0', k.saturating_sub(digits.len())));
-                out.extend_from_slice(digits);
-            }
-        }
+        push_decimal(v < 0.0, (m as i64).unsigned_abs(), k, out);
         return true;
     }
     false
 }
 
+/// Writes `[-]m / 10^k` in plain decimal form with exactly `k` fraction digits.
+fn push_decimal(negative: bool, m: u64, k: usize, out: &mut Vec<u8>) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(m).as_bytes();
+    if negative {
+        out.push(b'-');
+    }
+    match digits.len().checked_sub(k) {
+        Some(int_len) if int_len > 0 => {
+            let (int, frac) = digits.split_at(int_len);
+            out.extend_from_slice(int);
+            out.push(b'.');
+            out.extend_from_slice(frac);
+        }
+        _ => {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat_n(b'0', k.saturating_sub(digits.len())));
+            out.extend_from_slice(digits);
+        }
+    }
+}
+
 /// Parses a number cell (surrounding ASCII spaces ignored): decimal or exponent form,
 /// an optional sign, `NaN`/`inf`/`infinity` in any case. `None` when it is not a number.
+#[inline]
 pub fn parse_f64(text: &[u8]) -> Option<f64> {
     let s = text.trim_ascii();
     if let Some(v) = parse_plain_decimal(s) {
         return Some(v);
     }
+    parse_f64_general(s)
+}
+
+/// Everything but the plain decimals, out of line so that the hot path inlines small.
+#[inline(never)]
+fn parse_f64_general(s: &[u8]) -> Option<f64> {
     match fast_float2::parse::<f64, _>(s) {
         Ok(v) => Some(v),
         // Quoted thousands separators (`"24,212"`) are common in spreadsheet exports.
@@ -100,6 +195,7 @@ const EXACT_POW10: [f64; 16] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9
 /// the digits form an exact integer `m` < 2^53 and `m / 10^k` is one correctly rounded
 /// division (Clinger's fast path), so this is exact and several times cheaper than a general
 /// parser. Anything else returns `None` for the general parser.
+#[inline]
 fn parse_plain_decimal(s: &[u8]) -> Option<f64> {
     let (negative, body) = match s {
         [b'-', rest @ ..] => (true, rest),
@@ -123,8 +219,8 @@ fn parse_plain_decimal(s: &[u8]) -> Option<f64> {
         return None;
     }
     let scale = EXACT_POW10.get(digits - point.unwrap_or(digits))?;
-    // Exact: mantissa < 10^15 < 2^53.
-    let v = mantissa as f64 / scale;
+    // Exact: mantissa < 10^15 < 2^53 (and the signed conversion is the cheaper instruction).
+    let v = mantissa as i64 as f64 / scale;
     Some(if negative { -v } else { v })
 }
 
@@ -230,6 +326,40 @@ mod tests {
         digits.trim_matches('0').to_string()
     }
 
+    fn general(v: f64) -> String {
+        let mut out = Vec::new();
+        write_f64_general(v, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The double nearest to `[-]m * 10^e`, as a correct parser reads the text.
+    fn decimal(negative: bool, m: u64, e: i32) -> f64 {
+        format!("{}{m}e{e}", if negative { "-" } else { "" }).parse().unwrap()
+    }
+
+    #[test]
+    fn fast_path_edges_print_as_the_general_path() {
+        let mut values = vec![0.0, -0.0, 26188.0, -26188.0, 0.5, -0.5, 1e-8, 1.5e-8, 0.00000871, 0.1, 0.3, 1.0 / 3.0];
+        for limit in [GRID8_LIMIT, GRID6_LIMIT, EXACT_INT_LIMIT, 2f64.powi(50), 2f64.powi(52)] {
+            let mut below = limit;
+            let mut above = limit;
+            for _ in 0..64 {
+                below = below.next_down();
+                above = above.next_up();
+                values.extend([below, above, -below, -above, below - 0.5, above + 0.25, limit - 1e-6, limit + 1e-6]);
+            }
+        }
+        for k in 1..=9 {
+            for m in [1u64, 5, 9, 99_999_999, 838_860_799_999_999, 1_073_741_823_999_999] {
+                values.extend([decimal(false, m, -k), decimal(true, m, -k)]);
+            }
+        }
+        values.extend([f64::MIN_POSITIVE, 5e-324, f64::MAX, 1e300, 1e-300, 123456.12345678, 20.559999]);
+        for v in values {
+            assert_eq!(text(v), general(v), "{v:e} ({:#x})", v.to_bits());
+        }
+    }
+
     #[test]
     fn parses_what_it_writes_bit_exactly() {
         for v in [0.0, -0.0, 1.0, -1.5, 0.00000871, 1e300, -1e-300, 5e-324, f64::MAX, f64::MIN, 1.0 / 3.0] {
@@ -288,5 +418,43 @@ mod tests {
         assert_eq!(parse_extra(b"unch"), Ok(Some(0.0)));
         assert_eq!(parse_extra(b"%"), Err(NotANumber));
         assert_eq!(parse_extra(b"abc"), Err(NotANumber));
+    }
+
+    /// Price-like values: a decimal of up to 10 fraction digits and up to 16 significant
+    /// digits, so that exact short decimals, near misses and values beyond the grids all occur.
+    fn price_like() -> impl proptest::strategy::Strategy<Value = f64> {
+        use proptest::prelude::*;
+        (any::<bool>(), 0u64..10_000_000_000_000_000, 0i32..=10, 0u32..17).prop_map(|(negative, m, k, keep)| {
+            let m = m % 10u64.pow(keep);
+            decimal(negative, m, -k)
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 20_000, ..Default::default() })]
+
+        #[test]
+        fn fast_path_prints_as_the_general_path_for_any_double(bits in proptest::prelude::any::<u64>()) {
+            let v = f64::from_bits(bits);
+            proptest::prop_assert_eq!(text(v), general(v));
+        }
+
+        #[test]
+        fn fast_path_prints_as_the_general_path_for_price_like_decimals(v in price_like()) {
+            proptest::prop_assert_eq!(text(v), general(v));
+        }
+
+        #[test]
+        fn fast_path_prints_as_the_general_path_at_any_scale(
+            negative in proptest::prelude::any::<bool>(),
+            m in 0u64..100_000_000_000,
+            e in -40i32..=25,
+        ) {
+            let v = decimal(negative, m, e);
+            proptest::prop_assert_eq!(text(v), general(v));
+            let (up, down) = (v.next_up(), v.next_down());
+            proptest::prop_assert_eq!(text(up), general(up));
+            proptest::prop_assert_eq!(text(down), general(down));
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! never a mix, and a failed write leaves the old file exactly as it was.
 
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use barvault_ports::{CodecError, IoStep, StorageError};
 use md5::{Digest, Md5};
@@ -133,34 +133,90 @@ pub fn write_atomic(
     keep_backup: bool,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
 ) -> Result<WriteOutcome, StorageError> {
+    stage_atomic(fs, target, write)?.commit(fs, keep_backup)
+}
+
+/// The first half of [`write_atomic`]: the new bytes are written and fsynced to a temp
+/// file beside `target`, which is untouched. [`Staged::commit`] publishes them,
+/// [`Staged::discard`] removes them; a staged file that is neither is a leftover temp
+/// file, which `recover` and `cleanup` remove.
+pub fn stage_atomic(
+    fs: &dyn Fs,
+    target: &Path,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
+) -> Result<Staged, StorageError> {
     let (dir, name) = split_target(target)?;
     create_dir_durable(fs, dir)?;
     let temp = temp_path_in(dir, &name);
     let file = fs.create_new(&temp).map_err(|e| StorageError::io(IoStep::CreateTemp, &temp, e))?;
-    let (size, md5_hex) = match fill(file, &temp, target, write) {
-        Ok(done) => done,
+    match fill(file, &temp, target, write) {
+        Ok((size, md5_hex)) => Ok(Staged { temp, target: target.to_path_buf(), name, size, md5_hex }),
         Err(e) => {
             discard(fs, &temp);
-            return Err(e);
+            Err(e)
         }
-    };
-    let backup_created = if keep_backup {
-        match keep_previous(fs, dir, &name, target) {
-            Ok(created) => created,
-            Err(e) => {
-                discard(fs, &temp);
-                return Err(e);
-            }
-        }
-    } else {
-        false
-    };
-    if let Err(e) = fs.rename(&temp, target) {
-        discard(fs, &temp);
-        return Err(StorageError::io(IoStep::Rename, target, e));
     }
-    fs.sync_dir(dir).map_err(|e| StorageError::io(IoStep::FsyncDir, dir, e))?;
-    Ok(WriteOutcome { size, md5_hex, backup_created })
+}
+
+/// New bytes fsynced in a temp file, waiting to replace their target; see [`stage_atomic`].
+#[derive(Debug)]
+#[must_use = "a staged file is published by commit or removed by discard"]
+pub struct Staged {
+    temp: PathBuf,
+    target: PathBuf,
+    name: String,
+    size: u64,
+    md5_hex: String,
+}
+
+impl Staged {
+    /// Bytes in the staged file.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// MD5 of the staged bytes, lower-case hex.
+    pub fn md5_hex(&self) -> &str {
+        &self.md5_hex
+    }
+
+    /// The file the staged bytes will replace.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Keeps the previous version as `.backup` (with `keep_backup`), renames the temp
+    /// file over the target and fsyncs the directory; see [`write_atomic`] for what a
+    /// failure leaves behind.
+    pub fn commit(self, fs: &dyn Fs, keep_backup: bool) -> Result<WriteOutcome, StorageError> {
+        let Staged { temp, target, name, size, md5_hex } = self;
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let backup_created = if keep_backup {
+            match keep_previous(fs, dir, &name, &target) {
+                Ok(created) => created,
+                Err(e) => {
+                    discard(fs, &temp);
+                    return Err(e);
+                }
+            }
+        } else {
+            false
+        };
+        if let Err(e) = fs.rename(&temp, &target) {
+            discard(fs, &temp);
+            return Err(StorageError::io(IoStep::Rename, &target, e));
+        }
+        fs.sync_dir(dir).map_err(|e| StorageError::io(IoStep::FsyncDir, dir, e))?;
+        Ok(WriteOutcome { size, md5_hex, backup_created })
+    }
+
+    /// Removes the staged temp file; the target is untouched.
+    pub fn discard(self, fs: &dyn Fs) {
+        discard(fs, &self.temp);
+    }
 }
 
 /// Writes, flushes and fsyncs the temp file; returns its size and MD5.

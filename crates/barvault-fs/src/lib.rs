@@ -17,7 +17,9 @@ mod layout;
 mod lock;
 mod store;
 
-pub use atomic::{WriteOutcome, create_dir_durable, md5_hex, md5_of_reader, remove_durable, write_atomic};
+pub use atomic::{
+    Staged, WriteOutcome, create_dir_durable, md5_hex, md5_of_reader, remove_durable, stage_atomic, write_atomic,
+};
 pub use fs::{Fault, FaultyFs, Fs, FsFile, RealFs};
 pub use layout::{
     DataFile, Layout, LockFile, Scan, TempFile, backup_path_of, is_valid_ext, parse_temp_name, temp_path_in,

@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use barvault_domain::{Bars, DomainError, ExtraColumn, MergePolicy, MergeStats, RawBars, SeriesKey, TimeRange, merge};
 use barvault_ports::{
-    BackupPolicy, BarCodec, BarStore, CodecError, CodecInput, FileInfo, IoStep, OpContext, PersistOptions,
+    BackupPolicy, BarCodec, BarStore, CodecError, CodecInput, FileInfo, IoStep, OpContext, PersistOptions, StagedWrite,
     StorageError, StorageReceipt, WriteMode,
 };
 use chrono::{DateTime, Utc};
 
-use crate::atomic::{md5_hex, md5_of_reader, remove_durable, write_atomic};
+use crate::atomic::{Staged, WriteOutcome, md5_hex, md5_of_reader, remove_durable, stage_atomic, write_atomic};
 use crate::fs::{Fs, RealFs};
 use crate::layout::{Layout, Scan};
-use crate::lock::{FileLocks, LockScope};
+use crate::lock::{FileLockGuard, FileLocks, LockScope};
 
 /// Default wait for a series lock held by another writer.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -107,6 +107,82 @@ async fn off_executor<T: Send + 'static>(
 
 fn merge_error(series: &SeriesKey, e: DomainError) -> StorageError {
     StorageError::merge_failed(series, e)
+}
+
+/// Completes the receipt of a write that `outcome` reports done, and logs it.
+fn written_receipt(
+    mut receipt: StorageReceipt,
+    outcome: &WriteOutcome,
+    start: Instant,
+    waited: Duration,
+) -> StorageReceipt {
+    receipt.written = true;
+    receipt.backup_created = outcome.backup_created;
+    receipt.checksum_md5 = Some(outcome.md5_hex.clone());
+    receipt.file_size = Some(outcome.size);
+    receipt.timestamp = Utc::now();
+    receipt.duration = start.elapsed();
+    tracing::info!(
+        path = %receipt.location,
+        rows = receipt.rows_written,
+        rows_added = receipt.merge.rows_added,
+        rows_changed = receipt.merge.rows_changed,
+        size = outcome.size,
+        backup_created = outcome.backup_created,
+        lock_wait_ms = waited.as_millis() as u64,
+        duration_ms = receipt.duration.as_millis() as u64,
+        "persisted"
+    );
+    receipt
+}
+
+/// An overwrite staged by [`FileStore`]: the temp file is fsynced and the format lock is
+/// held until `commit` publishes it or drop removes it.
+#[derive(Debug)]
+struct FileStaged<C: BarCodec + 'static> {
+    inner: Arc<Inner<C>>,
+    staged: Option<Staged>,
+    guard: Option<FileLockGuard>,
+    series: SeriesKey,
+    rows: usize,
+    keep_backup: bool,
+    start: Instant,
+    waited: Duration,
+}
+
+impl<C: BarCodec + 'static> Drop for FileStaged<C> {
+    fn drop(&mut self) {
+        if let Some(staged) = self.staged.take() {
+            tracing::debug!(path = %staged.target().display(), "staged write dropped; temp file removed");
+            staged.discard(self.inner.fs.as_ref());
+        }
+        // The lock is released only after the temp file is gone.
+        self.guard.take();
+    }
+}
+
+#[async_trait]
+impl<C: BarCodec + 'static> StagedWrite for FileStaged<C> {
+    async fn commit(mut self: Box<Self>, ctx: &OpContext) -> Result<StorageReceipt, StorageError> {
+        let Some(staged) = self.staged.take() else {
+            return Err(StorageError::invalid("staged write committed twice"));
+        };
+        let path = staged.target().to_path_buf();
+        let stats = MergeStats { new_rows: self.rows, result_rows: self.rows, ..MergeStats::default() };
+        let receipt =
+            StorageReceipt::unwritten(path.display().to_string(), self.inner.layout.ext(), self.rows, stats, ctx);
+        let span = ctx.span("commit", Some(&self.series));
+        off_executor(IoStep::Rename, path, move || {
+            span.in_scope(|| {
+                let outcome = staged.commit(self.inner.fs.as_ref(), self.keep_backup)?;
+                let receipt = written_receipt(receipt, &outcome, self.start, self.waited);
+                // Dropping `self` releases the lock, after the rename is durable.
+                drop(self);
+                Ok(receipt)
+            })
+        })
+        .await
+    }
 }
 
 /// Keeps only the rows of `raw` inside `range` (codecs may skip rows, callers must trim).
@@ -245,24 +321,23 @@ impl<C: BarCodec + 'static> Inner<C> {
         }
         let keep_backup = self.keep_backups && options.backup == BackupPolicy::Keep;
         let outcome = write_atomic(self.fs.as_ref(), &path, keep_backup, |w| self.codec.encode(out, series, w))?;
-        receipt.written = true;
-        receipt.backup_created = outcome.backup_created;
-        receipt.checksum_md5 = Some(outcome.md5_hex);
-        receipt.file_size = Some(outcome.size);
-        receipt.timestamp = Utc::now();
-        receipt.duration = start.elapsed();
-        tracing::info!(
-            path = %path.display(),
-            rows = out.len(),
-            rows_added = stats.rows_added,
-            rows_changed = stats.rows_changed,
-            size = outcome.size,
-            backup_created = outcome.backup_created,
-            lock_wait_ms = waited.as_millis() as u64,
-            duration_ms = receipt.duration.as_millis() as u64,
-            "persisted"
-        );
-        Ok(receipt)
+        Ok(written_receipt(receipt, &outcome, start, waited))
+    }
+
+    /// The first half of an overwrite: takes the lock and stages the encoded bars.
+    fn stage(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        backup: BackupPolicy,
+    ) -> Result<(Staged, FileLockGuard, Duration, bool), StorageError> {
+        let start = Instant::now();
+        let guard = self.locks.lock_blocking(series, self.lock_timeout)?;
+        let waited = start.elapsed();
+        let path = self.layout.data_path(series);
+        let staged = stage_atomic(self.fs.as_ref(), &path, |w| self.codec.encode(bars, series, w))?;
+        let keep_backup = self.keep_backups && backup == BackupPolicy::Keep;
+        Ok((staged, guard, waited, keep_backup))
     }
 
     /// What replacing the file at `path` with `bars` changes. An unreadable stored file
@@ -474,6 +549,37 @@ impl<C: BarCodec + 'static> BarStore for FileStore<C> {
                     tracing::warn!(error = %e, "persist failed");
                 }
                 result
+            })
+        })
+        .await
+    }
+
+    async fn stage(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        backup: BackupPolicy,
+        ctx: &OpContext,
+    ) -> Result<Box<dyn StagedWrite>, StorageError> {
+        let span = ctx.span("stage", Some(series));
+        let (inner, bars, key) = (Arc::clone(&self.inner), bars.clone(), series.clone());
+        off_executor(IoStep::WriteTemp, self.path_of(series), move || {
+            span.in_scope(|| {
+                let start = Instant::now();
+                let (staged, guard, waited, keep_backup) = inner.stage(&bars, &key, backup).inspect_err(|e| {
+                    tracing::warn!(error = %e, "stage failed");
+                })?;
+                let staged: Box<dyn StagedWrite> = Box::new(FileStaged {
+                    inner,
+                    staged: Some(staged),
+                    guard: Some(guard),
+                    series: key,
+                    rows: bars.len(),
+                    keep_backup,
+                    start,
+                    waited,
+                });
+                Ok(staged)
             })
         })
         .await

@@ -347,3 +347,43 @@ fn scan_classifies_data_backups_temps_and_locks() {
     let empty = Layout::new(dir.path().join("missing"), "bvt").unwrap().scan(&RealFs).unwrap();
     assert_eq!(empty, barvault_fs::Scan::default());
 }
+
+/// `stage_atomic` leaves the target untouched with one fsynced temp file beside it;
+/// `discard` removes it; `commit` publishes it exactly as `write_atomic` would; a commit
+/// that fails at the rename keeps the previous version and removes the temp file.
+#[test]
+fn staged_files_are_invisible_until_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("stocks/1d/AAPL.bvt");
+    let (v0, v1) = (version_bytes(0, 2000), version_bytes(1, 5000));
+    put(&RealFs, &target, true, &v0).unwrap();
+    let stage = |fs: &dyn Fs, bytes: &[u8]| {
+        barvault_fs::stage_atomic(fs, &target, |w| w.write_all(bytes).map_err(CodecError::Io)).unwrap()
+    };
+    let parent = target.parent().unwrap();
+
+    let staged = stage(&RealFs, &v1);
+    assert_eq!(read(&target), Some(v0.clone()), "staging touched the target");
+    assert_eq!(temps_in(parent).len(), 1, "one temp file while staged");
+    assert_eq!(staged.size(), v1.len() as u64);
+    assert_eq!(staged.md5_hex(), format!("{:x}", Md5::digest(&v1)));
+    staged.discard(&RealFs);
+    assert_eq!(temps_in(parent), Vec::<String>::new(), "discard left a temp file");
+    assert_eq!(read(&target), Some(v0.clone()));
+
+    let faulty = FaultyFs::real();
+    let staged = stage(&faulty, &v1);
+    faulty.inject(Fault::once(IoStep::Rename, 2, libc::EIO)); // 1st rename: the backup
+    let err = staged.commit(&faulty, true).unwrap_err();
+    assert!(matches!(err, StorageError::Io { step: IoStep::Rename, .. }), "{err:?}");
+    assert_eq!(read(&target), Some(v0.clone()), "a failed commit changed the target");
+    assert_eq!(temps_in(parent), Vec::<String>::new(), "a failed commit left its temp file");
+
+    let staged = stage(&RealFs, &v1);
+    let md5 = staged.md5_hex().to_string();
+    let outcome = staged.commit(&RealFs, true).unwrap();
+    assert_eq!(outcome, WriteOutcome { size: v1.len() as u64, md5_hex: md5, backup_created: true });
+    assert_eq!(read(&target), Some(v1));
+    assert_eq!(read(&backup_of(&target)), Some(v0));
+    assert_eq!(temps_in(parent), Vec::<String>::new());
+}

@@ -1,5 +1,6 @@
-//! Parquet (snappy) encode and decode throughput on realistic minute bars, and a one-day
-//! range read of a 1M-row file (row-group pruning).
+//! Parquet (snappy) encode and decode throughput on realistic minute bars, encode of 1M
+//! bars with the other page compressions, and a one-day range read of a 1M-row file
+//! (row-group pruning).
 //!
 //! Run with `cargo bench -p barvault-parquet --bench codec`.
 
@@ -57,6 +58,35 @@ fn bench_encode(c: &mut Criterion) {
     group.finish();
 }
 
+/// `ParquetCodec::encode` of 1M bars with each other compression (snappy is above), to
+/// weigh encode time against file size.
+fn bench_encode_compressions(c: &mut Criterion) {
+    let series = series();
+    let rows = 1_000_000;
+    let bars = minute_bars(rows, START_NS, 1);
+    let mut group = c.benchmark_group("parquet/encode_1M");
+    tune(&mut group, rows);
+    group.throughput(Throughput::Elements(rows as u64));
+    for compression in [ParquetCompression::Lz4, ParquetCompression::Zstd, ParquetCompression::None] {
+        let codec = ParquetCodec::new(compression);
+        let mut out = Vec::new();
+        codec.encode(&bars, &series, &mut out).expect("encode");
+        eprintln!(
+            "parquet/encode_1M/{compression}: {} bytes ({:.1} per row)",
+            out.len(),
+            out.len() as f64 / rows as f64
+        );
+        group.bench_function(compression.as_str(), |b| {
+            b.iter(|| {
+                out.clear();
+                codec.encode(black_box(&bars), &series, &mut out).expect("encode");
+                out.len()
+            })
+        });
+    }
+    group.finish();
+}
+
 /// `ParquetCodec::decode` of a whole file held in memory.
 fn bench_decode(c: &mut Criterion) {
     let codec = codec();
@@ -94,5 +124,5 @@ fn bench_range(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_encode, bench_decode, bench_range);
+criterion_group!(benches, bench_encode, bench_encode_compressions, bench_decode, bench_range);
 criterion_main!(benches);

@@ -1,15 +1,16 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, RecordBatch, TimestampNanosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use barvault_domain::{Bars, SeriesKey};
 use barvault_ports::CodecError;
 use chrono::{SecondsFormat, Utc};
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata};
 use parquet::basic::Encoding;
+use parquet::column::writer::ColumnWriter;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter, SerializedRowGroupWriter};
 use parquet::schema::types::ColumnPath;
 
 use crate::ParquetCodec;
@@ -20,6 +21,12 @@ pub(crate) const UTC: &str = "UTC";
 
 /// Bytes of dictionary per column chunk before falling back to plain encoding.
 const DICTIONARY_PAGE_LIMIT: usize = 128 * 1024;
+
+/// Values handed to the page encoders at a time; page and dictionary limits are checked
+/// between batches. A batch larger than the dictionary page limit (16k doubles) makes the
+/// writer cut each batch at the dictionary's remaining room, which measured ~5% faster on
+/// 1M bars than 8,192 (49 vs 52 ms) and no larger. Pages still end at 20,000 rows.
+const WRITE_BATCH_SIZE: usize = 32 * 1024;
 
 /// Key-value metadata every written file carries (the seed's fields).
 pub const META_VERSION: &str = "barvault_version";
@@ -57,10 +64,16 @@ impl ParquetCodec {
         // Prices sit on a tick grid, so a row group holds few distinct values: dictionary
         // encoding halves the file and doubles decode speed (1M bars: 9.4 vs 18 MiB). Its
         // page is capped at 128 KiB (16k values) so high-cardinality columns (adjusted
-        // prices, volumes) fall back to plain early instead of hashing every value. Unique
+        // prices) fall back to plain early instead of hashing every value. Unique
         // timestamps skip the dictionary and use DELTA_BINARY_PACKED, a few bits per row for
-        // regular bars, read by pyarrow, polars and Spark alike.
+        // regular bars, read by pyarrow, polars and Spark alike. Volumes skip it too: they
+        // take tens of thousands of distinct values per row group, so the dictionary only
+        // filled up before falling back to plain; BYTE_STREAM_SPLIT instead groups the
+        // bytes of whole-number floats (mostly zero low mantissa bytes) so the page
+        // compressor squeezes them (1M bars: 10.5 vs 12.5 MB, and ~15% less encode time).
+        // Row groups are cut by `encode_bars`, not by a writer limit.
         let timestamp = ColumnPath::from("timestamp");
+        let volume = ColumnPath::from("volume");
         WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_1_0)
             .set_compression(self.compression.to_parquet())
@@ -68,37 +81,110 @@ impl ParquetCodec {
             .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
             .set_column_dictionary_enabled(timestamp.clone(), false)
             .set_column_encoding(timestamp, Encoding::DELTA_BINARY_PACKED)
+            .set_column_dictionary_enabled(volume.clone(), false)
+            .set_column_encoding(volume, Encoding::BYTE_STREAM_SPLIT)
             .set_statistics_enabled(EnabledStatistics::Chunk)
-            .set_max_row_group_row_count(Some(self.row_group_rows))
-            .set_write_batch_size(8192)
+            .set_write_batch_size(WRITE_BATCH_SIZE)
             .set_key_value_metadata(Some(key_value_metadata(series)))
             .build()
     }
 
+    /// Writes `bars` one row group at a time, straight from the columns of `bars`: the
+    /// core columns are handed to the column writers as slices (no copy), and only a
+    /// nullable extra column is gathered, one row group of it at a time. Column chunks
+    /// go to `out` as they are finished, so the memory this needs on top of `bars` is
+    /// about one encoded column chunk, whatever the number of rows.
     pub(crate) fn encode_bars(
         &self,
         bars: &Bars,
         series: &SeriesKey,
         out: &mut (dyn Write + Send),
     ) -> Result<(), CodecError> {
-        let schema = Arc::new(arrow_schema(bars));
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-        columns.push(Arc::new(TimestampNanosecondArray::from(bars.timestamps().to_vec()).with_timezone(UTC)));
-        for values in [bars.open(), bars.high(), bars.low(), bars.close(), bars.volume()] {
-            columns.push(Arc::new(Float64Array::from(values.to_vec())));
-        }
-        for extra in bars.extras() {
-            columns.push(Arc::new(Float64Array::from_iter(extra.values().iter().copied())));
-        }
-        let batch = RecordBatch::try_new(schema.clone(), columns)
-            .map_err(|e| CodecError::Io(io::Error::other(format!("cannot build the Arrow batch: {e}"))))?;
+        let schema = arrow_schema(bars);
+        let parquet_schema = ArrowSchemaConverter::new().convert(&schema).map_err(from_parquet_on_write)?;
+        let mut props = self.writer_properties(series);
+        // The Arrow schema travels in the key-value metadata, as the Arrow writer puts it,
+        // so Arrow-based readers restore the exact types (the UTC zone, non-null fields).
+        add_encoded_arrow_schema_to_metadata(&schema, &mut props);
+        let mut writer = SerializedFileWriter::new(out, parquet_schema.root_schema_ptr(), Arc::new(props))
+            .map_err(from_parquet_on_write)?;
 
-        let mut writer =
-            ArrowWriter::try_new(out, schema, Some(self.writer_properties(series))).map_err(from_parquet_on_write)?;
-        if !bars.is_empty() {
-            writer.write(&batch).map_err(from_parquet_on_write)?;
+        // `Bars` guarantees every column holds `bars.len()` values, so the slices are in range.
+        let core = [bars.open(), bars.high(), bars.low(), bars.close(), bars.volume()];
+        let mut extra_values: Vec<f64> = Vec::new();
+        let mut extra_levels: Vec<i16> = Vec::new();
+        let rows = bars.len();
+        let mut start = 0;
+        while start < rows {
+            let end = rows.min(start.saturating_add(self.row_group_rows));
+            let mut group = writer.next_row_group().map_err(from_parquet_on_write)?;
+            write_timestamps(&mut group, &bars.timestamps()[start..end])?;
+            for values in core {
+                write_f64(&mut group, &values[start..end], None)?;
+            }
+            for extra in bars.extras() {
+                let slice = &extra.values()[start..end];
+                extra_values.clear();
+                extra_levels.clear();
+                extra_values.extend(slice.iter().flatten());
+                extra_levels.extend(slice.iter().map(|v| i16::from(v.is_some())));
+                write_f64(&mut group, &extra_values, Some(&extra_levels))?;
+            }
+            group.close().map_err(from_parquet_on_write)?;
+            start = end;
         }
         writer.close().map_err(from_parquet_on_write)?;
         Ok(())
     }
+}
+
+/// The writer of the next column of `group`, which the schema says exists.
+fn next_column<'a, W: Write + Send>(
+    group: &'a mut SerializedRowGroupWriter<'_, W>,
+) -> Result<SerializedColumnWriter<'a>, CodecError> {
+    group
+        .next_column()
+        .map_err(from_parquet_on_write)?
+        .ok_or_else(|| CodecError::Io(io::Error::other("parquet encoder failed: fewer columns than the schema")))
+}
+
+fn wrong_type(column: &ColumnWriter<'_>, expected: &str) -> CodecError {
+    let found = match column {
+        ColumnWriter::BoolColumnWriter(_) => "BOOLEAN",
+        ColumnWriter::Int32ColumnWriter(_) => "INT32",
+        ColumnWriter::Int64ColumnWriter(_) => "INT64",
+        ColumnWriter::Int96ColumnWriter(_) => "INT96",
+        ColumnWriter::FloatColumnWriter(_) => "FLOAT",
+        ColumnWriter::DoubleColumnWriter(_) => "DOUBLE",
+        ColumnWriter::ByteArrayColumnWriter(_) => "BYTE_ARRAY",
+        ColumnWriter::FixedLenByteArrayColumnWriter(_) => "FIXED_LEN_BYTE_ARRAY",
+    };
+    CodecError::Io(io::Error::other(format!("parquet encoder failed: expected a {expected} column, found {found}")))
+}
+
+fn write_timestamps<W: Write + Send>(
+    group: &mut SerializedRowGroupWriter<'_, W>,
+    values: &[i64],
+) -> Result<(), CodecError> {
+    let mut column = next_column(group)?;
+    match column.untyped() {
+        ColumnWriter::Int64ColumnWriter(w) => w.write_batch(values, None, None).map_err(from_parquet_on_write)?,
+        other => return Err(wrong_type(other, "INT64")),
+    };
+    column.close().map_err(from_parquet_on_write)
+}
+
+/// Writes one `Float64` column chunk: `values` are the non-null values, and `levels` (for
+/// a nullable column) holds 1 for a value and 0 for a null, one per row.
+fn write_f64<W: Write + Send>(
+    group: &mut SerializedRowGroupWriter<'_, W>,
+    values: &[f64],
+    levels: Option<&[i16]>,
+) -> Result<(), CodecError> {
+    let mut column = next_column(group)?;
+    match column.untyped() {
+        ColumnWriter::DoubleColumnWriter(w) => w.write_batch(values, levels, None).map_err(from_parquet_on_write)?,
+        other => return Err(wrong_type(other, "DOUBLE")),
+    };
+    column.close().map_err(from_parquet_on_write)
 }

@@ -14,8 +14,10 @@ use barvault_domain::{Bars, ExtraColumn, Instrument, MergePolicy, Period, RawBar
 use barvault_parquet::{DecodeStats, ParquetCodec, ParquetCompression};
 use barvault_ports::{BarCodec, CodecError, CodecInput};
 use parquet::arrow::ArrowWriter;
+use parquet::basic::Encoding;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::statistics::Statistics;
 use proptest::prelude::*;
 
 fn series() -> SeriesKey {
@@ -221,6 +223,94 @@ fn default_row_groups_are_bounded() {
     assert_eq!(sizes, [131_072, 131_072, 37_856]);
     let stats = reader.metadata().row_group(1).column(0).statistics().unwrap();
     assert!(stats.min_bytes_opt().is_some() && stats.max_bytes_opt().is_some());
+}
+
+/// The layout a compatible reader must handle (docs/FORMAT.md): row groups with min/max and
+/// null counts on every column, timestamps delta-encoded, prices dictionary-encoded,
+/// volumes BYTE_STREAM_SPLIT, extras nullable and dictionary-encoded; the Arrow schema in
+/// the footer as the Arrow writer puts it.
+#[test]
+fn written_encodings_and_statistics_per_row_group() {
+    let n = 2_500;
+    let bars = minute_bars(n, 1_600_000_000_000_000_000);
+    let codec = ParquetCodec::default().with_row_group_rows(1000);
+    let bytes = encode(&codec, &bars);
+    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+    let meta = reader.metadata();
+    let kv = meta.file_metadata().key_value_metadata().unwrap();
+    assert!(kv.iter().any(|kv| kv.key == "ARROW:schema"), "{kv:?}");
+    let sizes: Vec<i64> = meta.row_groups().iter().map(|g| g.num_rows()).collect();
+    assert_eq!(sizes, [1000, 1000, 500]);
+
+    let doubles = [bars.open(), bars.high(), bars.low(), bars.close(), bars.volume()];
+    let adj = bars.extra("adj_close").unwrap().values();
+    for (g, group) in meta.row_groups().iter().enumerate() {
+        let rows = g * 1000..(g * 1000 + 1000).min(n);
+        let names: Vec<String> = group.columns().iter().map(|c| c.column_path().string()).collect();
+        assert_eq!(names, ["timestamp", "open", "high", "low", "close", "volume", "adj_close"]);
+        let encodings = |c: usize| group.column(c).encodings().collect::<Vec<Encoding>>();
+
+        assert!(encodings(0).contains(&Encoding::DELTA_BINARY_PACKED), "{:?}", encodings(0));
+        assert!(group.column(0).dictionary_page_offset().is_none());
+        match group.column(0).statistics().unwrap() {
+            Statistics::Int64(s) => {
+                let ts = &bars.timestamps()[rows.clone()];
+                assert_eq!((s.min_opt(), s.max_opt()), (ts.first(), ts.last()));
+                assert_eq!(s.null_count_opt(), Some(0));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        for (c, values) in doubles.iter().enumerate().map(|(i, v)| (i + 1, &v[rows.clone()])) {
+            let dictionary = group.column(c).dictionary_page_offset().is_some();
+            if c == 5 {
+                assert!(!dictionary && encodings(c).contains(&Encoding::BYTE_STREAM_SPLIT), "{:?}", encodings(c));
+            } else {
+                assert!(dictionary, "column {c}: {:?}", encodings(c));
+            }
+            let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            match group.column(c).statistics().unwrap() {
+                Statistics::Double(s) => {
+                    assert_eq!((s.min_opt(), s.max_opt()), (Some(&min), Some(&max)), "column {c}");
+                    assert_eq!(s.null_count_opt(), Some(0));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+
+        let adj = &adj[rows.clone()];
+        let present: Vec<f64> = adj.iter().flatten().copied().collect();
+        assert!(group.column(6).dictionary_page_offset().is_some());
+        match group.column(6).statistics().unwrap() {
+            Statistics::Double(s) => {
+                let min = present.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = present.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                assert_eq!((s.min_opt(), s.max_opt()), (Some(&min), Some(&max)));
+                assert_eq!(s.null_count_opt(), Some((adj.len() - present.len()) as u64));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Row-group boundaries fall inside extras with nulls and inside runs of missing values;
+/// every row must still land in its own row.
+#[test]
+fn extras_with_nulls_round_trip_across_row_groups() {
+    let n: usize = 1_000;
+    let ts: Vec<i64> = (0..n as i64).collect();
+    let v: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let sparse = ExtraColumn::new("sparse", (0..n).map(|i| (i % 97 == 0).then_some(i as f64)).collect()).unwrap();
+    let gaps =
+        ExtraColumn::new("gaps", (0..n).map(|i| (!(300..700).contains(&i)).then_some(-(i as f64))).collect()).unwrap();
+    let bars = Bars::new(ts, v.clone(), v.clone(), v.clone(), v.clone(), v, vec![gaps, sparse]).unwrap();
+    for rows in [1, 7, 128, 333, 1_000, 5_000] {
+        let bytes = encode(&ParquetCodec::default().with_row_group_rows(rows), &bars);
+        let (raw, stats) = decode(&bytes, None).unwrap();
+        assert_eq!(stats.row_groups_total, n.div_ceil(rows), "{rows}");
+        assert_eq!(to_bars(raw), bars, "{rows}");
+    }
 }
 
 /// Writes an arbitrary Arrow batch as Parquet, as another tool would.

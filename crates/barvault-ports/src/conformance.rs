@@ -21,7 +21,7 @@ use crate::context::OpContext;
 use crate::error::StorageError;
 use crate::lock::SeriesLocks;
 use crate::metadata::{DateRange, FileMetadata, MetadataStore};
-use crate::store::{BarStore, FileInfo, PersistOptions, StorageReceipt};
+use crate::store::{BackupPolicy, BarStore, FileInfo, PersistOptions, StorageReceipt};
 
 /// One bar: timestamp, open, high, low, close, volume.
 pub type Row = (i64, f64, f64, f64, f64, f64);
@@ -605,6 +605,38 @@ pub async fn load_with_checksum_matches_load(store: &dyn BarStore) {
     assert!(after.is_some_and(|a| a != sum), "[{}] checksum did not change with the data", store.name());
 }
 
+/// `stage` (if supported) publishes nothing until `commit`: loads keep returning the
+/// current version, a dropped staged write leaves no trace, and a committed one is an
+/// overwrite (no merge with what was stored) whose checksum is the one loads report.
+pub async fn staged_write_is_invisible_until_commit(store: &dyn BarStore) {
+    let s = stock("CF_STAGE");
+    let c = ctx();
+    let old = sample_bars(4, BASE_NS, DAY_NS, 400);
+    persist(store, &old, &s, PersistOptions::default()).await;
+    let new = sample_bars(3, BASE_NS + 20 * DAY_NS, DAY_NS, 401);
+    let staged = match store.stage(&new, &s, BackupPolicy::Keep, &c).await {
+        Ok(staged) => staged,
+        Err(StorageError::Unsupported { .. }) => return,
+        Err(e) => panic!("[{}] stage failed: {e}", store.name()),
+    };
+    assert_bars(store, "staged, not committed", &load_all(store, &s).await, &old);
+    drop(staged);
+    assert_bars(store, "staged write dropped", &load_all(store, &s).await, &old);
+    let staged = store.stage(&new, &s, BackupPolicy::Keep, &c).await;
+    let staged = staged.unwrap_or_else(|e| panic!("[{}] second stage failed: {e}", store.name()));
+    assert_bars(store, "staged again, not committed", &load_all(store, &s).await, &old);
+    let receipt = staged.commit(&c).await.unwrap_or_else(|e| panic!("[{}] commit failed: {e}", store.name()));
+    assert!(receipt.written, "[{}] commit receipt says not written", store.name());
+    assert_eq!(receipt.rows_written, new.len(), "[{}] commit receipt rows", store.name());
+    assert_bars(store, "committed (an overwrite, not a merge)", &load_all(store, &s).await, &new);
+    let loaded = store.load_with_checksum(&s, None, &c).await.ok().flatten().and_then(|(_, sum)| sum);
+    assert_eq!(loaded, receipt.checksum_md5, "[{}] commit receipt checksum vs load", store.name());
+    let fresh = stock("CF_STAGE_NEW");
+    let staged = store.stage(&new, &fresh, BackupPolicy::Keep, &c).await;
+    drop(staged.unwrap_or_else(|e| panic!("[{}] stage of a new series failed: {e}", store.name())));
+    assert!(!exists(store, &fresh).await, "[{}] a dropped staged write created the series", store.name());
+}
+
 /// Every [`BarStore`] case, in order.
 pub async fn run_all(store: &dyn BarStore) {
     round_trip(store).await;
@@ -624,6 +656,7 @@ pub async fn run_all(store: &dyn BarStore) {
     series_never_collide(store).await;
     list_and_remove(store).await;
     load_with_checksum_matches_load(store).await;
+    staged_write_is_invisible_until_commit(store).await;
 }
 
 async fn meta_get(store: &dyn MetadataStore, s: &SeriesKey, format: &str) -> Option<FileMetadata> {

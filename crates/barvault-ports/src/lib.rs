@@ -24,7 +24,9 @@ pub use context::OpContext;
 pub use error::{IoStep, StorageError};
 pub use lock::{SeriesGuard, SeriesLocks};
 pub use metadata::{DateRange, FileMetadata, MetadataStore};
-pub use store::{BackupPolicy, BarStore, FileInfo, PersistOptions, SecondaryStatus, StorageReceipt, WriteMode};
+pub use store::{
+    BackupPolicy, BarStore, FileInfo, PersistOptions, SecondaryStatus, StagedWrite, StorageReceipt, WriteMode,
+};
 
 #[cfg(feature = "mock")]
 pub use lock::MockSeriesLocks;

@@ -24,7 +24,7 @@ use crate::context::OpContext;
 use crate::error::StorageError;
 use crate::lock::{SeriesGuard, SeriesLocks};
 use crate::metadata::{FileMetadata, MetadataStore};
-use crate::store::{BarStore, FileInfo, PersistOptions, StorageReceipt, WriteMode};
+use crate::store::{BackupPolicy, BarStore, FileInfo, PersistOptions, StagedWrite, StorageReceipt, WriteMode};
 
 /// The `format` this store reports in receipts and file info.
 pub const MEMORY_FORMAT: &str = "memory";
@@ -59,7 +59,7 @@ struct StoredSeries {
 /// no checksum and `file_info` reports an estimated size.
 #[derive(Debug)]
 pub struct InMemoryBarStore {
-    series: RwLock<BTreeMap<SeriesKey, StoredSeries>>,
+    series: Arc<SeriesMap>,
     format: String,
 }
 
@@ -77,7 +77,7 @@ impl InMemoryBarStore {
     /// A store that calls itself (and its receipts' format) `format`, so two in-memory
     /// stores can stand in for the CSV and Parquet stores of a dual manager.
     pub fn named(format: &str) -> Self {
-        Self { series: RwLock::new(BTreeMap::new()), format: format.to_string() }
+        Self { series: Arc::new(RwLock::new(BTreeMap::new())), format: format.to_string() }
     }
 
     /// How many series are stored.
@@ -96,30 +96,64 @@ impl InMemoryBarStore {
         series: &SeriesKey,
         options: PersistOptions,
     ) -> Result<(usize, bool, MergeStats), DomainError> {
-        let mut map = write(&self.series);
-        let existing = map.get(series).map(|s| &s.bars);
-        let (result, stats) = match options.mode {
-            WriteMode::Merge => {
-                let empty = Bars::empty();
-                merge(existing.unwrap_or(&empty), bars, options.policy)?
-            }
-            WriteMode::Replace => (bars.clone(), replace_stats(existing, bars)),
-            WriteMode::Overwrite => {
-                let mut stats = replace_stats(existing, bars);
-                stats.unchanged = false;
-                (bars.clone(), stats)
-            }
-        };
-        // Nothing stored and nothing to store: the series must stay missing, not become empty.
-        let written = match existing {
-            None => !result.is_empty(),
-            Some(_) => !stats.unchanged,
-        };
-        let rows = if written { result.len() } else { existing.map_or(0, Bars::len) };
-        if written {
-            map.insert(series.clone(), StoredSeries { bars: result, modified: Utc::now() });
+        persist_into(&self.series, bars, series, options)
+    }
+}
+
+type SeriesMap = RwLock<BTreeMap<SeriesKey, StoredSeries>>;
+
+fn persist_into(
+    map: &SeriesMap,
+    bars: &Bars,
+    series: &SeriesKey,
+    options: PersistOptions,
+) -> Result<(usize, bool, MergeStats), DomainError> {
+    let mut map = write(map);
+    let existing = map.get(series).map(|s| &s.bars);
+    let (result, stats) = match options.mode {
+        WriteMode::Merge => {
+            let empty = Bars::empty();
+            merge(existing.unwrap_or(&empty), bars, options.policy)?
         }
-        Ok((rows, written, stats))
+        WriteMode::Replace => (bars.clone(), replace_stats(existing, bars)),
+        WriteMode::Overwrite => {
+            let mut stats = replace_stats(existing, bars);
+            stats.unchanged = false;
+            (bars.clone(), stats)
+        }
+    };
+    // Nothing stored and nothing to store: the series must stay missing, not become empty.
+    let written = match existing {
+        None => !result.is_empty(),
+        Some(_) => !stats.unchanged,
+    };
+    let rows = if written { result.len() } else { existing.map_or(0, Bars::len) };
+    if written {
+        map.insert(series.clone(), StoredSeries { bars: result, modified: Utc::now() });
+    }
+    Ok((rows, written, stats))
+}
+
+/// A staged overwrite of the memory store: the bars wait here until `commit` inserts them.
+#[derive(Debug)]
+struct MemoryStaged {
+    map: Arc<SeriesMap>,
+    series: SeriesKey,
+    bars: Bars,
+    format: String,
+}
+
+#[async_trait]
+impl StagedWrite for MemoryStaged {
+    async fn commit(self: Box<Self>, ctx: &OpContext) -> Result<StorageReceipt, StorageError> {
+        let started = Instant::now();
+        let (rows, written, stats) =
+            persist_into(&self.map, &self.bars, &self.series, PersistOptions::overwrite(BackupPolicy::Keep))
+                .map_err(|e| merge_error(e, &self.series))?;
+        let mut receipt = StorageReceipt::unwritten(memory_location(&self.series), &self.format, rows, stats, ctx);
+        receipt.written = written;
+        receipt.duration = started.elapsed();
+        Ok(receipt)
     }
 }
 
@@ -199,6 +233,21 @@ impl BarStore for InMemoryBarStore {
         receipt.written = written;
         receipt.duration = started.elapsed();
         Ok(receipt)
+    }
+
+    async fn stage(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        _backup: BackupPolicy,
+        _ctx: &OpContext,
+    ) -> Result<Box<dyn StagedWrite>, StorageError> {
+        Ok(Box::new(MemoryStaged {
+            map: Arc::clone(&self.series),
+            series: series.clone(),
+            bars: bars.clone(),
+            format: self.format.clone(),
+        }))
     }
 
     async fn load(

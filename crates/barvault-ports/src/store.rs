@@ -197,4 +197,31 @@ pub trait BarStore: Send + Sync + Debug {
     async fn remove(&self, _series: &SeriesKey, _ctx: &OpContext) -> Result<bool, StorageError> {
         Err(StorageError::unsupported("remove", self.name()))
     }
+
+    /// Prepares `bars` as the next whole content of `series` (an overwrite: no merge, no
+    /// comparison) without publishing it: loads keep returning the current version until
+    /// [`StagedWrite::commit`]. Dropping the staged write uncommitted discards it.
+    ///
+    /// Optional. It lets a caller that keeps several copies of a series encode and flush
+    /// them at the same time yet publish them one after the other, in its own order.
+    async fn stage(
+        &self,
+        _bars: &Bars,
+        _series: &SeriesKey,
+        _backup: BackupPolicy,
+        _ctx: &OpContext,
+    ) -> Result<Box<dyn StagedWrite>, StorageError> {
+        Err(StorageError::unsupported("stage", self.name()))
+    }
+}
+
+/// A version of a series prepared by [`BarStore::stage`]: durable but not yet visible.
+///
+/// A store that supports staging keeps the series' write lock from `stage` until the
+/// staged write is committed or dropped, so nothing else is written in between.
+#[async_trait]
+pub trait StagedWrite: Send + Sync + Debug {
+    /// Publishes the staged version. The receipt is that of an overwrite: it carries the
+    /// checksum and size of what was staged, and `written == true`.
+    async fn commit(self: Box<Self>, ctx: &OpContext) -> Result<StorageReceipt, StorageError>;
 }

@@ -14,7 +14,7 @@ use barvault_domain::{
 };
 use barvault_ports::{
     BackupPolicy, BarStore, DateRange, FileInfo, FileMetadata, MetadataStore, OpContext, PersistOptions,
-    SecondaryStatus, SeriesLocks, StorageError, StorageReceipt, WriteMode,
+    SecondaryStatus, SeriesLocks, StagedWrite, StorageError, StorageReceipt, WriteMode,
 };
 use chrono::Utc;
 use serde::Serialize;
@@ -211,12 +211,33 @@ impl DualStorageManager {
         // fails on the primary then leaves both copies exactly as they were, so an error
         // always means "not stored" (writing both at once could leave the refused batch in
         // the secondary, served by the fallback, even for a series that did not exist).
-        let p = if need_primary {
-            let opts = PersistOptions::overwrite(backup_for(state.primary_ok));
-            Some(self.primary.persist(&result, series, opts, ctx).await)
-        } else {
-            None
-        };
+        let (pbackup, sbackup) = (backup_for(state.primary_ok), backup_for(state.secondary_ok));
+        // When both copies are written and both stores can stage, they are encoded and
+        // fsynced at the same time (one core each) but still published primary first:
+        // a staged secondary is dropped, i.e. discarded, when the primary fails.
+        let mut staged_secondary = None;
+        let mut p = None;
+        if need_primary
+            && need_secondary
+            && let Some(sec) = &self.secondary
+        {
+            let unsupported =
+                |r: &Result<Box<dyn StagedWrite>, StorageError>| matches!(r, Err(StorageError::Unsupported { .. }));
+            let (ps, ss) = tokio::join!(
+                self.primary.stage(&result, series, pbackup, ctx),
+                sec.stage(&result, series, sbackup, ctx)
+            );
+            if !unsupported(&ps) && !unsupported(&ss) {
+                p = Some(match ps {
+                    Ok(staged) => staged.commit(ctx).await,
+                    Err(e) => Err(e),
+                });
+                staged_secondary = Some(ss);
+            }
+        }
+        if p.is_none() && need_primary {
+            p = Some(self.primary.persist(&result, series, PersistOptions::overwrite(pbackup), ctx).await);
+        }
 
         let generation = state.generation + 1;
         let mut receipt = match p {
@@ -233,10 +254,11 @@ impl DualStorageManager {
             }
         };
         let s = match (&self.secondary, need_secondary) {
-            (Some(s), true) => {
-                let opts = PersistOptions::overwrite(backup_for(state.secondary_ok));
-                Some(s.persist(&result, series, opts, ctx).await)
-            }
+            (Some(s), true) => Some(match staged_secondary.take() {
+                Some(Ok(staged)) => staged.commit(ctx).await,
+                Some(Err(e)) => Err(e),
+                None => s.persist(&result, series, PersistOptions::overwrite(sbackup), ctx).await,
+            }),
             _ => None,
         };
         receipt.merge = stats;
