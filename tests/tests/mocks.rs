@@ -11,8 +11,8 @@ use barvault::{DualSettings, DualStorageManager, OpContext, PersistOptions, Stor
 use barvault_domain::MergeStats;
 use barvault_ports::conformance::{BASE_NS, DAY_NS, sample_bars, stock};
 use barvault_ports::{
-    BarStore, IoStep, MockBarStore, MockMetadataStore, MockSeriesLocks, SecondaryStatus, SeriesGuard, StagedWrite,
-    StorageReceipt,
+    BackupPolicy, BarStore, IoStep, MockBarStore, MockMetadataStore, MockSeriesLocks, SecondaryStatus, SeriesGuard,
+    StagedWrite, StorageReceipt,
 };
 
 #[derive(Debug)]
@@ -23,7 +23,7 @@ impl SeriesGuard for Guard {}
 fn named(name: &str) -> MockBarStore {
     let mut m = staging(name);
     let unsupported = name.to_string();
-    m.expect_stage().returning(move |_, _, _, _| Err(StorageError::unsupported("stage", unsupported.clone())));
+    m.expect_stage().returning(move |_, _, _| Err(StorageError::unsupported("stage", unsupported.clone())));
     m
 }
 
@@ -60,7 +60,11 @@ impl Drop for Staged {
 
 #[async_trait]
 impl StagedWrite for Staged {
-    async fn commit(mut self: Box<Self>, ctx: &OpContext) -> Result<StorageReceipt, StorageError> {
+    async fn commit(
+        mut self: Box<Self>,
+        _backup: BackupPolicy,
+        ctx: &OpContext,
+    ) -> Result<StorageReceipt, StorageError> {
         self.done = true;
         self.log.lock().unwrap().committed.push(self.format);
         if self.fails {
@@ -81,7 +85,7 @@ fn stages(
 ) {
     let log = Arc::clone(log);
     let mut outcome = Some(outcome);
-    store.expect_stage().times(1).returning(move |_, _, _, _| {
+    store.expect_stage().times(1).returning(move |_, _, _| {
         let fails = outcome.take().expect("one stage")?;
         Ok(Box::new(Staged { format, fails, log: Arc::clone(&log), done: false }) as Box<dyn StagedWrite>)
     });

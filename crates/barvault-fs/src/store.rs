@@ -145,7 +145,6 @@ struct FileStaged<C: BarCodec + 'static> {
     guard: Option<FileLockGuard>,
     series: SeriesKey,
     rows: usize,
-    keep_backup: bool,
     start: Instant,
     waited: Duration,
 }
@@ -163,7 +162,11 @@ impl<C: BarCodec + 'static> Drop for FileStaged<C> {
 
 #[async_trait]
 impl<C: BarCodec + 'static> StagedWrite for FileStaged<C> {
-    async fn commit(mut self: Box<Self>, ctx: &OpContext) -> Result<StorageReceipt, StorageError> {
+    async fn commit(
+        mut self: Box<Self>,
+        backup: BackupPolicy,
+        ctx: &OpContext,
+    ) -> Result<StorageReceipt, StorageError> {
         let Some(staged) = self.staged.take() else {
             return Err(StorageError::invalid("staged write committed twice"));
         };
@@ -174,7 +177,8 @@ impl<C: BarCodec + 'static> StagedWrite for FileStaged<C> {
         let span = ctx.span("commit", Some(&self.series));
         off_executor(IoStep::Rename, path, move || {
             span.in_scope(|| {
-                let outcome = staged.commit(self.inner.fs.as_ref(), self.keep_backup)?;
+                let keep_backup = self.inner.keep_backups && backup == BackupPolicy::Keep;
+                let outcome = staged.commit(self.inner.fs.as_ref(), keep_backup)?;
                 let receipt = written_receipt(receipt, &outcome, self.start, self.waited);
                 // Dropping `self` releases the lock, after the rename is durable.
                 drop(self);
@@ -325,19 +329,13 @@ impl<C: BarCodec + 'static> Inner<C> {
     }
 
     /// The first half of an overwrite: takes the lock and stages the encoded bars.
-    fn stage(
-        &self,
-        bars: &Bars,
-        series: &SeriesKey,
-        backup: BackupPolicy,
-    ) -> Result<(Staged, FileLockGuard, Duration, bool), StorageError> {
+    fn stage(&self, bars: &Bars, series: &SeriesKey) -> Result<(Staged, FileLockGuard, Duration), StorageError> {
         let start = Instant::now();
         let guard = self.locks.lock_blocking(series, self.lock_timeout)?;
         let waited = start.elapsed();
         let path = self.layout.data_path(series);
         let staged = stage_atomic(self.fs.as_ref(), &path, |w| self.codec.encode(bars, series, w))?;
-        let keep_backup = self.keep_backups && backup == BackupPolicy::Keep;
-        Ok((staged, guard, waited, keep_backup))
+        Ok((staged, guard, waited))
     }
 
     /// What replacing the file at `path` with `bars` changes. An unreadable stored file
@@ -558,7 +556,6 @@ impl<C: BarCodec + 'static> BarStore for FileStore<C> {
         &self,
         bars: &Bars,
         series: &SeriesKey,
-        backup: BackupPolicy,
         ctx: &OpContext,
     ) -> Result<Box<dyn StagedWrite>, StorageError> {
         let span = ctx.span("stage", Some(series));
@@ -566,7 +563,7 @@ impl<C: BarCodec + 'static> BarStore for FileStore<C> {
         off_executor(IoStep::WriteTemp, self.path_of(series), move || {
             span.in_scope(|| {
                 let start = Instant::now();
-                let (staged, guard, waited, keep_backup) = inner.stage(&bars, &key, backup).inspect_err(|e| {
+                let (staged, guard, waited) = inner.stage(&bars, &key).inspect_err(|e| {
                     tracing::warn!(error = %e, "stage failed");
                 })?;
                 let staged: Box<dyn StagedWrite> = Box::new(FileStaged {
@@ -575,7 +572,6 @@ impl<C: BarCodec + 'static> BarStore for FileStore<C> {
                     guard: Some(guard),
                     series: key,
                     rows: bars.len(),
-                    keep_backup,
                     start,
                     waited,
                 });

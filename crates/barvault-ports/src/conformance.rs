@@ -614,7 +614,7 @@ pub async fn staged_write_is_invisible_until_commit(store: &dyn BarStore) {
     let old = sample_bars(4, BASE_NS, DAY_NS, 400);
     persist(store, &old, &s, PersistOptions::default()).await;
     let new = sample_bars(3, BASE_NS + 20 * DAY_NS, DAY_NS, 401);
-    let staged = match store.stage(&new, &s, BackupPolicy::Keep, &c).await {
+    let staged = match store.stage(&new, &s, &c).await {
         Ok(staged) => staged,
         Err(StorageError::Unsupported { .. }) => return,
         Err(e) => panic!("[{}] stage failed: {e}", store.name()),
@@ -622,17 +622,18 @@ pub async fn staged_write_is_invisible_until_commit(store: &dyn BarStore) {
     assert_bars(store, "staged, not committed", &load_all(store, &s).await, &old);
     drop(staged);
     assert_bars(store, "staged write dropped", &load_all(store, &s).await, &old);
-    let staged = store.stage(&new, &s, BackupPolicy::Keep, &c).await;
+    let staged = store.stage(&new, &s, &c).await;
     let staged = staged.unwrap_or_else(|e| panic!("[{}] second stage failed: {e}", store.name()));
     assert_bars(store, "staged again, not committed", &load_all(store, &s).await, &old);
-    let receipt = staged.commit(&c).await.unwrap_or_else(|e| panic!("[{}] commit failed: {e}", store.name()));
+    let receipt =
+        staged.commit(BackupPolicy::Keep, &c).await.unwrap_or_else(|e| panic!("[{}] commit failed: {e}", store.name()));
     assert!(receipt.written, "[{}] commit receipt says not written", store.name());
     assert_eq!(receipt.rows_written, new.len(), "[{}] commit receipt rows", store.name());
     assert_bars(store, "committed (an overwrite, not a merge)", &load_all(store, &s).await, &new);
     let loaded = store.load_with_checksum(&s, None, &c).await.ok().flatten().and_then(|(_, sum)| sum);
     assert_eq!(loaded, receipt.checksum_md5, "[{}] commit receipt checksum vs load", store.name());
     let fresh = stock("CF_STAGE_NEW");
-    let staged = store.stage(&new, &fresh, BackupPolicy::Keep, &c).await;
+    let staged = store.stage(&new, &fresh, &c).await;
     drop(staged.unwrap_or_else(|e| panic!("[{}] stage of a new series failed: {e}", store.name())));
     assert!(!exists(store, &fresh).await, "[{}] a dropped staged write created the series", store.name());
 }

@@ -145,7 +145,7 @@ struct MemoryStaged {
 
 #[async_trait]
 impl StagedWrite for MemoryStaged {
-    async fn commit(self: Box<Self>, ctx: &OpContext) -> Result<StorageReceipt, StorageError> {
+    async fn commit(self: Box<Self>, _backup: BackupPolicy, ctx: &OpContext) -> Result<StorageReceipt, StorageError> {
         let started = Instant::now();
         let (rows, written, stats) =
             persist_into(&self.map, &self.bars, &self.series, PersistOptions::overwrite(BackupPolicy::Keep))
@@ -239,7 +239,6 @@ impl BarStore for InMemoryBarStore {
         &self,
         bars: &Bars,
         series: &SeriesKey,
-        _backup: BackupPolicy,
         _ctx: &OpContext,
     ) -> Result<Box<dyn StagedWrite>, StorageError> {
         Ok(Box::new(MemoryStaged {

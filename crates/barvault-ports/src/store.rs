@@ -208,7 +208,6 @@ pub trait BarStore: Send + Sync + Debug {
         &self,
         _bars: &Bars,
         _series: &SeriesKey,
-        _backup: BackupPolicy,
         _ctx: &OpContext,
     ) -> Result<Box<dyn StagedWrite>, StorageError> {
         Err(StorageError::unsupported("stage", self.name()))
@@ -221,7 +220,9 @@ pub trait BarStore: Send + Sync + Debug {
 /// staged write is committed or dropped, so nothing else is written in between.
 #[async_trait]
 pub trait StagedWrite: Send + Sync + Debug {
-    /// Publishes the staged version. The receipt is that of an overwrite: it carries the
-    /// checksum and size of what was staged, and `written == true`.
-    async fn commit(self: Box<Self>, ctx: &OpContext) -> Result<StorageReceipt, StorageError>;
+    /// Publishes the staged version, keeping the replaced one as `.backup` under `backup`
+    /// (decided only now, so a caller can still be proving the old version sound while the
+    /// new one is staged). The receipt is that of an overwrite: it carries the checksum and
+    /// size of what was staged, and `written == true`.
+    async fn commit(self: Box<Self>, backup: BackupPolicy, ctx: &OpContext) -> Result<StorageReceipt, StorageError>;
 }

@@ -223,13 +223,10 @@ impl DualStorageManager {
         {
             let unsupported =
                 |r: &Result<Box<dyn StagedWrite>, StorageError>| matches!(r, Err(StorageError::Unsupported { .. }));
-            let (ps, ss) = tokio::join!(
-                self.primary.stage(&result, series, pbackup, ctx),
-                sec.stage(&result, series, sbackup, ctx)
-            );
+            let (ps, ss) = tokio::join!(self.primary.stage(&result, series, ctx), sec.stage(&result, series, ctx));
             if !unsupported(&ps) && !unsupported(&ss) {
                 p = Some(match ps {
-                    Ok(staged) => staged.commit(ctx).await,
+                    Ok(staged) => staged.commit(pbackup, ctx).await,
                     Err(e) => Err(e),
                 });
                 staged_secondary = Some(ss);
@@ -255,7 +252,7 @@ impl DualStorageManager {
         };
         let s = match (&self.secondary, need_secondary) {
             (Some(s), true) => Some(match staged_secondary.take() {
-                Some(Ok(staged)) => staged.commit(ctx).await,
+                Some(Ok(staged)) => staged.commit(sbackup, ctx).await,
                 Some(Err(e)) => Err(e),
                 None => s.persist(&result, series, PersistOptions::overwrite(sbackup), ctx).await,
             }),
