@@ -11,12 +11,20 @@ use crate::timestamp::{TimestampWriter, fraction_digits};
 /// to stay in cache.
 const CHUNK: usize = 256 * 1024;
 
-/// From this many rows on, formatting runs on its own thread while the caller's writer
+/// From this many rows on, formatting runs on its own threads while the caller's writer
 /// (which hashes and writes the bytes) consumes the chunks: the two halves of the work overlap.
 const PIPELINE_MIN_ROWS: usize = 65_536;
 
-/// Chunks in flight between the formatting thread and the writer.
+/// Blocks in flight between each formatting thread and the writer.
 const PIPELINE_DEPTH: usize = 4;
+
+/// Rows per block handed from a formatting thread to the writer (about 0.8 MB of text).
+const BLOCK_ROWS: usize = 16_384;
+
+/// Formatting threads at most: formatting is the longest part of an encode, so on a
+/// machine with two cores two threads halve it when the writer is light (an export) and
+/// cost little when it is not (a store write, where the writer hashes).
+const MAX_FORMATTERS: usize = 2;
 
 /// Writes `bars` as barvault CSV: the core header, then the extras in `Bars` order.
 /// Timestamps share one fraction width, the narrowest that is exact for every row.
@@ -42,40 +50,68 @@ pub fn encode_bars<W: Write + ?Sized>(bars: &Bars, out: &mut W) -> io::Result<()
         return out.write_all(&buf);
     }
     out.write_all(&header)?;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
+    let digits = fraction_digits(bars.timestamps());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_FORMATTERS);
+    let blocks = bars.len().div_ceil(BLOCK_ROWS);
     std::thread::scope(|scope| {
-        scope.spawn(move || {
-            // A send fails only when the writer stopped on an error; stop formatting then.
-            let _ = format_rows(bars, |chunk| tx.send(chunk.to_vec()).map_err(|_| io::Error::other("writer stopped")));
-        });
-        write_chunks(rx, out)
+        let mut receivers = Vec::with_capacity(threads);
+        for first in 0..threads {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
+            receivers.push(rx);
+            // Thread `first` formats blocks first, first + threads, ...; the writer takes
+            // them round-robin, so the bytes come out in row order.
+            scope.spawn(move || {
+                for block in (first..blocks).step_by(threads) {
+                    let rows = block * BLOCK_ROWS..((block + 1) * BLOCK_ROWS).min(bars.len());
+                    let mut buf = Vec::with_capacity(rows.len() * 64);
+                    // Formatting into a Vec cannot fail.
+                    let _ = format_range(bars, digits, rows, |chunk| {
+                        buf.extend_from_slice(chunk);
+                        Ok(())
+                    });
+                    // A send fails only when the writer stopped on an error; stop then.
+                    if tx.send(buf).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        // On an error `receivers` is dropped as this closure returns, before the scope joins
+        // the threads: their next send fails and they stop instead of waiting forever.
+        for block in 0..blocks {
+            let chunk = receivers[block % threads].recv().map_err(|_| io::Error::other("formatting thread stopped"))?;
+            out.write_all(&chunk)?;
+        }
+        Ok(())
     })
 }
 
-/// Writes every chunk received. Takes the receiver by value so that an error drops it at
-/// once, which makes the formatting thread's next send fail and the thread stop (otherwise
-/// it would wait forever on a full channel).
-fn write_chunks<W: Write + ?Sized>(rx: std::sync::mpsc::Receiver<Vec<u8>>, out: &mut W) -> io::Result<()> {
-    for chunk in rx {
-        out.write_all(&chunk)?;
-    }
-    Ok(())
+/// Formats every row of `bars`, handing `sink` chunks of about [`CHUNK`] bytes, in order.
+fn format_rows(bars: &Bars, sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    format_range(bars, fraction_digits(bars.timestamps()), 0..bars.len(), sink)
 }
 
-/// Formats every row of `bars`, handing `sink` chunks of about [`CHUNK`] bytes, in order.
-fn format_rows(bars: &Bars, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+/// Formats rows `range` of `bars` with `digits` fraction digits, handing `sink` chunks of
+/// about [`CHUNK`] bytes, in order.
+fn format_range(
+    bars: &Bars,
+    digits: usize,
+    range: std::ops::Range<usize>,
+    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
     let mut buf = Vec::with_capacity(CHUNK + 1024);
     let extras: Vec<&[Option<f64>]> = bars.extras().iter().map(|e| e.values()).collect();
-    let mut ts_writer = TimestampWriter::new(fraction_digits(bars.timestamps()));
-    let rows = bars
-        .timestamps()
+    let mut ts_writer = TimestampWriter::new(digits);
+    let start = range.start;
+    let rows = bars.timestamps()[range.clone()]
         .iter()
-        .zip(bars.open())
-        .zip(bars.high())
-        .zip(bars.low())
-        .zip(bars.close())
-        .zip(bars.volume())
-        .enumerate();
+        .zip(&bars.open()[range.clone()])
+        .zip(&bars.high()[range.clone()])
+        .zip(&bars.low()[range.clone()])
+        .zip(&bars.close()[range.clone()])
+        .zip(&bars.volume()[range])
+        .enumerate()
+        .map(|(i, r)| (start + i, r));
     for (row, (((((&ts, &open), &high), &low), &close), &volume)) in rows {
         ts_writer.write(ts, &mut buf);
         for v in [open, high, low, close, volume] {

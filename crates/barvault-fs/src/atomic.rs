@@ -29,7 +29,8 @@ pub struct WriteOutcome {
 /// I/O error so that it is reported as such even if a codec wraps it in its own error.
 struct HashingWriter<W: Write> {
     inner: W,
-    md5: Md5,
+    /// `None` for files that are not recorded (exports): their bytes are only counted.
+    md5: Option<Md5>,
     size: u64,
     failure: Option<io::Error>,
 }
@@ -57,7 +58,9 @@ impl<W: Write> Write for HashingWriter<W> {
         let r = self.inner.write(buf);
         let n = self.remember(r)?;
         let accepted = &buf[..n.min(buf.len())];
-        self.md5.update(accepted);
+        if let Some(md5) = &mut self.md5 {
+            md5.update(accepted);
+        }
         self.size += accepted.len() as u64;
         Ok(n)
     }
@@ -145,11 +148,31 @@ pub fn stage_atomic(
     target: &Path,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
 ) -> Result<Staged, StorageError> {
+    stage(fs, target, true, write)
+}
+
+/// [`write_atomic`] without the MD5 and without a `.backup`, for files barvault writes but
+/// does not record (exports): just as durable and atomic, one core lighter. Returns the
+/// size written.
+pub fn write_atomic_unrecorded(
+    fs: &dyn Fs,
+    target: &Path,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
+) -> Result<u64, StorageError> {
+    Ok(stage(fs, target, false, write)?.commit(fs, false)?.size)
+}
+
+fn stage(
+    fs: &dyn Fs,
+    target: &Path,
+    hash: bool,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
+) -> Result<Staged, StorageError> {
     let (dir, name) = split_target(target)?;
     create_dir_durable(fs, dir)?;
     let temp = temp_path_in(dir, &name);
     let file = fs.create_new(&temp).map_err(|e| StorageError::io(IoStep::CreateTemp, &temp, e))?;
-    match fill(file, &temp, target, write) {
+    match fill(file, &temp, target, hash, write) {
         Ok((size, md5_hex)) => Ok(Staged { temp, target: target.to_path_buf(), name, size, md5_hex }),
         Err(e) => {
             discard(fs, &temp);
@@ -224,10 +247,11 @@ fn fill(
     file: Box<dyn FsFile>,
     temp: &Path,
     target: &Path,
+    hash: bool,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
 ) -> Result<(u64, String), StorageError> {
-    let mut w =
-        HashingWriter { inner: BufWriter::with_capacity(BUFFER, file), md5: Md5::new(), size: 0, failure: None };
+    let md5 = hash.then(Md5::new);
+    let mut w = HashingWriter { inner: BufWriter::with_capacity(BUFFER, file), md5, size: 0, failure: None };
     let mut written = write(&mut w).and_then(|()| w.flush().map_err(CodecError::Io));
     if written.is_ok()
         && let Some(swallowed) = w.failure.take()
@@ -243,7 +267,7 @@ fn fill(
     let HashingWriter { inner, md5, size, .. } = w;
     let mut file = inner.into_inner().map_err(|e| StorageError::io(IoStep::WriteTemp, temp, e.into_error()))?;
     file.sync_all().map_err(|e| StorageError::io(IoStep::FsyncTemp, temp, e))?;
-    Ok((size, format!("{:x}", md5.finalize())))
+    Ok((size, md5.map(|m| format!("{:x}", m.finalize())).unwrap_or_default()))
 }
 
 /// Whether a failed hard link means "this filesystem cannot link" (then copy instead).

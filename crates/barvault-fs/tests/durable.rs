@@ -387,3 +387,23 @@ fn staged_files_are_invisible_until_commit() {
     assert_eq!(read(&backup_of(&target)), Some(v0));
     assert_eq!(temps_in(parent), Vec::<String>::new());
 }
+
+/// An unrecorded write (an export) replaces the file just as atomically, keeps no
+/// `.backup` and leaves no temp file, even when its rename fails.
+#[test]
+fn unrecorded_writes_replace_atomically_without_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out.csv");
+    let (v0, v1) = (version_bytes(0, 1500), version_bytes(1, 70_000));
+    let write = |fs: &dyn Fs, bytes: &[u8]| {
+        barvault_fs::write_atomic_unrecorded(fs, &target, |w| w.write_all(bytes).map_err(CodecError::Io))
+    };
+    assert_eq!(write(&RealFs, &v0).unwrap(), v0.len() as u64);
+    let faulty = FaultyFs::real().with_fault(Fault::once(IoStep::Rename, 1, libc::EIO));
+    assert!(matches!(write(&faulty, &v1), Err(StorageError::Io { step: IoStep::Rename, .. })));
+    assert_eq!(read(&target), Some(v0));
+    assert_eq!(write(&RealFs, &v1).unwrap(), v1.len() as u64);
+    assert_eq!(read(&target), Some(v1));
+    assert_eq!(read(&backup_of(&target)), None, "an export keeps no backup");
+    assert_eq!(temps_in(dir.path()), Vec::<String>::new());
+}

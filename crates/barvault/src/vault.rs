@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use barvault_csv::CsvCodec;
 use barvault_domain::{Bars, Instrument, InstrumentKind, MergePolicy, Period, SeriesKey, TimeRange, ValidationPolicy};
-use barvault_fs::{FileLocks, FileStore, Fs, Layout, LockScope, RealFs, WriteOutcome, write_atomic};
+use barvault_fs::{FileLocks, FileStore, Fs, Layout, LockScope, RealFs, WriteOutcome, write_atomic_unrecorded};
 use barvault_metadata::FileMetadataStore;
 use barvault_parquet::ParquetCodec;
 use barvault_ports::{
@@ -422,7 +422,7 @@ impl Vault {
         };
         match out {
             Some(path) => {
-                write_atomic(self.fs.as_ref(), path, false, encode)?;
+                write_atomic_unrecorded(self.fs.as_ref(), path, encode)?;
             }
             None => {
                 let mut sink = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
