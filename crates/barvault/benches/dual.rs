@@ -17,7 +17,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
-use common::{SIZES, START_NS, label, minute_bars, tune};
+use common::{SIZES, START_NS, bars_every, label, minute_bars, tune};
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
@@ -104,5 +104,71 @@ fn bench_load(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_persist, bench_load);
+/// Daily bars (5,000 of them, as in a nightly update) for a template series.
+const STORE_SERIES_ROWS: usize = 5_000;
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// A store holding `count` daily series: one persisted through the API, the others copies
+/// of its data files and metadata records under other symbols (so building 10,000 series
+/// takes seconds, not the minutes of 10,000 fsynced persists). Returns the series to write.
+fn store_with_series(count: usize, rt: &Runtime, ctx: &OpContext) -> (TempDir, Vault, SeriesKey) {
+    let (dir, vault) = empty_store();
+    let key = |symbol: &str| SeriesKey::new(Instrument::stock(symbol).expect("valid symbol"), Period::D1);
+    let template = key("TEMPLATE");
+    let bars = bars_every(STORE_SERIES_ROWS, START_NS, DAY_NS, 7);
+    rt.block_on(vault.manager().persist_with_backup(
+        &bars,
+        &template,
+        PersistOptions::merge(MergePolicy::KeepLast),
+        ValidationPolicy::Strict,
+        ctx,
+    ))
+    .expect("persist the template series");
+    let data = dir.path().join("stocks/1d");
+    let meta = dir.path().join(".barvault/meta/stocks/1d");
+    for i in 1..count {
+        let symbol = format!("S{i:05}");
+        for ext in ["csv", "parquet"] {
+            std::fs::copy(data.join(format!("TEMPLATE.{ext}")), data.join(format!("{symbol}.{ext}"))).expect("copy");
+            let record = std::fs::read_to_string(meta.join(format!("TEMPLATE.{ext}.json"))).expect("record");
+            std::fs::write(meta.join(format!("{symbol}.{ext}.json")), record.replace("TEMPLATE", &symbol))
+                .expect("write record");
+        }
+    }
+    let target = if count > 1 { key(&format!("S{:05}", count / 2)) } else { template };
+    (dir, vault, target)
+}
+
+/// The nightly-update write (one new bar merged into a 5,000-row daily series, both copies
+/// and records fsynced) into a store of 1 series and of 10,000: the bound is that
+/// the second costs at most 1.2× the first (nothing in a persist reads store-wide state).
+fn bench_store_size(c: &mut Criterion) {
+    let rt = runtime();
+    let ctx = OpContext::new();
+    let mut group = c.benchmark_group("app/persist_daily_bar_by_store_size");
+    group.sample_size(30);
+    for count in [1, 10_000] {
+        let (_dir, vault, target) = store_with_series(count, &rt, &ctx);
+        let mut next = START_NS + STORE_SERIES_ROWS as i64 * DAY_NS;
+        group.bench_function(BenchmarkId::from_parameter(format!("{count} series")), |b| {
+            b.iter(|| {
+                let bar = bars_every(1, next, DAY_NS, 9);
+                next += DAY_NS;
+                let outcome = rt
+                    .block_on(vault.manager().persist_with_backup(
+                        &bar,
+                        &target,
+                        PersistOptions::merge(MergePolicy::KeepLast),
+                        ValidationPolicy::Strict,
+                        &ctx,
+                    ))
+                    .expect("persist");
+                assert_eq!(outcome.receipt.merge.rows_added, 1);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_persist, bench_load, bench_store_size);
 criterion_main!(benches);

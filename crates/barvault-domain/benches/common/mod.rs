@@ -48,6 +48,11 @@ impl Rng {
 /// `n` valid one-minute bars starting at `start_ns`; equal arguments give equal bars and
 /// different seeds give different prices.
 pub fn minute_bars(n: usize, start_ns: i64, seed: u64) -> Bars {
+    bars_every(n, start_ns, MINUTE_NS, seed)
+}
+
+/// Like [`minute_bars`], `step_ns` apart (`86_400_000_000_000` for daily bars).
+pub fn bars_every(n: usize, start_ns: i64, step_ns: i64, seed: u64) -> Bars {
     let mut rng = Rng::new(seed);
     // Prices in cents: a walk around $100-$200 that never drops below $1.
     let mut price = 10_000 + rng.below(10_000) as i64;
@@ -65,7 +70,7 @@ pub fn minute_bars(n: usize, start_ns: i64, seed: u64) -> Bars {
         let c = (o + rng.below(51) as i64 - 25).max(100);
         let h = o.max(c) + rng.below(16) as i64;
         let l = (o.min(c) - rng.below(16) as i64).max(1);
-        ts.push(start_ns + i as i64 * MINUTE_NS);
+        ts.push(start_ns + i as i64 * step_ns);
         open.push(cents(o));
         high.push(cents(h));
         low.push(cents(l));
