@@ -1,7 +1,8 @@
 //! The whole write and read path as an application sees it: `StorageFactory::open` on a
 //! real directory, `DualStorageManager::persist_with_backup` (validate, lock, read state,
-//! merge, write CSV and Parquet with fsync, record MD5 metadata) and `load_with_fallback`
-//! (read the CSV primary, verify its checksum against metadata, decode).
+//! merge, stage CSV and Parquet at once with fsync, publish them in order, record MD5
+//! metadata) and `load_with_fallback` (with the default `prefer_secondary_reads`: read the
+//! Parquet copy when it shares the CSV's generation, verify its checksum, decode).
 //!
 //! Run with `cargo bench -p barvault --bench dual`. Stores live under Cargo's target
 //! directory (`CARGO_TARGET_TMPDIR`), so the fsyncs hit the same disk as the build.
@@ -74,9 +75,10 @@ fn bench_persist(c: &mut Criterion) {
     group.finish();
 }
 
-/// `load_with_fallback` of the whole series from a healthy store (the CSV primary is read,
-/// checked against its recorded MD5 and decoded; the Parquet copy is not touched). The file
-/// is in the page cache after the first iteration, so this is decode cost, not disk reads.
+/// `load_with_fallback` of the whole series from a healthy store (the Parquet copy, which
+/// shares the CSV's generation, is read, checked against its recorded MD5 and decoded; the
+/// CSV is not touched). The file is in the page cache after the first iteration, so this is
+/// decode and hashing cost, not disk reads.
 fn bench_load(c: &mut Criterion) {
     let rt = runtime();
     let series = series();
