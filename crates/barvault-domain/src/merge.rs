@@ -91,28 +91,55 @@ pub fn merge(existing: &Bars, new: &Bars, policy: MergePolicy) -> Result<(Bars, 
     let mut out = Builder::new(&names, existing.len() + new.len());
     let (et, nt) = (&existing.ts, &new.ts);
     let (mut i, mut j) = (0, 0);
+    // Rows that do not collide are copied in runs, column by column: a typical merge is a
+    // long stored history followed by a short overlapping tail, so nearly every row is
+    // part of one run.
     while i < et.len() || j < nt.len() {
-        let take_existing = j >= nt.len() || (i < et.len() && et[i] <= nt[j]);
-        if take_existing {
-            out.push(existing, i, &emap);
-            if j < nt.len() && et[i] == nt[j] {
+        match (et.get(i).copied(), nt.get(j).copied()) {
+            (Some(a), Some(b)) if a == b => {
+                out.push(existing, i, &emap);
                 stats.duplicates_removed += 1;
                 if out.overlay(new, j, &nmap, policy)? {
                     stats.rows_changed += 1;
                 }
+                i += 1;
                 j += 1;
             }
-            i += 1;
-        } else {
-            out.push(new, j, &nmap);
-            stats.rows_added += 1;
-            j += 1;
+            (Some(a), b) if b.is_none_or(|b| a < b) => {
+                let end = run_end(et, i, b);
+                out.extend(existing, i..end, &emap);
+                i = end;
+            }
+            // `existing` is used up, or its next row sorts after the next new one.
+            (a, _) => {
+                let end = run_end(nt, j, a);
+                out.extend(new, j..end, &nmap);
+                stats.rows_added += end - j;
+                j = end;
+            }
         }
     }
     let bars = out.finish();
     stats.result_rows = bars.len();
     stats.unchanged = stats.rows_added == 0 && stats.rows_changed == 0 && same_columns;
     Ok((bars, stats))
+}
+
+/// The end of the run of `ts` from `from` on that sorts before `bound` (all of the rest
+/// without a bound): the first index at or after `from` whose timestamp is `>= bound`.
+/// Gallops, so a run of length `r` costs `O(log r)` however long `ts` is.
+fn run_end(ts: &[i64], from: usize, bound: Option<i64>) -> usize {
+    let Some(bound) = bound else { return ts.len() };
+    let (mut lo, mut step) = (from, 1);
+    while let Some(&t) = ts.get(lo + step - 1) {
+        if t >= bound {
+            break;
+        }
+        lo += step;
+        step *= 2;
+    }
+    let hi = (lo + step).min(ts.len());
+    lo + ts[lo..hi].partition_point(|&t| t < bound)
 }
 
 /// Stable-sorts one batch and folds equal timestamps with `policy`, earlier rows first.
@@ -174,6 +201,20 @@ impl Builder {
         }
         for ((_, dst), m) in self.extras.iter_mut().zip(map) {
             dst.push(m.and_then(|m| src.extras[m].values()[row]));
+        }
+    }
+
+    /// Appends rows `rows` of `src`, a column at a time.
+    fn extend(&mut self, src: &Bars, rows: std::ops::Range<usize>, map: &[Option<usize>]) {
+        self.ts.extend_from_slice(&src.ts[rows.clone()]);
+        for (dst, col) in self.core.iter_mut().zip(core_cols(src)) {
+            dst.extend_from_slice(&col[rows.clone()]);
+        }
+        for ((_, dst), m) in self.extras.iter_mut().zip(map) {
+            match m {
+                Some(m) => dst.extend_from_slice(&src.extras[*m].values()[rows.clone()]),
+                None => dst.resize(dst.len() + rows.len(), None),
+            }
         }
     }
 
@@ -250,6 +291,20 @@ fn conflict(ts: i64, column: &str, existing: f64, new: f64) -> DomainError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The gallop finds the same run end as a linear scan, for runs of every length up to
+    /// past the end of a long column.
+    #[test]
+    fn run_end_matches_a_linear_scan() {
+        let ts: Vec<i64> = (0..300).map(|i| i * 3).collect();
+        for from in [0, 1, 7, 150, 299, 300] {
+            for bound in (-2..=905).chain([i64::MIN, i64::MAX]) {
+                let linear = (from..ts.len()).find(|&k| ts[k] >= bound).unwrap_or(ts.len());
+                assert_eq!(run_end(&ts, from, Some(bound)).max(from), linear.max(from), "from {from}, bound {bound}");
+            }
+            assert_eq!(run_end(&ts, from, None), ts.len());
+        }
+    }
     use crate::bars::RawBars;
 
     fn bars(ts: &[i64], close: &[f64], adj: Option<&[Option<f64>]>) -> Bars {
