@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use barvault_domain::{ExtraColumn, RawBars, TimeRange};
 use barvault_ports::CodecError;
 
-use crate::number::{parse_extra, parse_f64};
+use crate::number::{decimal_prefix, parse_extra, parse_f64};
 use crate::timestamp::{TimestampError, TimestampParser, is_time_of_day};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -212,6 +212,17 @@ impl Layout {
         self.width += 1;
     }
 
+    /// Whether this is barvault's own layout (`timestamp,open,high,low,close,volume` in that
+    /// order, nothing else), whose records [`canonical_record`] can read in one pass.
+    fn is_canonical(&self) -> bool {
+        let [o, h, l, c] = &self.core;
+        matches!(self.ts, TsCols::One(0))
+            && [o.0, h.0, l.0, c.0] == [1, 2, 3, 4]
+            && self.volume.as_ref().is_some_and(|v| v.0 == 5)
+            && self.extras.is_empty()
+            && self.width == 6
+    }
+
     /// Whether a record of one field more than the header is a date and a time of day where
     /// the header names one timestamp column (as in backtrader's ESTX50 minute file).
     fn looks_split(&self, record: &impl Fields, parser: &mut TimestampParser) -> bool {
@@ -305,9 +316,21 @@ fn next_stop(text: &[u8], mut i: usize) -> usize {
 /// `\n` (so blank lines are skipped and CR, LF and CRLF all end a record), and a field each
 /// run between commas. `each` gets the record and the count of `\n` before it in `text`.
 ///
+/// Each record is first offered to `fast`, as the text from its start to the end of `text`:
+/// `fast` returns `Some(len)` when it took the record whole, which it may only do when `len`
+/// is the record's length (no `"`, `\r` or `\n` before `len`, and a `\r`, a `\n` or the
+/// end at `len`); then the record is not split and `each` does not see it. Both get `state`,
+/// so that they can share what they write to.
+///
 /// Returns the count of `\n` in `text`, or `None` as soon as a `"` is seen: quoted fields
 /// need csv's reader, and the records already handed to `each` must then be discarded.
-fn scan_records<E>(text: &[u8], mut each: impl FnMut(&Line<'_>, u64) -> Result<(), E>) -> Result<Option<u64>, E> {
+#[inline]
+fn scan_records<S, E>(
+    text: &[u8],
+    state: &mut S,
+    mut fast: impl FnMut(&mut S, &[u8]) -> Option<usize>,
+    mut each: impl FnMut(&mut S, &Line<'_>, u64) -> Result<(), E>,
+) -> Result<Option<u64>, E> {
     let mut line = Line { text: &[], ends: Vec::with_capacity(16) };
     let mut newlines = 0u64;
     let mut i = 0;
@@ -320,6 +343,12 @@ fn scan_records<E>(text: &[u8], mut each: impl FnMut(&Line<'_>, u64) -> Result<(
             b'\r' => i += 1,
             b'"' => return Ok(None),
             _ => {
+                if let Some(len) = fast(state, text.get(i..).unwrap_or_default())
+                    && len > 0
+                {
+                    i += len;
+                    continue;
+                }
                 let start = i;
                 line.ends.clear();
                 let stop = loop {
@@ -334,7 +363,7 @@ fn scan_records<E>(text: &[u8], mut each: impl FnMut(&Line<'_>, u64) -> Result<(
                     return Ok(None);
                 }
                 line.text = text.get(start..i).unwrap_or_default();
-                each(&line, newlines)?;
+                each(state, &line, newlines)?;
             }
         }
     }
@@ -536,6 +565,25 @@ impl Rows {
         }
         Ok(())
     }
+
+    /// The fast path of [`Self::row`] under the canonical layout: decodes the record at the
+    /// start of `text` into `out` and returns its length, or `None` (leaving `out` as it
+    /// was) when [`canonical_record`] declines it.
+    #[inline]
+    fn canonical(&mut self, text: &[u8], out: &mut Columns) -> Option<usize> {
+        let (ts, [open, high, low, close, volume], len) = canonical_record(text, &mut self.parser)?;
+        if self.range.contains(ts) {
+            // `RawBars::push` itself, but inlined: it is in another crate and not `#[inline]`.
+            let b = &mut out.bars;
+            b.ts.push(ts);
+            b.open.push(open);
+            b.high.push(high);
+            b.low.push(low);
+            b.close.push(close);
+            b.volume.push(volume);
+        }
+        Some(len)
+    }
 }
 
 /// The decoder of a whole input, fed its records in file order.
@@ -596,7 +644,16 @@ impl Decoder {
     /// Feeds every record of `text`, which holds no `"` and starts at a record boundary
     /// after `lines_before` line ends; returns the count of line ends in `text`.
     fn feed_plain(&mut self, text: &[u8], lines_before: u64) -> Result<u64, CodecError> {
-        let newlines = scan_records(text, |line, newlines| self.record(line, || lines_before + newlines + 1))?;
+        // The rest of the first piece, once settled, is decoded as `decode_piece` would.
+        let newlines = scan_records(
+            text,
+            self,
+            |d, rest| match &d.layout {
+                Some(layout) if !d.first_row_pending && layout.is_canonical() => d.rows.canonical(rest, &mut d.out),
+                _ => None,
+            },
+            |d, line, newlines| d.record(line, || lines_before + newlines + 1),
+        )?;
         // The caller checked for quotes; should one slip through, csv's reader is never wrong.
         newlines.ok_or_else(|| CodecError::Corrupt("quoted text in a quote-free piece".into()))
     }
@@ -616,9 +673,54 @@ impl Decoder {
 /// Decodes the data records of one piece of quote-free input into `out` under a settled
 /// layout; line numbers in errors count from the start of the piece. `Ok(None)` when the
 /// piece holds a `"` (then `out` holds garbage and the piece must be decoded by csv's reader).
+///
+/// Under the canonical layout each record is first tried by [`Rows::canonical`], and only
+/// the records it declines are split into fields and decoded by [`Rows::row`].
 fn decode_piece(layout: &Layout, range: TimeRange, text: &[u8], out: &mut Columns) -> Result<Option<u64>, CodecError> {
-    let mut rows = Rows::new(range);
-    scan_records(text, |line, newlines| rows.row(layout, line, || newlines + 1, out))
+    let rows = Rows::new(range);
+    let canonical = layout.is_canonical();
+    scan_records(
+        text,
+        &mut (rows, out),
+        |(rows, out), rest| if canonical { rows.canonical(rest, out) } else { None },
+        |(rows, out), line, newlines| rows.row(layout, line, || newlines + 1, out),
+    )
+}
+
+/// A record of the canonical layout read straight from the bytes at the start of `text`:
+/// its timestamp, open, high, low, close and volume, and its length (the bytes before the
+/// `\r`, `\n` or end that ends it). `None` for anything but the common shapes (see
+/// [`TimestampParser::parse_common`] and [`decimal_prefix`]), valid or not.
+///
+/// When it gives a row, that row is the one [`Rows::row`] makes of the record: the record is
+/// six fields (the timestamp and five numbers, none holding a `,`, `"`, `\r` or `\n`), and
+/// each field's value is the one `row` would parse from it.
+#[inline]
+fn canonical_record(text: &[u8], parser: &mut TimestampParser) -> Option<(i64, [f64; 5], usize)> {
+    let ts_len = match (text.get(10), text.get(19)) {
+        (Some(b','), _) => 10,
+        (_, Some(b',')) => 19,
+        _ => return None,
+    };
+    let ts = parser.parse_common(text.get(..ts_len)?)?;
+    let mut values = [0.0; 5];
+    let mut pos = ts_len;
+    for (n, value) in values.iter_mut().enumerate() {
+        // `pos` is at the `,` before the field.
+        pos += 1;
+        let (v, len) = decimal_prefix(text.get(pos..)?)?;
+        *value = v;
+        pos += len;
+        let ends_right = match text.get(pos) {
+            Some(b',') => n < 4,
+            Some(b'\r' | b'\n') | None => n == 4,
+            Some(_) => false,
+        };
+        if !ends_right {
+            return None;
+        }
+    }
+    Some((ts, values, pos))
 }
 
 fn has_quote(text: &[u8]) -> bool {

@@ -324,18 +324,8 @@ fn document() -> impl Strategy<Value = String> {
         Just("date,time,open,high,low,close,volume"),
         Just(",open,high,low,close,volume,oi"),
     ];
-    (header, proptest::collection::vec((row(), line_end()), 0..40), line_end(), any::<bool>()).prop_map(
-        |(header, rows, end, final_end)| {
-            let mut s = format!("{header}{end}");
-            for (i, (row, end)) in rows.iter().enumerate() {
-                s.push_str(row);
-                if i + 1 < rows.len() || final_end {
-                    s.push_str(end);
-                }
-            }
-            s
-        },
-    )
+    (header, proptest::collection::vec((row(), line_end()), 0..40), line_end(), any::<bool>())
+        .prop_map(|(header, rows, end, final_end)| join_document(header, &rows, end, final_end))
 }
 
 proptest! {
@@ -372,4 +362,256 @@ proptest! {
         prop_assert_eq!(&outcome(decode_slice_with(&input, None, tuning(chunk, workers))), &expected);
         prop_assert_eq!(&outcome(decode_reader_with(&input[..], input.len(), None, tuning(chunk, workers))), &expected);
     }
+}
+
+/// A record of the canonical layout as `Rows::row` decodes it: its row, or `None` when it is
+/// skipped or refused.
+fn row_of(text: &[u8]) -> Option<(i64, [u64; 5])> {
+    let layout = canonical_layout();
+    let mut rows = Rows::new(TimeRange::all());
+    let mut out = Columns::default();
+    let mut found = None;
+    scan_records(
+        text,
+        &mut (),
+        |_, _| None,
+        |_, line, _| {
+            found = Some(rows.row(&layout, line, || 1, &mut out));
+            Ok::<_, CodecError>(())
+        },
+    )
+    .ok()?;
+    found?.ok()?;
+    let b = &out.bars;
+    let bits = |c: &Vec<f64>| c.first().map(|v| v.to_bits());
+    Some((*b.ts.first()?, [bits(&b.open)?, bits(&b.high)?, bits(&b.low)?, bits(&b.close)?, bits(&b.volume)?]))
+}
+
+fn canonical_layout() -> Layout {
+    let header = b"timestamp,open,high,low,close,volume";
+    let mut layout = None;
+    scan_records(
+        header,
+        &mut (),
+        |_, _| None,
+        |_, line, _| {
+            layout = Some(Layout::from_header(line, 1)?);
+            Ok::<_, CodecError>(())
+        },
+    )
+    .expect("a valid header");
+    layout.expect("one record")
+}
+
+#[test]
+fn the_canonical_layout_is_recognized_and_only_it() {
+    assert!(canonical_layout().is_canonical());
+    let layout_of = |header: &[u8]| {
+        let mut layout = None;
+        scan_records(
+            header,
+            &mut (),
+            |_, _| None,
+            |_, line, _| {
+                layout = Some(Layout::from_header(line, 1));
+                Ok::<_, CodecError>(())
+            },
+        )
+        .ok();
+        layout.expect("one record").expect("a valid header")
+    };
+    for canonical in [&b",open,high,low,close,volume"[..], b"\xEF\xBB\xBFDate,Open,High,Low,Close,Vol"] {
+        assert!(layout_of(canonical).is_canonical(), "{}", String::from_utf8_lossy(canonical));
+    }
+    for other in [
+        &b"timestamp,open,high,low,close"[..],
+        b"timestamp,open,high,low,close,volume,oi",
+        b"timestamp,high,open,low,close,volume",
+        b"open,high,low,close,volume,timestamp",
+        b"date,time,open,high,low,close",
+    ] {
+        assert!(!layout_of(other).is_canonical(), "{}", String::from_utf8_lossy(other));
+    }
+    let mut split = canonical_layout();
+    split.split_rows();
+    assert!(!split.is_canonical());
+}
+
+#[test]
+fn canonical_record_reads_common_lines_as_row_does() {
+    let mut parser = TimestampParser::default();
+    for line in [
+        "2015-01-02 00:00:00,100.0,100.06,99.98,100.03,87741",
+        "2015-01-02 00:00:00,100.0,100.06,99.98,100.03,87741\r\n",
+        "2015-01-02T00:01:00,-0,0.000001,1,2,3\nnext",
+        "2015-01-02,1,2,3,4,5",
+        "2015-01-02 00:00:00,1234.567890123456,1,1,1,9007199254740992",
+    ] {
+        let (ts, values, n) = canonical_record(line.as_bytes(), &mut parser).expect(line);
+        let record = line.split(['\r', '\n']).next().unwrap_or_default();
+        assert_eq!(n, record.len(), "{line}");
+        let expected = row_of(record.as_bytes()).expect(line);
+        assert_eq!((ts, values.map(f64::to_bits)), expected, "{line}");
+    }
+    for declined in [
+        "2015-01-02 00:00:00,1,2,3,4",
+        "2015-01-02 00:00:00,1,2,3,4,5,",
+        "2015-01-02 00:00:00,1,2,3,4,5,6",
+        "2015-01-02 00:00:00.5,1,2,3,4,5",
+        "2015-01-02 00:00:00Z,1,2,3,4,5",
+        "2015-01-02 00:00,1,2,3,4,5",
+        " 2015-01-02,1,2,3,4,5",
+        "2015-02-29,1,2,3,4,5",
+        "2015-01-02 24:00:00,1,2,3,4,5",
+        "2015/01/02 00:00:00,1,2,3,4,5",
+        "2015-01-02,1e5,2,3,4,5",
+        "2015-01-02,1, 2,3,4,5",
+        "2015-01-02,1,2 ,3,4,5",
+        "2015-01-02,1,NaN,3,4,5",
+        "2015-01-02,1,,3,4,5",
+        "2015-01-02,+1,2,3,4,5",
+        "2015-01-02,1.,2,3,4,5",
+        "2015-01-02,.5,2,3,4,5",
+        "2015-01-02,1,2,3,4,12345678901234567",
+        "2015-01-02,1,2,3,4,5\"",
+        "2015-01-02,1,2,3,4,5 ",
+    ] {
+        assert_eq!(canonical_record(declined.as_bytes(), &mut parser), None, "{declined}");
+    }
+}
+
+/// A number cell of the canonical layout: mostly prices and volumes, sometimes the shapes
+/// the fast path must leave to the general one.
+fn number_cell() -> impl Strategy<Value = String> {
+    prop_oneof![
+        20 => (0u64..10_000_000, 0usize..5).prop_map(|(m, k)| {
+            let s = format!("{m:0>width$}", width = k + 1);
+            let (int, frac) = s.split_at(s.len() - k);
+            if k == 0 { int.to_string() } else { format!("{int}.{frac}") }
+        }),
+        2 => "-?[0-9]{1,22}(\\.[0-9]{1,22})?",
+        1 => prop::sample::select(vec![
+            "", " ", "-", "-0", "0.0", "+1", "1.", ".5", "1.2.3", "1e5", "1E-3", " 1", "1 ", "nan", "NaN", "inf",
+            "-inf", "0x1", "1,5", "\u{feff}1", "9007199254740993", "9007199254740992", "x",
+        ])
+        .prop_map(str::to_string),
+    ]
+}
+
+fn canonical_timestamp() -> impl Strategy<Value = String> {
+    prop_oneof![
+        20 => (0u32..28, 0u32..1440, 0u32..60)
+            .prop_map(|(d, m, s)| format!("2024-02-{:02} {:02}:{:02}:{s:02}", d + 1, m / 60, m % 60)),
+        2 => (0u32..28).prop_map(|d| format!("2024-02-{:02}", d + 1)),
+        1 => (0u32..28, 0u32..30, 0u32..70, 0u32..70).prop_map(|(d, h, m, s)| format!("2024-02-{:02}T{h:02}:{m:02}:{s:02}", d + 1)),
+        1 => prop::sample::select(vec![
+            "2024-02-03 04:05:06.5", "2024-02-03 04:05:06Z", "2024-02-03T04:05:06+01:00", "2024-02-03 04:05",
+            " 2024-02-03 04:05:06", "2024-02-03 04:05:06 ", "2023-02-29 00:00:00", "2024-02-03 24:00:00",
+            "2024/02/03 04:05:06", "20240203", "2024-02-30", "", "2024-02-03,04:05:06", "1677-09-21 00:12:43",
+            "Downloaded from Barchart.com as of 02-03-2024",
+        ])
+        .prop_map(str::to_string),
+    ]
+}
+
+fn canonical_line() -> impl Strategy<Value = String> {
+    let cells = prop_oneof![20 => Just(5usize), 1 => Just(4usize), 1 => Just(6usize), 1 => Just(0usize)];
+    (canonical_timestamp(), cells.prop_flat_map(|n| proptest::collection::vec(number_cell(), n)), 0u8..40).prop_map(
+        |(ts, cells, odd)| match odd {
+            0 => ",,,,,".to_string(),
+            1 => "     ".to_string(),
+            2 => format!("{ts},{},", cells.join(",")),
+            _ if cells.is_empty() => ts,
+            _ => format!("{ts},{}", cells.join(",")),
+        },
+    )
+}
+
+/// A header and rows joined by their line ends; the last row's end only with `final_end`.
+fn join_document(header: &str, rows: &[(String, &str)], end: &str, final_end: bool) -> String {
+    let mut s = format!("{header}{end}");
+    for (i, (row, end)) in rows.iter().enumerate() {
+        s.push_str(row);
+        if i + 1 < rows.len() || final_end {
+            s.push_str(end);
+        }
+    }
+    s
+}
+
+fn canonical_document() -> impl Strategy<Value = String> {
+    let header = prop_oneof![
+        8 => Just("timestamp,open,high,low,close,volume"),
+        1 => Just(",open,high,low,close,volume"),
+        1 => Just("\u{feff}Date,Open,High,Low,Close,Volume"),
+    ];
+    (header, proptest::collection::vec((canonical_line(), line_end()), 0..60), line_end(), any::<bool>())
+        .prop_map(|(header, rows, end, final_end)| join_document(header, &rows, end, final_end))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    /// Line by line: the one-pass reader declines, or gives exactly the row (timestamp and
+    /// float bits) that `Rows::row` makes of the same record, and reads it to its end.
+    #[test]
+    fn canonical_record_is_row_or_declines(line in canonical_line(), end in line_end()) {
+        let text = format!("{line}{end}");
+        if let Some((ts, values, n)) = canonical_record(text.as_bytes(), &mut TimestampParser::default()) {
+            prop_assert_eq!(n, line.len());
+            prop_assert_eq!(Some((ts, values.map(f64::to_bits))), row_of(line.as_bytes()), "{:?}", line);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Whole canonical documents with odd lines, every way and with a range: the same rows
+    /// (bits, via Debug's round-trip form) or the same error as the reference decoder.
+    #[test]
+    fn any_canonical_document_decodes_as_the_reference_does(
+        doc in canonical_document(),
+        chunk in 1usize..400,
+        workers in 1usize..4,
+        step in 1usize..9,
+        range in proptest::option::of((0u32..30, 0u32..30)),
+    ) {
+        let input = doc.as_bytes();
+        let day = |d: u32| parse_timestamp(b"2024-02-01") + i64::from(d) * 86_400_000_000_000;
+        let range = range.map(|(a, b)| TimeRange::new(Some(day(a.min(b))), Some(day(a.max(b)))).expect("ordered"));
+        let expected = reference(input, range);
+        let t = tuning(chunk, workers);
+        prop_assert_eq!(&outcome(decode_slice_with(input, range, t)), &expected);
+        prop_assert_eq!(&outcome(decode_reader_with(input, input.len(), range, t)), &expected);
+        let trickle = Trickle { data: input, step, fail_at: None, pos: 0 };
+        prop_assert_eq!(&outcome(decode_reader_with(trickle, 0, range, t)), &expected);
+    }
+}
+
+#[test]
+fn a_canonical_file_with_every_odd_line_decodes_as_the_reference_does() {
+    let mut text = minute_file(3000, "\n");
+    for (i, odd) in [
+        "2024-01-03 00:00:00,1e5,1,1,1,1\n",
+        "\r\n",
+        "2024-01-03 00:00:00.25,1,1,1,1,1\r\n",
+        "2024-01-03T00:00:00Z,1,1,1,1,12345678901234567890123\r",
+        ",,,,,\n",
+        "2024-01-03 00:00:00, 1,1 ,1,1,1\n",
+        "Downloaded from Barchart.com as of 01-03-2024\n",
+        "2024-01-03 00:00:00,-0,0.1234567890123456789,1,1,-9007199254740993\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let at = text.match_indices('\n').nth(200 + i * 300).map_or(text.len(), |(p, _)| p + 1);
+        text.insert_str(at, odd);
+    }
+    check_all_ways(text.as_bytes(), None);
+    let mut broken = text.clone();
+    let at = broken.match_indices('\n').nth(2500).map_or(0, |(p, _)| p + 1);
+    broken.insert_str(at, "2024-01-03 00:00:00,1,1,1,1,1,\n");
+    check_all_ways(broken.as_bytes(), None);
+    assert!(reference(broken.as_bytes(), None).contains("expected 6 fields, found 7"));
 }

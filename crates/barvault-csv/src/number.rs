@@ -224,6 +224,54 @@ fn parse_plain_decimal(s: &[u8]) -> Option<f64> {
     Some(if negative { -v } else { v })
 }
 
+/// 10^0 to 10^19, all exact in f64 (up to 10^22 are).
+const POW10_19: [f64; 20] =
+    [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19];
+
+/// Reads `-?d+(\.d+)?` (at most 19 digits, forming an integer of at most 2^53) at the start
+/// of `s`, for the decoder's one-pass row parser: the value and the count of bytes read, or
+/// `None` when the text there is not that shape.
+///
+/// The value is bit for bit what [`parse_f64`] gives for the bytes read: the digits form an
+/// integer `m <= 2^53` and the fraction digits a `k <= 19`, so `m` and `10^k` are exact and
+/// `m / 10^k` is one correctly rounded division (Clinger's fast path). Up to 15 digits that
+/// is `parse_plain_decimal`'s very computation; from 16, the correctly rounded value of the
+/// decimal that fast-float2 returns. The sign is applied after, as both do (`-0` is -0.0).
+/// The caller checks that the byte after is a field end.
+#[inline]
+pub(crate) fn decimal_prefix(s: &[u8]) -> Option<(f64, usize)> {
+    let negative = s.first() == Some(&b'-');
+    let start = usize::from(negative);
+    let mut i = start;
+    let mut m: u64 = 0;
+    // A word-at-a-time (SWAR) digit reader measured slower here: fields are short.
+    while let Some(d) = s.get(i).map(|b| b.wrapping_sub(b'0')).filter(|&d| d < 10) {
+        m = m.wrapping_mul(10).wrapping_add(u64::from(d));
+        i += 1;
+    }
+    let int_digits = i - start;
+    let mut k = 0;
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        let frac_start = i;
+        while let Some(d) = s.get(i).map(|b| b.wrapping_sub(b'0')).filter(|&d| d < 10) {
+            m = m.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        k = i - frac_start;
+        if k == 0 {
+            return None;
+        }
+    }
+    // 19 digits cannot wrap a u64; more may have, so they are refused before `m` is trusted.
+    if int_digits == 0 || int_digits + k > 19 || m > 1 << 53 {
+        return None;
+    }
+    // Exact: m <= 2^53 (and the signed conversion is the cheaper instruction).
+    let v = m as i64 as f64 / POW10_19.get(k)?;
+    Some((if negative { -v } else { v }, i))
+}
+
 /// `[sign]d{1,3}(,ddd)+[.…]`: commas only as strict thousands separators, so a decimal
 /// comma such as `1,5` is never silently read as 15.
 fn has_thousands_groups(s: &[u8]) -> bool {
@@ -455,6 +503,97 @@ mod tests {
             let (up, down) = (v.next_up(), v.next_down());
             proptest::prop_assert_eq!(text(up), general(up));
             proptest::prop_assert_eq!(text(down), general(down));
+        }
+    }
+
+    /// `[-]int[.frac]`, or `[-]int.` when `frac` is `Some("")`.
+    fn decimal_text(negative: bool, int: &str, frac: Option<&str>) -> String {
+        let sign = if negative { "-" } else { "" };
+        match frac {
+            Some(frac) => format!("{sign}{int}.{frac}"),
+            None => format!("{sign}{int}"),
+        }
+    }
+
+    /// `m` with a point `k` digits from its right (zero-padded on the left as needed).
+    fn with_point(negative: bool, m: u64, k: usize) -> String {
+        let digits = format!("{m:0>width$}", width = k + 1);
+        let (int, frac) = digits.split_at(digits.len() - k);
+        decimal_text(negative, int, (k > 0).then_some(frac))
+    }
+
+    /// Decimals of every length around the fast path's limits: 1 to 25 digits on each side,
+    /// zeros, values next to 2^53, 17 to 20 significant digits, trailing zeros.
+    fn decimal_strings() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let two53 = 1u64 << 53;
+        prop_oneof![
+            4 => (any::<bool>(), "[0-9]{1,25}", proptest::option::of("[0-9]{0,25}"))
+                .prop_map(|(n, int, frac)| decimal_text(n, &int, frac.as_deref())),
+            2 => (any::<bool>(), "[1-9][0-9]{0,6}", "[0-9]{0,7}", 0usize..20)
+                .prop_map(|(n, int, frac, zeros)| decimal_text(n, &int, Some(&format!("{frac}{}", "0".repeat(zeros))))),
+            2 => (any::<bool>(), two53 - 20..=two53 + 20, 0usize..20).prop_map(|(n, m, k)| with_point(n, m, k)),
+            2 => (any::<bool>(), 10u64.pow(16)..u64::MAX, 0usize..21).prop_map(|(n, m, k)| with_point(n, m, k)),
+            2 => (any::<bool>(), 0u64..1_000_000_000, 0usize..12).prop_map(|(n, m, k)| with_point(n, m, k)),
+            1 => prop::sample::select(vec!["0", "-0", "0.0", "-0.0", "00", "-00.000", "0.0000000000000000000001"])
+                .prop_map(str::to_string),
+        ]
+    }
+
+    #[test]
+    fn decimal_prefix_reads_the_common_shapes() {
+        let read = |s: &str| decimal_prefix(s.as_bytes());
+        assert_eq!(read("100.03,87741"), Some((100.03, 6)));
+        assert_eq!(read("87741\r\n"), Some((87741.0, 5)));
+        assert_eq!(read("-0").map(|(v, n)| (v.to_bits(), n)), Some(((-0.0f64).to_bits(), 2)));
+        assert_eq!(read("9007199254740992"), Some((9_007_199_254_740_992.0, 16)));
+        assert_eq!(read("1234.567890123456"), Some((1_234.567_890_123_456, 17)));
+        assert_eq!(read("0.00000000000000001"), Some((1e-17, 19)));
+        // Stops at the first byte that is not part of the shape; the caller checks it.
+        assert_eq!(read("1e5"), Some((1.0, 1)));
+        for declined in ["", "-", ".5", "5.", "5.,", "+1", " 1", "nan", "9007199254740993", "0.1234567890123456789"] {
+            assert_eq!(read(declined), None, "{declined:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 20_000, ..Default::default() })]
+
+        /// Declined, or exactly `parse_f64`'s bits; and accepted whenever it is 15 digits or
+        /// fewer in the shape (so the fast path is not vacuous).
+        #[test]
+        fn decimal_prefix_is_parse_f64_or_declines(s in decimal_strings(), tail in "[,\r\n]?[0-9a-z.,]{0,9}") {
+            let expected = parse_f64(s.as_bytes()).map(f64::to_bits);
+            let shaped = !s.ends_with('.');
+            let digits = s.bytes().filter(u8::is_ascii_digit).count();
+            match decimal_prefix(s.as_bytes()) {
+                Some((v, n)) => {
+                    proptest::prop_assert_eq!(n, s.len());
+                    proptest::prop_assert_eq!(Some(v.to_bits()), expected, "{}", s);
+                }
+                None => proptest::prop_assert!(!shaped || digits > 15, "declined {}", s),
+            }
+            // What follows never changes the value of what was read.
+            let followed = format!("{s}{tail}");
+            if let Some((v, n)) = decimal_prefix(followed.as_bytes()) {
+                let read = followed.get(..n).unwrap_or_default();
+                proptest::prop_assert_eq!(parse_f64(read.as_bytes()).map(f64::to_bits), Some(v.to_bits()), "{}", read);
+            }
+        }
+
+        #[test]
+        fn decimal_prefix_of_any_bytes_is_parse_f64_of_what_it_read(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![6 => b'0'..=b'9', 1 => proptest::strategy::Just(b'-'),
+                    1 => proptest::strategy::Just(b'.'), 1 => proptest::prelude::any::<u8>()],
+                0..30),
+        ) {
+            if let Some((v, n)) = decimal_prefix(&bytes) {
+                let read = bytes.get(..n).unwrap_or_default();
+                proptest::prop_assert_eq!(parse_f64(read).map(f64::to_bits), Some(v.to_bits()), "{:?}", read);
+                // The byte after cannot continue a number that `parse_f64` would read differently.
+                proptest::prop_assert!(!bytes.get(n).is_some_and(u8::is_ascii_digit));
+            }
         }
     }
 }

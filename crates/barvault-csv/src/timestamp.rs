@@ -368,6 +368,32 @@ impl TimestampParser {
         }
     }
 
+    /// The two shapes nearly every file writes, `YYYY-MM-DD HH:MM:SS` (or with `T`) and
+    /// `YYYY-MM-DD`, untrimmed: the value [`Self::parse`] gives, or `None` for any other
+    /// cell, valid or not, for [`Self::parse`] to decide (and word its error).
+    ///
+    /// Same value: the cell starts and ends with a digit, so `parse`'s trim is a no-op; the
+    /// date goes through the same [`Self::date_prefix`]; and for the 8 bytes after the
+    /// separator `time_of_day` reads `HH:MM:SS` with these range checks, no fraction and
+    /// no offset (0), which is what is combined here.
+    #[inline]
+    pub(crate) fn parse_common(&mut self, s: &[u8]) -> Option<i64> {
+        let days = self.date_prefix(s).ok()??;
+        let secs = match s.get(10..)? {
+            [] => 0,
+            [b' ' | b'T' | b't', h1, h2, b':', m1, m2, b':', s1, s2] => {
+                let pair = |a: u8, b: u8| Some(digit(a)? * 10 + digit(b)?);
+                let (hour, minute, second) = (pair(*h1, *h2)?, pair(*m1, *m2)?, pair(*s1, *s2)?);
+                if hour > 23 || minute > 59 || second > 59 {
+                    return None;
+                }
+                i64::from(hour * 3600 + minute * 60 + second)
+            }
+            _ => return None,
+        };
+        combine(days, TimeOfDay { secs, frac: 0, offset_secs: 0 }).ok()
+    }
+
     /// A date-only cell, for the split `date,time` layout; `None` when it is not one.
     pub(crate) fn parse_date(&mut self, text: &[u8]) -> Option<i64> {
         let s = text.trim_ascii();
@@ -510,6 +536,43 @@ mod tests {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
             assert!(d <= days_in_month(y, m));
+        }
+    }
+
+    /// Timestamps of the common shapes and next to them: any year, month, day, hour, minute
+    /// and second in two digits (many invalid), any separator, and what may follow.
+    fn near_common() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let date = (1600u32..2300, 0u32..14, 0u32..33).prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}"));
+        let sep = prop::sample::select(vec![" ", "T", "t", "x", "  ", ""]);
+        let time = (0u32..30, 0u32..70, 0u32..70).prop_map(|(h, m, s)| format!("{h:02}:{m:02}:{s:02}"));
+        let tail = prop::sample::select(vec!["", "", "", ".5", "Z", "+01:00", " ", ":00", "0"]);
+        let lead = prop::sample::select(vec!["", "", "", " "]);
+        (lead, date, proptest::option::of((sep, time)), tail).prop_map(|(lead, date, time, tail)| match time {
+            Some((sep, time)) => format!("{lead}{date}{sep}{time}{tail}"),
+            None => format!("{lead}{date}{tail}"),
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 5_000, ..Default::default() })]
+
+        /// `parse_common` gives `parse`'s value or declines, and declines only what is not of
+        /// the two common shapes or what `parse` refuses; one parser for all, so that its
+        /// remembered date is exercised too.
+        #[test]
+        fn parse_common_is_parse_or_declines(cells in proptest::collection::vec(near_common(), 1..8)) {
+            let (mut fast, mut slow) = (TimestampParser::default(), TimestampParser::default());
+            for cell in &cells {
+                let expected = slow.parse(cell.as_bytes());
+                let common = (cell.len() == 10 || cell.len() == 19)
+                    && !cell.starts_with(' ')
+                    && cell.get(10..11).is_none_or(|sep| [" ", "T", "t"].contains(&sep));
+                match fast.parse_common(cell.as_bytes()) {
+                    Some(v) => proptest::prop_assert_eq!(Ok(v), expected, "{:?}", cell),
+                    None => proptest::prop_assert!(!common || expected.is_err(), "declined {:?}", cell),
+                }
+            }
         }
     }
 }
