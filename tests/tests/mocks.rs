@@ -23,11 +23,11 @@ impl SeriesGuard for Guard {}
 fn named(name: &str) -> MockBarStore {
     let mut m = staging(name);
     let unsupported = name.to_string();
-    m.expect_stage().returning(move |_, _, _| Err(StorageError::unsupported("stage", unsupported.clone())));
+    m.expect_stage_with().returning(move |_, _, _, _| Err(StorageError::unsupported("stage", unsupported.clone())));
     m
 }
 
-/// A store whose `stage` expectations the test sets.
+/// A store whose `stage_with` expectations the test sets.
 fn staging(name: &str) -> MockBarStore {
     let mut m = MockBarStore::new();
     m.expect_name().return_const(name.to_string());
@@ -85,7 +85,7 @@ fn stages(
 ) {
     let log = Arc::clone(log);
     let mut outcome = Some(outcome);
-    store.expect_stage().times(1).returning(move |_, _, _| {
+    store.expect_stage_with().times(1).returning(move |_, _, _, _| {
         let fails = outcome.take().expect("one stage")?;
         Ok(Box::new(Staged { format, fails, log: Arc::clone(&log), done: false }) as Box<dyn StagedWrite>)
     });

@@ -30,6 +30,11 @@ const MAX_FORMATTERS: usize = 2;
 /// Timestamps share one fraction width, the narrowest that is exact for every row.
 /// The bytes are the same whether or not the work is pipelined.
 pub fn encode_bars<W: Write + ?Sized>(bars: &Bars, out: &mut W) -> io::Result<()> {
+    encode_part(bars, 0..bars.len(), true, out)
+}
+
+/// The header line of `bars`' columns.
+fn header_line(bars: &Bars) -> Vec<u8> {
     let mut header = Vec::with_capacity(256);
     header.extend_from_slice(CORE_COLUMNS.join(",").as_bytes());
     for extra in bars.extras() {
@@ -37,9 +42,26 @@ pub fn encode_bars<W: Write + ?Sized>(bars: &Bars, out: &mut W) -> io::Result<()
         header.extend_from_slice(extra.name().as_bytes());
     }
     header.push(b'\n');
-    if bars.len() < PIPELINE_MIN_ROWS {
-        let mut buf = header;
-        format_rows(bars, |chunk| {
+    header
+}
+
+/// Writes the header (with `header`) and rows `rows` of `bars`, byte for byte as they
+/// appear in [`encode_bars`]' output: the fraction width is that of all of `bars`, so
+/// `encode_part(0..k, true) ++ encode_part(k..n, false) == encode_bars`. Rows out of
+/// range are not written.
+pub fn encode_part<W: Write + ?Sized>(
+    bars: &Bars,
+    rows: std::ops::Range<usize>,
+    header: bool,
+    out: &mut W,
+) -> io::Result<()> {
+    let end = rows.end.min(bars.len());
+    let rows = rows.start.min(end)..end;
+    let digits = fraction_digits(bars.timestamps());
+    let head = if header { header_line(bars) } else { Vec::new() };
+    if rows.len() < PIPELINE_MIN_ROWS {
+        let mut buf = head;
+        format_range(bars, digits, rows, |chunk| {
             buf.extend_from_slice(chunk);
             if buf.len() >= CHUNK {
                 out.write_all(&buf)?;
@@ -49,10 +71,10 @@ pub fn encode_bars<W: Write + ?Sized>(bars: &Bars, out: &mut W) -> io::Result<()
         })?;
         return out.write_all(&buf);
     }
-    out.write_all(&header)?;
-    let digits = fraction_digits(bars.timestamps());
+    out.write_all(&head)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_FORMATTERS);
-    let blocks = bars.len().div_ceil(BLOCK_ROWS);
+    let (first_row, end) = (rows.start, rows.end);
+    let blocks = rows.len().div_ceil(BLOCK_ROWS);
     std::thread::scope(|scope| {
         let mut receivers = Vec::with_capacity(threads);
         for first in 0..threads {
@@ -62,7 +84,8 @@ pub fn encode_bars<W: Write + ?Sized>(bars: &Bars, out: &mut W) -> io::Result<()
             // them round-robin, so the bytes come out in row order.
             scope.spawn(move || {
                 for block in (first..blocks).step_by(threads) {
-                    let rows = block * BLOCK_ROWS..((block + 1) * BLOCK_ROWS).min(bars.len());
+                    let from = first_row + block * BLOCK_ROWS;
+                    let rows = from..(from + BLOCK_ROWS).min(end);
                     let mut buf = Vec::with_capacity(rows.len() * 64);
                     // Formatting into a Vec cannot fail.
                     let _ = format_range(bars, digits, rows, |chunk| {
@@ -86,6 +109,7 @@ pub fn encode_bars<W: Write + ?Sized>(bars: &Bars, out: &mut W) -> io::Result<()
     })
 }
 
+#[cfg(test)]
 /// Formats every row of `bars`, handing `sink` chunks of about [`CHUNK`] bytes, in order.
 fn format_rows(bars: &Bars, sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
     format_range(bars, fraction_digits(bars.timestamps()), 0..bars.len(), sink)
@@ -218,6 +242,29 @@ mod tests {
         }
         let err = encode_bars(&bars, &mut Full(0)).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(28));
+    }
+
+    /// Any split of the rows, pipelined or not, concatenates to the whole encoding, and
+    /// the parts keep the fraction width of the whole (row 0 alone would need none).
+    #[test]
+    fn parts_concatenate_to_the_whole() {
+        let n = PIPELINE_MIN_ROWS + BLOCK_ROWS + 5;
+        let ts: Vec<i64> = (0..n as i64).map(|i| i * 60_000_000_000 + i64::from(i == 9) * 250_000_000).collect();
+        let v: Vec<f64> = (0..n).map(|i| i as f64 * 0.01 + 0.5).collect();
+        let extra: Vec<Option<f64>> = (0..n).map(|i| (i % 2 == 0).then_some(i as f64)).collect();
+        let bars =
+            Bars::new(ts, v.clone(), v.clone(), v.clone(), v.clone(), v, vec![ExtraColumn::new("oi", extra).unwrap()])
+                .unwrap();
+        let whole = encode_to_vec(&bars);
+        for k in [0, 1, 9, 10, 777, BLOCK_ROWS + 3, n - PIPELINE_MIN_ROWS, n - 1, n, n + 5] {
+            let mut parts = Vec::new();
+            encode_part(&bars, 0..k, true, &mut parts).unwrap();
+            encode_part(&bars, k..n, false, &mut parts).unwrap();
+            assert!(parts == whole, "split at {k}");
+        }
+        let mut one = Vec::new();
+        encode_part(&bars, 0..1, false, &mut one).unwrap();
+        assert_eq!(one, b"1970-01-01 00:00:00.00,0.5,0.5,0.5,0.5,0.5,0\n");
     }
 
     #[test]

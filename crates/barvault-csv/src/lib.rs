@@ -103,6 +103,16 @@ impl BarCodec for CsvCodec {
         Ok(())
     }
 
+    fn encode_part(
+        &self,
+        bars: &Bars,
+        rows: std::ops::Range<usize>,
+        header: bool,
+        out: &mut (dyn Write + Send),
+    ) -> Option<Result<(), CodecError>> {
+        Some(encode::encode_part(bars, rows, header, out).map_err(CodecError::Io))
+    }
+
     fn decode(&self, input: CodecInput<'_>, range: Option<TimeRange>) -> Result<RawBars, CodecError> {
         match input {
             CodecInput::Bytes(bytes) => self.decode_bytes(bytes, range),

@@ -83,6 +83,21 @@ fn opt_bits(v: Option<f64>) -> Option<u64> {
     v.map(f64::to_bits)
 }
 
+/// The length of the common prefix of two equally long slices under `eq`, found a block
+/// at a time so that the equal blocks (nearly all) compare without a branch per value.
+fn common_len<T: Copy>(a: &[T], b: &[T], eq: impl Fn(T, T) -> bool) -> usize {
+    const BLOCK: usize = 256;
+    let mut done = 0;
+    for (x, y) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        if x.iter().zip(y).fold(true, |all, (&p, &q)| all & eq(p, q)) {
+            done += x.len();
+        } else {
+            return done + x.iter().zip(y).take_while(|&(&p, &q)| eq(p, q)).count();
+        }
+    }
+    done
+}
+
 fn same_f64(a: &[f64], b: &[f64]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
@@ -220,6 +235,32 @@ impl Bars {
     }
 
     /// `timestamp, open, high, low, close, volume`, then the extras by name.
+    /// How many leading rows `self` and `other` share exactly (bit-exact values, same
+    /// columns); 0 when their columns differ. A store that keeps the bytes of a stored
+    /// version's unchanged rows asks this of the stored and the new version.
+    pub fn common_prefix_len(&self, other: &Bars) -> usize {
+        let same_columns = self.extras.len() == other.extras.len()
+            && self.extras.iter().zip(&other.extras).all(|(a, b)| a.name == b.name);
+        if !same_columns {
+            return 0;
+        }
+        let mut n = self.len().min(other.len());
+        n = common_len(&self.ts[..n], &other.ts[..n], |x, y| x == y);
+        for (a, b) in [
+            (&self.open, &other.open),
+            (&self.high, &other.high),
+            (&self.low, &other.low),
+            (&self.close, &other.close),
+            (&self.volume, &other.volume),
+        ] {
+            n = common_len(&a[..n], &b[..n], |x, y| x.to_bits() == y.to_bits());
+        }
+        for (a, b) in self.extras.iter().zip(&other.extras) {
+            n = common_len(&a.values[..n], &b.values[..n], |x, y| x.map(f64::to_bits) == y.map(f64::to_bits));
+        }
+        n
+    }
+
     pub fn column_names(&self) -> Vec<String> {
         CORE_COLUMNS.iter().map(|s| s.to_string()).chain(self.extras.iter().map(|e| e.name.clone())).collect()
     }
@@ -390,6 +431,49 @@ mod tests {
             vec![ExtraColumn::new("adj_close", vec![Some(1.0), None, Some(3.0), None]).unwrap()],
         )
         .unwrap()
+    }
+
+    fn long(n: usize, extra: &str) -> Bars {
+        let v: Vec<f64> = (0..n).map(|i| i as f64 * 0.5).collect();
+        let e: Vec<Option<f64>> = (0..n).map(|i| (i % 3 != 0).then_some(i as f64)).collect();
+        let ts = (0..n as i64).map(|i| i * 10).collect();
+        Bars::new(ts, v.clone(), v.clone(), v.clone(), v.clone(), v, vec![ExtraColumn::new(extra, e).unwrap()]).unwrap()
+    }
+
+    /// Every kind of first difference, in every column and at block edges, ends the prefix
+    /// exactly there; bit-exact, so `-0.0` differs from `0.0` and NaN equals NaN.
+    #[test]
+    fn common_prefix_stops_at_the_first_differing_row() {
+        let n = 1000;
+        let base = long(n, "oi");
+        assert_eq!(base.common_prefix_len(&base.clone()), n);
+        assert_eq!(base.common_prefix_len(&long(n - 7, "oi")), n - 7);
+        assert_eq!(base.common_prefix_len(&long(n, "adj")), 0, "different columns share nothing");
+        for at in [0, 1, 255, 256, 257, 511, 999] {
+            for column in 0..7 {
+                let mut b = RawBars::from(base.clone());
+                match column {
+                    0 => b.ts[at] += 1,
+                    1 => b.open[at] = if at == 0 { -0.0 } else { f64::NAN },
+                    2 => b.high[at] += 1.0,
+                    3 => b.low[at] = -b.low[at] - 1.0,
+                    4 => b.close[at] = f64::INFINITY,
+                    5 => b.volume[at] += 0.25,
+                    _ => {
+                        let mut v = b.extras[0].values().to_vec();
+                        v[at] = if v[at].is_some() { None } else { Some(0.0) };
+                        b.extras[0] = ExtraColumn::new("oi", v).unwrap();
+                    }
+                }
+                let other = Bars::new(b.ts, b.open, b.high, b.low, b.close, b.volume, b.extras).unwrap();
+                assert_eq!(base.common_prefix_len(&other), at, "column {column}, row {at}");
+                assert_eq!(other.common_prefix_len(&base), at, "symmetric");
+            }
+        }
+        let mut nan = RawBars::from(base.clone());
+        nan.close[5] = f64::NAN;
+        let nan = Bars::new(nan.ts, nan.open, nan.high, nan.low, nan.close, nan.volume, nan.extras).unwrap();
+        assert_eq!(nan.common_prefix_len(&nan.clone()), n);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! fsync the directory. A reader or a crash therefore sees the old file or the new one,
 //! never a mix, and a failed write leaves the old file exactly as it was.
 
-use std::io::{self, BufWriter, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use barvault_ports::{CodecError, IoStep, StorageError};
@@ -11,6 +12,7 @@ use md5::{Digest, Md5};
 
 use crate::fs::{Fs, FsFile};
 use crate::layout::{backup_path_of, temp_path_in};
+use crate::reuse::Prefix;
 
 const BUFFER: usize = 64 * 1024;
 
@@ -148,7 +150,19 @@ pub fn stage_atomic(
     target: &Path,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
 ) -> Result<Staged, StorageError> {
-    stage(fs, target, true, write)
+    stage(fs, target, true, None, write)
+}
+
+/// [`stage_atomic`] of a file that starts with the bytes of `prefix` (copied from the
+/// old file, not hashed again: the MD5 resumes from the state `prefix` carries), followed
+/// by what `write` produces.
+pub(crate) fn stage_atomic_after(
+    fs: &dyn Fs,
+    target: &Path,
+    prefix: Prefix,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
+) -> Result<Staged, StorageError> {
+    stage(fs, target, true, Some(prefix), write)
 }
 
 /// [`write_atomic`] without the MD5 and without a `.backup`, for files barvault writes but
@@ -159,20 +173,21 @@ pub fn write_atomic_unrecorded(
     target: &Path,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
 ) -> Result<u64, StorageError> {
-    Ok(stage(fs, target, false, write)?.commit(fs, false)?.size)
+    Ok(stage(fs, target, false, None, write)?.commit(fs, false)?.size)
 }
 
 fn stage(
     fs: &dyn Fs,
     target: &Path,
     hash: bool,
+    prefix: Option<Prefix>,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
 ) -> Result<Staged, StorageError> {
     let (dir, name) = split_target(target)?;
     create_dir_durable(fs, dir)?;
     let temp = temp_path_in(dir, &name);
     let file = fs.create_new(&temp).map_err(|e| StorageError::io(IoStep::CreateTemp, &temp, e))?;
-    match fill(file, &temp, target, hash, write) {
+    match fill(file, &temp, target, hash, prefix, write) {
         Ok((size, md5_hex)) => Ok(Staged { temp, target: target.to_path_buf(), name, size, md5_hex }),
         Err(e) => {
             discard(fs, &temp);
@@ -248,10 +263,16 @@ fn fill(
     temp: &Path,
     target: &Path,
     hash: bool,
+    prefix: Option<Prefix>,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
 ) -> Result<(u64, String), StorageError> {
     let md5 = hash.then(Md5::new);
     let mut w = HashingWriter { inner: BufWriter::with_capacity(BUFFER, file), md5, size: 0, failure: None };
+    if let Some(Prefix { mut file, len, md5, .. }) = prefix {
+        copy_prefix(&mut file, len, &mut w.inner, temp, target)?;
+        w.md5 = hash.then_some(md5);
+        w.size = len;
+    }
     let mut written = write(&mut w).and_then(|()| w.flush().map_err(CodecError::Io));
     if written.is_ok()
         && let Some(swallowed) = w.failure.take()
@@ -268,6 +289,27 @@ fn fill(
     let mut file = inner.into_inner().map_err(|e| StorageError::io(IoStep::WriteTemp, temp, e.into_error()))?;
     file.sync_all().map_err(|e| StorageError::io(IoStep::FsyncTemp, temp, e))?;
     Ok((size, md5.map(|m| format!("{:x}", m.finalize())).unwrap_or_default()))
+}
+
+/// Copies the first `len` bytes of `from` (the old version of `target`) to `to`.
+fn copy_prefix(from: &mut File, len: u64, to: &mut impl Write, temp: &Path, target: &Path) -> Result<(), StorageError> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match from.read(&mut buf[..want]) {
+            Ok(0) => {
+                let e = io::Error::new(io::ErrorKind::UnexpectedEof, "the stored file shrank while being copied");
+                return Err(StorageError::io(IoStep::Read, target, e));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StorageError::io(IoStep::Read, target, e)),
+        };
+        to.write_all(&buf[..n]).map_err(|e| StorageError::io(IoStep::WriteTemp, temp, e))?;
+        left -= n as u64;
+    }
+    Ok(())
 }
 
 /// Whether a failed hard link means "this filesystem cannot link" (then copy instead).

@@ -15,6 +15,7 @@ mod atomic;
 mod fs;
 mod layout;
 mod lock;
+mod reuse;
 mod store;
 
 pub use atomic::{

@@ -9,15 +9,18 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use barvault_domain::{Bars, DomainError, ExtraColumn, MergePolicy, MergeStats, RawBars, SeriesKey, TimeRange, merge};
 use barvault_ports::{
-    BackupPolicy, BarCodec, BarStore, CodecError, CodecInput, FileInfo, IoStep, OpContext, PersistOptions, StagedWrite,
-    StorageError, StorageReceipt, WriteMode,
+    BackupPolicy, BarCodec, BarStore, CodecError, CodecInput, FileInfo, IoStep, OpContext, PersistOptions, StageHint,
+    StagedWrite, StorageError, StorageReceipt, WriteMode,
 };
 use chrono::{DateTime, Utc};
 
-use crate::atomic::{Staged, WriteOutcome, md5_hex, md5_of_reader, remove_durable, stage_atomic, write_atomic};
+use crate::atomic::{
+    Staged, WriteOutcome, md5_hex, md5_of_reader, remove_durable, stage_atomic, stage_atomic_after, write_atomic,
+};
 use crate::fs::{Fs, RealFs};
 use crate::layout::{Layout, Scan};
 use crate::lock::{FileLockGuard, FileLocks, LockScope};
+use crate::reuse::{Proofs, prove, reusable_prefix};
 
 /// Default wait for a series lock held by another writer.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,6 +48,8 @@ struct Inner<C> {
     locks: FileLocks,
     lock_timeout: Duration,
     keep_backups: bool,
+    /// Checksum proofs of files about to be replaced, for [`crate::reuse`].
+    proofs: Proofs,
 }
 
 /// Configuration of a [`FileStore`]; see [`FileStore::builder`].
@@ -88,6 +93,7 @@ impl<C: BarCodec + 'static> FileStoreBuilder<C> {
                 locks,
                 lock_timeout: self.lock_timeout,
                 keep_backups: self.keep_backups,
+                proofs: Proofs::default(),
             }),
         })
     }
@@ -328,13 +334,33 @@ impl<C: BarCodec + 'static> Inner<C> {
         Ok(written_receipt(receipt, &outcome, start, waited))
     }
 
-    /// The first half of an overwrite: takes the lock and stages the encoded bars.
-    fn stage(&self, bars: &Bars, series: &SeriesKey) -> Result<(Staged, FileLockGuard, Duration), StorageError> {
+    /// The first half of an overwrite: takes the lock and stages the encoded bars, reusing
+    /// the stored bytes of unchanged leading rows when `hint` checks out (see [`crate::reuse`]).
+    fn stage(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        hint: StageHint,
+    ) -> Result<(Staged, FileLockGuard, Duration), StorageError> {
         let start = Instant::now();
         let guard = self.locks.lock_blocking(series, self.lock_timeout)?;
         let waited = start.elapsed();
         let path = self.layout.data_path(series);
-        let staged = stage_atomic(self.fs.as_ref(), &path, |w| self.codec.encode(bars, series, w))?;
+        let fs = self.fs.as_ref();
+        let staged = match reusable_prefix(fs, &self.codec, &self.proofs, &path, bars, hint) {
+            Some(prefix) => {
+                let (rows, bytes) = (prefix.rows, prefix.len);
+                let staged = stage_atomic_after(fs, &path, prefix, |w| {
+                    match self.codec.encode_part(bars, rows..bars.len(), false, w) {
+                        Some(done) => done,
+                        None => Err(CodecError::Corrupt("the codec stopped writing parts".into())),
+                    }
+                })?;
+                tracing::debug!(path = %path.display(), rows_kept = rows, bytes_kept = bytes, "stored leading rows reused");
+                staged
+            }
+            None => stage_atomic(fs, &path, |w| self.codec.encode(bars, series, w))?,
+        };
         Ok((staged, guard, waited))
     }
 
@@ -558,12 +584,22 @@ impl<C: BarCodec + 'static> BarStore for FileStore<C> {
         series: &SeriesKey,
         ctx: &OpContext,
     ) -> Result<Box<dyn StagedWrite>, StorageError> {
+        self.stage_with(bars, series, StageHint::default(), ctx).await
+    }
+
+    async fn stage_with(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        hint: StageHint,
+        ctx: &OpContext,
+    ) -> Result<Box<dyn StagedWrite>, StorageError> {
         let span = ctx.span("stage", Some(series));
         let (inner, bars, key) = (Arc::clone(&self.inner), bars.clone(), series.clone());
         off_executor(IoStep::WriteTemp, self.path_of(series), move || {
             span.in_scope(|| {
                 let start = Instant::now();
-                let (staged, guard, waited) = inner.stage(&bars, &key).inspect_err(|e| {
+                let (staged, guard, waited) = inner.stage(&bars, &key, hint).inspect_err(|e| {
                     tracing::warn!(error = %e, "stage failed");
                 })?;
                 let staged: Box<dyn StagedWrite> = Box::new(FileStaged {
@@ -638,7 +674,19 @@ impl<C: BarCodec + 'static> BarStore for FileStore<C> {
     async fn checksum(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<String>, StorageError> {
         let span = ctx.span("checksum", Some(series));
         let (inner, path) = (Arc::clone(&self.inner), self.path_of(series));
-        off_executor(IoStep::Read, path.clone(), move || span.in_scope(|| inner.checksum(&path))).await
+        // The proof is kept: this is how a writer checks the file it is about to replace,
+        // and its staged write may then reuse the file's unchanged leading bytes.
+        off_executor(IoStep::Read, path.clone(), move || {
+            span.in_scope(|| match prove(inner.fs.as_ref(), &path) {
+                Ok(Some((md5, proof))) => {
+                    inner.proofs.put(proof);
+                    Ok(Some(md5))
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(StorageError::io(IoStep::Read, &path, e)),
+            })
+        })
+        .await
     }
 
     async fn exists(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {

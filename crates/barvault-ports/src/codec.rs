@@ -72,4 +72,19 @@ pub trait BarCodec: Send + Sync + Debug {
     /// Reads one file. Rows outside `range` may be skipped (and must be, by the caller
     /// trimming, if the codec does not). Rows come in file order.
     fn decode(&self, input: CodecInput<'_>, range: Option<TimeRange>) -> Result<RawBars, CodecError>;
+
+    /// For formats whose files are a header followed by one independent record per row
+    /// (CSV): writes the header (with `header`) and then rows `rows` of `bars`, exactly as
+    /// they appear in `encode`'s output for the whole of `bars`, so that
+    /// `part(0..k, true) ++ part(k..n, false) == encode(bars)`. A store uses it to keep
+    /// the stored bytes of unchanged leading rows. `None`: the format has no such parts.
+    fn encode_part(
+        &self,
+        _bars: &Bars,
+        _rows: std::ops::Range<usize>,
+        _header: bool,
+        _out: &mut (dyn Write + Send),
+    ) -> Option<Result<(), CodecError>> {
+        None
+    }
 }

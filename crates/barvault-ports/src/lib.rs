@@ -25,7 +25,8 @@ pub use error::{IoStep, StorageError};
 pub use lock::{SeriesGuard, SeriesLocks};
 pub use metadata::{DateRange, FileMetadata, MetadataStore};
 pub use store::{
-    BackupPolicy, BarStore, FileInfo, PersistOptions, SecondaryStatus, StagedWrite, StorageReceipt, WriteMode,
+    BackupPolicy, BarStore, FileInfo, PersistOptions, SecondaryStatus, StageHint, StagedWrite, StorageReceipt,
+    WriteMode,
 };
 
 #[cfg(feature = "mock")]

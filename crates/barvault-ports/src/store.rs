@@ -212,6 +212,32 @@ pub trait BarStore: Send + Sync + Debug {
     ) -> Result<Box<dyn StagedWrite>, StorageError> {
         Err(StorageError::unsupported("stage", self.name()))
     }
+
+    /// [`BarStore::stage`], told how `bars` relates to what is stored now, so that a store
+    /// can reuse the bytes it holds for the unchanged leading rows instead of encoding and
+    /// hashing them again (a nightly update changes the last rows of a long history).
+    /// The default ignores the hint. A store must produce exactly the bytes a plain
+    /// `stage` would have, or bytes that load back as exactly `bars`; when it cannot
+    /// confirm the hint against its own evidence it must ignore it.
+    async fn stage_with(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        _hint: StageHint,
+        ctx: &OpContext,
+    ) -> Result<Box<dyn StagedWrite>, StorageError> {
+        self.stage(bars, series, ctx).await
+    }
+}
+
+/// What a caller of [`BarStore::stage_with`] knows about the new content of a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StageHint {
+    /// Rows of the version the store holds now, as the caller last loaded and verified it.
+    pub stored_rows: usize,
+    /// How many leading rows of the new bars equal, value for value and with the same
+    /// columns, the leading rows of that stored version.
+    pub unchanged_prefix: usize,
 }
 
 /// A version of a series prepared by [`BarStore::stage`]: durable but not yet visible.

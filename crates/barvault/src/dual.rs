@@ -14,7 +14,7 @@ use barvault_domain::{
 };
 use barvault_ports::{
     BackupPolicy, BarStore, DateRange, FileInfo, FileMetadata, MetadataStore, OpContext, PersistOptions,
-    SecondaryStatus, SeriesLocks, StagedWrite, StorageError, StorageReceipt, WriteMode,
+    SecondaryStatus, SeriesLocks, StageHint, StagedWrite, StorageError, StorageReceipt, WriteMode,
 };
 use chrono::Utc;
 use serde::Serialize;
@@ -223,7 +223,17 @@ impl DualStorageManager {
         {
             let unsupported =
                 |r: &Result<Box<dyn StagedWrite>, StorageError>| matches!(r, Err(StorageError::Unsupported { .. }));
-            let (ps, ss) = tokio::join!(self.primary.stage(&result, series, ctx), sec.stage(&result, series, ctx));
+            // What each copy may reuse of its stored bytes: the leading rows the merge left
+            // as they were, vouched for only for a copy just proven sound.
+            let kept = state.bars.as_ref().map_or(0, |old| old.common_prefix_len(&result));
+            let hint = |ok: bool| match (&state.bars, ok) {
+                (Some(old), true) => StageHint { stored_rows: old.len(), unchanged_prefix: kept },
+                _ => StageHint::default(),
+            };
+            let (ps, ss) = tokio::join!(
+                self.primary.stage_with(&result, series, hint(state.primary_ok), ctx),
+                sec.stage_with(&result, series, hint(state.secondary_ok), ctx)
+            );
             if !unsupported(&ps) && !unsupported(&ss) {
                 p = Some(match ps {
                     Ok(staged) => staged.commit(pbackup, ctx).await,

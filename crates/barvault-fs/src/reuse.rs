@@ -1,0 +1,253 @@
+//! Keeping the stored bytes of a series' unchanged leading rows.
+//!
+//! A nightly update rewrites years of history to change its last few rows, and encoding
+//! and hashing the unchanged rows again was most of that work. Before a write replaces a
+//! file, the caller proves the file sound (its MD5 against the record), so that a damaged
+//! file never becomes the `.backup`. That proof now also records MD5 states along the
+//! way. When the new version starts with rows the caller knows to be unchanged, the staged
+//! write copies their stored bytes, resumes the MD5 from the recorded state and encodes only
+//! the rest.
+//!
+//! Three things must all hold, or the write encodes everything as before:
+//! - the file is the very one proven: same inode, size, mtime and ctime;
+//! - it starts with the header the codec writes for the new bars;
+//! - the line that ends where the reused bytes end is byte for byte the codec's encoding
+//!   of the last reused row. Timestamps are unique, so this pins the row count too, and it
+//!   also catches a change of the timestamps' shared fraction width, which changes every
+//!   line.
+//!
+//! The caller vouches that those rows are value for value the stored ones. The file is
+//! the proven record of that version, so the copied bytes decode to exactly those values.
+
+use std::collections::VecDeque;
+use std::fs::{File, Metadata};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use barvault_domain::Bars;
+use barvault_ports::{BarCodec, StageHint};
+use md5::{Digest, Md5};
+
+use crate::fs::Fs;
+
+/// Bytes between two recorded MD5 states: the most a resumed hash re-reads.
+const MARK_EVERY: usize = 256 * 1024;
+
+/// Proofs kept for a later write: one per series being written at a time is enough.
+const KEPT_PROOFS: usize = 64;
+
+/// What identifies the content of a file without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileId {
+    len: u64,
+    modified: Option<SystemTime>,
+    #[cfg(unix)]
+    unix: (u64, u64, i64, i64),
+}
+
+impl FileId {
+    fn of(meta: &Metadata) -> Self {
+        #[cfg(unix)]
+        let unix = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec())
+        };
+        FileId {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            unix,
+        }
+    }
+}
+
+/// A file's MD5 and the hash states at offsets along it.
+#[derive(Debug, Clone)]
+pub(crate) struct Proof {
+    path: PathBuf,
+    id: FileId,
+    /// `(offset, state after hashing the bytes before offset)`, offsets ascending from 0.
+    marks: Vec<(u64, Md5)>,
+}
+
+/// The most recent proofs, by path.
+#[derive(Debug, Default)]
+pub(crate) struct Proofs(Mutex<VecDeque<Proof>>);
+
+impl Proofs {
+    pub(crate) fn put(&self, proof: Proof) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.retain(|p| p.path != proof.path);
+            kept.push_back(proof);
+            if kept.len() > KEPT_PROOFS {
+                kept.pop_front();
+            }
+        }
+    }
+
+    fn take(&self, path: &Path) -> Option<Proof> {
+        let mut kept = self.0.lock().ok()?;
+        let i = kept.iter().position(|p| p.path == path)?;
+        kept.remove(i)
+    }
+}
+
+/// Reads until `buf` is full or the input ends; the count read.
+fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The MD5 (lower-case hex) of the file at `path`, streamed, with the proof to resume it
+/// from; `None` if there is no file.
+pub(crate) fn prove(fs: &dyn Fs, path: &Path) -> io::Result<Option<(String, Proof)>> {
+    let mut file = match fs.open_read(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let id = FileId::of(&file.metadata()?);
+    let mut md5 = Md5::new();
+    let mut marks = Vec::with_capacity(usize::try_from(id.len).unwrap_or(0) / MARK_EVERY + 2);
+    let mut buf = vec![0u8; MARK_EVERY];
+    let mut offset = 0u64;
+    loop {
+        marks.push((offset, md5.clone()));
+        let n = read_full(&mut file, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        md5.update(&buf[..n]);
+        offset += n as u64;
+    }
+    let hex = format!("{:x}", md5.finalize());
+    Ok(Some((hex, Proof { path: path.to_path_buf(), id, marks })))
+}
+
+/// The unchanged leading bytes of a file, ready to be copied into its next version.
+#[derive(Debug)]
+pub(crate) struct Prefix {
+    /// The old file, positioned at its start.
+    pub(crate) file: File,
+    pub(crate) len: u64,
+    /// MD5 state after the first `len` bytes.
+    pub(crate) md5: Md5,
+    /// Rows of the new bars those bytes hold.
+    pub(crate) rows: usize,
+}
+
+/// The bytes of the file at `path` that may start the encoding of `bars`, if the hint
+/// checks out against the proof taken of that file (see the module docs).
+pub(crate) fn reusable_prefix(
+    fs: &dyn Fs,
+    codec: &dyn BarCodec,
+    proofs: &Proofs,
+    path: &Path,
+    bars: &Bars,
+    hint: StageHint,
+) -> Option<Prefix> {
+    let k = hint.unchanged_prefix;
+    if k == 0 || k > hint.stored_rows || k > bars.len() {
+        return None;
+    }
+    let mut head = Vec::new();
+    codec.encode_part(bars, 0..0, true, &mut head)?.ok()?;
+    let proof = proofs.take(path)?;
+    match locate(fs, codec, &proof, bars, hint, &head) {
+        Ok(found) => {
+            if found.is_none() {
+                tracing::debug!(path = %path.display(), "stored bytes do not match the hint; encoding every row");
+            }
+            found
+        }
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "stored bytes unreadable; encoding every row");
+            None
+        }
+    }
+}
+
+fn read_at(file: &mut File, at: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    file.seek(SeekFrom::Start(at))?;
+    file.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+fn locate(
+    fs: &dyn Fs,
+    codec: &dyn BarCodec,
+    proof: &Proof,
+    bars: &Bars,
+    hint: StageHint,
+    head: &[u8],
+) -> io::Result<Option<Prefix>> {
+    let k = hint.unchanged_prefix;
+    let mut file = fs.open_read(&proof.path)?;
+    if FileId::of(&file.metadata()?) != proof.id {
+        return Ok(None);
+    }
+    let len = proof.id.len;
+    if len < head.len() as u64 + 1 || read_at(&mut file, 0, head.len())? != head {
+        return Ok(None);
+    }
+    if read_at(&mut file, len - 1, 1)? != b"\n" {
+        return Ok(None);
+    }
+    // One line per stored row after row k - 1, so its line ends at the newline that many
+    // (plus one) from the end.
+    let Some(end) = newline_from_end(&mut file, len, hint.stored_rows - k + 1)? else {
+        return Ok(None);
+    };
+    let mut line = Vec::new();
+    match codec.encode_part(bars, k - 1..k, false, &mut line) {
+        Some(Ok(())) => {}
+        _ => return Ok(None),
+    }
+    let off = end + 1;
+    let Some(start) = off.checked_sub(line.len() as u64 + 1).filter(|&s| s + 1 >= head.len() as u64) else {
+        return Ok(None);
+    };
+    let found = read_at(&mut file, start, line.len() + 1)?;
+    if found[0] != b'\n' || found[1..] != line[..] {
+        return Ok(None);
+    }
+    let i = proof.marks.partition_point(|(o, _)| *o <= off).saturating_sub(1);
+    let Some((mark, md5)) = proof.marks.get(i) else { return Ok(None) };
+    let mut md5 = md5.clone();
+    let between = usize::try_from(off - mark).map_err(io::Error::other)?;
+    md5.update(read_at(&mut file, *mark, between)?);
+    file.seek(SeekFrom::Start(0))?;
+    Ok(Some(Prefix { file, len: off, md5, rows: k }))
+}
+
+/// The offset of the `n`-th `\n` (`n >= 1`) counted back from the end of a `len`-byte file.
+fn newline_from_end(file: &mut File, len: u64, n: usize) -> io::Result<Option<u64>> {
+    let mut remaining = n;
+    let mut buf = vec![0u8; MARK_EVERY];
+    let mut hi = len;
+    while hi > 0 && remaining > 0 {
+        let lo = hi.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..usize::try_from(hi - lo).map_err(io::Error::other)?];
+        file.seek(SeekFrom::Start(lo))?;
+        file.read_exact(chunk)?;
+        for pos in memchr::memrchr_iter(b'\n', chunk) {
+            remaining -= 1;
+            if remaining == 0 {
+                return Ok(Some(lo + pos as u64));
+            }
+        }
+        hi = lo;
+    }
+    Ok(None)
+}
