@@ -293,7 +293,7 @@ fn fill(
 
 /// Copies the first `len` bytes of `from` (the old version of `target`) to `to`.
 fn copy_prefix(from: &mut File, len: u64, to: &mut impl Write, temp: &Path, target: &Path) -> Result<(), StorageError> {
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX).min(1 << 20)];
     let mut left = len;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -368,10 +368,11 @@ pub fn md5_hex(bytes: &[u8]) -> String {
     format!("{:x}", Md5::digest(bytes))
 }
 
-/// MD5 of everything `reader` yields, lower-case hex, read in 256 KiB chunks.
+/// MD5 of everything `reader` yields, lower-case hex, read in 64 KiB chunks (small enough
+/// that clearing the buffer costs little next to a small file).
 pub fn md5_of_reader(mut reader: impl io::Read) -> io::Result<String> {
     let mut md5 = Md5::new();
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,

@@ -119,7 +119,8 @@ pub(crate) fn prove(fs: &dyn Fs, path: &Path) -> io::Result<Option<(String, Proo
     let id = FileId::of(&file.metadata()?);
     let mut md5 = Md5::new();
     let mut marks = Vec::with_capacity(usize::try_from(id.len).unwrap_or(0) / MARK_EVERY + 2);
-    let mut buf = vec![0u8; MARK_EVERY];
+    // Sized to the file, so that proving a small file does not clear a large buffer.
+    let mut buf = vec![0u8; usize::try_from(id.len + 1).unwrap_or(MARK_EVERY).min(MARK_EVERY)];
     let mut offset = 0u64;
     loop {
         marks.push((offset, md5.clone()));
@@ -234,9 +235,13 @@ fn locate(
 /// The offset of the `n`-th `\n` (`n >= 1`) counted back from the end of a `len`-byte file.
 fn newline_from_end(file: &mut File, len: u64, n: usize) -> io::Result<Option<u64>> {
     let mut remaining = n;
-    let mut buf = vec![0u8; MARK_EVERY];
+    // Usually only the last few lines are wanted: start small, double up to the mark size.
+    let mut buf = vec![0u8; 4096];
     let mut hi = len;
     while hi > 0 && remaining > 0 {
+        if buf.len() < MARK_EVERY && hi < len {
+            buf.resize(buf.len() * 2, 0);
+        }
         let lo = hi.saturating_sub(buf.len() as u64);
         let chunk = &mut buf[..usize::try_from(hi - lo).map_err(io::Error::other)?];
         file.seek(SeekFrom::Start(lo))?;
