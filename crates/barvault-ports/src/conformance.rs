@@ -21,7 +21,7 @@ use crate::context::OpContext;
 use crate::error::StorageError;
 use crate::lock::SeriesLocks;
 use crate::metadata::{DateRange, FileMetadata, MetadataStore};
-use crate::store::{BackupPolicy, BarStore, FileInfo, PersistOptions, StorageReceipt};
+use crate::store::{BackupPolicy, BarStore, FileInfo, PersistOptions, StageHint, StorageReceipt};
 
 /// One bar: timestamp, open, high, low, close, volume.
 pub type Row = (i64, f64, f64, f64, f64, f64);
@@ -638,6 +638,44 @@ pub async fn staged_write_is_invisible_until_commit(store: &dyn BarStore) {
     assert!(!exists(store, &fresh).await, "[{}] a dropped staged write created the series", store.name());
 }
 
+/// `stage_with` (if staging is supported) gives exactly the new bars whatever the store
+/// makes of its hint: a true one after the stored file was proven by `checksum` (a store
+/// may then keep stored bytes), and false ones, which it must detect or ignore.
+pub async fn staged_write_with_a_hint_is_exact(store: &dyn BarStore) {
+    let s = stock("CF_HINT");
+    let c = ctx();
+    let mut version = sample_bars(60, BASE_NS, DAY_NS, 500);
+    persist(store, &version, &s, PersistOptions::default()).await;
+    for (round, claim) in [(0usize, None), (1, Some(1usize)), (2, Some(7)), (3, None)] {
+        // The last 3 rows revised and 2 appended.
+        let n = version.len();
+        let tail = sample_bars(5, version.timestamps()[n - 3], DAY_NS, 510 + round as u64);
+        let (new, _) = barvault_domain::merge(&version, &tail, MergePolicy::KeepLast).expect("merge");
+        let true_hint = StageHint { stored_rows: n, unchanged_prefix: version.common_prefix_len(&new) };
+        let hint = match claim {
+            None => true_hint,
+            Some(extra) => StageHint { stored_rows: n + extra, ..true_hint },
+        };
+        match store.checksum(&s, &c).await {
+            Ok(_) | Err(StorageError::Unsupported { .. }) => {}
+            Err(e) => panic!("[{}] checksum failed: {e}", store.name()),
+        }
+        let staged = match store.stage_with(&new, &s, hint, &c).await {
+            Ok(staged) => staged,
+            Err(StorageError::Unsupported { .. }) => return,
+            Err(e) => panic!("[{}] stage_with failed: {e}", store.name()),
+        };
+        let receipt = staged
+            .commit(BackupPolicy::Keep, &c)
+            .await
+            .unwrap_or_else(|e| panic!("[{}] commit failed: {e}", store.name()));
+        assert_bars(store, &format!("round {round}, hint {hint:?}"), &load_all(store, &s).await, &new);
+        let loaded = store.load_with_checksum(&s, None, &c).await.ok().flatten().and_then(|(_, sum)| sum);
+        assert_eq!(loaded, receipt.checksum_md5, "[{}] round {round}: receipt checksum vs load", store.name());
+        version = new;
+    }
+}
+
 /// Every [`BarStore`] case, in order.
 pub async fn run_all(store: &dyn BarStore) {
     round_trip(store).await;
@@ -658,6 +696,7 @@ pub async fn run_all(store: &dyn BarStore) {
     list_and_remove(store).await;
     load_with_checksum_matches_load(store).await;
     staged_write_is_invisible_until_commit(store).await;
+    staged_write_with_a_hint_is_exact(store).await;
 }
 
 async fn meta_get(store: &dyn MetadataStore, s: &SeriesKey, format: &str) -> Option<FileMetadata> {

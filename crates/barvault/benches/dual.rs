@@ -18,7 +18,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
-use common::{SIZES, START_NS, bars_every, label, minute_bars, tune};
+use common::{MINUTE_NS, SIZES, START_NS, bars_every, label, minute_bars, tune};
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
@@ -172,5 +172,47 @@ fn bench_store_size(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_persist, bench_load, bench_store_size);
+/// The P2 shape at the library level: 1,000 new minute bars, the first 500 of them
+/// revising the last 500 stored, merged into a series of 1M rows (growing by 500 per
+/// iteration). The stored CSV's unchanged leading rows are reused (proof, copy, MD5
+/// resumed), so this measures the merge, one whole Parquet encode and the CSV's tail.
+fn bench_tail_update(c: &mut Criterion) {
+    let rt = runtime();
+    let ctx = OpContext::new();
+    let series = series();
+    let (_dir, vault) = empty_store();
+    let rows = 1_000_000;
+    rt.block_on(vault.manager().persist_with_backup(
+        &minute_bars(rows, START_NS, 1),
+        &series,
+        PersistOptions::merge(MergePolicy::KeepLast),
+        ValidationPolicy::Strict,
+        &ctx,
+    ))
+    .expect("persist the stored series");
+    let mut group = c.benchmark_group("app/tail_update");
+    tune(&mut group, rows);
+    let mut end = START_NS + rows as i64 * MINUTE_NS;
+    let mut seed = 2;
+    group.bench_function("1M_stored+1k_half_revised", |b| {
+        b.iter(|| {
+            let update = minute_bars(1_000, end - 500 * MINUTE_NS, seed);
+            end += 500 * MINUTE_NS;
+            seed += 1;
+            let outcome = rt
+                .block_on(vault.manager().persist_with_backup(
+                    &update,
+                    &series,
+                    PersistOptions::merge(MergePolicy::KeepLast),
+                    ValidationPolicy::Strict,
+                    &ctx,
+                ))
+                .expect("persist");
+            assert_eq!(outcome.receipt.merge.rows_added, 500);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_persist, bench_load, bench_store_size, bench_tail_update);
 criterion_main!(benches);
