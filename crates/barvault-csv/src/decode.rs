@@ -573,14 +573,7 @@ impl Rows {
     fn canonical(&mut self, text: &[u8], out: &mut Columns) -> Option<usize> {
         let (ts, [open, high, low, close, volume], len) = canonical_record(text, &mut self.parser)?;
         if self.range.contains(ts) {
-            // `RawBars::push` itself, but inlined: it is in another crate and not `#[inline]`.
-            let b = &mut out.bars;
-            b.ts.push(ts);
-            b.open.push(open);
-            b.high.push(high);
-            b.low.push(low);
-            b.close.push(close);
-            b.volume.push(volume);
+            out.bars.push(ts, open, high, low, close, volume);
         }
         Some(len)
     }

@@ -22,6 +22,22 @@ fn reference(input: &[u8], range: Option<TimeRange>) -> String {
     outcome(decode_reference::decode_slice(input, range))
 }
 
+/// `input` decodes as the reference does from memory, from a reader and from a reader
+/// that hands out `step` bytes at a time, under tuning `t`.
+fn decodes_as_the_reference_every_way(
+    input: &[u8],
+    range: Option<TimeRange>,
+    t: Tuning,
+    step: usize,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    let expected = reference(input, range);
+    proptest::prop_assert_eq!(&outcome(decode_slice_with(input, range, t)), &expected);
+    proptest::prop_assert_eq!(&outcome(decode_reader_with(input, input.len(), range, t)), &expected);
+    let trickle = Trickle { data: input, step, fail_at: None, pos: 0 };
+    proptest::prop_assert_eq!(&outcome(decode_reader_with(trickle, 0, range, t)), &expected);
+    Ok(())
+}
+
 fn tuning(chunk: usize, workers: usize) -> Tuning {
     Tuning { chunk, workers, parallel_min: 0 }
 }
@@ -339,12 +355,7 @@ proptest! {
         step in 1usize..9,
     ) {
         let input = doc.as_bytes();
-        let expected = reference(input, None);
-        let t = tuning(chunk, workers);
-        prop_assert_eq!(&outcome(decode_slice_with(input, None, t)), &expected);
-        prop_assert_eq!(&outcome(decode_reader_with(input, input.len(), None, t)), &expected);
-        let trickle = Trickle { data: input, step, fail_at: None, pos: 0 };
-        prop_assert_eq!(&outcome(decode_reader_with(trickle, 0, None, t)), &expected);
+        decodes_as_the_reference_every_way(input, None, tuning(chunk, workers), step)?;
     }
 
     #[test]
@@ -580,12 +591,7 @@ proptest! {
         let input = doc.as_bytes();
         let day = |d: u32| parse_timestamp(b"2024-02-01") + i64::from(d) * 86_400_000_000_000;
         let range = range.map(|(a, b)| TimeRange::new(Some(day(a.min(b))), Some(day(a.max(b)))).expect("ordered"));
-        let expected = reference(input, range);
-        let t = tuning(chunk, workers);
-        prop_assert_eq!(&outcome(decode_slice_with(input, range, t)), &expected);
-        prop_assert_eq!(&outcome(decode_reader_with(input, input.len(), range, t)), &expected);
-        let trickle = Trickle { data: input, step, fail_at: None, pos: 0 };
-        prop_assert_eq!(&outcome(decode_reader_with(trickle, 0, range, t)), &expected);
+        decodes_as_the_reference_every_way(input, range, tuning(chunk, workers), step)?;
     }
 }
 

@@ -370,7 +370,9 @@ impl RawBars {
         self.ts.is_empty()
     }
 
-    /// Appends one row of the core columns (extras are pushed separately).
+    /// Appends one row of the core columns (extras are pushed separately). Inline across
+    /// crates: decoders call it once per row.
+    #[inline]
     pub fn push(&mut self, ts: i64, open: f64, high: f64, low: f64, close: f64, volume: f64) {
         self.ts.push(ts);
         self.open.push(open);

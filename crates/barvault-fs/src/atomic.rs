@@ -367,20 +367,3 @@ pub fn remove_durable(fs: &dyn Fs, path: &Path) -> Result<bool, StorageError> {
 pub fn md5_hex(bytes: &[u8]) -> String {
     format!("{:x}", Md5::digest(bytes))
 }
-
-/// MD5 of everything `reader` yields, lower-case hex, read in 64 KiB chunks (small enough
-/// that clearing the buffer costs little next to a small file).
-pub fn md5_of_reader(mut reader: impl io::Read) -> io::Result<String> {
-    let mut md5 = Md5::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        md5.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", md5.finalize()))
-}

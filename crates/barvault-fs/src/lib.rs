@@ -19,7 +19,7 @@ mod reuse;
 mod store;
 
 pub use atomic::{
-    Staged, WriteOutcome, create_dir_durable, md5_hex, md5_of_reader, remove_durable, stage_atomic, write_atomic,
+    Staged, WriteOutcome, create_dir_durable, md5_hex, remove_durable, stage_atomic, write_atomic,
     write_atomic_unrecorded,
 };
 pub use fs::{Fault, FaultyFs, Fs, FsFile, RealFs};

@@ -14,9 +14,7 @@ use barvault_ports::{
 };
 use chrono::{DateTime, Utc};
 
-use crate::atomic::{
-    Staged, WriteOutcome, md5_hex, md5_of_reader, remove_durable, stage_atomic, stage_atomic_after, write_atomic,
-};
+use crate::atomic::{Staged, WriteOutcome, md5_hex, remove_durable, stage_atomic, stage_atomic_after, write_atomic};
 use crate::fs::{Fs, RealFs};
 use crate::layout::{Layout, Scan};
 use crate::lock::{FileLockGuard, FileLocks, LockScope};
@@ -272,14 +270,19 @@ impl<C: BarCodec + 'static> Inner<C> {
         Ok(Some((bars, md5)))
     }
 
-    /// The MD5 of the file at `path`, streamed.
-    fn checksum(&self, path: &Path) -> Result<Option<String>, StorageError> {
-        let file = match self.fs.open_read(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StorageError::io(IoStep::Read, path, e)),
-        };
-        md5_of_reader(file).map(Some).map_err(|e| StorageError::io(IoStep::Read, path, e))
+    /// The MD5 of the file at `path`, streamed; with `keep`, the proof is kept for a staged
+    /// write that may reuse the file's unchanged leading bytes (see [`crate::reuse`]).
+    fn checksum(&self, path: &Path, keep: bool) -> Result<Option<String>, StorageError> {
+        match prove(self.fs.as_ref(), path) {
+            Ok(Some((md5, proof))) => {
+                if keep {
+                    self.proofs.put(proof);
+                }
+                Ok(Some(md5))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(StorageError::io(IoStep::Read, path, e)),
+        }
     }
 
     /// The stored bars at `path`, sorted; repeated timestamps (a hand-edited file) fold
@@ -526,7 +529,7 @@ impl<C: BarCodec + 'static> FileStore<C> {
 
     /// Blocking: the MD5 of the file at `path`, streamed; `None` if there is no file.
     pub fn file_checksum(&self, path: &Path) -> Result<Option<String>, StorageError> {
-        self.inner.checksum(path)
+        self.inner.checksum(path, false)
     }
 
     /// Blocking: writes `bars` as the data file of `series` through [`write_atomic`], without
@@ -674,19 +677,8 @@ impl<C: BarCodec + 'static> BarStore for FileStore<C> {
     async fn checksum(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<String>, StorageError> {
         let span = ctx.span("checksum", Some(series));
         let (inner, path) = (Arc::clone(&self.inner), self.path_of(series));
-        // The proof is kept: this is how a writer checks the file it is about to replace,
-        // and its staged write may then reuse the file's unchanged leading bytes.
-        off_executor(IoStep::Read, path.clone(), move || {
-            span.in_scope(|| match prove(inner.fs.as_ref(), &path) {
-                Ok(Some((md5, proof))) => {
-                    inner.proofs.put(proof);
-                    Ok(Some(md5))
-                }
-                Ok(None) => Ok(None),
-                Err(e) => Err(StorageError::io(IoStep::Read, &path, e)),
-            })
-        })
-        .await
+        // The proof is kept: this is how a writer checks the file it is about to replace.
+        off_executor(IoStep::Read, path.clone(), move || span.in_scope(|| inner.checksum(&path, true))).await
     }
 
     async fn exists(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
