@@ -391,12 +391,13 @@ async fn parquet_write_failures_are_reported_in_the_receipt_and_repaired() {
 async fn csv_metadata_failure_names_the_record_and_keeps_every_row() {
     for retry in [true, false] {
         let t = seeded().await;
-        t.fs.inject(Fault::once(IoStep::CreateTemp, 1, EIO).on_paths_containing(".AAPL.csv.json.tmp."));
+        // The record exists, so it is updated in place: a torn write of its slot.
+        t.fs.inject(Fault::once(IoStep::WriteInPlace, 1, EIO).on_paths_containing("AAPL.csv.meta"));
         let err = t.persist_new().await.expect_err("an unrecorded primary write is an error");
         assert_eq!(t.fs.injected(), 1);
         match &err {
             StorageError::Io { step: IoStep::WriteMetadata, path, .. } => {
-                assert!(path.to_string_lossy().contains(".AAPL.csv.json.tmp."), "{}", path.display())
+                assert!(path.to_string_lossy().ends_with("AAPL.csv.meta"), "{}", path.display())
             }
             other => panic!("expected a WriteMetadata error, got {other:?}"),
         }
@@ -427,13 +428,14 @@ async fn csv_metadata_failure_names_the_record_and_keeps_every_row() {
 async fn parquet_metadata_failure_is_a_failed_secondary_and_is_repaired() {
     for retry in [true, false] {
         let t = seeded().await;
-        t.fs.inject(Fault::once(IoStep::WriteTemp, 1, ENOSPC).on_paths_containing(".AAPL.parquet.json.tmp."));
+        // A failed fdatasync after the slot was written (the record then reads as before).
+        t.fs.inject(Fault::once(IoStep::SyncInPlace, 1, EIO).on_paths_containing("AAPL.parquet.meta"));
         let receipt = t.persist_new().await.expect("the primary copy was written and recorded");
         assert_eq!(t.fs.injected(), 1);
         match &receipt.secondary {
             Some(SecondaryStatus::Failed { format, error, .. }) => {
                 assert_eq!(format, "parquet");
-                assert!(error.contains("write metadata") && error.contains("AAPL.parquet.json"), "{error}");
+                assert!(error.contains("write metadata") && error.contains("AAPL.parquet.meta"), "{error}");
             }
             other => panic!("expected secondary Failed, got {other:?}"),
         }

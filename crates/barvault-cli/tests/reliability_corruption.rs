@@ -1,5 +1,6 @@
 //! Damaged stores through the real binary: a truncated CSV, a flipped byte in either copy,
-//! a truncated or deleted Parquet, a deleted or garbled metadata record, a stale temp file
+//! a truncated or deleted Parquet, a deleted or garbled metadata record, a damaged slot of
+//! a metadata record, a stale temp file
 //! and a stale lock file. `verify` must name each (kind and path, exit 1), `export` must keep
 //! serving the right bars meanwhile wherever a good copy exists, and `recover` must repair
 //! each so that `verify` (also `--deep`) exits 0 with the same bars served.
@@ -88,16 +89,25 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "deleted CSV metadata record",
-        damage: |s| std::fs::remove_file(s.join(format!("{META}.csv.json"))).unwrap(),
+        damage: |s| std::fs::remove_file(s.join(format!("{META}.csv.meta"))).unwrap(),
         kinds: &["missing_metadata"],
         path_suffix: "GOOD.csv",
         served: true,
     },
     Case {
         name: "garbled Parquet metadata record",
-        damage: |s| std::fs::write(s.join(format!("{META}.parquet.json")), b"{\"file_path\": 12").unwrap(),
+        damage: |s| std::fs::write(s.join(format!("{META}.parquet.meta")), b"{\"file_path\": 12").unwrap(),
         kinds: &["bad_metadata"],
-        path_suffix: "GOOD.parquet.json",
+        path_suffix: "GOOD.parquet.meta",
+        served: true,
+    },
+    Case {
+        // Written twice, the record's second slot is its newest: damaged, the first slot
+        // (the record of the previous write) is read, and it does not match the CSV.
+        name: "damaged newest slot of the CSV metadata record",
+        damage: |s| flip_byte(&s.join(format!("{META}.csv.meta")), 4096 + 200),
+        kinds: &["checksum_mismatch"],
+        path_suffix: "GOOD.csv",
         served: true,
     },
     Case {

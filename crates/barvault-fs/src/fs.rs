@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -15,13 +15,29 @@ pub trait FsFile: Write + Send + Debug {
     fn sync_all(&mut self) -> io::Result<()>;
 }
 
+/// An existing file opened to be updated in place: positioned reads and writes of whole
+/// ranges, and `fdatasync`. Only metadata records are written this way (FORMAT.md), in
+/// slots that a torn write can damage but never make look valid.
+pub trait FsInPlace: Send + Debug {
+    /// The file's length in bytes.
+    fn size(&mut self) -> io::Result<u64>;
+    /// Fills `buf` from `offset` (an error if the file ends first).
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Writes all of `bytes` at `offset`.
+    fn write_all_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()>;
+    /// Makes the written bytes durable (`fdatasync`).
+    fn sync_data(&mut self) -> io::Result<()>;
+}
+
 /// The filesystem calls of barvault's write, read and lock paths.
 ///
 /// Each method maps to one [`IoStep`] (see [`FaultyFs`]): `create_dir_all` → `CreateDir`,
 /// `create_new` → `CreateTemp`, writes to the returned file → `WriteTemp`, its `sync_all` →
 /// `FsyncTemp`, `rename` → `Rename`, `sync_dir` → `FsyncDir`, `hard_link` and `copy` →
 /// `BackupLink`, `remove_file` → `Remove`, `open_read` → `Read`, `metadata` → `Stat`,
-/// `read_dir` → `List`, `open_lock` → `Lock`.
+/// `read_dir` → `List`, `open_lock` → `Lock`, `open_in_place` → `OpenInPlace`, and on the
+/// returned file `read_exact_at` → `Read`, `write_all_at` → `WriteInPlace`, `sync_data` →
+/// `SyncInPlace`.
 pub trait Fs: Send + Sync + Debug {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Creates `path`, failing if it exists (`O_CREAT | O_EXCL`).
@@ -41,6 +57,32 @@ pub trait Fs: Send + Sync + Debug {
     fn read_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// Opens (creating if needed, never truncating) a lock file read-write.
     fn open_lock(&self, path: &Path) -> io::Result<File>;
+    /// Opens an existing file read-write to update it in place; never creates or truncates.
+    fn open_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>>;
+}
+
+/// [`FsInPlace`] over a real file.
+#[derive(Debug)]
+struct RealInPlace(File);
+
+impl FsInPlace for RealInPlace {
+    fn size(&mut self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.0.seek(SeekFrom::Start(offset))?;
+        self.0.read_exact(buf)
+    }
+
+    fn write_all_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.0.seek(SeekFrom::Start(offset))?;
+        self.0.write_all(bytes)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
 }
 
 /// The operating system's filesystem.
@@ -154,6 +196,10 @@ impl Fs for RealFs {
 
     fn open_lock(&self, path: &Path) -> io::Result<File> {
         OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+    }
+
+    fn open_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>> {
+        Ok(Box::new(RealInPlace(OpenOptions::new().read(true).write(true).open(path)?)))
     }
 }
 
@@ -363,6 +409,52 @@ impl Fs for FaultyFs {
     fn open_lock(&self, path: &Path) -> io::Result<File> {
         self.check(IoStep::Lock, path)?;
         self.inner.open_lock(path)
+    }
+
+    fn open_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>> {
+        self.check(IoStep::OpenInPlace, path)?;
+        let inner = self.inner.open_in_place(path)?;
+        Ok(Box::new(FaultyInPlace { inner, path: path.to_path_buf(), state: Arc::clone(&self.state) }))
+    }
+}
+
+/// A file updated in place through [`FaultyFs`]. A failed `write_all_at` is a torn write:
+/// the first half of the bytes reach the file before the error, as when a machine loses
+/// power in the middle of a write.
+#[derive(Debug)]
+struct FaultyInPlace {
+    inner: Box<dyn FsInPlace>,
+    path: PathBuf,
+    state: Arc<Mutex<FaultState>>,
+}
+
+impl FaultyInPlace {
+    fn check(&self, step: IoStep) -> io::Result<()> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).check(step, &self.path)
+    }
+}
+
+impl FsInPlace for FaultyInPlace {
+    fn size(&mut self) -> io::Result<u64> {
+        self.inner.size()
+    }
+
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.check(IoStep::Read)?;
+        self.inner.read_exact_at(offset, buf)
+    }
+
+    fn write_all_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        if let Err(e) = self.check(IoStep::WriteInPlace) {
+            self.inner.write_all_at(offset, &bytes[..bytes.len() / 2])?;
+            return Err(e);
+        }
+        self.inner.write_all_at(offset, bytes)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.check(IoStep::SyncInPlace)?;
+        self.inner.sync_data()
     }
 }
 

@@ -22,7 +22,7 @@ pub use atomic::{
     Staged, WriteOutcome, create_dir_durable, md5_hex, remove_durable, stage_atomic, write_atomic,
     write_atomic_unrecorded,
 };
-pub use fs::{Fault, FaultyFs, Fs, FsFile, RealFs};
+pub use fs::{Fault, FaultyFs, Fs, FsFile, FsInPlace, RealFs};
 pub use layout::{
     DataFile, Layout, LockFile, Scan, TempFile, backup_path_of, is_valid_ext, parse_temp_name, temp_path_in,
 };

@@ -32,8 +32,19 @@ use md5::{Digest, Md5};
 
 use crate::fs::Fs;
 
-/// Bytes between two recorded MD5 states: the most a resumed hash re-reads.
-const MARK_EVERY: usize = 256 * 1024;
+/// Bytes read at a time while proving a file, and the most `newline_from_end` reads at once.
+const CHUNK: usize = 256 * 1024;
+
+/// Recorded MD5 states per file: a resumed hash re-reads at most 1/64 of the file.
+const MARKS_PER_FILE: u64 = 64;
+
+/// Bytes between two recorded MD5 states of a `len`-byte file: a 64th of it, at least
+/// 4 KiB (a state costs a copy of the hasher) and at most [`CHUNK`]. A nightly update
+/// keeps all but the last few rows, so the state just before them saves hashing the whole
+/// file again: for a 250 KB daily series, 4 KiB instead of 250 KB.
+fn mark_step(len: u64) -> usize {
+    usize::try_from(len / MARKS_PER_FILE).unwrap_or(CHUNK).clamp(4096, CHUNK)
+}
 
 /// Proofs kept for a later write: one per series being written at a time is enough.
 const KEPT_PROOFS: usize = 64;
@@ -118,18 +129,22 @@ pub(crate) fn prove(fs: &dyn Fs, path: &Path) -> io::Result<Option<(String, Proo
     };
     let id = FileId::of(&file.metadata()?);
     let mut md5 = Md5::new();
-    let mut marks = Vec::with_capacity(usize::try_from(id.len).unwrap_or(0) / MARK_EVERY + 2);
+    let step = mark_step(id.len);
+    let mut marks = Vec::with_capacity(usize::try_from(id.len).unwrap_or(0) / step + 2);
     // Sized to the file, so that proving a small file does not clear a large buffer.
-    let mut buf = vec![0u8; usize::try_from(id.len + 1).unwrap_or(MARK_EVERY).min(MARK_EVERY)];
+    let mut buf = vec![0u8; usize::try_from(id.len + 1).unwrap_or(CHUNK).min(CHUNK)];
     let mut offset = 0u64;
     loop {
-        marks.push((offset, md5.clone()));
         let n = read_full(&mut file, &mut buf)?;
         if n == 0 {
+            marks.push((offset, md5.clone()));
             break;
         }
-        md5.update(&buf[..n]);
-        offset += n as u64;
+        for piece in buf[..n].chunks(step) {
+            marks.push((offset, md5.clone()));
+            md5.update(piece);
+            offset += piece.len() as u64;
+        }
     }
     let hex = format!("{:x}", md5.finalize());
     Ok(Some((hex, Proof { path: path.to_path_buf(), id, marks })))
@@ -239,7 +254,7 @@ fn newline_from_end(file: &mut File, len: u64, n: usize) -> io::Result<Option<u6
     let mut buf = vec![0u8; 4096];
     let mut hi = len;
     while hi > 0 && remaining > 0 {
-        if buf.len() < MARK_EVERY && hi < len {
+        if buf.len() < CHUNK && hi < len {
             buf.resize(buf.len() * 2, 0);
         }
         let lo = hi.saturating_sub(buf.len() as u64);
@@ -255,4 +270,49 @@ fn newline_from_end(file: &mut File, len: u64, n: usize) -> io::Result<Option<u6
         hi = lo;
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use md5::{Digest, Md5};
+
+    use super::{CHUNK, mark_step, prove};
+    use crate::fs::RealFs;
+
+    #[test]
+    fn mark_steps_are_a_64th_of_the_file_within_bounds() {
+        assert_eq!(mark_step(0), 4096);
+        assert_eq!(mark_step(250_000), 4096);
+        assert_eq!(mark_step(64 * 10_000), 10_000);
+        assert_eq!(mark_step(49_000_000), CHUNK);
+    }
+
+    /// Every recorded state is the MD5 state of exactly the bytes before its offset, the
+    /// states are no further apart than the step, and the last one is at the end.
+    #[test]
+    fn every_mark_is_the_state_of_the_bytes_before_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for len in [0usize, 1, 4095, 4097, 300_000, 3 * CHUNK + 17] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+            let path = dir.path().join(format!("f{len}"));
+            std::fs::write(&path, &bytes).expect("write");
+            let (hex, proof) = prove(&RealFs, &path).expect("read").expect("exists");
+            assert_eq!(hex, format!("{:x}", Md5::digest(&bytes)), "len {len}");
+            let step = mark_step(len as u64) as u64;
+            assert_eq!(proof.marks.first().map(|m| m.0), Some(0));
+            assert_eq!(proof.marks.last().map(|m| m.0), Some(len as u64), "len {len}");
+            for pair in proof.marks.windows(2) {
+                assert!(
+                    pair[1].0 > pair[0].0 && pair[1].0 - pair[0].0 <= step,
+                    "len {len}: {} → {}",
+                    pair[0].0,
+                    pair[1].0
+                );
+            }
+            for (offset, state) in &proof.marks {
+                let expected = Md5::digest(&bytes[..*offset as usize]);
+                assert_eq!(state.clone().finalize(), expected, "len {len} offset {offset}");
+            }
+        }
+    }
 }

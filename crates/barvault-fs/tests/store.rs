@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use barvault_domain::{MergePolicy, Period};
-use barvault_fs::{Fault, FaultyFs, FileLocks, FileStore, Fs, FsFile, Layout, LockScope, RealFs, parse_temp_name};
+use barvault_fs::{
+    Fault, FaultyFs, FileLocks, FileStore, Fs, FsFile, FsInPlace, Layout, LockScope, RealFs, parse_temp_name,
+};
 use barvault_ports::{BarStore, IoStep, OpContext, PersistOptions, StorageError, conformance};
 use common::{TextCodec, bars_with, stock};
 
@@ -127,6 +129,9 @@ impl Fs for UnlinkFirstLock {
             std::fs::remove_file(path)?;
         }
         Ok(file)
+    }
+    fn open_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>> {
+        RealFs.open_in_place(path)
     }
 }
 

@@ -1,7 +1,8 @@
 //! What recording one series' metadata costs as the store grows: barvault's per-file
 //! records against the seed's design, which rewrites one central JSON index of every file
-//! on each write. Both go through the same durable write (temp, fsync, rename, fsync dir),
-//! so the difference is the design, not the I/O discipline.
+//! on each write. The seed's index goes through barvault's durable write (temp, fsync,
+//! rename, fsync dir); barvault's record is overwritten in place in one of its two slots
+//! (`fdatasync`), so both are durable when the call returns.
 //!
 //! Run with `cargo bench -p barvault-metadata --bench record_scaling`.
 
@@ -23,12 +24,13 @@ fn series(i: usize) -> SeriesKey {
     SeriesKey::new(Instrument::stock(&format!("S{i:05}")).expect("valid symbol"), Period::D1)
 }
 
-/// A store already holding `n` records (written directly: setup is not what is measured).
+/// A store already holding `n` records (written directly, as the single-document records
+/// of earlier versions that barvault still reads: setup is not what is measured).
 fn populated(dir: &Path, n: usize) -> FileMetadataStore {
     let store = FileMetadataStore::new(dir);
     for i in 0..n {
         let meta = sample_metadata(&series(i), "csv", 1);
-        let path = store.record_path(&meta.series(), "csv");
+        let path = store.legacy_record_path(&meta.series(), "csv");
         std::fs::create_dir_all(path.parent().expect("record has a directory")).expect("mkdir");
         std::fs::write(&path, serde_json::to_vec_pretty(&meta).expect("json")).expect("write record");
     }

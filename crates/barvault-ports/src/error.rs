@@ -24,6 +24,12 @@ pub enum IoStep {
     Remove,
     WriteMetadata,
     List,
+    /// Opening an existing file to update it in place (a metadata record's slot).
+    OpenInPlace,
+    /// Overwriting bytes of an existing file in place.
+    WriteInPlace,
+    /// `fdatasync` of a file updated in place.
+    SyncInPlace,
 }
 
 impl fmt::Display for IoStep {
@@ -43,6 +49,9 @@ impl fmt::Display for IoStep {
             IoStep::Remove => "remove",
             IoStep::WriteMetadata => "write metadata",
             IoStep::List => "list directory",
+            IoStep::OpenInPlace => "open for update in place",
+            IoStep::WriteInPlace => "write in place",
+            IoStep::SyncInPlace => "fdatasync in place",
         })
     }
 }

@@ -484,14 +484,7 @@ impl Vault {
     }
 
     fn record_blocking(&self, meta: &FileMetadata) -> Result<(), StorageError> {
-        let path = self.metadata.record_path(&meta.series(), &meta.format);
-        let json = serde_json::to_vec_pretty(meta)
-            .map_err(|e| StorageError::Corrupt { path: path.clone(), reason: e.to_string() })?;
-        barvault_fs::write_atomic(self.fs.as_ref(), &path, false, |w| {
-            w.write_all(&json)?;
-            w.write_all(b"\n").map_err(Into::into)
-        })?;
-        Ok(())
+        self.metadata.record_blocking(meta)
     }
 }
 
