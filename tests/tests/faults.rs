@@ -454,6 +454,29 @@ async fn parquet_metadata_failure_is_a_failed_secondary_and_is_repaired() {
     }
 }
 
+/// The first write of a series whose CSV record cannot be created fails, and nothing of it
+/// is served afterwards: without a record to disagree with, the published CSV would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_first_csv_record_stores_nothing() {
+    for step in [IoStep::CreateTemp, IoStep::FsyncTemp, IoStep::Rename] {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::real().with_fault(Fault::once(step, 1, EIO).on_paths_containing("NEW.csv.meta"));
+        let vault = StorageFactory::open_with_fs(&common::config(dir.path()), Arc::new(fs.clone())).unwrap();
+        let s = stock("NEW");
+        let (before, _, _) = batches();
+        let err = vault.manager().persist(&before, &s, PersistOptions::default(), &common::ctx()).await.unwrap_err();
+        assert_eq!(fs.injected(), 1, "{step}");
+        assert!(err.to_string().contains("write metadata") && err.to_string().contains("NEW.csv.meta"), "{err}");
+        assert_eq!(common::load(vault.manager(), &s).await, None, "{step}: a refused first write is served");
+        let (csv, parquet) = common::paths(&vault, &s);
+        assert!(!csv.exists() && !parquet.exists(), "{step}: files of a refused write remain");
+        let report = vault.verify(Scope::All, false).await.unwrap();
+        assert!(report.issues.iter().all(|i| i.kind == IssueKind::StaleLock), "{step}: {:#?}", report.issues);
+        vault.manager().persist(&before, &s, PersistOptions::default(), &common::ctx()).await.unwrap();
+        assert_eq!(common::load(vault.manager(), &s).await, Some(before.clone()), "{step}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_first_csv_write_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,8 +1,10 @@
 //! The durable file adapter of barvault, shared by every file format.
 //!
 //! The store's promise — no crash, bad file or concurrent run loses data — is kept
-//! here once instead of in each codec: files are only ever replaced by
-//! [`write_atomic`] (temp file, fsync, rename, directory fsync, hard-linked backup),
+//! here once instead of in each codec: data files are only ever replaced by
+//! [`write_atomic`] (temp file, fsync, rename, directory fsync, hard-linked backup; the
+//! one update in place, of a metadata record's slot, is the metadata crate's and goes
+//! through the same seam),
 //! writers of a series exclude each other across processes with [`FileLocks`], and
 //! every path comes from a validated series key through [`Layout`]. All filesystem
 //! calls go through the [`Fs`] seam so that [`FaultyFs`] can fail any one of them in

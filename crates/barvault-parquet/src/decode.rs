@@ -6,7 +6,7 @@ use arrow_array::types::{
     TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type,
     UInt16Type, UInt32Type, UInt64Type,
 };
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Schema, TimeUnit};
 use barvault_domain::{ExtraColumn, RawBars, TimeRange};
 use barvault_ports::CodecError;
@@ -19,7 +19,12 @@ use parquet::file::statistics::Statistics;
 use crate::error::{from_arrow_on_read, from_parquet_on_read};
 
 /// Rows per decoded Arrow batch: large enough that per-batch overhead vanishes, small
-/// enough that a pruned read of one row group does not over-allocate.
+/// enough that a pruned read of one row group does not over-allocate. A read of fewer rows
+/// gets one batch of exactly its size: the column readers reserve a whole batch per column
+/// up front (512 KiB at 65,536 rows), and the single batch's columns are then taken over
+/// as the bar columns instead of being copied (`take_values`). Together: decode of a
+/// 5,000-row daily file ~−8% with a warmed-up allocator, ~−28% where freed memory goes
+/// back to the kernel between decodes (glibc's defaults in a fresh process).
 const BATCH_ROWS: usize = 65_536;
 
 /// Cap on the rows reserved up front from the footer's (untrusted) row counts.
@@ -403,6 +408,19 @@ fn append_time(arr: &dyn Array, kind: TimeKind, out: &mut Vec<i64>) -> Option<Re
     }
 }
 
+/// The values of `arr` as a `Vec`, moved out without a copy when the array is the only
+/// owner of its buffer (the parquet reader builds each column's array from a `Vec` of
+/// exactly the batch's values, so it is, and the `Vec` comes back as it was allocated);
+/// copied otherwise. `Err(arr)` if `arr` is not an array of `T`.
+fn take_values<T: ArrowPrimitiveType>(arr: ArrayRef) -> Result<Vec<T::Native>, ArrayRef> {
+    let values = match arr.as_primitive_opt::<T>() {
+        Some(a) => a.values().clone(),
+        None => return Err(arr),
+    };
+    drop(arr);
+    Ok(values.into_inner().into_vec().unwrap_or_else(|shared| shared.typed_data::<T::Native>().to_vec()))
+}
+
 fn first_null(arr: &dyn Array) -> Option<usize> {
     arr.logical_nulls().filter(|n| n.null_count() > 0).and_then(|n| n.iter().position(|valid| !valid))
 }
@@ -447,23 +465,31 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
     let reader = builder
         .with_projection(mask)
         .with_row_groups(groups.clone())
-        .with_batch_size(BATCH_ROWS)
+        .with_batch_size(BATCH_ROWS.min(expected).max(1))
         .build()
         .map_err(from_parquet_on_read)?;
 
     let roots = plan.roots();
     let position = |root: usize| roots.binary_search(&root).unwrap_or(0);
-    let mut raw = RawBars::with_capacity(expected.min(MAX_RESERVE_ROWS));
+    // A read of at most one batch is taken over from the decoded arrays (see `take_values`),
+    // so its columns are not reserved here; longer reads are appended into reserved columns.
+    let reserve = if expected <= BATCH_ROWS { 0 } else { expected.min(MAX_RESERVE_ROWS) };
+    let mut raw = RawBars::with_capacity(reserve);
     let mut extras: Vec<Vec<Option<f64>>> =
         plan.extras.iter().map(|_| Vec::with_capacity(expected.min(MAX_RESERVE_ROWS))).collect();
 
     let mut offset = 0usize;
     for batch in reader {
         let batch: RecordBatch = batch.map_err(from_arrow_on_read)?;
-        let column = |src: &Source| {
-            batch
-                .columns()
-                .get(position(src.root))
+        // The whole read in this one batch: nanosecond timestamps and Float64 core columns
+        // become the bar columns as they are.
+        let whole = offset == 0 && batch.num_rows() == expected;
+        let batch_rows = batch.num_rows();
+        let mut columns: Vec<Option<ArrayRef>> = batch.into_parts().1.into_iter().map(Some).collect();
+        let mut column = |src: &Source| {
+            columns
+                .get_mut(position(src.root))
+                .and_then(Option::take)
                 .ok_or_else(|| CodecError::Corrupt(format!("column {}: missing from a decoded batch", src.name)))
         };
 
@@ -471,9 +497,23 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
         if let Some(row) = first_null(ts.as_ref()) {
             return Err(index.null_error(&plan.ts.name, offset + row));
         }
-        match append_time(ts.as_ref(), plan.ts_kind, &mut raw.ts) {
-            None => return Err(unexpected_type(&plan.ts.name, ts.as_ref())),
-            Some(Err((i, v))) => {
+        let ts = if whole && plan.ts_kind == (TimeKind::I64 { factor: 1 }) {
+            match take_values::<TimestampNanosecondType>(ts) {
+                Ok(values) => {
+                    raw.ts = values;
+                    None
+                }
+                Err(other) => Some(other),
+            }
+        } else {
+            Some(ts)
+        };
+        // `ts` is left when it was not taken over: its values are appended as nanoseconds.
+        let appended = ts.map(|ts| (append_time(ts.as_ref(), plan.ts_kind, &mut raw.ts), ts));
+        match appended {
+            None | Some((Some(Ok(())), _)) => {}
+            Some((None, ts)) => return Err(unexpected_type(&plan.ts.name, ts.as_ref())),
+            Some((Some(Err((i, v))), ts)) => {
                 let (group, row) = index.locate(offset + i);
                 return Err(CodecError::Parse {
                     line: Some(group as u64 + 1),
@@ -487,14 +527,22 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
                     ),
                 });
             }
-            Some(Ok(())) => {}
         }
 
         let core_out = [&mut raw.open, &mut raw.high, &mut raw.low, &mut raw.close, &mut raw.volume];
         for (src, out) in plan.core.iter().zip(core_out) {
-            let arr = column(src)?;
+            let mut arr = column(src)?;
             if let Some(row) = first_null(arr.as_ref()) {
                 return Err(index.null_error(&src.name, offset + row));
+            }
+            if whole && *arr.data_type() == DataType::Float64 {
+                match take_values::<Float64Type>(arr) {
+                    Ok(values) => {
+                        *out = values;
+                        continue;
+                    }
+                    Err(back) => arr = back,
+                }
             }
             append_required(arr.as_ref(), out).ok_or_else(|| unexpected_type(&src.name, arr.as_ref()))?;
         }
@@ -502,7 +550,7 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
             let arr = column(src)?;
             append_optional(arr.as_ref(), out).ok_or_else(|| unexpected_type(&src.name, arr.as_ref()))?;
         }
-        offset += batch.num_rows();
+        offset += batch_rows;
     }
 
     let rows_read = raw.ts.len();

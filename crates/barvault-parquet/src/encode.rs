@@ -19,8 +19,28 @@ use crate::error::from_parquet_on_write;
 /// The time zone written on the timestamp column, so pandas, pyarrow and polars show UTC.
 pub(crate) const UTC: &str = "UTC";
 
-/// Bytes of dictionary per column chunk before falling back to plain encoding.
+/// Most bytes of dictionary per column chunk before falling back to plain encoding.
 const DICTIONARY_PAGE_LIMIT: usize = 128 * 1024;
+
+/// Below the cap, a chunk's dictionary may hold 2 bytes per row of its row group (one
+/// distinct double per 4 rows) before the column falls back to plain; the writer checks
+/// the limit while it adds values, so a column that crosses it stops hashing there.
+///
+/// Why: a 5,000-row daily series on a cent grid has ~0.6 distinct prices per row (the
+/// `gen_bars.py` universe and the real ORCL/NVDA files alike). For it, dictionary pages
+/// plus 12-bit indices come out no smaller after snappy than plain pages (cent values
+/// repeat their mantissa bits, which snappy finds: 98.2 kB with the dictionary, 97.8 kB
+/// all plain), while interning the 20,000 prices was most of the encode. With this limit
+/// a column gives up after ~1,400 values: encode −12 to −35% (in-process and criterion
+/// runs; the spread is the allocator's state), file +3% (98.3 → 101.5 kB), decode of the
+/// plain pages ~10% slower (more bytes through snappy; the decoder's own gain offsets most
+/// of it). Series with fewer distinct prices per row (5,000 and 10,000 one-minute bench
+/// bars: 0.27 and 0.23) keep the whole dictionary and write the same file as before (and
+/// encode ~10% faster: the writer now cuts each batch at the smaller dictionary's room,
+/// which measured faster although the output is the same; cause not run down); 1 byte
+/// per row would have dropped it for them too (+25% file, +30% decode). From 64k rows per
+/// group the 128 KiB cap is the limit, as before (1M bars: same file, same time).
+const DICTIONARY_BYTES_PER_ROW: usize = 2;
 
 /// Values handed to the page encoders at a time; page and dictionary limits are checked
 /// between batches. A batch larger than the dictionary page limit (16k doubles) makes the
@@ -60,11 +80,14 @@ fn key_value_metadata(series: &SeriesKey) -> Vec<KeyValue> {
 }
 
 impl ParquetCodec {
-    fn writer_properties(&self, series: &SeriesKey) -> WriterProperties {
+    /// `group_rows`: rows of the file's largest row group (sizes the dictionary limit).
+    fn writer_properties(&self, series: &SeriesKey, group_rows: usize) -> WriterProperties {
         // Prices sit on a tick grid, so a row group holds few distinct values: dictionary
         // encoding halves the file and doubles decode speed (1M bars: 9.4 vs 18 MiB). Its
-        // page is capped at 128 KiB (16k values) so high-cardinality columns (adjusted
-        // prices) fall back to plain early instead of hashing every value. Unique
+        // page is capped at 128 KiB (16k values), and below 64k rows per group at 2 bytes
+        // (a quarter of a value) per row, so high-cardinality columns (adjusted prices,
+        // daily prices of a small file) fall back to plain early instead of hashing every
+        // value (see `DICTIONARY_BYTES_PER_ROW`). Unique
         // timestamps skip the dictionary and use DELTA_BINARY_PACKED, a few bits per row for
         // regular bars, read by pyarrow, polars and Spark alike. Volumes skip it too: they
         // take tens of thousands of distinct values per row group, so the dictionary only
@@ -78,7 +101,7 @@ impl ParquetCodec {
             .set_writer_version(WriterVersion::PARQUET_1_0)
             .set_compression(self.compression.to_parquet())
             .set_dictionary_enabled(true)
-            .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
+            .set_dictionary_page_size_limit(dictionary_page_limit(group_rows))
             .set_column_dictionary_enabled(timestamp.clone(), false)
             .set_column_encoding(timestamp, Encoding::DELTA_BINARY_PACKED)
             .set_column_dictionary_enabled(volume.clone(), false)
@@ -102,7 +125,7 @@ impl ParquetCodec {
     ) -> Result<(), CodecError> {
         let schema = arrow_schema(bars);
         let parquet_schema = ArrowSchemaConverter::new().convert(&schema).map_err(from_parquet_on_write)?;
-        let mut props = self.writer_properties(series);
+        let mut props = self.writer_properties(series, bars.len().min(self.row_group_rows));
         // The Arrow schema travels in the key-value metadata, as the Arrow writer puts it,
         // so Arrow-based readers restore the exact types (the UTC zone, non-null fields).
         add_encoded_arrow_schema_to_metadata(&schema, &mut props);
@@ -136,6 +159,12 @@ impl ParquetCodec {
         writer.close().map_err(from_parquet_on_write)?;
         Ok(())
     }
+}
+
+/// The dictionary page limit for row groups of `group_rows` rows: [`DICTIONARY_BYTES_PER_ROW`]
+/// per row, at most [`DICTIONARY_PAGE_LIMIT`] (and at least one value).
+fn dictionary_page_limit(group_rows: usize) -> usize {
+    group_rows.saturating_mul(DICTIONARY_BYTES_PER_ROW).clamp(8, DICTIONARY_PAGE_LIMIT)
 }
 
 /// The writer of the next column of `group`, which the schema says exists.

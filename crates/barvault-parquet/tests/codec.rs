@@ -15,6 +15,7 @@ use barvault_parquet::{DecodeStats, ParquetCodec, ParquetCompression};
 use barvault_ports::{BarCodec, CodecError, CodecInput};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Encoding;
+use parquet::column::page::Page;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
@@ -291,6 +292,68 @@ fn written_encodings_and_statistics_per_row_group() {
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+/// `n` bars whose prices take `distinct` values on a cent grid (a sawtooth), for checking
+/// which encoding a price column gets at a given number of distinct values per row.
+fn bars_with_distinct_prices(n: usize, distinct: usize) -> Bars {
+    let ts: Vec<i64> = (0..n as i64).map(|i| i * 60_000_000_000).collect();
+    let price: Vec<f64> = (0..n).map(|i| (5_000 + (i * 7) % distinct) as f64 / 100.0).collect();
+    let vol = (0..n).map(|i| (i % 977) as f64).collect();
+    Bars::new(ts, price.clone(), price.clone(), price.clone(), price, vol, vec![]).unwrap()
+}
+
+/// The encodings of the data pages of `close` in the first row group, in file order, and
+/// whether the chunk starts with a dictionary page.
+fn close_pages(bytes: &[u8]) -> (bool, Vec<Encoding>) {
+    let reader = SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes)).unwrap();
+    let mut pages = reader.get_row_group(0).unwrap().get_column_page_reader(4).unwrap();
+    let (mut dictionary, mut data) = (false, Vec::new());
+    while let Some(page) = pages.get_next_page().unwrap() {
+        match page {
+            Page::DictionaryPage { .. } => dictionary = true,
+            other => data.push(other.encoding()),
+        }
+    }
+    (dictionary, data)
+}
+
+/// A small file keeps the dictionary for prices while they take at most one distinct value
+/// per 4 rows, and otherwise falls back to plain pages part-way (the values before the
+/// fallback stay dictionary-encoded); either way the bars read back exactly.
+#[test]
+fn small_files_drop_the_dictionary_for_high_cardinality_prices() {
+    let n = 5_000;
+    for (distinct, plain) in [(1_000, false), (1_200, false), (1_300, true), (3_000, true), (5_000, true)] {
+        let bars = bars_with_distinct_prices(n, distinct);
+        let bytes = encode(&ParquetCodec::default(), &bars);
+        let (dictionary, data) = close_pages(&bytes);
+        assert!(dictionary, "{distinct}");
+        assert_eq!(data.contains(&Encoding::PLAIN), plain, "{distinct} distinct: {data:?}");
+        assert_eq!(to_bars(decode(&bytes, None).unwrap().0), bars, "{distinct}");
+    }
+    // Large row groups keep the 128 KiB cap: 6,000 distinct prices in 131,072 rows.
+    let bars = bars_with_distinct_prices(131_072, 6_000);
+    let bytes = encode(&ParquetCodec::default(), &bars);
+    let (dictionary, data) = close_pages(&bytes);
+    assert!(dictionary && !data.contains(&Encoding::PLAIN), "{data:?}");
+    assert_eq!(to_bars(decode(&bytes, None).unwrap().0), bars);
+}
+
+/// Reads of more rows than one decoded batch (65,536) append batch after batch; reads of
+/// fewer take the one batch over. Both give the bars back, with and without a range.
+#[test]
+fn reads_of_one_and_of_several_batches_round_trip() {
+    for n in [1, 65_535, 65_536, 65_537, 140_000] {
+        let bars = minute_bars(n, 1_600_000_000_000_000_000);
+        let bytes = encode(&ParquetCodec::default(), &bars);
+        let (raw, stats) = decode(&bytes, None).unwrap();
+        assert_eq!(stats.rows_returned, n);
+        assert_eq!(to_bars(raw), bars, "{n} rows");
+        let ts = bars.timestamps();
+        let range = TimeRange::new(Some(ts[n / 3]), Some(ts[n - 1 - n / 3])).unwrap();
+        assert_eq!(to_bars(decode(&bytes, Some(range)).unwrap().0), bars.slice(&range), "{n} rows, {range:?}");
     }
 }
 

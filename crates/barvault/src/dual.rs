@@ -253,7 +253,21 @@ impl DualStorageManager {
                 return Err(e);
             }
             Some(Ok(r)) => {
-                self.record(series, &result, &r, generation, state.primary_meta.as_ref(), ctx).await?;
+                if let Err(e) = self.record(series, &result, &r, generation, state.primary_meta.as_ref(), ctx).await {
+                    // A stored series keeps its old record, which no longer matches the file,
+                    // so reads fall back to the untouched secondary. A new series has no record
+                    // to disagree with: its file would be served although the call failed, so
+                    // it is removed (best effort; `verify` reports it if that fails too).
+                    if never_stored {
+                        match self.primary.remove(series, ctx).await {
+                            Ok(_) => tracing::warn!("primary record failed; the new series' file was removed"),
+                            Err(undo) => {
+                                tracing::error!(error = %undo, "primary record failed and the new file could not be removed")
+                            }
+                        }
+                    }
+                    return Err(e);
+                }
                 r
             }
             None => {
