@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use barvault::{
-    ConfigSources, ExportFormat, FileImport, HealthStatus, ImportOptions, Instrument, InstrumentKind, LoadedConfig,
-    OpContext, Period, Scope, SeriesKey, StorageConfig, StorageError, StorageFactory, TimeRange, ValidationPolicy,
-    Vault, WriteMode,
+    ConfigSources, ExportFormat, FileImport, HealthStatus, ImportLimits, ImportOptions, Instrument, InstrumentKind,
+    LoadedConfig, OpContext, Period, Scope, SeriesKey, StorageConfig, StorageError, StorageFactory, TimeRange,
+    ValidationPolicy, Vault, WriteMode,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::Instrument as _;
@@ -227,10 +227,6 @@ fn progress(files: usize) -> (ProgressBar, Option<tokio::task::JoinHandle<()>>) 
     (pb, Some(timer))
 }
 
-/// Series imported at once by a multi-file import: enough to overlap the fsyncs of
-/// different series, few enough to bound memory (each holds one file's bars).
-const IMPORT_CONCURRENCY: usize = 8;
-
 async fn import(config: &StorageConfig, args: ImportArgs, verbose: bool, ctx: &OpContext) -> anyhow::Result<u8> {
     let kind: InstrumentKind = args.kind.into();
     if let Some(symbol) = &args.symbol {
@@ -270,7 +266,7 @@ async fn import(config: &StorageConfig, args: ImportArgs, verbose: bool, ctx: &O
         }
     }
     vault
-        .import_many(jobs, options, IMPORT_CONCURRENCY, ctx, |file, result| {
+        .import_many(jobs, options, ImportLimits::default(), ctx, |file, result| {
             pb.set_message(file.display().to_string());
             match result {
                 Ok(r) => {

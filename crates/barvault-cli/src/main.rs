@@ -263,6 +263,7 @@ pub struct CleanupArgs {
 }
 
 fn main() -> ExitCode {
+    barvault::process::tune_allocator();
     let cli = Cli::parse();
     let verbose = cli.verbose > 0;
     logging::init(cli.log_format, cli.verbose, cli.quiet);

@@ -13,6 +13,7 @@ mod config;
 mod dual;
 mod health;
 mod integrity;
+pub mod process;
 mod vault;
 
 #[cfg(feature = "polars")]
@@ -25,7 +26,9 @@ pub use config::{
 pub use dual::{DualSettings, DualStorageManager, PersistOutcome};
 pub use health::{DiskUsage, HealthReport, HealthStatus};
 pub use integrity::{Issue, IssueKind, RecoveryAction, RecoveryReport, Scope, VerifyReport};
-pub use vault::{ExportFormat, FileImport, ImportOptions, SeriesInfo, SeriesSummary, StorageFactory, Vault};
+pub use vault::{
+    ExportFormat, FileImport, ImportLimits, ImportOptions, SeriesInfo, SeriesSummary, StorageFactory, Vault,
+};
 
 pub use barvault_csv::CsvCodec;
 pub use barvault_domain as domain;

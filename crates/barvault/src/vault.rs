@@ -154,6 +154,32 @@ pub struct Vault {
     pub(crate) fs: Arc<dyn Fs>,
 }
 
+/// How much a multi-file import ([`Vault::import_many`]) runs at once: at most `series`
+/// series, and input files of at most about `bytes` in total (a series counts for its
+/// largest file, and for at least `bytes / series`). Small daily files then run many at a
+/// time, which keeps both cores busy while others wait on fsyncs; large ones few at a
+/// time, which bounds memory (a series holds its file's bars, about the file's size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLimits {
+    pub series: usize,
+    pub bytes: u64,
+}
+
+impl Default for ImportLimits {
+    fn default() -> Self {
+        Self { series: 32, bytes: 256 << 20 }
+    }
+}
+
+impl ImportLimits {
+    /// Permits (out of `series`) a series whose largest input file has `len` bytes takes.
+    pub fn weight(&self, len: u64) -> u32 {
+        let series = self.series.max(1) as u64;
+        let unit = (self.bytes / series).max(1);
+        u32::try_from(len.div_ceil(unit).clamp(1, series)).unwrap_or(u32::MAX)
+    }
+}
+
 /// How `import` treats each file.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ImportOptions {
@@ -307,13 +333,13 @@ impl Vault {
 
     /// Imports many files, several series at a time. Files of the same series are imported
     /// one after another in the order given (keep-last depends on it); different series run
-    /// concurrently, up to `concurrency` at once, so their fsyncs overlap instead of queueing.
+    /// concurrently within `limits`, so their fsyncs overlap instead of queueing.
     /// `on_done` sees every file's result, in the order the files were given.
     pub async fn import_many(
         &self,
         jobs: Vec<(PathBuf, SeriesKey)>,
         options: ImportOptions,
-        concurrency: usize,
+        limits: ImportLimits,
         ctx: &OpContext,
         mut on_done: impl FnMut(&Path, Result<FileImport, StorageError>),
     ) {
@@ -328,14 +354,17 @@ impl Vault {
             groups[g].1.push((i, file));
         }
         let total: usize = groups.iter().map(|(_, files)| files.len()).sum();
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(limits.series.max(1)));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tasks = tokio::task::JoinSet::new();
         for (series, files) in groups {
             let (vault, ctx, tx, semaphore) = (self.clone(), ctx.clone(), tx.clone(), Arc::clone(&semaphore));
+            // A series holds the bars of one of its files at a time: weigh it by its largest.
+            let largest = files.iter().map(|(_, f)| std::fs::metadata(f).map_or(0, |m| m.len())).max();
+            let weight = limits.weight(largest.unwrap_or(0));
             tasks.spawn(async move {
                 // The semaphore is never closed, so acquiring cannot fail.
-                let _permit = semaphore.acquire_owned().await.ok();
+                let _permit = semaphore.acquire_many_owned(weight).await.ok();
                 for (i, file) in files {
                     let result = vault.import_file(&file, &series, options, &ctx).await;
                     if tx.send((i, file, result)).is_err() {
@@ -569,4 +598,61 @@ fn json_number(v: f64) -> serde_json::Value {
             "-inf".into()
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn import_weights_grow_with_file_size_within_the_series_limit() {
+        let limits = ImportLimits::default();
+        assert_eq!(limits.weight(0), 1);
+        assert_eq!(limits.weight(300_000), 1, "a daily series runs 32 at a time");
+        assert_eq!(limits.weight(8 << 20), 1);
+        assert_eq!(limits.weight((8 << 20) + 1), 2);
+        assert_eq!(limits.weight(49_000_000), 6, "a year of minutes runs 5 at a time");
+        assert_eq!(limits.weight(u64::MAX), 32, "never more than every permit");
+        assert_eq!(ImportLimits { series: 0, bytes: 0 }.weight(10), 1);
+    }
+
+    /// Series that each take every permit run one after another, and every file's result is
+    /// reported once, in the order given.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn import_many_reports_every_file_in_order_under_tight_limits() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let vault =
+            StorageFactory::open(&StorageConfig::with_output_directory(dir.path().join("store"))).expect("open store");
+        let mut jobs = Vec::new();
+        for (i, symbol) in ["AAA", "BBB", "AAA", "CCC"].into_iter().enumerate() {
+            let file = dir.path().join(format!("{i}.csv"));
+            let day = 10 + i;
+            std::fs::write(
+                &file,
+                format!("timestamp,open,high,low,close,volume\n2024-01-{day} 00:00:00,1,2,0.5,1.5,{i}\n"),
+            )
+            .expect("write input");
+            jobs.push((file, SeriesKey::new(Instrument::stock(symbol).expect("symbol"), Period::D1)));
+        }
+        let expected: Vec<PathBuf> = jobs.iter().map(|(f, _)| f.clone()).collect();
+        let mut seen = Vec::new();
+        let limits = ImportLimits { series: 2, bytes: 1 };
+        assert_eq!(limits.weight(60), 2, "each series takes every permit");
+        let options = ImportOptions {
+            validation: ValidationPolicy::Strict,
+            mode: WriteMode::Merge,
+            policy: MergePolicy::KeepLast,
+        };
+        vault
+            .import_many(jobs, options, limits, &OpContext::new(), |file, result| {
+                let r = result.expect("import");
+                assert_eq!(r.rows_read, 1);
+                seen.push(file.to_path_buf());
+            })
+            .await;
+        assert_eq!(seen, expected);
+        let aaa = SeriesKey::new(Instrument::stock("AAA").expect("symbol"), Period::D1);
+        let stored = vault.manager().load_with_fallback(&aaa, None, &OpContext::new()).await.expect("load");
+        assert_eq!(stored.map(|b| b.len()), Some(2), "both files of AAA stored");
+    }
 }
