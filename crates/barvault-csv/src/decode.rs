@@ -479,15 +479,290 @@ impl Columns {
     }
 
     fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    fn truncate(&mut self, rows: usize) {
         let b = &mut self.bars;
-        b.ts.clear();
+        b.ts.truncate(rows);
         for column in [&mut b.open, &mut b.high, &mut b.low, &mut b.close, &mut b.volume] {
-            column.clear();
+            column.truncate(rows);
         }
         for column in &mut self.extras {
-            column.clear();
+            column.truncate(rows);
         }
     }
+
+    /// Columns of `rows` rows, the first `self.len()` of them those of `self` and the rest
+    /// zeros, in fresh allocations: zeroed memory comes from the allocator (`calloc`), so
+    /// its pages cost nothing until written. (Extras are `None`, which is written.)
+    fn zero_extended(&self, rows: usize) -> Columns {
+        fn extend<T: Copy>(head: &[T], zeros: Vec<T>) -> Vec<T> {
+            let mut v = zeros;
+            if let Some(dst) = v.get_mut(..head.len()) {
+                dst.copy_from_slice(head);
+            }
+            v
+        }
+        let rows = rows.max(self.len());
+        let b = &self.bars;
+        Columns {
+            bars: RawBars {
+                ts: extend(&b.ts, vec![0; rows]),
+                open: extend(&b.open, vec![0.0; rows]),
+                high: extend(&b.high, vec![0.0; rows]),
+                low: extend(&b.low, vec![0.0; rows]),
+                close: extend(&b.close, vec![0.0; rows]),
+                volume: extend(&b.volume, vec![0.0; rows]),
+                extras: Vec::new(),
+            },
+            extras: self.extras.iter().map(|e| extend(e, vec![None; rows])).collect(),
+        }
+    }
+
+    /// Moves rows `from..from + rows` to start at row `to` (not after `from`).
+    fn move_rows(&mut self, from: usize, rows: usize, to: usize) -> Result<(), CodecError> {
+        fn shift<T: Copy>(v: &mut [T], from: usize, rows: usize, to: usize) -> Result<(), CodecError> {
+            if to > from || from.checked_add(rows).is_none_or(|end| end > v.len()) {
+                return Err(CodecError::Corrupt("decoded rows out of place".into()));
+            }
+            if from > to {
+                v.copy_within(from..from + rows, to);
+            }
+            Ok(())
+        }
+        let b = &mut self.bars;
+        shift(&mut b.ts, from, rows, to)?;
+        for column in [&mut b.open, &mut b.high, &mut b.low, &mut b.close, &mut b.volume] {
+            shift(column, from, rows, to)?;
+        }
+        for column in &mut self.extras {
+            shift(column, from, rows, to)?;
+        }
+        Ok(())
+    }
+
+    /// A copy of rows `from..from + rows`.
+    fn copy_rows(&self, from: usize, rows: usize) -> Result<Columns, CodecError> {
+        fn copy<T: Copy>(v: &[T], from: usize, rows: usize) -> Result<Vec<T>, CodecError> {
+            let range = from..from.saturating_add(rows);
+            v.get(range).map(<[T]>::to_vec).ok_or_else(|| CodecError::Corrupt("decoded rows out of place".into()))
+        }
+        let b = &self.bars;
+        Ok(Columns {
+            bars: RawBars {
+                ts: copy(&b.ts, from, rows)?,
+                open: copy(&b.open, from, rows)?,
+                high: copy(&b.high, from, rows)?,
+                low: copy(&b.low, from, rows)?,
+                close: copy(&b.close, from, rows)?,
+                volume: copy(&b.volume, from, rows)?,
+                extras: Vec::new(),
+            },
+            extras: self.extras.iter().map(|e| copy(e, from, rows)).collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// Where decoded rows go: a row's extras (every one, in layout order), then its core columns.
+/// A row refused may leave some of its extras behind, but then the decode fails.
+///
+/// The row decoders take a `dyn Sink`: one copy of them, with the number and timestamp
+/// parsers inlined as before, serves both sinks for one indirect call per row (two
+/// monomorphized copies measured ~4% slower on one thread, their parsers no longer inlined).
+trait Sink {
+    fn push_extra(&mut self, column: usize, value: Option<f64>);
+    fn push(&mut self, ts: i64, open: f64, high: f64, low: f64, close: f64, volume: f64);
+}
+
+impl Sink for Columns {
+    #[inline]
+    fn push_extra(&mut self, column: usize, value: Option<f64>) {
+        if let Some(values) = self.extras.get_mut(column) {
+            values.push(value);
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, ts: i64, open: f64, high: f64, low: f64, close: f64, volume: f64) {
+        self.bars.push(ts, open, high, low, close, volume);
+    }
+}
+
+/// A stretch of the final columns, written in place by the thread decoding one piece, so
+/// that the rows need no copy once decoded. Sized by [`record_bound`]: should a row not fit
+/// all the same, `overflow` is set and the piece must be decoded again elsewhere.
+#[derive(Debug)]
+struct Region<'a> {
+    /// The row of the final columns this stretch starts at.
+    start: usize,
+    ts: &'a mut [i64],
+    values: [&'a mut [f64]; 5],
+    extras: Vec<&'a mut [Option<f64>]>,
+    /// Rows written.
+    len: usize,
+    overflow: bool,
+}
+
+impl Sink for Region<'_> {
+    #[inline]
+    fn push_extra(&mut self, column: usize, value: Option<f64>) {
+        match self.extras.get_mut(column).and_then(|c| c.get_mut(self.len)) {
+            Some(slot) => *slot = value,
+            None => self.overflow = true,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, ts: i64, open: f64, high: f64, low: f64, close: f64, volume: f64) {
+        let values = [open, high, low, close, volume];
+        let i = self.len;
+        let Some(slot) = self.ts.get_mut(i) else {
+            self.overflow = true;
+            return;
+        };
+        *slot = ts;
+        for (column, value) in self.values.iter_mut().zip(values) {
+            match column.get_mut(i) {
+                Some(slot) => *slot = value,
+                None => {
+                    self.overflow = true;
+                    return;
+                }
+            }
+        }
+        self.len = i + 1;
+    }
+}
+
+/// The part of the final columns not handed out yet, from row `next` on.
+#[derive(Debug)]
+struct Free<'a> {
+    next: usize,
+    /// Set once a region was refused.
+    spent: bool,
+    ts: &'a mut [i64],
+    values: [&'a mut [f64]; 5],
+    extras: Vec<&'a mut [Option<f64>]>,
+}
+
+/// The first `n` items of `s`, which keeps the rest; `None` (and `s` unchanged) when shorter.
+fn split_off<'a, T>(s: &mut &'a mut [T], n: usize) -> Option<&'a mut [T]> {
+    if n > s.len() {
+        return None;
+    }
+    let (head, tail) = std::mem::take(s).split_at_mut_checked(n)?;
+    *s = tail;
+    Some(head)
+}
+
+impl<'a> Free<'a> {
+    /// Rows `from..` of `columns`.
+    fn new(columns: &'a mut Columns, from: usize) -> Self {
+        fn rest<T>(v: &mut [T], from: usize) -> &mut [T] {
+            v.get_mut(from..).unwrap_or_default()
+        }
+        let Columns { bars, extras } = columns;
+        let RawBars { ts, open, high, low, close, volume, .. } = bars;
+        Free {
+            next: from,
+            spent: false,
+            ts: rest(ts, from),
+            values: [rest(open, from), rest(high, from), rest(low, from), rest(close, from), rest(volume, from)],
+            extras: extras.iter_mut().map(|e| rest(e, from)).collect(),
+        }
+    }
+
+    /// The next `rows` rows, or `None` when fewer are left; then none are handed out any
+    /// more, so that regions stay in the order of the pieces.
+    fn take(&mut self, rows: usize) -> Option<Region<'a>> {
+        let fits = !self.spent
+            && self.ts.len() >= rows
+            && self.values.iter().all(|c| c.len() >= rows)
+            && self.extras.iter().all(|c| c.len() >= rows);
+        let region = if fits { self.split(rows) } else { None };
+        self.spent = region.is_none();
+        region
+    }
+
+    fn split(&mut self, rows: usize) -> Option<Region<'a>> {
+        let start = self.next;
+        let ts = split_off(&mut self.ts, rows)?;
+        let [o, h, l, c, v] = &mut self.values;
+        let values =
+            [split_off(o, rows)?, split_off(h, rows)?, split_off(l, rows)?, split_off(c, rows)?, split_off(v, rows)?];
+        let extras = self.extras.iter_mut().map(|e| split_off(e, rows)).collect::<Option<Vec<_>>>()?;
+        self.next += rows;
+        Some(Region { start, ts, values, extras, len: 0, overflow: false })
+    }
+}
+
+/// At least as many as the records of quote-free `text` (and so the rows it decodes to), and
+/// as many when every line is a record: its record ends, each `\n` and each `\r` not
+/// followed by a `\n`, and one more when `text` does not end in a `\r` or `\n`. (A record
+/// is a run of bytes other than `\r` and `\n`, so the byte after it is a record end, or the
+/// `\r` of a `\r\n`, or there is none and the record ends `text`.)
+fn record_bound(text: &[u8]) -> usize {
+    let last = usize::from(text.last().is_some_and(|&b| b != b'\r' && b != b'\n'));
+    let (newlines, returns) = count_line_bytes(text);
+    if returns == 0 {
+        return newlines + last;
+    }
+    record_ends(text) + last
+}
+
+/// The record ends of `text`: each `\n`, and each `\r` not followed by a `\n`. Counted 32
+/// bytes at a time into byte counters, which vectorizes.
+fn record_ends(text: &[u8]) -> usize {
+    const LANES: usize = 32;
+    let mut count = 0;
+    let mut i = 0;
+    // Blocks of at most 255 steps, so that no byte counter overflows; each step also reads
+    // the byte after its 32.
+    while text.len().saturating_sub(i) > LANES {
+        let steps = ((text.len() - i - 1) / LANES).min(255);
+        let mut counts = [0u8; LANES];
+        for _ in 0..steps {
+            let (Some(a), Some(b)) = (text.get(i..i + LANES), text.get(i + 1..i + 1 + LANES)) else { break };
+            let (Ok(a), Ok(b)) = (<&[u8; LANES]>::try_from(a), <&[u8; LANES]>::try_from(b)) else { break };
+            for ((n, &x), &next) in counts.iter_mut().zip(a).zip(b) {
+                *n += u8::from(x == b'\n') | (u8::from(x == b'\r') & u8::from(next != b'\n'));
+            }
+            i += LANES;
+        }
+        count += counts.iter().map(|&n| usize::from(n)).sum::<usize>();
+    }
+    while let Some(&x) = text.get(i) {
+        i += 1;
+        count += usize::from(x == b'\n' || (x == b'\r' && text.get(i) != Some(&b'\n')));
+    }
+    count
+}
+
+/// The counts of `\n` and of `\r` in `text`, 32 bytes at a time into byte counters (which
+/// vectorizes): where there is no `\r`, the `\n` are the record ends, found at twice the
+/// speed of [`record_ends`].
+fn count_line_bytes(text: &[u8]) -> (usize, usize) {
+    const LANES: usize = 32;
+    let (mut newlines, mut returns) = (0, 0);
+    // Runs of at most 255 blocks, so that no byte counter overflows.
+    for run in text.chunks(255 * LANES) {
+        let (mut n, mut r) = ([0u8; LANES], [0u8; LANES]);
+        let blocks = run.chunks_exact(LANES);
+        for &x in blocks.remainder() {
+            newlines += usize::from(x == b'\n');
+            returns += usize::from(x == b'\r');
+        }
+        for block in blocks {
+            for ((n, r), &x) in n.iter_mut().zip(&mut r).zip(block) {
+                *n += u8::from(x == b'\n');
+                *r += u8::from(x == b'\r');
+            }
+        }
+        newlines += n.iter().map(|&c| usize::from(c)).sum::<usize>();
+        returns += r.iter().map(|&c| usize::from(c)).sum::<usize>();
+    }
+    (newlines, returns)
 }
 
 /// Turns the data records of a settled layout into rows.
@@ -508,7 +783,7 @@ impl Rows {
         layout: &Layout,
         record: &impl Fields,
         line: impl Fn() -> u64,
-        out: &mut Columns,
+        out: &mut dyn Sink,
     ) -> Result<(), CodecError> {
         if record.count() != layout.width {
             if is_ignorable(record) {
@@ -553,15 +828,15 @@ impl Rows {
             None => 0.0,
         };
         let keep = self.range.contains(ts);
-        for (col, values) in layout.extras.iter().zip(&mut out.extras) {
+        for (k, col) in layout.extras.iter().enumerate() {
             let cell = record.field(col.index).unwrap_or_default();
             let v = parse_extra(cell).map_err(|_| cell_error(line(), &col.header, cell, "not a number"))?;
             if keep {
-                values.push(v);
+                out.push_extra(k, v);
             }
         }
         if keep {
-            out.bars.push(ts, open, high, low, close, volume);
+            out.push(ts, open, high, low, close, volume);
         }
         Ok(())
     }
@@ -570,10 +845,10 @@ impl Rows {
     /// start of `text` into `out` and returns its length, or `None` (leaving `out` as it
     /// was) when [`canonical_record`] declines it.
     #[inline]
-    fn canonical(&mut self, text: &[u8], out: &mut Columns) -> Option<usize> {
+    fn canonical(&mut self, text: &[u8], out: &mut dyn Sink) -> Option<usize> {
         let (ts, [open, high, low, close, volume], len) = canonical_record(text, &mut self.parser)?;
         if self.range.contains(ts) {
-            out.bars.push(ts, open, high, low, close, volume);
+            out.push(ts, open, high, low, close, volume);
         }
         Some(len)
     }
@@ -669,14 +944,14 @@ impl Decoder {
 ///
 /// Under the canonical layout each record is first tried by [`Rows::canonical`], and only
 /// the records it declines are split into fields and decoded by [`Rows::row`].
-fn decode_piece(layout: &Layout, range: TimeRange, text: &[u8], out: &mut Columns) -> Result<Option<u64>, CodecError> {
+fn decode_piece(layout: &Layout, range: TimeRange, text: &[u8], out: &mut dyn Sink) -> Result<Option<u64>, CodecError> {
     let rows = Rows::new(range);
     let canonical = layout.is_canonical();
     scan_records(
         text,
         &mut (rows, out),
-        |(rows, out), rest| if canonical { rows.canonical(rest, out) } else { None },
-        |(rows, out), line, newlines| rows.row(layout, line, || newlines + 1, out),
+        |(rows, out), rest| if canonical { rows.canonical(rest, *out) } else { None },
+        |(rows, out), line, newlines| rows.row(layout, line, || newlines + 1, *out),
     )
 }
 
@@ -907,10 +1182,11 @@ pub(crate) fn decode_reader_with(
 }
 
 /// The decode: the header and first data row on this thread, then the rest in pieces cut at
-/// line ends, decoded on `tuning.workers` threads and appended in file order.
+/// line ends, decoded on `tuning.workers` threads (each straight into its own stretch of
+/// the final columns, see [`decode_parallel`]) and taken in file order.
 ///
 /// Line numbers of errors are those of the whole input (each piece counts its line ends),
-/// and the error reported is the first in file order: pieces are appended in order and the
+/// and the error reported is the first in file order: pieces are taken in order and the
 /// first failing one stops the decode. Quote-free text cut at a line end is split into the
 /// same records whatever comes before, so pieces are independent; a `"` could open a field
 /// that spans line ends, so from the first piece holding one, the rest of the input is
@@ -938,10 +1214,12 @@ fn decode_source<S: Source>(mut src: S, range: Option<TimeRange>, tuning: Tuning
     }
     // Size the columns from the rows per byte so far: capacity never written is address
     // space, not memory, while regrowing would copy every column.
-    if decoder.out.len() > 0 && size > consumed {
+    let total_rows = if decoder.out.len() > 0 && size > consumed {
         let per_byte = decoder.out.len() as f64 / consumed as f64;
-        decoder.out.reserve_total((per_byte * size as f64 * 1.05) as usize + 1024);
-    }
+        (per_byte * size as f64 * 1.05) as usize + 1024
+    } else {
+        0
+    };
     let quoted = match &mut decoder {
         Decoder { layout: Some(layout), out, .. } => {
             let workers = match tuning.workers {
@@ -950,8 +1228,9 @@ fn decode_source<S: Source>(mut src: S, range: Option<TimeRange>, tuning: Tuning
                 n => n,
             };
             if workers > 1 {
-                decode_parallel(&mut src, layout, range, out, &mut lines_before, workers)?
+                decode_parallel(&mut src, layout, range, out, total_rows, &mut lines_before, workers)?
             } else {
+                out.reserve_total(total_rows);
                 decode_sequential(&mut src, layout, range, out, &mut lines_before)?
             }
         }
@@ -984,32 +1263,137 @@ fn decode_sequential<S: Source>(
     Ok(None)
 }
 
+/// Where a piece's rows go: a region of the final columns, or columns of its own.
+#[derive(Debug)]
+enum Dest<'a> {
+    Region(Region<'a>),
+    Own(Columns),
+}
+
+/// Where a decoded piece's rows are: `rows` rows of the final columns from row `start`, or
+/// columns of its own.
+#[derive(Debug)]
+enum Part {
+    Region { start: usize, rows: usize },
+    Own(Columns),
+}
+
 /// A decoded piece: its sequence number, its bytes (for reuse), its rows and its line
 /// ends, `None` when it holds a `"`.
-type Done<C> = (u64, C, Columns, PieceResult);
+type Done<C> = (u64, C, Part, PieceResult);
 
 /// What decoding a piece gives: its line ends, `None` when it holds a `"`.
 type PieceResult = Result<Option<u64>, CodecError>;
 
-/// The rest of `src` decoded on `workers` threads while this one reads the pieces and appends
-/// the decoded ones in order. Returns, undecoded and in order, the pieces from the first one
-/// holding a `"` on.
+/// The parts of the pieces decoded, in order, and the pieces from the first one holding a
+/// `"` on, undecoded.
+type Decoded<C> = (Vec<Part>, Option<Vec<C>>);
+
+/// Decodes one piece on a worker thread into its destination.
+fn decode_into(layout: &Layout, range: TimeRange, text: &[u8], dest: Dest<'_>) -> (Part, PieceResult) {
+    match dest {
+        Dest::Region(mut region) => {
+            let result = decode_piece(layout, range, text, &mut region);
+            if !region.overflow {
+                return (Part::Region { start: region.start, rows: region.len }, result);
+            }
+            // More rows than `record_bound` allows: not expected, but then the piece
+            // decodes into columns of its own.
+            let mut own = Columns::with_capacity(region.len, layout.extras.len());
+            let result = decode_piece(layout, range, text, &mut own);
+            (Part::Own(own), result)
+        }
+        Dest::Own(mut columns) => {
+            columns.clear();
+            let result = decode_piece(layout, range, text, &mut columns);
+            (Part::Own(columns), result)
+        }
+    }
+}
+
+/// The rest of `src` decoded on `workers` threads while this one reads the pieces and
+/// collects the decoded ones in order. Returns, undecoded and in order, the pieces from the
+/// first one holding a `"` on.
+///
+/// With `total_rows` (an estimate of the rows of the whole input, 0 when there is none),
+/// `out` becomes columns of that many rows (zeroed pages, which cost nothing until written),
+/// and each piece is decoded straight into its own region of them, sized by
+/// [`record_bound`]; once the pieces are decoded, the regions are moved together (nothing
+/// moves when every record is a row) and `out` is cut to the rows decoded. A piece for which
+/// no room is left, or with no estimate every piece, is decoded into columns of its own and
+/// appended (after a region, at the end: those are the rows past the estimate, which has 5%
+/// to spare, so holding them until then costs little).
 fn decode_parallel<S: Source>(
     src: &mut S,
     layout: &Layout,
     range: TimeRange,
     out: &mut Columns,
+    total_rows: usize,
     lines_before: &mut u64,
     workers: usize,
 ) -> Result<Option<Vec<S::Chunk>>, CodecError> {
+    let head = out.len();
+    let regions = total_rows > head;
+    if regions {
+        *out = out.zero_extended(total_rows);
+    }
+    let (parts, quoted) = decode_pieces(src, layout, range, out, regions.then_some(head), lines_before, workers)?;
+    if regions {
+        join_parts(out, head, parts)?;
+    }
+    Ok(quoted)
+}
+
+/// Makes `out` the first `head` rows of `out` followed by the rows of `parts` in order, where
+/// region parts are rows of `out` at or after the rows of the parts before them end. Regions
+/// are moved down to close the gaps (moving nothing when every record was a row); from the
+/// first part with columns of its own on, the rest is copied out and appended.
+fn join_parts(out: &mut Columns, head: usize, parts: Vec<Part>) -> Result<(), CodecError> {
+    let mut rows = head;
+    let mut after: Vec<Columns> = Vec::new();
+    for part in parts {
+        match part {
+            Part::Region { start, rows: n } if after.is_empty() => {
+                out.move_rows(start, n, rows)?;
+                rows += n;
+            }
+            Part::Region { start, rows: n } => after.push(out.copy_rows(start, n)?),
+            Part::Own(columns) => after.push(columns),
+        }
+    }
+    out.truncate(rows);
+    for mut columns in after {
+        out.append(&mut columns);
+    }
+    Ok(())
+}
+
+/// The loop of [`decode_parallel`]: with `regions_from`, pieces are decoded into regions of
+/// `out` from that row on and their parts returned in order; without, into columns of their
+/// own that are appended to `out` in order, and no part is returned.
+fn decode_pieces<S: Source>(
+    src: &mut S,
+    layout: &Layout,
+    range: TimeRange,
+    out: &mut Columns,
+    regions_from: Option<usize>,
+    lines_before: &mut u64,
+    workers: usize,
+) -> Result<Decoded<S::Chunk>, CodecError> {
     let max_in_flight = 2 * workers as u64;
     // Rows of a piece, generously (lines are rarely under 24 bytes): the columns of a piece
     // are sized once and reused, never regrown.
     let piece_rows = src.chunk_size() / 24 + 64;
+    let extras = layout.extras.len();
+    // Either `out` is handed out in regions, or pieces are appended to it.
+    let (mut free, mut append) = match regions_from {
+        Some(from) => (Some(Free::new(out, from)), None),
+        None => (None, Some(out)),
+    };
     std::thread::scope(|scope| {
         // Both channels live in this closure: however it returns, dropping the job sender
         // and the result receiver makes every worker stop, so the scope's join cannot hang.
-        let (job_tx, job_rx) = mpsc::channel::<(u64, S::Chunk, Columns)>();
+        let (job_tx, job_rx) = mpsc::channel::<(u64, S::Chunk, Dest<'_>)>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (done_tx, done_rx) = mpsc::channel::<Done<S::Chunk>>();
         for _ in 0..workers {
@@ -1021,10 +1405,9 @@ fn decode_parallel<S: Source>(
                         Ok(rx) => rx.recv(),
                         Err(_) => break,
                     };
-                    let Ok((seq, chunk, mut columns)) = job else { break };
-                    columns.clear();
-                    let result = decode_piece(layout, range, chunk.as_ref(), &mut columns);
-                    if done_tx.send((seq, chunk, columns, result)).is_err() {
+                    let Ok((seq, chunk, dest)) = job else { break };
+                    let (part, result) = decode_into(layout, range, chunk.as_ref(), dest);
+                    if done_tx.send((seq, chunk, part, result)).is_err() {
                         break;
                     }
                 }
@@ -1034,7 +1417,8 @@ fn decode_parallel<S: Source>(
         let stopped = || CodecError::Io(io::Error::other("CSV decoding thread stopped"));
 
         let mut spare: Vec<Columns> = Vec::new();
-        let mut pending: BTreeMap<u64, (S::Chunk, Columns, PieceResult)> = BTreeMap::new();
+        let mut parts: Vec<Part> = Vec::new();
+        let mut pending: BTreeMap<u64, (S::Chunk, Part, PieceResult)> = BTreeMap::new();
         let (mut sent, mut next) = (0u64, 0u64);
         let mut end_of_input = false;
         let mut read_error = None;
@@ -1043,9 +1427,14 @@ fn decode_parallel<S: Source>(
             while !end_of_input && sent - next < max_in_flight {
                 match src.next_chunk() {
                     Ok(Some(chunk)) => {
-                        let columns =
-                            spare.pop().unwrap_or_else(|| Columns::with_capacity(piece_rows, layout.extras.len()));
-                        job_tx.send((sent, chunk, columns)).map_err(|_| stopped())?;
+                        let region = free.as_mut().and_then(|f| f.take(record_bound(chunk.as_ref())));
+                        let dest = match region {
+                            Some(region) => Dest::Region(region),
+                            None => {
+                                Dest::Own(spare.pop().unwrap_or_else(|| Columns::with_capacity(piece_rows, extras)))
+                            }
+                        };
+                        job_tx.send((sent, chunk, dest)).map_err(|_| stopped())?;
                         sent += 1;
                     }
                     Ok(None) => end_of_input = true,
@@ -1058,14 +1447,19 @@ fn decode_parallel<S: Source>(
             if next == sent {
                 break;
             }
-            let (seq, chunk, columns, result) = done_rx.recv().map_err(|_| stopped())?;
-            pending.insert(seq, (chunk, columns, result));
-            while let Some((chunk, mut columns, result)) = pending.remove(&next) {
+            let (seq, chunk, part, result) = done_rx.recv().map_err(|_| stopped())?;
+            pending.insert(seq, (chunk, part, result));
+            while let Some((chunk, part, result)) = pending.remove(&next) {
                 match result.map_err(|e| shift_line(e, *lines_before))? {
                     Some(newlines) => {
-                        out.append(&mut columns);
+                        match (&mut append, part) {
+                            (Some(out), Part::Own(mut columns)) => {
+                                out.append(&mut columns);
+                                spare.push(columns);
+                            }
+                            (_, part) => parts.push(part),
+                        }
                         *lines_before += newlines;
-                        spare.push(columns);
                         src.recycle(chunk);
                         next += 1;
                     }
@@ -1080,23 +1474,27 @@ fn decode_parallel<S: Source>(
         let Some((first, chunk)) = quoted else {
             return match read_error {
                 Some(e) => Err(CodecError::Io(e)),
-                None => Ok(None),
+                None => Ok((parts, None)),
             };
         };
         // Everything read after the quoted piece is needed again, in order.
         while (pending.len() as u64) < sent - first - 1 {
-            let (seq, chunk, columns, result) = done_rx.recv().map_err(|_| stopped())?;
-            pending.insert(seq, (chunk, columns, result));
+            let (seq, chunk, part, result) = done_rx.recv().map_err(|_| stopped())?;
+            pending.insert(seq, (chunk, part, result));
         }
         if let Some(e) = read_error {
             return Err(CodecError::Io(e));
         }
         let mut chunks = vec![chunk];
         chunks.extend(pending.into_values().map(|(chunk, _, _)| chunk));
-        Ok(Some(chunks))
+        Ok((parts, Some(chunks)))
     })
 }
 
 #[cfg(test)]
 #[path = "decode_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "decode_region_tests.rs"]
+mod region_tests;

@@ -49,15 +49,17 @@
 //!   same way whatever range a reader asks for.
 //!
 //! - Input is decoded in pieces of about 1 MiB cut at line ends, never held whole: a file
-//!   is read piece by piece, and from 4 MiB on the pieces are decoded on every core and
-//!   appended in file order, so a 50 MB import holds its decoded columns and a few MB of
-//!   text, not both whole. The header and the first data row (which decides the split
-//!   `date,time` layout) are read first, on the caller's thread. Each piece counts its line
-//!   ends, so an error names the exact physical line of the whole input, and the first
-//!   error in file order is the one reported. Quote-free text splits into the same records
-//!   wherever it is cut at a line end; a `"` could open a field holding line ends, so from
-//!   the first piece with a `"` the rest of the input is read whole and decoded by csv's
-//!   reader on one thread (quoted files decode as before, just not in parallel).
+//!   is read piece by piece, and from 4 MiB on the pieces are decoded on every core, each
+//!   straight into its own stretch of the final columns (sized by counting its line ends)
+//!   and taken in file order, so a 50 MB import holds its decoded columns and a few MB of
+//!   text, not both whole, and (when every line is a row) no decoded row is copied. The
+//!   header and the first data row (which decides the split `date,time` layout) are read
+//!   first, on the caller's thread. Each piece counts its line ends, so an error names the
+//!   exact physical line of the whole input, and the first error in file order is the one
+//!   reported. Quote-free text splits into the same records wherever it is cut at a line
+//!   end; a `"` could open a field holding line ends, so from the first piece with a `"` the
+//!   rest of the input is read whole and decoded by csv's reader on one thread (quoted files
+//!   decode as before, just not in parallel).
 //!
 //! Every refusal is a [`CodecError::Parse`] carrying the 1-based physical line, the column
 //! as written in the header and the offending text; no input bytes can make the reader panic.
