@@ -3,6 +3,7 @@
 
 use proptest::prelude::*;
 
+use super::tests::canonical_layout;
 use super::*;
 
 /// The records `scan_records` finds in quote-free `text`.
@@ -51,21 +52,6 @@ fn record_bound_of_long_texts() {
             assert_eq!(record_bound(format!("{text}x").as_bytes()), lines * per_line + 1);
         }
     }
-}
-
-fn canonical_layout() -> Layout {
-    let mut layout = None;
-    scan_records(
-        b"timestamp,open,high,low,close,volume",
-        &mut (),
-        |_, _| None,
-        |_, line, _| {
-            layout = Some(Layout::from_header(line, 1)?);
-            Ok::<_, CodecError>(())
-        },
-    )
-    .expect("a valid header");
-    layout.expect("one record")
 }
 
 /// Columns of rows whose timestamps are `ts` (and every value the timestamp).

@@ -398,7 +398,8 @@ fn row_of(text: &[u8]) -> Option<(i64, [u64; 5])> {
     Some((*b.ts.first()?, [bits(&b.open)?, bits(&b.high)?, bits(&b.low)?, bits(&b.close)?, bits(&b.volume)?]))
 }
 
-fn canonical_layout() -> Layout {
+/// The layout of the canonical header (shared with the region tests).
+pub(super) fn canonical_layout() -> Layout {
     let header = b"timestamp,open,high,low,close,volume";
     let mut layout = None;
     scan_records(

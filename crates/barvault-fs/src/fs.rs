@@ -322,24 +322,34 @@ impl FaultyFs {
     fn check(&self, step: IoStep, path: &Path) -> io::Result<()> {
         self.state().check(step, path)
     }
+
+    fn watch(&self, path: &Path) -> Watched {
+        Watched { path: path.to_path_buf(), state: Arc::clone(&self.state) }
+    }
 }
 
+/// An open file of a [`FaultyFs`]: its path and the shared fault state its calls check.
 #[derive(Debug)]
-struct FaultyFile {
-    inner: Box<dyn FsFile>,
+struct Watched {
     path: PathBuf,
     state: Arc<Mutex<FaultState>>,
 }
 
-impl FaultyFile {
+impl Watched {
     fn check(&self, step: IoStep) -> io::Result<()> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).check(step, &self.path)
     }
 }
 
+#[derive(Debug)]
+struct FaultyFile {
+    inner: Box<dyn FsFile>,
+    watched: Watched,
+}
+
 impl Write for FaultyFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.check(IoStep::WriteTemp)?;
+        self.watched.check(IoStep::WriteTemp)?;
         self.inner.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -349,7 +359,7 @@ impl Write for FaultyFile {
 
 impl FsFile for FaultyFile {
     fn sync_all(&mut self) -> io::Result<()> {
-        self.check(IoStep::FsyncTemp)?;
+        self.watched.check(IoStep::FsyncTemp)?;
         self.inner.sync_all()
     }
 }
@@ -363,7 +373,7 @@ impl Fs for FaultyFs {
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
         self.check(IoStep::CreateTemp, path)?;
         let inner = self.inner.create_new(path)?;
-        Ok(Box::new(FaultyFile { inner, path: path.to_path_buf(), state: Arc::clone(&self.state) }))
+        Ok(Box::new(FaultyFile { inner, watched: self.watch(path) }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -414,7 +424,7 @@ impl Fs for FaultyFs {
     fn open_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>> {
         self.check(IoStep::OpenInPlace, path)?;
         let inner = self.inner.open_in_place(path)?;
-        Ok(Box::new(FaultyInPlace { inner, path: path.to_path_buf(), state: Arc::clone(&self.state) }))
+        Ok(Box::new(FaultyInPlace { inner, watched: self.watch(path) }))
     }
 }
 
@@ -424,14 +434,7 @@ impl Fs for FaultyFs {
 #[derive(Debug)]
 struct FaultyInPlace {
     inner: Box<dyn FsInPlace>,
-    path: PathBuf,
-    state: Arc<Mutex<FaultState>>,
-}
-
-impl FaultyInPlace {
-    fn check(&self, step: IoStep) -> io::Result<()> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).check(step, &self.path)
-    }
+    watched: Watched,
 }
 
 impl FsInPlace for FaultyInPlace {
@@ -440,12 +443,12 @@ impl FsInPlace for FaultyInPlace {
     }
 
     fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.check(IoStep::Read)?;
+        self.watched.check(IoStep::Read)?;
         self.inner.read_exact_at(offset, buf)
     }
 
     fn write_all_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
-        if let Err(e) = self.check(IoStep::WriteInPlace) {
+        if let Err(e) = self.watched.check(IoStep::WriteInPlace) {
             self.inner.write_all_at(offset, &bytes[..bytes.len() / 2])?;
             return Err(e);
         }
@@ -453,7 +456,7 @@ impl FsInPlace for FaultyInPlace {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        self.check(IoStep::SyncInPlace)?;
+        self.watched.check(IoStep::SyncInPlace)?;
         self.inner.sync_data()
     }
 }
