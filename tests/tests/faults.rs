@@ -238,6 +238,16 @@ impl Seeded {
         common::load(self.vault.manager(), &self.series).await
     }
 
+    /// Removes the spare files the first write left, so that the next write creates its
+    /// temp files (the step a `CreateTemp` fault fails).
+    fn drop_spares(&self) {
+        let (csv, parquet) = common::paths(&self.vault, &self.series);
+        for path in [csv, parquet] {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            std::fs::remove_file(barvault_fs::spare_path_in(path.parent().unwrap(), name)).unwrap();
+        }
+    }
+
     /// Both copies, read by plain single-format stores.
     async fn copies(&self) -> (Option<Bars>, Option<Bars>) {
         let base = self.vault.base();
@@ -285,6 +295,9 @@ const CSV_FAULTS: [(IoStep, u64, &str, bool); 6] = [
 async fn csv_write_failures_are_errors_that_lose_nothing() {
     for (i, (step, nth, fragment, replaced)) in CSV_FAULTS.into_iter().enumerate() {
         let t = seeded().await;
+        if step == IoStep::CreateTemp {
+            t.drop_spares();
+        }
         t.fs.inject(Fault::once(step, nth, EIO).on_paths_containing(fragment));
         let err = t.persist_new().await.expect_err("a failed CSV write must be an error");
         assert_eq!(t.fs.injected(), 1, "{step}: fault not hit");
@@ -341,6 +354,9 @@ const PARQUET_FAULTS: [(IoStep, u64, &str); 5] = [
 async fn parquet_write_failures_are_reported_in_the_receipt_and_repaired() {
     for (i, (step, nth, fragment)) in PARQUET_FAULTS.into_iter().enumerate() {
         let t = seeded().await;
+        if step == IoStep::CreateTemp {
+            t.drop_spares();
+        }
         t.fs.inject(Fault::once(step, nth, ENOSPC).on_paths_containing(fragment));
         let receipt = t.persist_new().await.expect("a failed backup copy is not a failed persist");
         assert_eq!(t.fs.injected(), 1, "{step}: fault not hit");

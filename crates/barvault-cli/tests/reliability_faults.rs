@@ -70,9 +70,8 @@ fn fault_for(target: Target, step: IoStep, errno: i32, base: &Path) -> Option<Fa
         // The data directory is fsynced once per data file: CSV first, then Parquet.
         (Target::Csv, IoStep::FsyncDir) => (data_dir, 1),
         (Target::Parquet, IoStep::FsyncDir) => (data_dir, 2),
-        // A data file's first rename is its backup's (staged link → `.backup`).
-        (Target::Csv, IoStep::Rename) => (".csv".to_string(), 2),
-        (Target::Parquet, IoStep::Rename) => (".parquet".to_string(), 2),
+        // The third version swaps the second out of `.backup` (RENAME_EXCHANGE, a `Recycle`
+        // step), so a data file's one rename is its temp file's, over the data file.
         (Target::Csv, _) => (".csv".to_string(), 1),
         (Target::Parquet, _) => (".parquet".to_string(), 1),
         (Target::CsvRecord, _) => (".barvault/meta".to_string(), 1),
@@ -248,6 +247,31 @@ async fn every_failed_step_of_a_persist_keeps_the_previous_version() {
         "reliability_faults: {cases} fault cases, {injected} faults injected, previous version intact in every one"
     );
     assert!(cases >= 18);
+}
+
+/// Recycling (swapping the old backup out, emptying it into the spare, reusing the spare)
+/// is an optimisation: when any of its steps fails, persists still succeed, both copies
+/// hold every version, and `verify` is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_recycling_never_fails_a_persist() {
+    for errno in [ENOSPC, EIO, EACCES] {
+        for persistent in [false, true] {
+            let s = store_with_two_versions().await;
+            for nth in 1..=3 {
+                let fault = if persistent { Fault::from_nth } else { Fault::once }(IoStep::Recycle, nth, errno);
+                s.fs.inject(fault);
+                for tag in [3, 4] {
+                    persist(&s.vault, tag).await.unwrap_or_else(|e| panic!("#{nth} errno {errno}: {e}"));
+                }
+                s.fs.clear();
+                assert!(load(&s.vault).await == merged(&[1, 2, 3, 4]));
+                let report = s.vault.verify(Scope::All, true).await.unwrap();
+                assert!(report.is_clean(), "#{nth} errno {errno}: {:?}", report.issues);
+                assert!(temp_files(&s.base).is_empty(), "{:?}", temp_files(&s.base));
+            }
+            assert!(s.fs.injected() >= 3, "recycling faults never reached");
+        }
+    }
 }
 
 /// A disk that stays full: every write fails until space is freed, and nothing is lost.

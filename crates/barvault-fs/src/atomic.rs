@@ -2,6 +2,16 @@
 //! fsync it, keep the old version as a hard-linked `.backup`, rename over the target and
 //! fsync the directory. A reader or a crash therefore sees the old file or the new one,
 //! never a mix, and a failed write leaves the old file exactly as it was.
+//!
+//! Files that keep a backup also keep a spare inode. Creating a file is the costliest
+//! step of a small write: the directory is locked while the filesystem looks for a free
+//! inode, and ext4 without a journal walks past every inode freed in the last seconds
+//! (a nightly update frees one per file, its old backup). So the old backup is not freed:
+//! it is swapped out of the `.backup` name atomically (`RENAME_EXCHANGE`), emptied and
+//! kept as `.{name}.spare`, and the next write renames the spare to its temp name instead
+//! of creating one. A series' first write leaves an empty spare, so that its first update
+//! creates nothing either. Every step of this is optional: without a spare the temp file
+//! is created, and where the exchange is not supported the backup is renamed over as before.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -11,7 +21,7 @@ use barvault_ports::{CodecError, IoStep, StorageError};
 use md5::{Digest, Md5};
 
 use crate::fs::{Fs, FsFile};
-use crate::layout::{backup_path_of, temp_path_in};
+use crate::layout::{backup_path_of, spare_path_in, temp_path_in};
 use crate::reuse::Prefix;
 
 const BUFFER: usize = 64 * 1024;
@@ -138,7 +148,7 @@ pub fn write_atomic(
     keep_backup: bool,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
 ) -> Result<WriteOutcome, StorageError> {
-    stage_atomic(fs, target, write)?.commit(fs, keep_backup)
+    stage(fs, target, true, keep_backup, None, write)?.commit(fs, keep_backup)
 }
 
 /// The first half of [`write_atomic`]: the new bytes are written and fsynced to a temp
@@ -150,7 +160,7 @@ pub fn stage_atomic(
     target: &Path,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
 ) -> Result<Staged, StorageError> {
-    stage(fs, target, true, None, write)
+    stage(fs, target, true, true, None, write)
 }
 
 /// [`stage_atomic`] of a file that starts with the bytes of `prefix` (copied from the
@@ -162,7 +172,7 @@ pub(crate) fn stage_atomic_after(
     prefix: Prefix,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
 ) -> Result<Staged, StorageError> {
-    stage(fs, target, true, Some(prefix), write)
+    stage(fs, target, true, true, Some(prefix), write)
 }
 
 /// [`write_atomic`] without the MD5 and without a `.backup`, for files barvault writes but
@@ -173,26 +183,58 @@ pub fn write_atomic_unrecorded(
     target: &Path,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
 ) -> Result<u64, StorageError> {
-    Ok(stage(fs, target, false, None, write)?.commit(fs, false)?.size)
+    Ok(stage(fs, target, false, false, None, write)?.commit(fs, false)?.size)
 }
 
+/// Writes the temp file of `target`: the spare file of `target` if `spare` and there is
+/// one, else a new file.
 fn stage(
     fs: &dyn Fs,
     target: &Path,
     hash: bool,
+    spare: bool,
     prefix: Option<Prefix>,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
 ) -> Result<Staged, StorageError> {
     let (dir, name) = split_target(target)?;
     create_dir_durable(fs, dir)?;
     let temp = temp_path_in(dir, &name);
-    let file = fs.create_new(&temp).map_err(|e| StorageError::io(IoStep::CreateTemp, &temp, e))?;
+    let file = match spare.then(|| take_spare(fs, dir, &name, &temp)).flatten() {
+        Some(file) => file,
+        None => fs.create_new(&temp).map_err(|e| StorageError::io(IoStep::CreateTemp, &temp, e))?,
+    };
     match fill(file, &temp, target, hash, prefix, write) {
         Ok((size, md5_hex)) => Ok(Staged { temp, target: target.to_path_buf(), name, size, md5_hex }),
         Err(e) => {
             discard(fs, &temp);
             Err(e)
         }
+    }
+}
+
+/// The spare file of `name`, renamed to `temp` and emptied; `None` if there is none or it
+/// cannot be used (then the caller creates `temp`, as without spares).
+fn take_spare(fs: &dyn Fs, dir: &Path, name: &str, temp: &Path) -> Option<Box<dyn FsFile>> {
+    let spare = spare_path_in(dir, name);
+    match fs.reuse_spare(&spare, temp) {
+        Ok(file) => Some(file),
+        Err(e) => {
+            if !matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::Unsupported) {
+                tracing::debug!(path = %spare.display(), error = %e, "spare file not reused; creating the temp file");
+            }
+            None
+        }
+    }
+}
+
+/// Leaves an empty spare file for the next write of `name` (best effort: without it, that
+/// write creates its temp file).
+fn leave_spare(fs: &dyn Fs, dir: &Path, name: &str) {
+    let spare = spare_path_in(dir, name);
+    if let Err(e) = fs.make_spare(&spare)
+        && !matches!(e.kind(), io::ErrorKind::AlreadyExists | io::ErrorKind::Unsupported)
+    {
+        tracing::debug!(path = %spare.display(), error = %e, "no spare file left");
     }
 }
 
@@ -246,6 +288,10 @@ impl Staged {
         if let Err(e) = fs.rename(&temp, &target) {
             discard(fs, &temp);
             return Err(StorageError::io(IoStep::Rename, &target, e));
+        }
+        if keep_backup && !backup_created {
+            // A new file: its first update will find an inode waiting.
+            leave_spare(fs, dir, &name);
         }
         fs.sync_dir(dir).map_err(|e| StorageError::io(IoStep::FsyncDir, dir, e))?;
         Ok(WriteOutcome { size, md5_hex, backup_created })
@@ -338,7 +384,24 @@ fn keep_previous(fs: &dyn Fs, dir: &Path, name: &str, target: &Path) -> Result<b
         }
         Err(e) => Err(e),
     };
-    if let Err(e) = linked.and_then(|()| fs.rename(&staged, &backup)) {
+    if let Err(e) = linked {
+        discard(fs, &staged);
+        return Err(StorageError::io(IoStep::BackupLink, backup, e));
+    }
+    // `staged` names the current version. Swapped with `.backup`, it names the previous
+    // backup, whose inode becomes the spare. Without an old backup, or where names cannot
+    // be swapped (or the swap fails), the rename below replaces the old backup instead.
+    if fs.exchange(&staged, &backup).is_ok() {
+        let spare = spare_path_in(dir, name);
+        if let Err(e) = fs.recycle(&staged, &spare) {
+            // Also the case of a backup that already named the target's inode (see below):
+            // that inode has other names, so it is refused, and `staged` is just unlinked.
+            tracing::debug!(path = %staged.display(), error = %e, "old backup not recycled");
+            discard(fs, &staged);
+        }
+        return Ok(true);
+    }
+    if let Err(e) = fs.rename(&staged, &backup) {
         discard(fs, &staged);
         return Err(StorageError::io(IoStep::BackupLink, backup, e));
     }

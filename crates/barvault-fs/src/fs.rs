@@ -37,7 +37,11 @@ pub trait FsInPlace: Send + Debug {
 /// `BackupLink`, `remove_file` → `Remove`, `open_read` → `Read`, `metadata` → `Stat`,
 /// `read_dir` → `List`, `open_lock` → `Lock`, `open_in_place` → `OpenInPlace`, and on the
 /// returned file `read_exact_at` → `Read`, `write_all_at` → `WriteInPlace`, `sync_data` →
-/// `SyncInPlace`.
+/// `SyncInPlace`; `exchange`, `recycle`, `reuse_spare` and `make_spare` → `Recycle`.
+///
+/// The last four keep an inode per data file for the next write (see `atomic`). Each is
+/// optional: the defaults report `Unsupported`, and the write path then does what it did
+/// without them (rename over the backup, create the temp file).
 pub trait Fs: Send + Sync + Debug {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Creates `path`, failing if it exists (`O_CREAT | O_EXCL`).
@@ -59,6 +63,50 @@ pub trait Fs: Send + Sync + Debug {
     fn open_lock(&self, path: &Path) -> io::Result<File>;
     /// Opens an existing file read-write to update it in place; never creates or truncates.
     fn open_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>>;
+
+    /// Atomically swaps the names `a` and `b`, both of which must exist
+    /// (`renameat2(RENAME_EXCHANGE)`).
+    fn exchange(&self, a: &Path, b: &Path) -> io::Result<()> {
+        let _ = (a, b);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Empties the file at `path` and renames it to `spare`. Refuses a file that has
+    /// another name (a hard link): emptying it would empty that name's file too.
+    fn recycle(&self, path: &Path, spare: &Path) -> io::Result<()> {
+        let _ = (path, spare);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Renames `spare` to `to` and opens it for writing, emptied, as [`Fs::create_new`]
+    /// would have created it. Refuses a file with another name; on any error nothing is
+    /// left at `to`.
+    fn reuse_spare(&self, spare: &Path, to: &Path) -> io::Result<Box<dyn FsFile>> {
+        let _ = (spare, to);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Creates the empty file `spare` (failing if it exists).
+    fn make_spare(&self, spare: &Path) -> io::Result<()> {
+        let _ = spare;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Fails unless the open file has exactly one name: a spare that shares its inode with
+/// another file must never be emptied or written.
+#[cfg(unix)]
+fn sole_name(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    match file.metadata()?.nlink() {
+        1 => Ok(()),
+        n => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("has {n} names; not recycled"))),
+    }
+}
+
+#[cfg(not(unix))]
+fn sole_name(_file: &File) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
 }
 
 /// [`FsInPlace`] over a real file.
@@ -200,6 +248,57 @@ impl Fs for RealFs {
 
     fn open_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>> {
         Ok(Box::new(RealInPlace(OpenOptions::new().read(true).write(true).open(path)?)))
+    }
+
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)] // the standard library has no renameat2
+    fn exchange(&self, a: &Path, b: &Path) -> io::Result<()> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| {
+            CString::new(p.as_os_str().as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+        };
+        let (a, b) = (c(a)?, c(b)?);
+        // SAFETY: two NUL-terminated paths that outlive the call; no other memory is passed.
+        let r =
+            unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        // A filesystem (or kernel) without RENAME_EXCHANGE says EINVAL or ENOSYS.
+        Err(match e.raw_os_error() {
+            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => io::Error::new(io::ErrorKind::Unsupported, e),
+            _ => e,
+        })
+    }
+
+    fn recycle(&self, path: &Path, spare: &Path) -> io::Result<()> {
+        let file = OpenOptions::new().write(true).open(path)?;
+        sole_name(&file)?;
+        file.set_len(0)?;
+        std::fs::rename(path, spare)
+    }
+
+    fn reuse_spare(&self, spare: &Path, to: &Path) -> io::Result<Box<dyn FsFile>> {
+        std::fs::rename(spare, to)?;
+        let opened = OpenOptions::new().write(true).open(to).and_then(|file| {
+            sole_name(&file)?;
+            file.set_len(0)?;
+            Ok(file)
+        });
+        match opened {
+            Ok(file) => Ok(Box::new(RealFile::new(file))),
+            Err(e) => {
+                // Unlinks one name; a file with others keeps them.
+                let _ = std::fs::remove_file(to);
+                Err(e)
+            }
+        }
+    }
+
+    fn make_spare(&self, spare: &Path) -> io::Result<()> {
+        OpenOptions::new().write(true).create_new(true).open(spare).map(drop)
     }
 }
 
@@ -425,6 +524,27 @@ impl Fs for FaultyFs {
         self.check(IoStep::OpenInPlace, path)?;
         let inner = self.inner.open_in_place(path)?;
         Ok(Box::new(FaultyInPlace { inner, watched: self.watch(path) }))
+    }
+
+    fn exchange(&self, a: &Path, b: &Path) -> io::Result<()> {
+        self.check(IoStep::Recycle, b)?;
+        self.inner.exchange(a, b)
+    }
+
+    fn recycle(&self, path: &Path, spare: &Path) -> io::Result<()> {
+        self.check(IoStep::Recycle, spare)?;
+        self.inner.recycle(path, spare)
+    }
+
+    fn reuse_spare(&self, spare: &Path, to: &Path) -> io::Result<Box<dyn FsFile>> {
+        self.check(IoStep::Recycle, spare)?;
+        let inner = self.inner.reuse_spare(spare, to)?;
+        Ok(Box::new(FaultyFile { inner, watched: self.watch(to) }))
+    }
+
+    fn make_spare(&self, spare: &Path) -> io::Result<()> {
+        self.check(IoStep::Recycle, spare)?;
+        self.inner.make_spare(spare)
     }
 }
 

@@ -15,6 +15,7 @@ use crate::fs::Fs;
 const BACKUP_SUFFIX: &str = ".backup";
 const LOCK_SUFFIX: &str = ".lock";
 const TEMP_MARK: &str = ".tmp.";
+const SPARE_SUFFIX: &str = ".spare";
 
 /// The directory tree of one file format under a base directory:
 /// `{base}/{stocks|futures|forex}/{period}/{SYMBOL}.{ext}`.
@@ -65,7 +66,7 @@ pub struct Scan {
 }
 
 /// Suffixes the layout itself uses, so never a format's extension.
-const RESERVED_EXTS: [&str; 3] = ["backup", "lock", "tmp"];
+const RESERVED_EXTS: [&str; 4] = ["backup", "lock", "spare", "tmp"];
 
 /// Extensions are `[a-z][a-z0-9]{0,15}` (lower case, so never confused with a symbol)
 /// and not one of the layout's own suffixes.
@@ -93,6 +94,12 @@ pub fn parse_temp_name(file_name: &str) -> Option<(String, Option<u32>)> {
         return None;
     }
     Some((target.to_string(), pid.parse().ok()))
+}
+
+/// `.{name}.spare` in `dir`: the empty file the next write of `name` fills instead of
+/// creating one (see `atomic`). Hidden, and never a data file: its stem starts with a dot.
+pub fn spare_path_in(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}{SPARE_SUFFIX}"))
 }
 
 /// `{path}.backup`.
@@ -146,6 +153,11 @@ impl Layout {
     /// `{data path}.backup`.
     pub fn backup_path(&self, series: &SeriesKey) -> PathBuf {
         backup_path_of(&self.data_path(series))
+    }
+
+    /// `.{SYMBOL}.{ext}.spare` beside the data.
+    pub fn spare_path(&self, series: &SeriesKey) -> PathBuf {
+        spare_path_in(&self.series_dir(series), &format!("{}.{}", series.instrument.symbol(), self.ext))
     }
 
     /// `.{SYMBOL}.{ext}.lock` beside the data: serializes writers of this format's file.

@@ -26,7 +26,8 @@ pub use atomic::{
 };
 pub use fs::{Fault, FaultyFs, Fs, FsFile, FsInPlace, RealFs};
 pub use layout::{
-    DataFile, Layout, LockFile, Scan, TempFile, backup_path_of, is_valid_ext, parse_temp_name, temp_path_in,
+    DataFile, Layout, LockFile, Scan, TempFile, backup_path_of, is_valid_ext, parse_temp_name, spare_path_in,
+    temp_path_in,
 };
 pub use lock::{FileLockGuard, FileLocks, LockScope};
 pub use store::{DEFAULT_LOCK_TIMEOUT, FileStore, FileStoreBuilder};

@@ -446,11 +446,13 @@ impl<C: BarCodec + 'static> Inner<C> {
         Ok(out)
     }
 
-    /// Deletes the data file and its backup: a removed series must not come back from a backup.
+    /// Deletes the data file, its backup and its spare: a removed series must not come back
+    /// from a backup, and leaves nothing behind.
     fn remove(&self, series: &SeriesKey) -> Result<bool, StorageError> {
         let _guard = self.locks.lock_blocking(series, self.lock_timeout)?;
         let existed = remove_durable(self.fs.as_ref(), &self.layout.data_path(series))?;
         remove_durable(self.fs.as_ref(), &self.layout.backup_path(series))?;
+        remove_durable(self.fs.as_ref(), &self.layout.spare_path(series))?;
         tracing::info!(path = %self.layout.data_path(series).display(), existed, "removed");
         Ok(existed)
     }

@@ -61,11 +61,20 @@ fn expected_step(step: IoStep, nth: u64, backup_rename_first: bool) -> IoStep {
 
 /// A clean run of the scenario, counting calls per step.
 fn count_calls(setup: &dyn Fn(&Path) -> PathBuf, keep: bool, new: &[u8]) -> Vec<(IoStep, u64)> {
+    count_calls_on(FaultyFs::real(), setup, keep, new)
+}
+
+fn count_calls_on(faulty: FaultyFs, setup: &dyn Fn(&Path) -> PathBuf, keep: bool, new: &[u8]) -> Vec<(IoStep, u64)> {
     let dir = tempfile::tempdir().unwrap();
     let target = setup(dir.path());
-    let faulty = FaultyFs::real();
     put(&faulty, &target, keep, new).expect("clean run");
     STEPS.iter().map(|&s| (s, faulty.calls(s))).collect()
+}
+
+/// A filesystem on which every recycling step fails as unsupported (no `RENAME_EXCHANGE`,
+/// no spares): writes then take the path without spares.
+fn without_recycling() -> FaultyFs {
+    FaultyFs::real().with_fault(Fault::from_nth(IoStep::Recycle, 1, libc::EOPNOTSUPP))
 }
 
 #[test]
@@ -80,8 +89,11 @@ fn every_failing_step_keeps_the_previous_version() {
         target
     };
     let mut cases = 0;
-    for keep in [true, false] {
-        let counts = count_calls(&existing, keep, &v2);
+    // With recycling, the existing backup is swapped out by RENAME_EXCHANGE (a `Recycle`
+    // step) and the only rename is the target's; without it, the backup is renamed over.
+    for (keep, recycling) in [(true, true), (true, false), (false, true)] {
+        let fs = || if recycling { FaultyFs::real() } else { without_recycling() };
+        let counts = count_calls_on(fs(), &existing, keep, &v2);
         assert!(counts.iter().any(|&(s, n)| s == IoStep::WriteTemp && n >= 3), "{counts:?}");
         for &(step, calls) in &counts {
             for nth in 1..=calls {
@@ -90,15 +102,16 @@ fn every_failing_step_keeps_the_previous_version() {
                     let dir = tempfile::tempdir().unwrap();
                     let target = existing(dir.path());
                     let series_dir = target.parent().unwrap().to_path_buf();
-                    let faulty = FaultyFs::real().with_fault(Fault::once(step, nth, errno));
-                    let label = format!("{step:?} #{nth} errno {errno} keep_backup={keep}");
+                    let faulty = fs().with_fault(Fault::once(step, nth, errno));
+                    let label = format!("{step:?} #{nth} errno {errno} keep_backup={keep} recycling={recycling}");
                     let err = put(&faulty, &target, keep, &v2).expect_err(&label);
-                    assert_eq!(faulty.injected(), 1, "{label}");
+                    let unsupported = if recycling { 0 } else { faulty.calls(IoStep::Recycle) };
+                    assert_eq!(faulty.injected() - unsupported, 1, "{label}");
                     let StorageError::Io { step: named, path, source } = &err else {
                         panic!("{label}: not an Io error: {err:?}");
                     };
                     assert_eq!(source.raw_os_error(), Some(errno), "{label}: {err}");
-                    assert_eq!(*named, expected_step(step, nth, keep), "{label}: {err}");
+                    assert_eq!(*named, expected_step(step, nth, keep && !recycling), "{label}: {err}");
                     match named {
                         IoStep::CreateTemp | IoStep::WriteTemp | IoStep::FsyncTemp => {
                             let name = path.file_name().unwrap().to_str().unwrap();
@@ -127,7 +140,7 @@ fn every_failing_step_keeps_the_previous_version() {
             }
         }
     }
-    assert!(cases >= 2 * 7 * 3, "only {cases} cases ran");
+    assert!(cases >= 3 * 7 * 3, "only {cases} cases ran");
 }
 
 #[test]
@@ -233,14 +246,15 @@ fn persistent_faults_and_path_filters() {
     for i in 0..3 {
         put(&faulty, &dir.path().join(format!("data{i}.bvt")), true, b"d").unwrap();
     }
-    put(&faulty, &dir.path().join("meta.json"), true, b"m").unwrap();
+    // Without a backup, so without a spare: every write of meta.json creates its temp file.
+    put(&faulty, &dir.path().join("meta.json"), false, b"m").unwrap();
     for _ in 0..2 {
-        let err = put(&faulty, &dir.path().join("meta.json"), true, b"m2").unwrap_err();
+        let err = put(&faulty, &dir.path().join("meta.json"), false, b"m2").unwrap_err();
         assert!(matches!(err, StorageError::Io { step: IoStep::CreateTemp, .. }));
     }
     assert_eq!(faulty.injected(), 2);
     faulty.clear();
-    put(&faulty, &dir.path().join("meta.json"), true, b"m3").unwrap();
+    put(&faulty, &dir.path().join("meta.json"), false, b"m3").unwrap();
     assert_eq!(read(&dir.path().join("meta.json")).unwrap(), b"m3");
 }
 
@@ -406,4 +420,115 @@ fn unrecorded_writes_replace_atomically_without_backup() {
     assert_eq!(read(&target), Some(v1));
     assert_eq!(read(&backup_of(&target)), None, "an export keeps no backup");
     assert_eq!(temps_in(dir.path()), Vec::<String>::new());
+}
+
+fn spare_of(target: &Path) -> PathBuf {
+    barvault_fs::spare_path_in(target.parent().unwrap(), target.file_name().unwrap().to_str().unwrap())
+}
+
+fn ino(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().ino()
+}
+
+/// Updates allocate no inode: a series' first write leaves an empty spare, the next write
+/// fills it, and from then on each write's old backup is emptied into the spare that the
+/// following write fills. Every version is where it belongs at every step.
+#[test]
+fn writes_recycle_the_old_backup_as_the_next_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("stocks/1d/SPR.bvt");
+    let spare = spare_of(&target);
+    let v: Vec<Vec<u8>> = (0..4).map(|i| version_bytes(i, 5000 + 1000 * i as usize)).collect();
+
+    put(&RealFs, &target, true, &v[0]).unwrap();
+    let a = ino(&target);
+    assert_eq!(std::fs::metadata(&spare).unwrap().len(), 0, "the first write leaves an empty spare");
+    let s = ino(&spare);
+
+    put(&RealFs, &target, true, &v[1]).unwrap();
+    assert_eq!((ino(&target), ino(&backup_of(&target))), (s, a), "the spare became the new version");
+    assert!(!spare.exists(), "no old backup to recycle yet");
+
+    put(&RealFs, &target, true, &v[2]).unwrap();
+    let t = ino(&target);
+    assert_eq!((ino(&backup_of(&target)), ino(&spare)), (s, a), "the old backup's inode is the spare");
+    assert_eq!(std::fs::metadata(&spare).unwrap().len(), 0, "a recycled backup is emptied");
+
+    put(&RealFs, &target, true, &v[3]).unwrap();
+    assert_eq!((ino(&target), ino(&backup_of(&target)), ino(&spare)), (a, t, s));
+    assert_eq!(read(&target), Some(v[3].clone()));
+    assert_eq!(read(&backup_of(&target)), Some(v[2].clone()));
+    assert_eq!(std::fs::metadata(&spare).unwrap().len(), 0);
+    assert!(temps_in(target.parent().unwrap()).is_empty());
+}
+
+/// A spare or an old backup that shares its inode with another name (a user's hard link,
+/// or a backup left naming the target by a killed write) is never emptied or written: the
+/// write creates its temp file instead, and every other name keeps its bytes.
+#[test]
+fn inodes_with_other_names_are_never_recycled() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("stocks/1d/LNK.bvt");
+    let (spare, backup) = (spare_of(&target), backup_of(&target));
+    let precious = dir.path().join("precious");
+    let v: Vec<Vec<u8>> = (0..4).map(|i| version_bytes(i, 3000)).collect();
+
+    // A spare hard-linked elsewhere.
+    put(&RealFs, &target, true, &v[0]).unwrap();
+    std::fs::write(&precious, b"keep me\n").unwrap();
+    std::fs::remove_file(&spare).unwrap();
+    std::fs::hard_link(&precious, &spare).unwrap();
+    put(&RealFs, &target, true, &v[1]).unwrap();
+    assert_eq!(read(&precious).unwrap(), b"keep me\n");
+    assert_ne!(ino(&target), ino(&precious));
+    assert_eq!((read(&target), read(&backup)), (Some(v[1].clone()), Some(v[0].clone())));
+
+    // An old backup hard-linked elsewhere.
+    std::fs::remove_file(&precious).unwrap();
+    std::fs::hard_link(&backup, &precious).unwrap();
+    put(&RealFs, &target, true, &v[2]).unwrap();
+    assert_eq!(read(&precious), Some(v[0].clone()), "the old backup's other name was emptied");
+    assert_eq!((read(&target), read(&backup)), (Some(v[2].clone()), Some(v[1].clone())));
+
+    // A backup that names the target's own inode.
+    std::fs::remove_file(&backup).unwrap();
+    std::fs::hard_link(&target, &backup).unwrap();
+    put(&RealFs, &target, true, &v[3]).unwrap();
+    assert_eq!((read(&target), read(&backup)), (Some(v[3].clone()), Some(v[2].clone())));
+    assert!(temps_in(target.parent().unwrap()).is_empty());
+}
+
+/// A failed recycling step never fails a write or loses a version: without a spare the
+/// write creates its temp file, and without the exchange it renames over the backup.
+#[test]
+fn recycling_failures_never_fail_a_write() {
+    let v: Vec<Vec<u8>> = (0..5).map(|i| version_bytes(i, 4000)).collect();
+    let run = |fs: &FaultyFs, target: &Path| {
+        for bytes in &v {
+            put(fs, target, true, bytes).expect("a recycling fault failed a write");
+        }
+    };
+    let clean = FaultyFs::real();
+    let dir = tempfile::tempdir().unwrap();
+    run(&clean, &dir.path().join("C.bvt"));
+    let calls = clean.calls(IoStep::Recycle);
+    assert!(calls >= 8, "only {calls} recycling calls");
+    let mut cases = 0;
+    for nth in 1..=calls {
+        for errno in ERRNOS {
+            for persistent in [false, true] {
+                let fault = if persistent { Fault::from_nth } else { Fault::once }(IoStep::Recycle, nth, errno);
+                let faulty = FaultyFs::real().with_fault(fault);
+                let dir = tempfile::tempdir().unwrap();
+                let target = dir.path().join("stocks/1d/C.bvt");
+                run(&faulty, &target);
+                assert!(faulty.injected() >= 1, "#{nth} never reached");
+                assert_eq!(read(&target), Some(v[4].clone()), "#{nth} errno {errno}");
+                assert_eq!(read(&backup_of(&target)), Some(v[3].clone()), "#{nth} errno {errno}");
+                assert!(temps_in(target.parent().unwrap()).is_empty(), "#{nth} errno {errno}");
+                cases += 1;
+            }
+        }
+    }
+    assert!(cases >= 8 * 3 * 2);
 }

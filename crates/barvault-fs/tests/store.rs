@@ -163,6 +163,9 @@ async fn persist_failures_keep_the_stored_series() {
     let v2 = bars_with(&(250..5000).collect::<Vec<_>>(), |t| -(t as f64));
     for step in [IoStep::CreateTemp, IoStep::WriteTemp, IoStep::FsyncTemp, IoStep::BackupLink, IoStep::Rename] {
         for errno in [libc::ENOSPC, libc::EIO, libc::EACCES] {
+            // Without spares, so that every write creates its temp file and swaps no names
+            // (durable.rs covers the recycling steps' own faults).
+            faulty.inject(Fault::from_nth(IoStep::Recycle, 1, libc::EOPNOTSUPP));
             faulty.inject(Fault::from_nth(step, 1, errno));
             let err = store.persist(&v2, &s, PersistOptions::default(), &ctx).await.unwrap_err();
             faulty.clear();
@@ -230,14 +233,17 @@ async fn list_ignores_other_formats_and_remove_takes_the_backup() {
     let s = stock("LISTED", Period::W1);
     store.persist(&bars_with(&[1], |_| 1.0), &s, PersistOptions::default(), &ctx).await.unwrap();
     store.persist(&bars_with(&[2], |_| 2.0), &s, PersistOptions::default(), &ctx).await.unwrap();
+    store.persist(&bars_with(&[3], |_| 3.0), &s, PersistOptions::default(), &ctx).await.unwrap();
+    assert!(store.layout().spare_path(&s).exists(), "the third write keeps the first version's inode as a spare");
     std::fs::write(store.layout().series_dir(&s).join("OTHER.csv"), b"x").unwrap();
     assert_eq!(store.list(&ctx).await.unwrap(), vec![s.clone()]);
     assert!(store.backup_path_of(&s).exists());
     let raw = store.read_path(&store.path_of(&s), None).await.unwrap();
-    assert_eq!(raw.ts, vec![1, 2]);
+    assert_eq!(raw.ts, vec![1, 2, 3]);
     assert!(matches!(store.read_path(&dir.path().join("none.bvt"), None).await, Err(StorageError::NotFound { .. })));
     assert!(store.remove(&s, &ctx).await.unwrap());
     assert!(!store.backup_path_of(&s).exists());
+    assert!(!store.layout().spare_path(&s).exists(), "remove leaves the spare behind");
     assert_eq!(store.list(&ctx).await.unwrap(), vec![]);
     let leftovers: Vec<String> =
         common::names_in(&store.layout().series_dir(&s)).into_iter().filter(|n| parse_temp_name(n).is_some()).collect();

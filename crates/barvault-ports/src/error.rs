@@ -30,6 +30,9 @@ pub enum IoStep {
     WriteInPlace,
     /// `fdatasync` of a file updated in place.
     SyncInPlace,
+    /// Keeping a replaced backup's inode as the spare file of the next write, or taking it
+    /// up. Never fails a write: without a spare, a write creates its temp file.
+    Recycle,
 }
 
 impl fmt::Display for IoStep {
@@ -52,6 +55,7 @@ impl fmt::Display for IoStep {
             IoStep::OpenInPlace => "open for update in place",
             IoStep::WriteInPlace => "write in place",
             IoStep::SyncInPlace => "fdatasync in place",
+            IoStep::Recycle => "recycle spare file",
         })
     }
 }
