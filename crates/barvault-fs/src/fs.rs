@@ -71,16 +71,17 @@ pub trait Fs: Send + Sync + Debug {
         Err(io::ErrorKind::Unsupported.into())
     }
 
-    /// Empties the file at `path` and renames it to `spare`. Refuses a file that has
-    /// another name (a hard link): emptying it would empty that name's file too.
+    /// Empties the file at `path` and renames it to `spare`. Refuses anything but a regular
+    /// file with one name (a hard link or a symbolic link): emptying it would empty
+    /// another file too.
     fn recycle(&self, path: &Path, spare: &Path) -> io::Result<()> {
         let _ = (path, spare);
         Err(io::ErrorKind::Unsupported.into())
     }
 
     /// Renames `spare` to `to` and opens it for writing, emptied, as [`Fs::create_new`]
-    /// would have created it. Refuses a file with another name; on any error nothing is
-    /// left at `to`.
+    /// would have created it. Refuses anything but a regular file with one name; on any
+    /// error nothing is left at `to`.
     fn reuse_spare(&self, spare: &Path, to: &Path) -> io::Result<Box<dyn FsFile>> {
         let _ = (spare, to);
         Err(io::ErrorKind::Unsupported.into())
@@ -93,19 +94,23 @@ pub trait Fs: Send + Sync + Debug {
     }
 }
 
-/// Fails unless the open file has exactly one name: a spare that shares its inode with
-/// another file must never be emptied or written.
+/// Opens `path` for writing only if it is a regular file with exactly one name: a spare or
+/// an old backup that is a symbolic link, or that shares its inode with another file, must
+/// never be emptied or written (that would empty or write the other file).
 #[cfg(unix)]
-fn sole_name(file: &File) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    match file.metadata()?.nlink() {
-        1 => Ok(()),
-        n => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("has {n} names; not recycled"))),
+fn open_sole(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        let why = format!("not a regular file with one name ({} names); not recycled", meta.nlink());
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
     }
+    Ok(file)
 }
 
 #[cfg(not(unix))]
-fn sole_name(_file: &File) -> io::Result<()> {
+fn open_sole(_path: &Path) -> io::Result<File> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
@@ -274,16 +279,13 @@ impl Fs for RealFs {
     }
 
     fn recycle(&self, path: &Path, spare: &Path) -> io::Result<()> {
-        let file = OpenOptions::new().write(true).open(path)?;
-        sole_name(&file)?;
-        file.set_len(0)?;
+        open_sole(path)?.set_len(0)?;
         std::fs::rename(path, spare)
     }
 
     fn reuse_spare(&self, spare: &Path, to: &Path) -> io::Result<Box<dyn FsFile>> {
         std::fs::rename(spare, to)?;
-        let opened = OpenOptions::new().write(true).open(to).and_then(|file| {
-            sole_name(&file)?;
+        let opened = open_sole(to).and_then(|file| {
             file.set_len(0)?;
             Ok(file)
         });

@@ -463,8 +463,9 @@ fn writes_recycle_the_old_backup_as_the_next_temp_file() {
 }
 
 /// A spare or an old backup that shares its inode with another name (a user's hard link,
-/// or a backup left naming the target by a killed write) is never emptied or written: the
-/// write creates its temp file instead, and every other name keeps its bytes.
+/// or a backup left naming the target by a killed write), or that is a symbolic link, is
+/// never emptied or written: the write creates its temp file instead (or unlinks the old
+/// backup's name), and every other file keeps its bytes.
 #[test]
 fn inodes_with_other_names_are_never_recycled() {
     let dir = tempfile::tempdir().unwrap();
@@ -490,11 +491,26 @@ fn inodes_with_other_names_are_never_recycled() {
     assert_eq!(read(&precious), Some(v[0].clone()), "the old backup's other name was emptied");
     assert_eq!((read(&target), read(&backup)), (Some(v[2].clone()), Some(v[1].clone())));
 
+    // A spare, then an old backup, that is a symbolic link to another file.
+    std::fs::remove_file(&precious).unwrap();
+    std::fs::write(&precious, b"keep me too\n").unwrap();
+    std::os::unix::fs::symlink(&precious, &spare).unwrap();
+    put(&RealFs, &target, true, &v[0]).unwrap();
+    assert_eq!(read(&precious).unwrap(), b"keep me too\n", "a symlinked spare was followed");
+    assert_eq!((read(&target), read(&backup)), (Some(v[0].clone()), Some(v[2].clone())));
+    std::fs::remove_file(&backup).unwrap();
+    std::os::unix::fs::symlink(&precious, &backup).unwrap();
+    put(&RealFs, &target, true, &v[2]).unwrap();
+    assert_eq!(read(&precious).unwrap(), b"keep me too\n", "a symlinked backup was followed");
+    assert!(!std::fs::symlink_metadata(&spare).is_ok_and(|m| m.file_type().is_symlink()), "a symlink became the spare");
+    assert_eq!((read(&target), read(&backup)), (Some(v[2].clone()), Some(v[0].clone())));
+
     // A backup that names the target's own inode.
     std::fs::remove_file(&backup).unwrap();
     std::fs::hard_link(&target, &backup).unwrap();
     put(&RealFs, &target, true, &v[3]).unwrap();
     assert_eq!((read(&target), read(&backup)), (Some(v[3].clone()), Some(v[2].clone())));
+    assert_eq!(read(&precious).unwrap(), b"keep me too\n");
     assert!(temps_in(target.parent().unwrap()).is_empty());
 }
 
