@@ -27,7 +27,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use barvault_domain::Bars;
-use barvault_ports::{BarCodec, StageHint};
+use barvault_ports::{BarCodec, KeptPrefix, StageHint};
 use md5::{Digest, Md5};
 
 use crate::fs::Fs;
@@ -140,14 +140,33 @@ pub(crate) fn prove(fs: &dyn Fs, path: &Path) -> io::Result<Option<(String, Proo
             marks.push((offset, md5.clone()));
             break;
         }
-        for piece in buf[..n].chunks(step) {
-            marks.push((offset, md5.clone()));
-            md5.update(piece);
-            offset += piece.len() as u64;
-        }
+        hash_marking(&mut md5, &mut marks, &mut offset, &buf[..n], step);
     }
     let hex = format!("{:x}", md5.finalize());
     Ok(Some((hex, Proof { path: path.to_path_buf(), id, marks })))
+}
+
+/// Hashes `bytes` (which start at `offset`), recording the state every `step` bytes.
+fn hash_marking(md5: &mut Md5, marks: &mut Vec<(u64, Md5)>, offset: &mut u64, bytes: &[u8], step: usize) {
+    for piece in bytes.chunks(step) {
+        marks.push((*offset, md5.clone()));
+        md5.update(piece);
+        *offset += piece.len() as u64;
+    }
+}
+
+/// [`prove`] of a file already read whole into `bytes` (`meta` taken from the open file
+/// before reading it): the MD5 of `bytes` and the proof to resume it from.
+pub(crate) fn prove_bytes(path: &Path, meta: &Metadata, bytes: &[u8]) -> (String, Proof) {
+    let id = FileId::of(meta);
+    let mut md5 = Md5::new();
+    let step = mark_step(bytes.len() as u64);
+    let mut marks = Vec::with_capacity(bytes.len() / step + 2);
+    let mut offset = 0;
+    hash_marking(&mut md5, &mut marks, &mut offset, bytes, step);
+    marks.push((offset, md5.clone()));
+    let hex = format!("{:x}", md5.finalize());
+    (hex, Proof { path: path.to_path_buf(), id, marks })
 }
 
 /// The unchanged leading bytes of a file, ready to be copied into its next version.
@@ -162,6 +181,12 @@ pub(crate) struct Prefix {
     pub(crate) rows: usize,
 }
 
+/// The hint's unchanged rows, if there are any and they fit the stored and the new bars.
+fn unchanged_rows(hint: StageHint, bars: &Bars) -> Option<usize> {
+    let k = hint.unchanged_prefix;
+    (k > 0 && k <= hint.stored_rows && k <= bars.len()).then_some(k)
+}
+
 /// The bytes of the file at `path` that may start the encoding of `bars`, if the hint
 /// checks out against the proof taken of that file (see the module docs).
 pub(crate) fn reusable_prefix(
@@ -172,10 +197,7 @@ pub(crate) fn reusable_prefix(
     bars: &Bars,
     hint: StageHint,
 ) -> Option<Prefix> {
-    let k = hint.unchanged_prefix;
-    if k == 0 || k > hint.stored_rows || k > bars.len() {
-        return None;
-    }
+    unchanged_rows(hint, bars)?;
     let mut head = Vec::new();
     codec.encode_part(bars, 0..0, true, &mut head)?.ok()?;
     let proof = proofs.take(path)?;
@@ -245,6 +267,48 @@ fn locate(
     md5.update(read_at(&mut file, *mark, between)?);
     file.seek(SeekFrom::Start(0))?;
     Ok(Some(Prefix { file, len: off, md5, rows: k }))
+}
+
+/// The stored bytes a codec that keeps whole blocks (Parquet row groups, see
+/// [`BarCodec::keepable`]) may start the new version of the file at `path` with, if the
+/// hint checks out against the proof taken of that file: the prefix to copy, the stored
+/// file's bytes (which the codec reads the kept blocks' layout from) and what is kept.
+pub(crate) fn keepable_prefix(
+    fs: &dyn Fs,
+    codec: &dyn BarCodec,
+    proofs: &Proofs,
+    path: &Path,
+    bars: &Bars,
+    hint: StageHint,
+) -> Option<(Prefix, Vec<u8>, KeptPrefix)> {
+    let k = unchanged_rows(hint, bars)?;
+    let proof = proofs.take(path)?;
+    let found = (|| -> io::Result<Option<(Prefix, Vec<u8>, KeptPrefix)>> {
+        let mut file = fs.open_read(&proof.path)?;
+        if FileId::of(&file.metadata()?) != proof.id {
+            return Ok(None);
+        }
+        let stored = read_at(&mut file, 0, usize::try_from(proof.id.len).map_err(io::Error::other)?)?;
+        let Some(kept) = codec.keepable(&stored, bars, k).filter(|kept| kept.rows <= k && kept.bytes <= proof.id.len)
+        else {
+            return Ok(None);
+        };
+        let i = proof.marks.partition_point(|(o, _)| *o <= kept.bytes).saturating_sub(1);
+        let Some((mark, md5)) = proof.marks.get(i) else { return Ok(None) };
+        let mut md5 = md5.clone();
+        let (from, to) =
+            (usize::try_from(*mark).map_err(io::Error::other)?, usize::try_from(kept.bytes).map_err(io::Error::other)?);
+        md5.update(&stored[from..to]);
+        file.seek(SeekFrom::Start(0))?;
+        Ok(Some((Prefix { file, len: kept.bytes, md5, rows: kept.rows }, stored, kept)))
+    })();
+    match found {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "stored file unreadable; encoding every row");
+            None
+        }
+    }
 }
 
 /// The offset of the `n`-th `\n` (`n >= 1`) counted back from the end of a `len`-byte file.

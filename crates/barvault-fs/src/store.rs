@@ -14,11 +14,11 @@ use barvault_ports::{
 };
 use chrono::{DateTime, Utc};
 
-use crate::atomic::{Staged, WriteOutcome, md5_hex, remove_durable, stage_atomic, stage_atomic_after, write_atomic};
+use crate::atomic::{Staged, WriteOutcome, remove_durable, stage_atomic, stage_atomic_after, write_atomic};
 use crate::fs::{Fs, RealFs};
 use crate::layout::{Layout, Scan};
 use crate::lock::{FileLockGuard, FileLocks, LockScope};
-use crate::reuse::{Proofs, prove, reusable_prefix};
+use crate::reuse::{Proofs, keepable_prefix, prove, prove_bytes, reusable_prefix};
 
 /// Default wait for a series lock held by another writer.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -243,16 +243,20 @@ impl<C: BarCodec + 'static> Inner<C> {
         Ok(Some((raw, meta)))
     }
 
-    /// The whole file at `path` and its MD5, or `None` if there is no file.
+    /// The whole file at `path` and its MD5, or `None` if there is no file. The proof
+    /// taken along is kept for a staged write that may keep the file's leading blocks
+    /// (see [`crate::reuse`]).
     fn read_bytes(&self, path: &Path) -> Result<Option<(Vec<u8>, String)>, StorageError> {
         let mut file = match self.fs.open_read(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StorageError::io(IoStep::Read, path, e)),
         };
-        let mut bytes = Vec::with_capacity(file.metadata().map(|m| m.len() as usize).unwrap_or(0));
+        let meta = file.metadata().map_err(|e| StorageError::io(IoStep::Stat, path, e))?;
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         file.read_to_end(&mut bytes).map_err(|e| StorageError::io(IoStep::Read, path, e))?;
-        let md5 = md5_hex(&bytes);
+        let (md5, proof) = prove_bytes(path, &meta, &bytes);
+        self.proofs.put(proof);
         Ok(Some((bytes, md5)))
     }
 
@@ -350,19 +354,39 @@ impl<C: BarCodec + 'static> Inner<C> {
         let waited = start.elapsed();
         let path = self.layout.data_path(series);
         let fs = self.fs.as_ref();
-        let staged = match reusable_prefix(fs, &self.codec, &self.proofs, &path, bars, hint) {
-            Some(prefix) => {
-                let (rows, bytes) = (prefix.rows, prefix.len);
-                let staged = stage_atomic_after(fs, &path, prefix, |w| {
-                    match self.codec.encode_part(bars, rows..bars.len(), false, w) {
-                        Some(done) => done,
-                        None => Err(CodecError::Corrupt("the codec stopped writing parts".into())),
-                    }
-                })?;
-                tracing::debug!(path = %path.display(), rows_kept = rows, bytes_kept = bytes, "stored leading rows reused");
-                staged
+        let whole = || stage_atomic(fs, &path, |w| self.codec.encode(bars, series, w));
+        let staged = if let Some(prefix) = reusable_prefix(fs, &self.codec, &self.proofs, &path, bars, hint) {
+            let (rows, bytes) = (prefix.rows, prefix.len);
+            let staged = stage_atomic_after(fs, &path, prefix, |w| {
+                match self.codec.encode_part(bars, rows..bars.len(), false, w) {
+                    Some(done) => done,
+                    None => Err(CodecError::Corrupt("the codec stopped writing parts".into())),
+                }
+            })?;
+            tracing::debug!(path = %path.display(), rows_kept = rows, bytes_kept = bytes, "stored leading rows reused");
+            staged
+        } else if let Some((prefix, stored, kept)) = keepable_prefix(fs, &self.codec, &self.proofs, &path, bars, hint) {
+            let kept_blocks = stage_atomic_after(fs, &path, prefix, |w| {
+                match self.codec.encode_after(bars, series, &stored, kept, w) {
+                    Some(done) => done,
+                    None => Err(CodecError::Corrupt("the codec stopped keeping blocks".into())),
+                }
+            });
+            match kept_blocks {
+                Ok(staged) => {
+                    tracing::debug!(path = %path.display(), rows_kept = kept.rows, bytes_kept = kept.bytes, "stored leading row groups kept");
+                    staged
+                }
+                // The codec could not keep what it planned to (its temp file is gone): the
+                // file is encoded whole, which is never worse. An I/O error stands.
+                Err(e) if !matches!(e, StorageError::Io { .. }) => {
+                    tracing::warn!(path = %path.display(), error = %e, "stored row groups not kept; encoding every row");
+                    whole()?
+                }
+                Err(e) => return Err(e),
             }
-            None => stage_atomic(fs, &path, |w| self.codec.encode(bars, series, w))?,
+        } else {
+            whole()?
         };
         Ok((staged, guard, waited))
     }

@@ -123,23 +123,58 @@ impl ParquetCodec {
         series: &SeriesKey,
         out: &mut (dyn Write + Send),
     ) -> Result<(), CodecError> {
+        let mut writer = self.file_writer(bars, series, out)?;
+        self.write_groups(&mut writer, bars, 0)?;
+        writer.close().map_err(from_parquet_on_write)?;
+        Ok(())
+    }
+
+    /// Rows per row group of a file of `rows` rows: a quarter of the file rounded up to a
+    /// power of two, at least [`MIN_GROUP_ROWS`] and at most the codec's maximum.
+    ///
+    /// Why not one group per small file: an update keeps the stored row groups that hold
+    /// only unchanged rows byte for byte (see `keep`), so a 5,000-row daily series in one
+    /// group re-encoded all of it to change its last rows; in groups of 2,048 it
+    /// re-encodes its last 904. Rounding up rather than down keeps a file at three to five
+    /// groups: each group costs its own footer entries and dictionary start (a 5,000-row
+    /// daily file is 5.7% larger in three groups, 10.6% in five). From 262,145 rows on,
+    /// groups have the codec's maximum (128k rows by default), as before.
+    pub fn group_rows(&self, rows: usize) -> usize {
+        (rows / 4).max(1).next_power_of_two().max(MIN_GROUP_ROWS).min(self.row_group_rows)
+    }
+
+    /// A writer of a file for `bars`, its properties and schema set.
+    pub(crate) fn file_writer<'w>(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        out: &'w mut (dyn Write + Send),
+    ) -> Result<SerializedFileWriter<&'w mut (dyn Write + Send)>, CodecError> {
         let schema = arrow_schema(bars);
         let parquet_schema = ArrowSchemaConverter::new().convert(&schema).map_err(from_parquet_on_write)?;
-        let mut props = self.writer_properties(series, bars.len().min(self.row_group_rows));
+        let mut props = self.writer_properties(series, bars.len().min(self.group_rows(bars.len())));
         // The Arrow schema travels in the key-value metadata, as the Arrow writer puts it,
         // so Arrow-based readers restore the exact types (the UTC zone, non-null fields).
         add_encoded_arrow_schema_to_metadata(&schema, &mut props);
-        let mut writer = SerializedFileWriter::new(out, parquet_schema.root_schema_ptr(), Arc::new(props))
-            .map_err(from_parquet_on_write)?;
+        SerializedFileWriter::new(out, parquet_schema.root_schema_ptr(), Arc::new(props)).map_err(from_parquet_on_write)
+    }
 
+    /// Writes rows `first..` of `bars` as row groups of [`Self::group_rows`] rows.
+    pub(crate) fn write_groups<W: Write + Send>(
+        &self,
+        writer: &mut SerializedFileWriter<W>,
+        bars: &Bars,
+        first: usize,
+    ) -> Result<(), CodecError> {
         // `Bars` guarantees every column holds `bars.len()` values, so the slices are in range.
         let core = [bars.open(), bars.high(), bars.low(), bars.close(), bars.volume()];
         let mut extra_values: Vec<f64> = Vec::new();
         let mut extra_levels: Vec<i16> = Vec::new();
         let rows = bars.len();
-        let mut start = 0;
+        let group_rows = self.group_rows(rows);
+        let mut start = first;
         while start < rows {
-            let end = rows.min(start.saturating_add(self.row_group_rows));
+            let end = rows.min(start.saturating_add(group_rows));
             let mut group = writer.next_row_group().map_err(from_parquet_on_write)?;
             write_timestamps(&mut group, &bars.timestamps()[start..end])?;
             for values in core {
@@ -156,10 +191,12 @@ impl ParquetCodec {
             group.close().map_err(from_parquet_on_write)?;
             start = end;
         }
-        writer.close().map_err(from_parquet_on_write)?;
         Ok(())
     }
 }
+
+/// The fewest rows per row group (see [`ParquetCodec::group_rows`]).
+pub(crate) const MIN_GROUP_ROWS: usize = 1024;
 
 /// The dictionary page limit for row groups of `group_rows` rows: [`DICTIONARY_BYTES_PER_ROW`]
 /// per row, at most [`DICTIONARY_PAGE_LIMIT`] (and at least one value).

@@ -28,12 +28,13 @@ mod compression;
 mod decode;
 mod encode;
 mod error;
+mod keep;
 
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
 
 use barvault_domain::{Bars, RawBars, SeriesKey, TimeRange};
-use barvault_ports::{BarCodec, CodecError, CodecInput};
+use barvault_ports::{BarCodec, CodecError, CodecInput, KeptPrefix};
 use bytes::Bytes;
 
 pub use compression::{ParquetCompression, UnknownCompression};
@@ -116,5 +117,21 @@ impl BarCodec for ParquetCodec {
     /// overlap it are decoded, and the rows are trimmed to it (inclusive).
     fn decode(&self, input: CodecInput<'_>, range: Option<TimeRange>) -> Result<RawBars, CodecError> {
         self.decode_with_stats(input, range).map(|(raw, _)| raw)
+    }
+
+    /// The leading row groups of `stored` that hold only unchanged rows (see `keep`).
+    fn keepable(&self, stored: &[u8], bars: &Bars, unchanged: usize) -> Option<KeptPrefix> {
+        keep::keepable(stored, bars, unchanged)
+    }
+
+    fn encode_after(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        stored: &[u8],
+        kept: KeptPrefix,
+        out: &mut (dyn Write + Send),
+    ) -> Option<Result<(), CodecError>> {
+        Some(self.encode_after_kept(keep::After { bars, series, stored, kept }, out))
     }
 }

@@ -319,13 +319,14 @@ fn close_pages(bytes: &[u8]) -> (bool, Vec<Encoding>) {
     (dictionary, data)
 }
 
-/// A small file keeps the dictionary for prices while they take at most one distinct value
-/// per 4 rows, and otherwise falls back to plain pages part-way (the values before the
-/// fallback stay dictionary-encoded); either way the bars read back exactly.
+/// A small file's row group (2,048 rows in a 5,000-row file) keeps the dictionary for
+/// prices while they take at most one distinct value per 4 of its rows, and otherwise
+/// falls back to plain pages part-way (the values before the fallback stay
+/// dictionary-encoded); either way the bars read back exactly.
 #[test]
 fn small_files_drop_the_dictionary_for_high_cardinality_prices() {
     let n = 5_000;
-    for (distinct, plain) in [(1_000, false), (1_200, false), (1_300, true), (3_000, true), (5_000, true)] {
+    for (distinct, plain) in [(400, false), (500, false), (600, true), (1_000, true), (5_000, true)] {
         let bars = bars_with_distinct_prices(n, distinct);
         let bytes = encode(&ParquetCodec::default(), &bars);
         let (dictionary, data) = close_pages(&bytes);
@@ -333,8 +334,9 @@ fn small_files_drop_the_dictionary_for_high_cardinality_prices() {
         assert_eq!(data.contains(&Encoding::PLAIN), plain, "{distinct} distinct: {data:?}");
         assert_eq!(to_bars(decode(&bytes, None).unwrap().0), bars, "{distinct}");
     }
-    // Large row groups keep the 128 KiB cap: 6,000 distinct prices in 131,072 rows.
-    let bars = bars_with_distinct_prices(131_072, 6_000);
+    // Large row groups keep the 128 KiB cap: 6,000 distinct prices in groups of 65,536 rows.
+    let bars = bars_with_distinct_prices(262_144, 6_000);
+    assert_eq!(ParquetCodec::default().group_rows(262_144), 65_536);
     let bytes = encode(&ParquetCodec::default(), &bars);
     let (dictionary, data) = close_pages(&bytes);
     assert!(dictionary && !data.contains(&Encoding::PLAIN), "{data:?}");
@@ -586,4 +588,83 @@ proptest! {
             prop_assert!(raw.open.len() == raw.ts.len() && raw.close.len() == raw.ts.len());
         }
     }
+}
+
+/// Daily bars: a price walk on a cent grid, so that no two files of different length
+/// share more than their rows.
+fn daily_bars(n: usize, changed_from: usize) -> Bars {
+    daily_bars_with(n, changed_from, vec![])
+}
+
+fn daily_bars_with(n: usize, changed_from: usize, extras: Vec<ExtraColumn>) -> Bars {
+    let day = 86_400_000_000_000i64;
+    let ts: Vec<i64> = (0..n as i64).map(|i| 1_136_160_000_000_000_000 + i * day).collect();
+    let px: Vec<f64> =
+        (0..n).map(|i| 100.0 + ((i * 37) % 1000) as f64 * 0.01 + if i >= changed_from { 0.5 } else { 0.0 }).collect();
+    let vol = (0..n).map(|i| (1000 + i) as f64).collect();
+    Bars::new(ts, px.clone(), px.clone(), px.clone(), px, vol, extras).unwrap()
+}
+
+fn group_sizes(bytes: &[u8]) -> Vec<i64> {
+    let reader = SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes)).unwrap();
+    reader.metadata().row_groups().iter().map(|g| g.num_rows()).collect()
+}
+
+/// Row groups are a quarter of the file, rounded up to a power of two, from 1,024 rows up
+/// to the codec's maximum, so that an update can keep all but the last one or two.
+#[test]
+fn row_groups_scale_with_the_file() {
+    let codec = ParquetCodec::default();
+    assert_eq!(group_sizes(&encode(&codec, &daily_bars(5_000, usize::MAX))), [2048, 2048, 904]);
+    assert_eq!(group_sizes(&encode(&codec, &daily_bars(900, usize::MAX))), [900]);
+    assert_eq!(group_sizes(&encode(&codec, &minute_bars(40_000, 0))), [16_384, 16_384, 7_232]);
+    let small = ParquetCodec::default().with_row_group_rows(500);
+    assert_eq!(group_sizes(&encode(&small, &daily_bars(1_200, usize::MAX))), [500, 500, 200]);
+}
+
+/// A nightly update keeps the row groups that hold only unchanged rows byte for byte:
+/// the stored bytes up to the last such group, then what `encode_after` writes, make one
+/// file that loads back as exactly the new bars and lists every group in its footer.
+#[test]
+fn unchanged_row_groups_are_kept_byte_for_byte() {
+    let codec = ParquetCodec::default();
+    let old = daily_bars(5_000, usize::MAX);
+    let stored = encode(&codec, &old);
+    let new = daily_bars(5_001, 4_998);
+    let unchanged = old.common_prefix_len(&new);
+    assert_eq!(unchanged, 4_998);
+    let kept = codec.keepable(&stored, &new, unchanged).expect("two groups can be kept");
+    assert_eq!(kept.rows, 4_096);
+    let mut file = stored[..kept.bytes as usize].to_vec();
+    codec.encode_after(&new, &series(), &stored, kept, &mut file).expect("supported").unwrap();
+    assert!(to_bars(decode(&file, None).unwrap().0) == new, "the file does not load back as the new bars");
+    assert_eq!(group_sizes(&file), [2048, 2048, 905]);
+    // The file is what a whole encode gives, bar the footer's creation time.
+    assert!(to_bars(decode(&encode(&codec, &new), None).unwrap().0) == new);
+    // Appending only: every stored group is kept.
+    let appended = daily_bars(5_003, usize::MAX);
+    let all = codec.keepable(&stored, &appended, 5_000).expect("all groups kept");
+    assert_eq!(all.rows, 5_000);
+    let mut file = stored[..all.bytes as usize].to_vec();
+    codec.encode_after(&appended, &series(), &stored, all, &mut file).expect("supported").unwrap();
+    assert!(to_bars(decode(&file, None).unwrap().0) == appended);
+}
+
+/// Nothing is kept when the first group changed, when the columns differ, or from a file
+/// that is not Parquet; a plan that does not fit the stored file fails the write.
+#[test]
+fn row_groups_are_kept_only_when_they_fit() {
+    let codec = ParquetCodec::default();
+    let old = daily_bars(5_000, usize::MAX);
+    let stored = encode(&codec, &old);
+    assert_eq!(codec.keepable(&stored, &daily_bars(5_000, 1_000), 1_000), None, "first group changed");
+    let with_extra = daily_bars_with(5_000, usize::MAX, vec![ExtraColumn::new("oi", vec![Some(1.0); 5_000]).unwrap()]);
+    assert_eq!(codec.keepable(&stored, &with_extra, 4_999), None, "columns differ");
+    assert_eq!(codec.keepable(b"not parquet at all", &old, 4_999), None);
+    assert_eq!(codec.keepable(&stored[..stored.len() - 1], &old, 4_999), None, "truncated footer");
+    let kept = codec.keepable(&stored, &old, 4_999).unwrap();
+    let wrong = barvault_ports::KeptPrefix { bytes: kept.bytes - 1, rows: kept.rows };
+    let mut out = Vec::new();
+    let err = codec.encode_after(&old, &series(), &stored, wrong, &mut out).expect("supported").unwrap_err();
+    assert!(err.to_string().contains("cannot keep"), "{err}");
 }

@@ -87,4 +87,36 @@ pub trait BarCodec: Send + Sync + Debug {
     ) -> Option<Result<(), CodecError>> {
         None
     }
+
+    /// For formats whose files keep independently encoded blocks of rows in order (Parquet
+    /// row groups): the longest leading part of `stored` (a complete file of this format)
+    /// that a file for `bars` may keep byte for byte, given that the first `unchanged`
+    /// rows of `bars` equal, value for value and with the same columns, the first rows of
+    /// `stored`. `None`: nothing can be kept (or the format cannot keep blocks).
+    fn keepable(&self, _stored: &[u8], _bars: &Bars, _unchanged: usize) -> Option<KeptPrefix> {
+        None
+    }
+
+    /// Writes what follows `stored[..kept.bytes]` in a file for `bars`, so that the kept
+    /// bytes followed by this output are one complete file holding exactly `bars`. `kept`
+    /// comes from [`BarCodec::keepable`] for the same `stored`, `bars` and a valid
+    /// `unchanged`. `None`: the format cannot keep blocks.
+    fn encode_after(
+        &self,
+        _bars: &Bars,
+        _series: &SeriesKey,
+        _stored: &[u8],
+        _kept: KeptPrefix,
+        _out: &mut (dyn Write + Send),
+    ) -> Option<Result<(), CodecError>> {
+        None
+    }
+}
+
+/// The leading part of a stored file that the next version keeps byte for byte: its first
+/// `bytes` bytes, which hold its first `rows` rows (see [`BarCodec::keepable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptPrefix {
+    pub bytes: u64,
+    pub rows: usize,
 }

@@ -19,7 +19,7 @@ mod store;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use codec::{BarCodec, CodecError, CodecInput};
+pub use codec::{BarCodec, CodecError, CodecInput, KeptPrefix};
 pub use context::OpContext;
 pub use error::{IoStep, StorageError};
 pub use lock::{SeriesGuard, SeriesLocks};
