@@ -72,7 +72,7 @@ fn plan(meta: &ParquetMetaData, bars: &Bars, unchanged: usize) -> Option<(usize,
     let (mut groups, mut bytes, mut rows) = (0, 4u64, 0usize);
     for group in meta.row_groups() {
         let group_rows = usize::try_from(group.num_rows()).ok()?;
-        if rows + group_rows > unchanged {
+        if rows.checked_add(group_rows).is_none_or(|end| end > unchanged) {
             break;
         }
         let mut end = bytes;
@@ -83,7 +83,7 @@ fn plan(meta: &ParquetMetaData, bars: &Bars, unchanged: usize) -> Option<(usize,
                 // Not back to back: keep the groups before this one.
                 return (groups > 0).then_some((groups, KeptPrefix { bytes, rows }));
             }
-            end += size;
+            end = end.checked_add(size)?;
         }
         (groups, bytes, rows) = (groups + 1, end, rows + group_rows);
     }
