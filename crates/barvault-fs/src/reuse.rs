@@ -8,13 +8,19 @@
 //! write copies their stored bytes, resumes the MD5 from the recorded state and encodes only
 //! the rest.
 //!
-//! Three things must all hold, or the write encodes everything as before:
+//! For a record-per-line codec (CSV), three things must all hold, or the write encodes
+//! everything as before:
 //! - the file is the very one proven: same inode, size, mtime and ctime;
 //! - it starts with the header the codec writes for the new bars;
 //! - the line that ends where the reused bytes end is byte for byte the codec's encoding
 //!   of the last reused row. Timestamps are unique, so this pins the row count too, and it
 //!   also catches a change of the timestamps' shared fraction width, which changes every
 //!   line.
+//!
+//! For a codec of independent blocks (Parquet row groups), the file must be the very one
+//! proven, and the codec itself picks the blocks that hold only unchanged rows and checks
+//! their layout ([`BarCodec::keepable`]). Proofs come from `prove` and, for files read
+//! whole to be decoded, from `prove_bytes`.
 //!
 //! The caller vouches that those rows are value for value the stored ones. The file is
 //! the proven record of that version, so the copied bytes decode to exactly those values.
@@ -187,21 +193,45 @@ fn unchanged_rows(hint: StageHint, bars: &Bars) -> Option<usize> {
     (k > 0 && k <= hint.stored_rows && k <= bars.len()).then_some(k)
 }
 
-/// The bytes of the file at `path` that may start the encoding of `bars`, if the hint
-/// checks out against the proof taken of that file (see the module docs).
-pub(crate) fn reusable_prefix(
+/// How a staged write may start with the stored bytes of the file it replaces.
+#[derive(Debug)]
+pub(crate) enum Reuse {
+    /// Record-per-line formats (CSV): the stored lines of the unchanged rows; the codec
+    /// encodes the rest with [`BarCodec::encode_part`].
+    Lines(Prefix),
+    /// Formats of independent blocks (Parquet row groups): the stored blocks that hold
+    /// only unchanged rows; the codec writes the rest with [`BarCodec::encode_after`],
+    /// reading the kept blocks' layout from `stored`, the stored file.
+    Blocks { prefix: Prefix, stored: Vec<u8>, kept: KeptPrefix },
+}
+
+/// The stored bytes of the file at `path` that may start the encoding of `bars`, if the
+/// hint checks out against the proof taken of that file (see the module docs).
+pub(crate) fn reuse(
     fs: &dyn Fs,
     codec: &dyn BarCodec,
     proofs: &Proofs,
     path: &Path,
     bars: &Bars,
     hint: StageHint,
-) -> Option<Prefix> {
-    unchanged_rows(hint, bars)?;
+) -> Option<Reuse> {
+    let k = unchanged_rows(hint, bars)?;
     let mut head = Vec::new();
-    codec.encode_part(bars, 0..0, true, &mut head)?.ok()?;
+    let lines = match codec.encode_part(bars, 0..0, true, &mut head) {
+        Some(Ok(())) => true,
+        Some(Err(_)) => return None,
+        None => false,
+    };
     let proof = proofs.take(path)?;
-    match locate(fs, codec, &proof, bars, hint, &head) {
+    let found = (|| {
+        let Some(file) = open_proven(fs, &proof)? else { return Ok(None) };
+        if lines {
+            Ok(locate(file, codec, &proof, bars, hint, &head)?.map(Reuse::Lines))
+        } else {
+            blocks(file, codec, &proof, bars, k)
+        }
+    })();
+    match found {
         Ok(found) => {
             if found.is_none() {
                 tracing::debug!(path = %path.display(), "stored bytes do not match the hint; encoding every row");
@@ -215,6 +245,22 @@ pub(crate) fn reusable_prefix(
     }
 }
 
+/// The proven file, open, if it is still the very file proven (see the module docs).
+fn open_proven(fs: &dyn Fs, proof: &Proof) -> io::Result<Option<File>> {
+    let file = fs.open_read(&proof.path)?;
+    Ok((FileId::of(&file.metadata()?) == proof.id).then_some(file))
+}
+
+/// The MD5 state after the first `off` bytes of the proven file: the last recorded state
+/// at or before `off`, advanced over `gap(mark, len)`, the `len` bytes from `mark` on.
+fn state_at(proof: &Proof, off: u64, gap: impl FnOnce(u64, usize) -> io::Result<Vec<u8>>) -> io::Result<Option<Md5>> {
+    let i = proof.marks.partition_point(|(o, _)| *o <= off).saturating_sub(1);
+    let Some((mark, md5)) = proof.marks.get(i) else { return Ok(None) };
+    let mut md5 = md5.clone();
+    md5.update(gap(*mark, usize::try_from(off - mark).map_err(io::Error::other)?)?);
+    Ok(Some(md5))
+}
+
 fn read_at(file: &mut File, at: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     file.seek(SeekFrom::Start(at))?;
@@ -223,7 +269,7 @@ fn read_at(file: &mut File, at: u64, len: usize) -> io::Result<Vec<u8>> {
 }
 
 fn locate(
-    fs: &dyn Fs,
+    mut file: File,
     codec: &dyn BarCodec,
     proof: &Proof,
     bars: &Bars,
@@ -231,10 +277,6 @@ fn locate(
     head: &[u8],
 ) -> io::Result<Option<Prefix>> {
     let k = hint.unchanged_prefix;
-    let mut file = fs.open_read(&proof.path)?;
-    if FileId::of(&file.metadata()?) != proof.id {
-        return Ok(None);
-    }
     let len = proof.id.len;
     if len < head.len() as u64 + 1 || read_at(&mut file, 0, head.len())? != head {
         return Ok(None);
@@ -260,55 +302,26 @@ fn locate(
     if found[0] != b'\n' || found[1..] != line[..] {
         return Ok(None);
     }
-    let i = proof.marks.partition_point(|(o, _)| *o <= off).saturating_sub(1);
-    let Some((mark, md5)) = proof.marks.get(i) else { return Ok(None) };
-    let mut md5 = md5.clone();
-    let between = usize::try_from(off - mark).map_err(io::Error::other)?;
-    md5.update(read_at(&mut file, *mark, between)?);
+    let Some(md5) = state_at(proof, off, |mark, n| read_at(&mut file, mark, n))? else { return Ok(None) };
     file.seek(SeekFrom::Start(0))?;
     Ok(Some(Prefix { file, len: off, md5, rows: k }))
 }
 
-/// The stored bytes a codec that keeps whole blocks (Parquet row groups, see
-/// [`BarCodec::keepable`]) may start the new version of the file at `path` with, if the
-/// hint checks out against the proof taken of that file: the prefix to copy, the stored
-/// file's bytes (which the codec reads the kept blocks' layout from) and what is kept.
-pub(crate) fn keepable_prefix(
-    fs: &dyn Fs,
-    codec: &dyn BarCodec,
-    proofs: &Proofs,
-    path: &Path,
-    bars: &Bars,
-    hint: StageHint,
-) -> Option<(Prefix, Vec<u8>, KeptPrefix)> {
-    let k = unchanged_rows(hint, bars)?;
-    let proof = proofs.take(path)?;
-    let found = (|| -> io::Result<Option<(Prefix, Vec<u8>, KeptPrefix)>> {
-        let mut file = fs.open_read(&proof.path)?;
-        if FileId::of(&file.metadata()?) != proof.id {
-            return Ok(None);
-        }
-        let stored = read_at(&mut file, 0, usize::try_from(proof.id.len).map_err(io::Error::other)?)?;
-        let Some(kept) = codec.keepable(&stored, bars, k).filter(|kept| kept.rows <= k && kept.bytes <= proof.id.len)
-        else {
-            return Ok(None);
-        };
-        let i = proof.marks.partition_point(|(o, _)| *o <= kept.bytes).saturating_sub(1);
-        let Some((mark, md5)) = proof.marks.get(i) else { return Ok(None) };
-        let mut md5 = md5.clone();
-        let (from, to) =
-            (usize::try_from(*mark).map_err(io::Error::other)?, usize::try_from(kept.bytes).map_err(io::Error::other)?);
-        md5.update(&stored[from..to]);
-        file.seek(SeekFrom::Start(0))?;
-        Ok(Some((Prefix { file, len: kept.bytes, md5, rows: kept.rows }, stored, kept)))
-    })();
-    match found {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::debug!(path = %path.display(), error = %e, "stored file unreadable; encoding every row");
-            None
-        }
-    }
+/// The stored blocks a codec that keeps whole blocks may start the new file with, given
+/// that the first `k` rows are unchanged.
+fn blocks(mut file: File, codec: &dyn BarCodec, proof: &Proof, bars: &Bars, k: usize) -> io::Result<Option<Reuse>> {
+    let stored = read_at(&mut file, 0, usize::try_from(proof.id.len).map_err(io::Error::other)?)?;
+    let Some(kept) = codec.keepable(&stored, bars, k).filter(|kept| kept.rows <= k && kept.bytes <= proof.id.len)
+    else {
+        return Ok(None);
+    };
+    let slice = |mark: u64, n: usize| {
+        let from = usize::try_from(mark).map_err(io::Error::other)?;
+        Ok(stored[from..from + n].to_vec())
+    };
+    let Some(md5) = state_at(proof, kept.bytes, slice)? else { return Ok(None) };
+    file.seek(SeekFrom::Start(0))?;
+    Ok(Some(Reuse::Blocks { prefix: Prefix { file, len: kept.bytes, md5, rows: kept.rows }, stored, kept }))
 }
 
 /// The offset of the `n`-th `\n` (`n >= 1`) counted back from the end of a `len`-byte file.

@@ -18,7 +18,7 @@ use crate::atomic::{Staged, WriteOutcome, remove_durable, stage_atomic, stage_at
 use crate::fs::{Fs, RealFs};
 use crate::layout::{Layout, Scan};
 use crate::lock::{FileLockGuard, FileLocks, LockScope};
-use crate::reuse::{Proofs, keepable_prefix, prove, prove_bytes, reusable_prefix};
+use crate::reuse::{Proofs, Reuse, prove, prove_bytes, reuse};
 
 /// Default wait for a series lock held by another writer.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -355,38 +355,40 @@ impl<C: BarCodec + 'static> Inner<C> {
         let path = self.layout.data_path(series);
         let fs = self.fs.as_ref();
         let whole = || stage_atomic(fs, &path, |w| self.codec.encode(bars, series, w));
-        let staged = if let Some(prefix) = reusable_prefix(fs, &self.codec, &self.proofs, &path, bars, hint) {
-            let (rows, bytes) = (prefix.rows, prefix.len);
-            let staged = stage_atomic_after(fs, &path, prefix, |w| {
-                match self.codec.encode_part(bars, rows..bars.len(), false, w) {
-                    Some(done) => done,
-                    None => Err(CodecError::Corrupt("the codec stopped writing parts".into())),
-                }
-            })?;
-            tracing::debug!(path = %path.display(), rows_kept = rows, bytes_kept = bytes, "stored leading rows reused");
-            staged
-        } else if let Some((prefix, stored, kept)) = keepable_prefix(fs, &self.codec, &self.proofs, &path, bars, hint) {
-            let kept_blocks = stage_atomic_after(fs, &path, prefix, |w| {
-                match self.codec.encode_after(bars, series, &stored, kept, w) {
-                    Some(done) => done,
-                    None => Err(CodecError::Corrupt("the codec stopped keeping blocks".into())),
-                }
-            });
-            match kept_blocks {
-                Ok(staged) => {
-                    tracing::debug!(path = %path.display(), rows_kept = kept.rows, bytes_kept = kept.bytes, "stored leading row groups kept");
-                    staged
-                }
-                // The codec could not keep what it planned to (its temp file is gone): the
-                // file is encoded whole, which is never worse. An I/O error stands.
-                Err(e) if !matches!(e, StorageError::Io { .. }) => {
-                    tracing::warn!(path = %path.display(), error = %e, "stored row groups not kept; encoding every row");
-                    whole()?
-                }
-                Err(e) => return Err(e),
+        let staged = match reuse(fs, &self.codec, &self.proofs, &path, bars, hint) {
+            Some(Reuse::Lines(prefix)) => {
+                let (rows, bytes) = (prefix.rows, prefix.len);
+                let staged = stage_atomic_after(fs, &path, prefix, |w| {
+                    match self.codec.encode_part(bars, rows..bars.len(), false, w) {
+                        Some(done) => done,
+                        None => Err(CodecError::Corrupt("the codec stopped writing parts".into())),
+                    }
+                })?;
+                tracing::debug!(path = %path.display(), rows_kept = rows, bytes_kept = bytes, "stored leading rows reused");
+                staged
             }
-        } else {
-            whole()?
+            Some(Reuse::Blocks { prefix, stored, kept }) => {
+                let kept_blocks = stage_atomic_after(fs, &path, prefix, |w| {
+                    match self.codec.encode_after(bars, series, &stored, kept, w) {
+                        Some(done) => done,
+                        None => Err(CodecError::Corrupt("the codec stopped keeping blocks".into())),
+                    }
+                });
+                match kept_blocks {
+                    Ok(staged) => {
+                        tracing::debug!(path = %path.display(), rows_kept = kept.rows, bytes_kept = kept.bytes, "stored leading row groups kept");
+                        staged
+                    }
+                    // The codec could not keep what it planned to (its temp file is gone):
+                    // the file is encoded whole, which is never worse. An I/O error stands.
+                    Err(e) if !matches!(e, StorageError::Io { .. }) => {
+                        tracing::warn!(path = %path.display(), error = %e, "stored row groups not kept; encoding every row");
+                        whole()?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            None => whole()?,
         };
         Ok((staged, guard, waited))
     }
