@@ -102,12 +102,12 @@ async fn a_failed_primary_stage_or_commit_discards_the_staged_secondary() {
     for primary_commit_fails in [None, Some(true)] {
         let log = Arc::new(Mutex::new(StagedLog::default()));
         let mut primary = staging("csv");
-        primary.expect_load_with_checksum().returning(|_, _, _| Ok(None));
+        primary.expect_load_with_checksum_against().returning(|_, _, _, _| Ok(None));
         primary.expect_persist().never();
         let outcome = primary_commit_fails.ok_or_else(|| full_disk("stocks/1d/AAPL.csv"));
         stages(&mut primary, "csv", outcome, &log);
         let mut secondary = staging("parquet");
-        secondary.expect_load_with_checksum().returning(|_, _, _| Ok(None));
+        secondary.expect_load_with_checksum_against().returning(|_, _, _, _| Ok(None));
         secondary.expect_persist().never();
         stages(&mut secondary, "parquet", Ok(false), &log);
         let mut meta = no_metadata();
@@ -131,10 +131,10 @@ async fn staged_copies_are_published_primary_first() {
         let log = Arc::new(Mutex::new(StagedLog::default()));
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut primary = staging("csv");
-        primary.expect_load_with_checksum().returning(|_, _, _| Ok(None));
+        primary.expect_load_with_checksum_against().returning(|_, _, _, _| Ok(None));
         stages(&mut primary, "csv", Ok(false), &log);
         let mut secondary = staging("parquet");
-        secondary.expect_load_with_checksum().returning(|_, _, _| Ok(None));
+        secondary.expect_load_with_checksum_against().returning(|_, _, _, _| Ok(None));
         let outcome = if secondary_stage_fails { Err(full_disk("stocks/1d/AAPL.parquet")) } else { Ok(false) };
         stages(&mut secondary, "parquet", outcome, &log);
         let mut meta = no_metadata();
@@ -199,10 +199,13 @@ fn denied() -> StorageError {
 async fn bad_primary_falls_back_to_the_secondary() {
     let bars = sample_bars(5, BASE_NS, DAY_NS, 1);
     let mut primary = named("csv");
-    primary.expect_load_with_checksum().times(1).returning(|_, _, _| Err(decode_error()));
+    primary.expect_load_with_checksum_against().times(1).returning(|_, _, _, _| Err(decode_error()));
     let mut secondary = named("parquet");
     let served = bars.clone();
-    secondary.expect_load_with_checksum().times(1).returning(move |_, _, _| Ok(Some((served.clone(), None))));
+    secondary
+        .expect_load_with_checksum_against()
+        .times(1)
+        .returning(move |_, _, _, _| Ok(Some((served.clone(), None))));
     let m = manager(primary, secondary, no_metadata(), MockSeriesLocks::new());
     let loaded = m.load_with_fallback(&stock("AAPL"), None, &OpContext::new()).await.unwrap();
     assert_eq!(loaded, Some(bars));
@@ -213,9 +216,9 @@ async fn good_primary_never_loads_the_secondary() {
     let bars = sample_bars(5, BASE_NS, DAY_NS, 2);
     let mut primary = named("csv");
     let served = bars.clone();
-    primary.expect_load_with_checksum().times(1).returning(move |_, _, _| Ok(Some((served.clone(), None))));
+    primary.expect_load_with_checksum_against().times(1).returning(move |_, _, _, _| Ok(Some((served.clone(), None))));
     let mut secondary = named("parquet");
-    secondary.expect_load_with_checksum().never();
+    secondary.expect_load_with_checksum_against().never();
     secondary.expect_load().never();
     let m = manager(primary, secondary, no_metadata(), MockSeriesLocks::new());
     assert_eq!(m.load(&stock("AAPL"), None, &OpContext::new()).await.unwrap(), Some(bars));
@@ -224,9 +227,9 @@ async fn good_primary_never_loads_the_secondary() {
 #[tokio::test]
 async fn an_io_error_of_the_primary_is_returned_not_hidden_by_the_fallback() {
     let mut primary = named("csv");
-    primary.expect_load_with_checksum().times(1).returning(|_, _, _| Err(denied()));
+    primary.expect_load_with_checksum_against().times(1).returning(|_, _, _, _| Err(denied()));
     let mut secondary = named("parquet");
-    secondary.expect_load_with_checksum().never();
+    secondary.expect_load_with_checksum_against().never();
     let m = manager(primary, secondary, no_metadata(), MockSeriesLocks::new());
     let err = m.load_with_fallback(&stock("AAPL"), None, &OpContext::new()).await.unwrap_err();
     assert!(
@@ -238,9 +241,9 @@ async fn an_io_error_of_the_primary_is_returned_not_hidden_by_the_fallback() {
 #[tokio::test]
 async fn both_copies_bad_is_unreadable_naming_both_causes() {
     let mut primary = named("csv");
-    primary.expect_load_with_checksum().returning(|_, _, _| Err(decode_error()));
+    primary.expect_load_with_checksum_against().returning(|_, _, _, _| Err(decode_error()));
     let mut secondary = named("parquet");
-    secondary.expect_load_with_checksum().returning(|_, _, _| {
+    secondary.expect_load_with_checksum_against().returning(|_, _, _, _| {
         Err(StorageError::Corrupt { path: "stocks/1d/AAPL.parquet".into(), reason: "bad footer".into() })
     });
     let m = manager(primary, secondary, no_metadata(), MockSeriesLocks::new());
@@ -253,12 +256,12 @@ async fn both_copies_bad_is_unreadable_naming_both_causes() {
 #[tokio::test]
 async fn a_failed_primary_write_touches_neither_the_secondary_nor_metadata() {
     let mut primary = named("csv");
-    primary.expect_load_with_checksum().returning(|_, _, _| Ok(None));
+    primary.expect_load_with_checksum_against().returning(|_, _, _, _| Ok(None));
     primary.expect_persist().times(1).returning(|_, _, _, _| {
         Err(StorageError::io(IoStep::WriteTemp, "stocks/1d/AAPL.csv", io::Error::from_raw_os_error(28)))
     });
     let mut secondary = named("parquet");
-    secondary.expect_load_with_checksum().returning(|_, _, _| Ok(None));
+    secondary.expect_load_with_checksum_against().returning(|_, _, _, _| Ok(None));
     secondary.expect_persist().never();
     let mut meta = no_metadata();
     meta.expect_record().never();
@@ -271,7 +274,7 @@ async fn a_failed_primary_write_touches_neither_the_secondary_nor_metadata() {
 #[tokio::test]
 async fn a_lock_timeout_is_returned_before_anything_is_read() {
     let mut primary = named("csv");
-    primary.expect_load_with_checksum().never();
+    primary.expect_load_with_checksum_against().never();
     primary.expect_persist().never();
     let mut secondary = named("parquet");
     secondary.expect_persist().never();
@@ -290,10 +293,10 @@ async fn a_lock_timeout_is_returned_before_anything_is_read() {
 #[tokio::test]
 async fn a_read_error_under_the_lock_stops_the_persist() {
     let mut primary = named("csv");
-    primary.expect_load_with_checksum().times(1).returning(|_, _, _| Err(denied()));
+    primary.expect_load_with_checksum_against().times(1).returning(|_, _, _, _| Err(denied()));
     primary.expect_persist().never();
     let mut secondary = named("parquet");
-    secondary.expect_load_with_checksum().never();
+    secondary.expect_load_with_checksum_against().never();
     secondary.expect_persist().never();
     let m = manager(primary, secondary, no_metadata(), free_locks());
     let bars = sample_bars(3, BASE_NS, DAY_NS, 5);
@@ -343,12 +346,15 @@ fn preferring_secondary(primary: MockBarStore, secondary: MockBarStore) -> DualS
 async fn preferred_secondary_serves_reads_when_both_records_share_a_generation() {
     let bars = sample_bars(5, BASE_NS, DAY_NS, 3);
     let mut primary = named("csv");
-    primary.expect_load_with_checksum().never();
+    primary.expect_load_with_checksum_against().never();
     primary.expect_load().never();
     let mut secondary = named("parquet");
     let served = bars.clone();
     // No checksum from the store: the record's checksum cannot disagree with it.
-    secondary.expect_load_with_checksum().times(1).returning(move |_, _, _| Ok(Some((served.clone(), None))));
+    secondary
+        .expect_load_with_checksum_against()
+        .times(1)
+        .returning(move |_, _, _, _| Ok(Some((served.clone(), None))));
     let m = preferring_secondary(primary, secondary);
     assert_eq!(m.load_with_fallback(&stock("AAPL"), None, &OpContext::new()).await.unwrap(), Some(bars));
 }
@@ -358,9 +364,9 @@ async fn a_damaged_preferred_secondary_falls_back_to_the_primary() {
     let bars = sample_bars(5, BASE_NS, DAY_NS, 4);
     let mut primary = named("csv");
     let served = bars.clone();
-    primary.expect_load_with_checksum().times(1).returning(move |_, _, _| Ok(Some((served.clone(), None))));
+    primary.expect_load_with_checksum_against().times(1).returning(move |_, _, _, _| Ok(Some((served.clone(), None))));
     let mut secondary = named("parquet");
-    secondary.expect_load_with_checksum().times(1).returning(|_, _, _| {
+    secondary.expect_load_with_checksum_against().times(1).returning(|_, _, _, _| {
         Err(StorageError::Corrupt { path: "stocks/1d/AAPL.parquet".into(), reason: "bad footer".into() })
     });
     let m = preferring_secondary(primary, secondary);

@@ -17,9 +17,9 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use barvault_ports::{CodecError, IoStep, StorageError};
-use md5::{Digest, Md5};
+use barvault_ports::{CodecError, Fingerprint, IoStep, StorageError};
 
+use crate::digest::{FileHashes, Md5Stream};
 use crate::fs::{Fs, FsFile};
 use crate::layout::{backup_path_of, spare_path_in, temp_path_in};
 use crate::reuse::Prefix;
@@ -33,6 +33,8 @@ pub struct WriteOutcome {
     pub size: u64,
     /// MD5 of those bytes, lower-case hex, computed while writing.
     pub md5_hex: String,
+    /// CRC-32 and MD5 states of those bytes, to record with the MD5 (see [`Fingerprint`]).
+    pub fingerprint: Fingerprint,
     /// Whether the previous version now lives at `{target}.backup`.
     pub backup_created: bool,
 }
@@ -42,7 +44,7 @@ pub struct WriteOutcome {
 struct HashingWriter<W: Write> {
     inner: W,
     /// `None` for files that are not recorded (exports): their bytes are only counted.
-    md5: Option<Md5>,
+    hashes: Option<FileHashes>,
     size: u64,
     failure: Option<io::Error>,
 }
@@ -70,8 +72,8 @@ impl<W: Write> Write for HashingWriter<W> {
         let r = self.inner.write(buf);
         let n = self.remember(r)?;
         let accepted = &buf[..n.min(buf.len())];
-        if let Some(md5) = &mut self.md5 {
-            md5.update(accepted);
+        if let Some(hashes) = &mut self.hashes {
+            hashes.update(accepted);
         }
         self.size += accepted.len() as u64;
         Ok(n)
@@ -204,7 +206,9 @@ fn stage(
         None => fs.create_new(&temp).map_err(|e| StorageError::io(IoStep::CreateTemp, &temp, e))?,
     };
     match fill(file, &temp, target, hash, prefix, write) {
-        Ok((size, md5_hex)) => Ok(Staged { temp, target: target.to_path_buf(), name, size, md5_hex }),
+        Ok((size, md5_hex, fingerprint)) => {
+            Ok(Staged { temp, target: target.to_path_buf(), name, size, md5_hex, fingerprint })
+        }
         Err(e) => {
             discard(fs, &temp);
             Err(e)
@@ -247,6 +251,7 @@ pub struct Staged {
     name: String,
     size: u64,
     md5_hex: String,
+    fingerprint: Fingerprint,
 }
 
 impl Staged {
@@ -269,7 +274,7 @@ impl Staged {
     /// file over the target and fsyncs the directory; see [`write_atomic`] for what a
     /// failure leaves behind.
     pub fn commit(self, fs: &dyn Fs, keep_backup: bool) -> Result<WriteOutcome, StorageError> {
-        let Staged { temp, target, name, size, md5_hex } = self;
+        let Staged { temp, target, name, size, md5_hex, fingerprint } = self;
         let dir = match target.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -294,7 +299,7 @@ impl Staged {
             leave_spare(fs, dir, &name);
         }
         fs.sync_dir(dir).map_err(|e| StorageError::io(IoStep::FsyncDir, dir, e))?;
-        Ok(WriteOutcome { size, md5_hex, backup_created })
+        Ok(WriteOutcome { size, md5_hex, fingerprint, backup_created })
     }
 
     /// Removes the staged temp file; the target is untouched.
@@ -303,7 +308,8 @@ impl Staged {
     }
 }
 
-/// Writes, flushes and fsyncs the temp file; returns its size and MD5.
+/// Writes, flushes and fsyncs the temp file; returns its size, MD5 and fingerprint
+/// (empty strings and a default fingerprint without `hash`).
 fn fill(
     file: Box<dyn FsFile>,
     temp: &Path,
@@ -311,12 +317,15 @@ fn fill(
     hash: bool,
     prefix: Option<Prefix>,
     write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), CodecError>,
-) -> Result<(u64, String), StorageError> {
-    let md5 = hash.then(Md5::new);
-    let mut w = HashingWriter { inner: BufWriter::with_capacity(BUFFER, file), md5, size: 0, failure: None };
-    if let Some(Prefix { mut file, len, md5, .. }) = prefix {
-        copy_prefix(&mut file, len, &mut w.inner, temp, target)?;
-        w.md5 = hash.then_some(md5);
+) -> Result<(u64, String, Fingerprint), StorageError> {
+    let hashes = hash.then(FileHashes::new);
+    let mut w = HashingWriter { inner: BufWriter::with_capacity(BUFFER, file), hashes, size: 0, failure: None };
+    if let Some(Prefix { mut file, len, md5, points, .. }) = prefix {
+        // The copied bytes are not hashed again: the MD5 resumes from the prefix's state.
+        // The CRC-32 is computed over them, at a small fraction of an MD5's cost.
+        let mut crc = crc32fast::Hasher::new();
+        copy_prefix(&mut file, len, &mut w.inner, &mut crc, temp, target)?;
+        w.hashes = hash.then_some(FileHashes { md5, crc, points });
         w.size = len;
     }
     let mut written = write(&mut w).and_then(|()| w.flush().map_err(CodecError::Io));
@@ -331,14 +340,26 @@ fn fill(
             (None, other) => other.at(target),
         });
     }
-    let HashingWriter { inner, md5, size, .. } = w;
+    let HashingWriter { inner, hashes, size, .. } = w;
     let mut file = inner.into_inner().map_err(|e| StorageError::io(IoStep::WriteTemp, temp, e.into_error()))?;
     file.sync_all().map_err(|e| StorageError::io(IoStep::FsyncTemp, temp, e))?;
-    Ok((size, md5.map(|m| format!("{:x}", m.finalize())).unwrap_or_default()))
+    let (md5_hex, fingerprint) = match hashes {
+        Some(h) => h.finish(),
+        None => (String::new(), Fingerprint { crc32: 0, md5_states: Vec::new() }),
+    };
+    Ok((size, md5_hex, fingerprint))
 }
 
-/// Copies the first `len` bytes of `from` (the old version of `target`) to `to`.
-fn copy_prefix(from: &mut File, len: u64, to: &mut impl Write, temp: &Path, target: &Path) -> Result<(), StorageError> {
+/// Copies the first `len` bytes of `from` (the old version of `target`) to `to`, adding
+/// them to `crc`.
+fn copy_prefix(
+    from: &mut File,
+    len: u64,
+    to: &mut impl Write,
+    crc: &mut crc32fast::Hasher,
+    temp: &Path,
+    target: &Path,
+) -> Result<(), StorageError> {
     let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX).min(1 << 20)];
     let mut left = len;
     while left > 0 {
@@ -353,6 +374,7 @@ fn copy_prefix(from: &mut File, len: u64, to: &mut impl Write, temp: &Path, targ
             Err(e) => return Err(StorageError::io(IoStep::Read, target, e)),
         };
         to.write_all(&buf[..n]).map_err(|e| StorageError::io(IoStep::WriteTemp, temp, e))?;
+        crc.update(&buf[..n]);
         left -= n as u64;
     }
     Ok(())
@@ -428,5 +450,7 @@ pub fn remove_durable(fs: &dyn Fs, path: &Path) -> Result<bool, StorageError> {
 
 /// MD5 of `bytes`, lower-case hex (the checksum format of metadata records).
 pub fn md5_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Md5::digest(bytes))
+    let mut md5 = Md5Stream::new();
+    md5.update(bytes);
+    md5.finish_hex()
 }

@@ -14,6 +14,7 @@
 // decision, not one adapter's.
 
 mod atomic;
+mod digest;
 mod fs;
 mod layout;
 mod lock;

@@ -33,9 +33,9 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use barvault_domain::Bars;
-use barvault_ports::{BarCodec, KeptPrefix, StageHint};
-use md5::{Digest, Md5};
+use barvault_ports::{BarCodec, FileMetadata, KeptPrefix, StageHint};
 
+use crate::digest::{BLOCK, Md5Stream, Point};
 use crate::fs::Fs;
 
 /// Bytes read at a time while proving a file, and the most `newline_from_end` reads at once.
@@ -48,8 +48,8 @@ const MARKS_PER_FILE: u64 = 64;
 /// 4 KiB (a state costs a copy of the hasher) and at most [`CHUNK`]. A nightly update
 /// keeps all but the last few rows, so the state just before them saves hashing the whole
 /// file again: for a 250 KB daily series, 4 KiB instead of 250 KB.
-fn mark_step(len: u64) -> usize {
-    usize::try_from(len / MARKS_PER_FILE).unwrap_or(CHUNK).clamp(4096, CHUNK)
+fn mark_step(len: u64) -> u64 {
+    (len / MARKS_PER_FILE).clamp(4096, CHUNK as u64) / BLOCK * BLOCK
 }
 
 /// Proofs kept for a later write: one per series being written at a time is enough.
@@ -85,8 +85,8 @@ impl FileId {
 pub(crate) struct Proof {
     path: PathBuf,
     id: FileId,
-    /// `(offset, state after hashing the bytes before offset)`, offsets ascending from 0.
-    marks: Vec<(u64, Md5)>,
+    /// MD5 states along the file, offsets ascending from 0 ([`Point::START`]).
+    marks: Vec<Point>,
 }
 
 /// The most recent proofs, by path.
@@ -128,51 +128,101 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 /// The MD5 (lower-case hex) of the file at `path`, streamed, with the proof to resume it
 /// from; `None` if there is no file.
 pub(crate) fn prove(fs: &dyn Fs, path: &Path) -> io::Result<Option<(String, Proof)>> {
-    let mut file = match fs.open_read(path) {
+    let Some((mut file, id)) = open_if_any(fs, path)? else { return Ok(None) };
+    let mut md5 = Md5Stream::new();
+    let step = mark_step(id.len);
+    let mut marks = vec![Point::START];
+    // Sized to the file, so that proving a small file does not clear a large buffer.
+    let mut buf = vec![0u8; usize::try_from(id.len + 1).unwrap_or(CHUNK).min(CHUNK)];
+    loop {
+        let n = read_full(&mut file, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        md5.update_marking(&buf[..n], step, &mut marks);
+    }
+    Ok(Some((md5.finish_hex(), Proof { path: path.to_path_buf(), id, marks })))
+}
+
+fn open_if_any(fs: &dyn Fs, path: &Path) -> io::Result<Option<(File, FileId)>> {
+    let file = match fs.open_read(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
     let id = FileId::of(&file.metadata()?);
-    let mut md5 = Md5::new();
-    let step = mark_step(id.len);
-    let mut marks = Vec::with_capacity(usize::try_from(id.len).unwrap_or(0) / step + 2);
-    // Sized to the file, so that proving a small file does not clear a large buffer.
-    let mut buf = vec![0u8; usize::try_from(id.len + 1).unwrap_or(CHUNK).min(CHUNK)];
-    let mut offset = 0u64;
-    loop {
-        let n = read_full(&mut file, &mut buf)?;
-        if n == 0 {
-            marks.push((offset, md5.clone()));
-            break;
-        }
-        hash_marking(&mut md5, &mut marks, &mut offset, &buf[..n], step);
-    }
-    let hex = format!("{:x}", md5.finalize());
-    Ok(Some((hex, Proof { path: path.to_path_buf(), id, marks })))
+    Ok(Some((file, id)))
 }
 
-/// Hashes `bytes` (which start at `offset`), recording the state every `step` bytes.
-fn hash_marking(md5: &mut Md5, marks: &mut Vec<(u64, Md5)>, offset: &mut u64, bytes: &[u8], step: usize) {
-    for piece in bytes.chunks(step) {
-        marks.push((*offset, md5.clone()));
-        md5.update(piece);
-        *offset += piece.len() as u64;
+/// [`prove`], given the metadata record of the file: when the record's fingerprint
+/// vouches for the file (same size and CRC-32), the record's MD5 and a proof made of the
+/// recorded states, without hashing the file; otherwise exactly what [`prove`] returns.
+pub(crate) fn prove_against(
+    fs: &dyn Fs,
+    path: &Path,
+    record: Option<&FileMetadata>,
+) -> io::Result<Option<(String, Proof)>> {
+    if let Some(record) = record.filter(|r| r.fingerprint.is_some()) {
+        let Some((mut file, id)) = open_if_any(fs, path)? else { return Ok(None) };
+        if id.len == record.file_size {
+            let mut crc = crc32fast::Hasher::new();
+            let mut buf = vec![0u8; usize::try_from(id.len + 1).unwrap_or(CHUNK).min(CHUNK)];
+            loop {
+                let n = read_full(&mut file, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                crc.update(&buf[..n]);
+            }
+            if let Some(found) = vouched(path, id, crc.finalize(), record) {
+                return Ok(Some(found));
+            }
+        }
     }
+    prove(fs, path)
+}
+
+/// The record's MD5 and a proof from its states, if its fingerprint matches the file of
+/// identity `id` and CRC-32 `crc` (and its states are well formed).
+fn vouched(path: &Path, id: FileId, crc: u32, record: &FileMetadata) -> Option<(String, Proof)> {
+    let fp = record.fingerprint.as_ref()?;
+    if fp.crc32 != crc || id.len != record.file_size || record.checksum.len() != 32 {
+        return None;
+    }
+    let mut marks = vec![Point::START];
+    for state in &fp.md5_states {
+        let p = Point::from_record(state)?;
+        if p.offset <= marks.last()?.offset || p.offset > id.len {
+            return None;
+        }
+        marks.push(p);
+    }
+    Some((record.checksum.clone(), Proof { path: path.to_path_buf(), id, marks }))
+}
+
+/// [`prove_bytes`], given the metadata record of the file, as [`prove_against`].
+pub(crate) fn prove_bytes_against(
+    path: &Path,
+    meta: &Metadata,
+    bytes: &[u8],
+    record: Option<&FileMetadata>,
+) -> (String, Proof) {
+    if let Some(record) = record.filter(|r| r.fingerprint.is_some())
+        && let Some(found) = vouched(path, FileId::of(meta), crc32fast::hash(bytes), record)
+    {
+        return found;
+    }
+    prove_bytes(path, meta, bytes)
 }
 
 /// [`prove`] of a file already read whole into `bytes` (`meta` taken from the open file
 /// before reading it): the MD5 of `bytes` and the proof to resume it from.
 pub(crate) fn prove_bytes(path: &Path, meta: &Metadata, bytes: &[u8]) -> (String, Proof) {
     let id = FileId::of(meta);
-    let mut md5 = Md5::new();
-    let step = mark_step(bytes.len() as u64);
-    let mut marks = Vec::with_capacity(bytes.len() / step + 2);
-    let mut offset = 0;
-    hash_marking(&mut md5, &mut marks, &mut offset, bytes, step);
-    marks.push((offset, md5.clone()));
-    let hex = format!("{:x}", md5.finalize());
-    (hex, Proof { path: path.to_path_buf(), id, marks })
+    let mut md5 = Md5Stream::new();
+    let mut marks = vec![Point::START];
+    md5.update_marking(bytes, mark_step(bytes.len() as u64), &mut marks);
+    (md5.finish_hex(), Proof { path: path.to_path_buf(), id, marks })
 }
 
 /// The unchanged leading bytes of a file, ready to be copied into its next version.
@@ -182,7 +232,9 @@ pub(crate) struct Prefix {
     pub(crate) file: File,
     pub(crate) len: u64,
     /// MD5 state after the first `len` bytes.
-    pub(crate) md5: Md5,
+    pub(crate) md5: Md5Stream,
+    /// The proof's states within those bytes, which hold for the new file too.
+    pub(crate) points: Vec<Point>,
     /// Rows of the new bars those bytes hold.
     pub(crate) rows: usize,
 }
@@ -253,12 +305,16 @@ fn open_proven(fs: &dyn Fs, proof: &Proof) -> io::Result<Option<File>> {
 
 /// The MD5 state after the first `off` bytes of the proven file: the last recorded state
 /// at or before `off`, advanced over `gap(mark, len)`, the `len` bytes from `mark` on.
-fn state_at(proof: &Proof, off: u64, gap: impl FnOnce(u64, usize) -> io::Result<Vec<u8>>) -> io::Result<Option<Md5>> {
-    let i = proof.marks.partition_point(|(o, _)| *o <= off).saturating_sub(1);
-    let Some((mark, md5)) = proof.marks.get(i) else { return Ok(None) };
-    let mut md5 = md5.clone();
-    md5.update(gap(*mark, usize::try_from(off - mark).map_err(io::Error::other)?)?);
-    Ok(Some(md5))
+fn state_at(
+    proof: &Proof,
+    off: u64,
+    gap: impl FnOnce(u64, usize) -> io::Result<Vec<u8>>,
+) -> io::Result<Option<(Md5Stream, Vec<Point>)>> {
+    let i = proof.marks.partition_point(|p| p.offset <= off).saturating_sub(1);
+    let Some(mark) = proof.marks.get(i) else { return Ok(None) };
+    let mut md5 = Md5Stream::resume(*mark);
+    md5.update(&gap(mark.offset, usize::try_from(off - mark.offset).map_err(io::Error::other)?)?);
+    Ok(Some((md5, proof.marks[1..=i].to_vec())))
 }
 
 fn read_at(file: &mut File, at: u64, len: usize) -> io::Result<Vec<u8>> {
@@ -302,9 +358,9 @@ fn locate(
     if found[0] != b'\n' || found[1..] != line[..] {
         return Ok(None);
     }
-    let Some(md5) = state_at(proof, off, |mark, n| read_at(&mut file, mark, n))? else { return Ok(None) };
+    let Some((md5, points)) = state_at(proof, off, |mark, n| read_at(&mut file, mark, n))? else { return Ok(None) };
     file.seek(SeekFrom::Start(0))?;
-    Ok(Some(Prefix { file, len: off, md5, rows: k }))
+    Ok(Some(Prefix { file, len: off, md5, points, rows: k }))
 }
 
 /// The stored blocks a codec that keeps whole blocks may start the new file with, given
@@ -319,9 +375,9 @@ fn blocks(mut file: File, codec: &dyn BarCodec, proof: &Proof, bars: &Bars, k: u
         let from = usize::try_from(mark).map_err(io::Error::other)?;
         Ok(stored[from..from + n].to_vec())
     };
-    let Some(md5) = state_at(proof, kept.bytes, slice)? else { return Ok(None) };
+    let Some((md5, points)) = state_at(proof, kept.bytes, slice)? else { return Ok(None) };
     file.seek(SeekFrom::Start(0))?;
-    Ok(Some(Reuse::Blocks { prefix: Prefix { file, len: kept.bytes, md5, rows: kept.rows }, stored, kept }))
+    Ok(Some(Reuse::Blocks { prefix: Prefix { file, len: kept.bytes, md5, points, rows: kept.rows }, stored, kept }))
 }
 
 /// The offset of the `n`-th `\n` (`n >= 1`) counted back from the end of a `len`-byte file.
@@ -354,18 +410,19 @@ mod tests {
     use md5::{Digest, Md5};
 
     use super::{CHUNK, mark_step, prove};
+    use crate::digest::{Md5Stream, Point};
     use crate::fs::RealFs;
 
     #[test]
-    fn mark_steps_are_a_64th_of_the_file_within_bounds() {
+    fn mark_steps_are_a_64th_of_the_file_within_bounds_and_whole_blocks() {
         assert_eq!(mark_step(0), 4096);
         assert_eq!(mark_step(250_000), 4096);
-        assert_eq!(mark_step(64 * 10_000), 10_000);
-        assert_eq!(mark_step(49_000_000), CHUNK);
+        assert_eq!(mark_step(64 * 10_000), 9984);
+        assert_eq!(mark_step(49_000_000), CHUNK as u64);
     }
 
-    /// Every recorded state is the MD5 state of exactly the bytes before its offset, the
-    /// states are no further apart than the step, and the last one is at the end.
+    /// Every recorded state is the MD5 state of exactly the bytes before its offset, and
+    /// the states are no further apart than the step.
     #[test]
     fn every_mark_is_the_state_of_the_bytes_before_it() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -374,21 +431,23 @@ mod tests {
             let path = dir.path().join(format!("f{len}"));
             std::fs::write(&path, &bytes).expect("write");
             let (hex, proof) = prove(&RealFs, &path).expect("read").expect("exists");
-            assert_eq!(hex, format!("{:x}", Md5::digest(&bytes)), "len {len}");
-            let step = mark_step(len as u64) as u64;
-            assert_eq!(proof.marks.first().map(|m| m.0), Some(0));
-            assert_eq!(proof.marks.last().map(|m| m.0), Some(len as u64), "len {len}");
+            let expected: String = Md5::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex, expected, "len {len}");
+            let step = mark_step(len as u64);
+            assert_eq!(proof.marks.first(), Some(&Point::START));
+            assert!(len as u64 - proof.marks.last().map_or(0, |m| m.offset) < step, "len {len}");
             for pair in proof.marks.windows(2) {
                 assert!(
-                    pair[1].0 > pair[0].0 && pair[1].0 - pair[0].0 <= step,
+                    pair[1].offset > pair[0].offset && pair[1].offset - pair[0].offset <= step,
                     "len {len}: {} → {}",
-                    pair[0].0,
-                    pair[1].0
+                    pair[0].offset,
+                    pair[1].offset
                 );
             }
-            for (offset, state) in &proof.marks {
-                let expected = Md5::digest(&bytes[..*offset as usize]);
-                assert_eq!(state.clone().finalize(), expected, "len {len} offset {offset}");
+            for point in &proof.marks {
+                let mut resumed = Md5Stream::resume(*point);
+                resumed.update(&bytes[point.offset as usize..]);
+                assert_eq!(resumed.finish_hex(), expected, "len {len} offset {}", point.offset);
             }
         }
     }

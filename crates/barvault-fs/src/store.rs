@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use barvault_domain::{Bars, DomainError, ExtraColumn, MergePolicy, MergeStats, RawBars, SeriesKey, TimeRange, merge};
 use barvault_ports::{
-    BackupPolicy, BarCodec, BarStore, CodecError, CodecInput, FileInfo, IoStep, OpContext, PersistOptions, StageHint,
-    StagedWrite, StorageError, StorageReceipt, WriteMode,
+    BackupPolicy, BarCodec, BarStore, CodecError, CodecInput, FileInfo, FileMetadata, IoStep, OpContext,
+    PersistOptions, StageHint, StagedWrite, StorageError, StorageReceipt, WriteMode,
 };
 use chrono::{DateTime, Utc};
 
@@ -18,7 +18,7 @@ use crate::atomic::{Staged, WriteOutcome, remove_durable, stage_atomic, stage_at
 use crate::fs::{Fs, RealFs};
 use crate::layout::{Layout, Scan};
 use crate::lock::{FileLockGuard, FileLocks, LockScope};
-use crate::reuse::{Proofs, Reuse, prove, prove_bytes, reuse};
+use crate::reuse::{Proofs, Reuse, prove_against, prove_bytes_against, reuse};
 
 /// Default wait for a series lock held by another writer.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -123,6 +123,7 @@ fn written_receipt(
     receipt.written = true;
     receipt.backup_created = outcome.backup_created;
     receipt.checksum_md5 = Some(outcome.md5_hex.clone());
+    receipt.fingerprint = Some(outcome.fingerprint.clone());
     receipt.file_size = Some(outcome.size);
     receipt.timestamp = Utc::now();
     receipt.duration = start.elapsed();
@@ -243,10 +244,14 @@ impl<C: BarCodec + 'static> Inner<C> {
         Ok(Some((raw, meta)))
     }
 
-    /// The whole file at `path` and its MD5, or `None` if there is no file. The proof
-    /// taken along is kept for a staged write that may keep the file's leading blocks
-    /// (see [`crate::reuse`]).
-    fn read_bytes(&self, path: &Path) -> Result<Option<(Vec<u8>, String)>, StorageError> {
+    /// The whole file at `path` and its MD5 (the record's, if its fingerprint vouches for
+    /// the bytes), or `None` if there is no file. The proof taken along is kept for a
+    /// staged write that may keep the file's leading blocks (see [`crate::reuse`]).
+    fn read_bytes(
+        &self,
+        path: &Path,
+        record: Option<&FileMetadata>,
+    ) -> Result<Option<(Vec<u8>, String)>, StorageError> {
         let mut file = match self.fs.open_read(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -255,14 +260,19 @@ impl<C: BarCodec + 'static> Inner<C> {
         let meta = file.metadata().map_err(|e| StorageError::io(IoStep::Stat, path, e))?;
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         file.read_to_end(&mut bytes).map_err(|e| StorageError::io(IoStep::Read, path, e))?;
-        let (md5, proof) = prove_bytes(path, &meta, &bytes);
+        let (md5, proof) = prove_bytes_against(path, &meta, &bytes, record);
         self.proofs.put(proof);
         Ok(Some((bytes, md5)))
     }
 
-    /// Decodes the file at `path` from one read that also yields its MD5.
-    fn read_bars_checked(&self, path: &Path, range: Option<TimeRange>) -> Result<Option<(Bars, String)>, StorageError> {
-        let Some((bytes, md5)) = self.read_bytes(path)? else {
+    /// Decodes the file at `path` from one read that also yields its MD5 (see [`Inner::read_bytes`]).
+    fn read_bars_checked(
+        &self,
+        path: &Path,
+        range: Option<TimeRange>,
+        record: Option<&FileMetadata>,
+    ) -> Result<Option<(Bars, String)>, StorageError> {
+        let Some((bytes, md5)) = self.read_bytes(path, record)? else {
             return Ok(None);
         };
         let raw = self.codec.decode(CodecInput::Bytes(&bytes), range).map_err(|e| e.at(path))?;
@@ -274,10 +284,11 @@ impl<C: BarCodec + 'static> Inner<C> {
         Ok(Some((bars, md5)))
     }
 
-    /// The MD5 of the file at `path`, streamed; with `keep`, the proof is kept for a staged
-    /// write that may reuse the file's unchanged leading bytes (see [`crate::reuse`]).
-    fn checksum(&self, path: &Path, keep: bool) -> Result<Option<String>, StorageError> {
-        match prove(self.fs.as_ref(), path) {
+    /// The MD5 of the file at `path`, streamed (the record's, if its fingerprint vouches
+    /// for the bytes); with `keep`, the proof is kept for a staged write that may reuse the
+    /// file's unchanged leading bytes (see [`crate::reuse`]).
+    fn checksum(&self, path: &Path, keep: bool, record: Option<&FileMetadata>) -> Result<Option<String>, StorageError> {
+        match prove_against(self.fs.as_ref(), path, record) {
             Ok(Some((md5, proof))) => {
                 if keep {
                     self.proofs.put(proof);
@@ -552,12 +563,12 @@ impl<C: BarCodec + 'static> FileStore<C> {
     /// Blocking: decodes the file at `path` (a data file or a backup) from one read that
     /// also yields the MD5 of its bytes; `None` if there is no file.
     pub fn read_file_checked(&self, path: &Path) -> Result<Option<(Bars, String)>, StorageError> {
-        self.inner.read_bars_checked(path, None)
+        self.inner.read_bars_checked(path, None, None)
     }
 
     /// Blocking: the MD5 of the file at `path`, streamed; `None` if there is no file.
     pub fn file_checksum(&self, path: &Path) -> Result<Option<String>, StorageError> {
-        self.inner.checksum(path, false)
+        self.inner.checksum(path, false, None)
     }
 
     /// Blocking: writes `bars` as the data file of `series` through [`write_atomic`], without
@@ -683,12 +694,22 @@ impl<C: BarCodec + 'static> BarStore for FileStore<C> {
         range: Option<TimeRange>,
         ctx: &OpContext,
     ) -> Result<Option<(Bars, Option<String>)>, StorageError> {
+        self.load_with_checksum_against(series, range, None, ctx).await
+    }
+
+    async fn load_with_checksum_against<'a>(
+        &'a self,
+        series: &'a SeriesKey,
+        range: Option<TimeRange>,
+        record: Option<&'a FileMetadata>,
+        ctx: &'a OpContext,
+    ) -> Result<Option<(Bars, Option<String>)>, StorageError> {
         let span = ctx.span("load", Some(series));
-        let (inner, path) = (Arc::clone(&self.inner), self.path_of(series));
+        let (inner, path, record) = (Arc::clone(&self.inner), self.path_of(series), record.cloned());
         off_executor(IoStep::Read, path.clone(), move || {
             span.in_scope(|| {
                 let start = Instant::now();
-                let found = inner.read_bars_checked(&path, range)?;
+                let found = inner.read_bars_checked(&path, range, record.as_ref())?;
                 tracing::info!(
                     path = %path.display(),
                     rows = found.as_ref().map_or(0, |(b, _)| b.len()),
@@ -703,10 +724,20 @@ impl<C: BarCodec + 'static> BarStore for FileStore<C> {
     }
 
     async fn checksum(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<String>, StorageError> {
+        self.checksum_against(series, None, ctx).await
+    }
+
+    async fn checksum_against<'a>(
+        &'a self,
+        series: &'a SeriesKey,
+        record: Option<&'a FileMetadata>,
+        ctx: &'a OpContext,
+    ) -> Result<Option<String>, StorageError> {
         let span = ctx.span("checksum", Some(series));
-        let (inner, path) = (Arc::clone(&self.inner), self.path_of(series));
+        let (inner, path, record) = (Arc::clone(&self.inner), self.path_of(series), record.cloned());
         // The proof is kept: this is how a writer checks the file it is about to replace.
-        off_executor(IoStep::Read, path.clone(), move || span.in_scope(|| inner.checksum(&path, true))).await
+        off_executor(IoStep::Read, path.clone(), move || span.in_scope(|| inner.checksum(&path, true, record.as_ref())))
+            .await
     }
 
     async fn exists(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {

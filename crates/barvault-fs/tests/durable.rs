@@ -14,6 +14,11 @@ use barvault_fs::{Fault, FaultyFs, Fs, Layout, RealFs, WriteOutcome, parse_temp_
 use barvault_ports::{CodecError, IoStep, StorageError};
 use md5::{Digest, Md5};
 
+/// The MD5 of `bytes` by `md-5` itself, lower-case hex.
+fn md5_of(bytes: &[u8]) -> String {
+    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 const ERRNOS: [i32; 3] = [libc::ENOSPC, libc::EIO, libc::EACCES];
 
 /// Steps a write can make, in the order write_atomic makes them.
@@ -204,7 +209,7 @@ fn outcome_reports_size_and_md5_of_the_bytes_on_disk() {
     let out = put(&RealFs, &target, true, &bytes).unwrap();
     let on_disk = std::fs::read(&target).unwrap();
     assert_eq!(out.size, on_disk.len() as u64);
-    assert_eq!(out.md5_hex, format!("{:x}", Md5::digest(&on_disk)));
+    assert_eq!(out.md5_hex, md5_of(&on_disk));
     assert_eq!(out.md5_hex.len(), 32);
 }
 
@@ -380,7 +385,7 @@ fn staged_files_are_invisible_until_commit() {
     assert_eq!(read(&target), Some(v0.clone()), "staging touched the target");
     assert_eq!(temps_in(parent).len(), 1, "one temp file while staged");
     assert_eq!(staged.size(), v1.len() as u64);
-    assert_eq!(staged.md5_hex(), format!("{:x}", Md5::digest(&v1)));
+    assert_eq!(staged.md5_hex(), md5_of(&v1));
     staged.discard(&RealFs);
     assert_eq!(temps_in(parent), Vec::<String>::new(), "discard left a temp file");
     assert_eq!(read(&target), Some(v0.clone()));
@@ -396,7 +401,9 @@ fn staged_files_are_invisible_until_commit() {
     let staged = stage(&RealFs, &v1);
     let md5 = staged.md5_hex().to_string();
     let outcome = staged.commit(&RealFs, true).unwrap();
-    assert_eq!(outcome, WriteOutcome { size: v1.len() as u64, md5_hex: md5, backup_created: true });
+    let WriteOutcome { size, md5_hex, fingerprint, backup_created } = outcome;
+    assert_eq!((size, md5_hex, backup_created), (v1.len() as u64, md5, true));
+    assert_eq!(fingerprint.crc32, crc32fast::hash(&v1), "the fingerprint is the CRC-32 of the bytes written");
     assert_eq!(read(&target), Some(v1));
     assert_eq!(read(&backup_of(&target)), Some(v0));
     assert_eq!(temps_in(parent), Vec::<String>::new());

@@ -178,6 +178,7 @@ pub fn sample_metadata(series: &SeriesKey, format: &str, generation: u64) -> Fil
         checksum: format!("{:032x}", u128::from(generation).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C834)),
         generation,
         backup_checksum: None,
+        fingerprint: None,
     }
 }
 

@@ -23,7 +23,7 @@ pub use codec::{BarCodec, CodecError, CodecInput, KeptPrefix};
 pub use context::OpContext;
 pub use error::{IoStep, StorageError};
 pub use lock::{SeriesGuard, SeriesLocks};
-pub use metadata::{DateRange, FileMetadata, MetadataStore};
+pub use metadata::{DateRange, FileMetadata, Fingerprint, Md5State, MetadataStore};
 pub use store::{
     BackupPolicy, BarStore, FileInfo, PersistOptions, SecondaryStatus, StageHint, StagedWrite, StorageReceipt,
     WriteMode,

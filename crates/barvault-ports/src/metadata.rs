@@ -41,6 +41,37 @@ pub struct FileMetadata {
     /// can tell a sound backup from a damaged one. `None` when no backup was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_checksum: Option<String>,
+    /// A cheap proof of the file's bytes for the next write, written with the checksum by
+    /// the store that wrote the file; `None` in records written before it existed or by
+    /// repairs, whose readers then compute the MD5 as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// What lets a store trust a file it is about to replace without hashing all of it again,
+/// and hash its next version from where the two start to differ.
+///
+/// A file whose size and CRC-32 match the record is taken to be the file the record's MD5
+/// describes: CRC-32 catches every burst of up to 32 flipped bits and any other damage
+/// with probability 1 − 2⁻³², which is what storage checksums (ext4, btrfs) rely on.
+/// `verify` still recomputes every MD5. The MD5 states are those after the first `offset`
+/// bytes of the file, so the MD5 of a next version that keeps those bytes resumes from them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// CRC-32 (IEEE 802.3, as zlib computes it) of the file's bytes.
+    pub crc32: u32,
+    /// MD5 states at a few offsets, ascending; denser toward the end of the file, where
+    /// the next version usually starts to differ.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub md5_states: Vec<Md5State>,
+}
+
+/// The MD5 state after the first `offset` bytes of a file (`offset` a multiple of 64).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Md5State {
+    pub offset: u64,
+    /// The four 32-bit state words A, B, C, D, each little-endian, as 32 hex digits.
+    pub state: String,
 }
 
 impl FileMetadata {

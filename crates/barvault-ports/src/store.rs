@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::context::OpContext;
 use crate::error::StorageError;
+use crate::metadata::{FileMetadata, Fingerprint};
 
 /// Whether `persist` merges with what is stored or replaces it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -86,6 +87,9 @@ pub struct StorageReceipt {
     /// or the store has no bytes).
     pub checksum_md5: Option<String>,
     pub file_size: Option<u64>,
+    /// What the store offers to record with the checksum (see [`Fingerprint`]).
+    #[serde(skip)]
+    pub fingerprint: Option<Fingerprint>,
     /// Set by dual stores.
     pub secondary: Option<SecondaryStatus>,
     pub correlation_id: String,
@@ -112,6 +116,7 @@ impl StorageReceipt {
             backup_created: false,
             checksum_md5: None,
             file_size: None,
+            fingerprint: None,
             secondary: None,
             correlation_id: ctx.correlation_id().to_string(),
             timestamp: Utc::now(),
@@ -183,9 +188,36 @@ pub trait BarStore: Send + Sync + Debug {
         Ok(self.load(series, range, ctx).await?.map(|b| (b, None)))
     }
 
+    /// [`BarStore::load_with_checksum`] by a caller that holds the metadata record of the
+    /// stored file. When the record carries a [`Fingerprint`] and the bytes read match its
+    /// size and CRC-32, a store may return the record's checksum instead of computing the
+    /// MD5; in every other case it returns the MD5 of the bytes. The default ignores the
+    /// record.
+    async fn load_with_checksum_against<'a>(
+        &'a self,
+        series: &'a SeriesKey,
+        range: Option<TimeRange>,
+        _record: Option<&'a FileMetadata>,
+        ctx: &'a OpContext,
+    ) -> Result<Option<(Bars, Option<String>)>, StorageError> {
+        self.load_with_checksum(series, range, ctx).await
+    }
+
     /// The MD5 of the stored file's bytes without decoding it; `None` if nothing is stored. Optional.
     async fn checksum(&self, _series: &SeriesKey, _ctx: &OpContext) -> Result<Option<String>, StorageError> {
         Err(StorageError::unsupported("checksum", self.name()))
+    }
+
+    /// [`BarStore::checksum`] by a caller that holds the metadata record of the stored
+    /// file, with the same licence as [`BarStore::load_with_checksum_against`]. The default
+    /// ignores the record.
+    async fn checksum_against<'a>(
+        &'a self,
+        series: &'a SeriesKey,
+        _record: Option<&'a FileMetadata>,
+        ctx: &'a OpContext,
+    ) -> Result<Option<String>, StorageError> {
+        self.checksum(series, ctx).await
     }
 
     /// Every stored series. Optional.

@@ -355,6 +355,7 @@ impl DualStorageManager {
             checksum: receipt.checksum_md5.clone().unwrap_or_default(),
             generation,
             backup_checksum: if receipt.backup_created { previous.map(|p| p.checksum.clone()) } else { None },
+            fingerprint: receipt.fingerprint.clone(),
         };
         self.metadata.record(&meta, ctx).await
     }
@@ -394,7 +395,7 @@ impl DualStorageManager {
         range: Option<TimeRange>,
         ctx: &OpContext,
     ) -> Result<Copy, StorageError> {
-        match store.load_with_checksum(series, range, ctx).await {
+        match store.load_with_checksum_against(series, range, meta, ctx).await {
             Ok(None) => Ok(match meta {
                 None => Copy::Absent,
                 Some(m) => Copy::Bad(format!("{} is recorded in metadata but missing", m.file_path)),
@@ -433,7 +434,7 @@ impl DualStorageManager {
             // damaged primary is rewritten and never kept as the `.backup`.
             let (copy, primary_sum) = tokio::join!(
                 Self::read_copy(sec.as_ref(), smeta.as_ref(), series, None, ctx),
-                self.primary.checksum(series, ctx)
+                self.primary.checksum_against(series, pmeta.as_ref(), ctx)
             );
             match copy? {
                 Copy::Good(bars) => {

@@ -436,14 +436,16 @@ impl Vault {
                 continue;
             }
             let same_content = matches!(st, CopyState::Good(b) | CopyState::Parses(b) if *b == bars);
-            let (size, md5, what) = if same_content {
+            // A file re-recorded as it is gets no fingerprint: its next write then proves
+            // it by its MD5, as before fingerprints existed.
+            let (size, md5, fingerprint, what) = if same_content {
                 let md5 = c.checksum(&path).map_err(|e| e.to_string())?.unwrap_or_default();
                 let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                (size, md5, format!("re-recorded metadata (content agrees with {source})"))
+                (size, md5, None, format!("re-recorded metadata (content agrees with {source})"))
             } else {
                 let keep = matches!(st, CopyState::Good(_));
                 let out = c.write(&bars, series, keep).map_err(|e| e.to_string())?;
-                (out.size, out.md5_hex, format!("rewrote from {source}"))
+                (out.size, out.md5_hex, Some(out.fingerprint), format!("rewrote from {source}"))
             };
             let meta = FileMetadata {
                 file_path: crate::dual::DualStorageManager::relative_path(series, c.format()),
@@ -462,6 +464,7 @@ impl Vault {
                 checksum: md5,
                 generation,
                 backup_checksum: backup_checksum_now(c.as_ref(), series, r),
+                fingerprint,
             };
             self.record_blocking(&meta).map_err(|e| e.to_string())?;
             tracing::warn!(path = %path.display(), action = %what, "recovered");

@@ -1,0 +1,281 @@
+//! MD5 whose state can be written down and resumed, and the fingerprint recorded with it.
+//!
+//! A nightly update rewrites a file that differs from its previous version only in its
+//! last rows, yet its MD5 covers every byte. With the state after a leading part of the
+//! old file on record, the new file's MD5 resumes from there: only the bytes after it are
+//! hashed. `md-5` keeps its hasher's state private, so this is a thin streaming layer over
+//! its block function, with the state exposed at block boundaries.
+
+use barvault_ports::{Fingerprint, Md5State};
+
+/// MD5 processes the input in blocks of this many bytes; states are only resumable at
+/// multiples of it.
+pub(crate) const BLOCK: u64 = 64;
+
+const INIT: [u32; 4] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476];
+
+/// Offsets at which a writer notes the MD5 state, before [`keep_points`] thins them out.
+pub(crate) const WRITE_MARK_STEP: u64 = 4096;
+
+/// The MD5 state after the first `offset` bytes of some input (`offset % BLOCK == 0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Point {
+    pub(crate) offset: u64,
+    pub(crate) state: [u32; 4],
+}
+
+impl Point {
+    pub(crate) const START: Point = Point { offset: 0, state: INIT };
+
+    /// The recorded form: the four words little-endian, as hex.
+    pub(crate) fn to_record(self) -> Md5State {
+        let mut hex = String::with_capacity(32);
+        for word in self.state {
+            for byte in word.to_le_bytes() {
+                hex.push_str(&format!("{byte:02x}"));
+            }
+        }
+        Md5State { offset: self.offset, state: hex }
+    }
+
+    /// Reads a recorded state; `None` if it is malformed (then nothing resumes from it).
+    pub(crate) fn from_record(r: &Md5State) -> Option<Point> {
+        if !r.offset.is_multiple_of(BLOCK) || r.state.len() != 32 || !r.state.is_ascii() {
+            return None;
+        }
+        let mut state = [0u32; 4];
+        for (i, word) in state.iter_mut().enumerate() {
+            let mut bytes = [0u8; 4];
+            for (j, b) in bytes.iter_mut().enumerate() {
+                let at = 8 * i + 2 * j;
+                *b = u8::from_str_radix(&r.state[at..at + 2], 16).ok()?;
+            }
+            *word = u32::from_le_bytes(bytes);
+        }
+        Some(Point { offset: r.offset, state })
+    }
+}
+
+/// Streaming MD5 that can start from a [`Point`] and report one at block boundaries.
+#[derive(Debug, Clone)]
+pub(crate) struct Md5Stream {
+    state: [u32; 4],
+    /// Bytes hashed so far, counted from the start of the input (not of this stream).
+    offset: u64,
+    buf: [u8; 64],
+    pending: usize,
+}
+
+impl Default for Md5Stream {
+    fn default() -> Self {
+        Self::resume(Point::START)
+    }
+}
+
+impl Md5Stream {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// The stream that has hashed the first `point.offset` bytes of an input.
+    pub(crate) fn resume(point: Point) -> Self {
+        Md5Stream { state: point.state, offset: point.offset, buf: [0; 64], pending: 0 }
+    }
+
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The state now, if the bytes hashed so far end on a block boundary.
+    pub(crate) fn point(&self) -> Option<Point> {
+        (self.pending == 0).then_some(Point { offset: self.offset, state: self.state })
+    }
+
+    pub(crate) fn update(&mut self, mut data: &[u8]) {
+        self.offset += data.len() as u64;
+        if self.pending > 0 {
+            let take = (64 - self.pending).min(data.len());
+            self.buf[self.pending..self.pending + take].copy_from_slice(&data[..take]);
+            self.pending += take;
+            data = &data[take..];
+            if self.pending < 64 {
+                return;
+            }
+            md5::block_api::compress(&mut self.state, std::slice::from_ref(&self.buf));
+            self.pending = 0;
+        }
+        let (blocks, rest) = data.as_chunks::<64>();
+        md5::block_api::compress(&mut self.state, blocks);
+        self.buf[..rest.len()].copy_from_slice(rest);
+        self.pending = rest.len();
+    }
+
+    /// [`Md5Stream::update`], pushing the state at every multiple of `step` (itself a
+    /// multiple of [`BLOCK`]) the bytes reach.
+    pub(crate) fn update_marking(&mut self, mut data: &[u8], step: u64, points: &mut Vec<Point>) {
+        debug_assert!(step > 0 && step.is_multiple_of(BLOCK));
+        while !data.is_empty() {
+            let to_mark = step - self.offset % step;
+            let take = usize::try_from(to_mark).unwrap_or(usize::MAX).min(data.len());
+            self.update(&data[..take]);
+            data = &data[take..];
+            if self.offset.is_multiple_of(step)
+                && let Some(p) = self.point()
+            {
+                points.push(p);
+            }
+        }
+    }
+
+    /// The digest, lower-case hex.
+    pub(crate) fn finish_hex(self) -> String {
+        let mut hex = String::with_capacity(32);
+        for byte in self.finish() {
+            hex.push_str(&format!("{byte:02x}"));
+        }
+        hex
+    }
+
+    pub(crate) fn finish(mut self) -> [u8; 16] {
+        let bits = self.offset.wrapping_mul(8);
+        let mut last = self.buf;
+        last[self.pending] = 0x80;
+        last[self.pending + 1..].fill(0);
+        if self.pending >= 56 {
+            md5::block_api::compress(&mut self.state, std::slice::from_ref(&last));
+            last = [0; 64];
+        }
+        last[56..].copy_from_slice(&bits.to_le_bytes());
+        md5::block_api::compress(&mut self.state, std::slice::from_ref(&last));
+        let mut out = [0u8; 16];
+        for (chunk, word) in out.chunks_exact_mut(4).zip(self.state) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        out
+    }
+}
+
+/// MD5 and CRC-32 of the bytes written, with the states to record for a next version.
+#[derive(Debug, Clone)]
+pub(crate) struct FileHashes {
+    pub(crate) md5: Md5Stream,
+    pub(crate) crc: crc32fast::Hasher,
+    /// States noted so far, ascending (may start with states carried over from the
+    /// previous version of the file, for the bytes both share).
+    pub(crate) points: Vec<Point>,
+}
+
+impl FileHashes {
+    pub(crate) fn new() -> Self {
+        FileHashes { md5: Md5Stream::new(), crc: crc32fast::Hasher::new(), points: Vec::new() }
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.md5.update_marking(bytes, WRITE_MARK_STEP, &mut self.points);
+        self.crc.update(bytes);
+    }
+
+    /// The MD5 (hex) and the fingerprint to record with it.
+    pub(crate) fn finish(self) -> (String, Fingerprint) {
+        let len = self.md5.offset();
+        let md5_states = keep_points(&self.points, len).into_iter().map(Point::to_record).collect();
+        (self.md5.finish_hex(), Fingerprint { crc32: self.crc.finalize(), md5_states })
+    }
+}
+
+/// The states worth recording of a `len`-byte file: for each distance 4 KiB, 8 KiB,
+/// 16 KiB, … from its end, the last state at least that far from it. A next version that
+/// first differs `d` bytes before the end then hashes at most about `2d + 4 KiB` of the
+/// bytes it keeps, and a record holds about `log2(len / 4 KiB)` states.
+pub(crate) fn keep_points(points: &[Point], len: u64) -> Vec<Point> {
+    let mut kept: Vec<Point> = Vec::new();
+    let mut distance = WRITE_MARK_STEP;
+    while distance < len {
+        let limit = len - distance;
+        let i = points.partition_point(|p| p.offset <= limit);
+        if let Some(p) = i.checked_sub(1).and_then(|i| points.get(i))
+            && p.offset > 0
+            && kept.last().is_none_or(|k| k.offset != p.offset)
+        {
+            kept.push(*p);
+        }
+        distance = distance.saturating_mul(2);
+    }
+    kept.reverse();
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use md5::{Digest, Md5};
+
+    use super::*;
+
+    fn reference(bytes: &[u8]) -> [u8; 16] {
+        Md5::digest(bytes).into()
+    }
+
+    fn sample(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+    }
+
+    #[test]
+    fn digests_equal_md5_for_every_length_around_the_padding_edges() {
+        for len in (0..300).chain([4095, 4096, 4097, 100_000]) {
+            let bytes = sample(len);
+            let mut s = Md5Stream::new();
+            s.update(&bytes);
+            assert_eq!(s.finish(), reference(&bytes), "len {len}");
+        }
+    }
+
+    #[test]
+    fn split_updates_and_resumed_points_give_the_same_digest() {
+        let bytes = sample(20_000);
+        for cut in [0usize, 1, 63, 64, 65, 4096, 19_999] {
+            let mut s = Md5Stream::new();
+            s.update(&bytes[..cut]);
+            s.update(&bytes[cut..]);
+            assert_eq!(s.finish(), reference(&bytes), "cut {cut}");
+        }
+        let mut points = Vec::new();
+        let mut s = Md5Stream::new();
+        for piece in bytes.chunks(777) {
+            s.update_marking(piece, WRITE_MARK_STEP, &mut points);
+        }
+        assert_eq!(points.iter().map(|p| p.offset).collect::<Vec<_>>(), vec![4096, 8192, 12288, 16384]);
+        for p in points {
+            let back = Point::from_record(&p.to_record()).expect("round trip");
+            assert_eq!(back, p);
+            let mut r = Md5Stream::resume(back);
+            r.update(&bytes[p.offset as usize..]);
+            assert_eq!(r.finish(), reference(&bytes), "resumed at {}", p.offset);
+        }
+    }
+
+    #[test]
+    fn malformed_records_are_refused() {
+        let good = Point { offset: 128, state: [1, 2, 3, 4] }.to_record();
+        assert!(Point::from_record(&good).is_some());
+        for bad in [
+            Md5State { offset: 100, ..good.clone() },
+            Md5State { state: "zz".repeat(16), ..good.clone() },
+            Md5State { state: "00".repeat(15), ..good.clone() },
+            Md5State { state: "é".repeat(16), ..good.clone() },
+        ] {
+            assert_eq!(Point::from_record(&bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn kept_points_thin_out_geometrically_from_the_end() {
+        let points: Vec<Point> =
+            (1..=100u64).map(|i| Point { offset: i * WRITE_MARK_STEP, state: [i as u32; 4] }).collect();
+        let len = 100 * WRITE_MARK_STEP + 10;
+        let kept: Vec<u64> = keep_points(&points, len).iter().map(|p| p.offset / WRITE_MARK_STEP).collect();
+        // len − 4 KiB … len − 256 KiB, each rounded down to a noted state.
+        assert_eq!(kept, vec![36, 68, 84, 92, 96, 98, 99]);
+        assert!(keep_points(&points, 100).is_empty());
+        assert!(keep_points(&[], len).is_empty());
+    }
+}

@@ -1,0 +1,237 @@
+//! Fingerprints (`FileMetadata::fingerprint`): a store trusts a file it is about to replace
+//! when its size and CRC-32 match the record, without hashing it, and resumes the next
+//! version's MD5 from the recorded states. These tests show that the fast path is taken
+//! exactly when the record vouches for the file, and that the MD5s it yields stay true
+//! night after night, for CSV and Parquet, through the store and through the manager.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use barvault::{Bars, Instrument, Period, SeriesKey, TimeRange};
+use barvault_csv::CsvCodec;
+use barvault_fs::{FaultyFs, FileStore, md5_hex};
+use barvault_parquet::ParquetCodec;
+use barvault_ports::{
+    BackupPolicy, BarCodec, BarStore, DateRange, FileMetadata, Fingerprint, Md5State, PersistOptions, StageHint,
+    StorageReceipt,
+};
+use common::ctx;
+
+const DAY: i64 = 86_400_000_000_000;
+
+fn series() -> SeriesKey {
+    SeriesKey::new(Instrument::stock("PRINT").unwrap(), Period::D1)
+}
+
+/// `n` daily bars; the rows from `changed_from` on are shifted by `bump`.
+fn daily(n: usize, changed_from: usize, bump: f64) -> Bars {
+    let ts: Vec<i64> = (0..n as i64).map(|i| 1_136_160_000_000_000_000 + i * DAY).collect();
+    let v: Vec<f64> =
+        (0..n).map(|i| 20.0 + (i % 89) as f64 * 0.37 + if i >= changed_from { bump } else { 0.0 }).collect();
+    let vol: Vec<f64> = (0..n).map(|i| 900.0 + i as f64).collect();
+    Bars::new(ts, v.clone(), v.clone(), v.clone(), v, vol, Vec::new()).unwrap()
+}
+
+/// The record a manager would keep for the file a receipt describes.
+fn record_of(receipt: &StorageReceipt, bars: &Bars) -> FileMetadata {
+    FileMetadata {
+        file_path: String::new(),
+        instrument_symbol: series().instrument.symbol().clone(),
+        instrument_type: series().instrument.kind(),
+        period: series().period,
+        format: receipt.format.clone(),
+        row_count: bars.len() as u64,
+        columns: bars.column_names(),
+        date_range: DateRange::default(),
+        file_size: receipt.file_size.expect("a size"),
+        last_updated: chrono::Utc::now(),
+        checksum: receipt.checksum_md5.clone().expect("a checksum"),
+        generation: 1,
+        backup_checksum: None,
+        fingerprint: receipt.fingerprint.clone(),
+    }
+}
+
+async fn first_write<C: BarCodec + 'static>(store: &FileStore<C>, bars: &Bars) -> FileMetadata {
+    let receipt = store.persist(bars, &series(), PersistOptions::replace(), &ctx()).await.unwrap();
+    record_of(&receipt, bars)
+}
+
+/// The fingerprint is the CRC-32 of the bytes on disk, and the record's checksum their MD5.
+fn assert_record_true(path: &Path, record: &FileMetadata, what: &str) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(md5_hex(&bytes), record.checksum, "{what}: the MD5 is that of the bytes on disk");
+    let fp = record.fingerprint.as_ref().expect("a fingerprint");
+    assert_eq!(fp.crc32, crc32_bitwise(&bytes), "{what}: the CRC-32 is that of the bytes on disk");
+    assert!(!fp.md5_states.is_empty(), "{what}: states to resume from");
+    assert!(fp.md5_states.windows(2).all(|w| w[0].offset < w[1].offset), "{what}: states ascending");
+    assert!(fp.md5_states.iter().all(|s| s.offset % 64 == 0 && s.offset <= bytes.len() as u64), "{what}");
+}
+
+/// CRC-32 (IEEE) computed bit by bit, independent of the implementation under test.
+fn crc32_bitwise(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// `checksum_against` returns the record's checksum only when the record's fingerprint
+/// matches the file: a record whose MD5 is wrong but whose size and CRC-32 are right is
+/// believed (which shows the MD5 was not computed), anything else is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_is_believed_only_when_its_fingerprint_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::builder(dir.path(), CsvCodec).build().unwrap();
+    let s = series();
+    let record = first_write(&store, &daily(3000, usize::MAX, 0.0)).await;
+    assert_record_true(&store.path_of(&s), &record, "first write");
+    let truth = record.checksum.clone();
+    let check = |r: FileMetadata| {
+        let store = store.clone();
+        async move { store.checksum_against(&series(), Some(&r), &ctx()).await.unwrap().unwrap() }
+    };
+    assert_eq!(check(record.clone()).await, truth);
+
+    let lying = FileMetadata { checksum: "0".repeat(32), ..record.clone() };
+    assert_eq!(check(lying.clone()).await, "0".repeat(32), "a matching fingerprint vouches for the record");
+
+    let fp = record.fingerprint.clone().unwrap();
+    let variants = [
+        ("no fingerprint", FileMetadata { fingerprint: None, ..lying.clone() }),
+        (
+            "another CRC",
+            FileMetadata { fingerprint: Some(Fingerprint { crc32: fp.crc32 ^ 1, ..fp.clone() }), ..lying.clone() },
+        ),
+        ("another size", FileMetadata { file_size: lying.file_size + 1, ..lying.clone() }),
+        (
+            "a malformed state",
+            FileMetadata {
+                fingerprint: Some(Fingerprint {
+                    md5_states: vec![Md5State { offset: 64, state: "not hex".into() }],
+                    ..fp.clone()
+                }),
+                ..lying.clone()
+            },
+        ),
+        (
+            "states past the end",
+            FileMetadata {
+                fingerprint: Some(Fingerprint {
+                    md5_states: vec![Md5State { offset: 1 << 40, state: "00".repeat(16) }],
+                    ..fp.clone()
+                }),
+                ..lying.clone()
+            },
+        ),
+    ];
+    for (what, r) in variants {
+        assert_eq!(check(r).await, truth, "{what}: the MD5 must be computed");
+    }
+    assert_eq!(store.checksum_against(&s, None, &ctx()).await.unwrap().as_deref(), Some(truth.as_str()));
+
+    // The same for a decoding read.
+    let (_, sum) = store.load_with_checksum_against(&s, None, Some(&lying), &ctx()).await.unwrap().unwrap();
+    assert_eq!(sum.as_deref(), Some("0".repeat(32).as_str()));
+    let (_, sum) = store.load_with_checksum_against(&s, None, Some(&record), &ctx()).await.unwrap().unwrap();
+    assert_eq!(sum.as_deref(), Some(truth.as_str()));
+    let other = FileMetadata { fingerprint: Some(Fingerprint { crc32: fp.crc32 ^ 1, ..fp }), ..lying };
+    let (_, sum) = store.load_with_checksum_against(&s, None, Some(&other), &ctx()).await.unwrap().unwrap();
+    assert_eq!(sum.as_deref(), Some(truth.as_str()));
+
+    // One changed digit, same size: the CRC-32 no longer matches and the MD5 tells.
+    let path = store.path_of(&s);
+    let mut damaged = std::fs::read(&path).unwrap();
+    let at = (damaged.len() / 2..).find(|&i| damaged[i].is_ascii_digit()).unwrap();
+    damaged[at] = if damaged[at] == b'7' { b'8' } else { b'7' };
+    std::fs::write(&path, &damaged).unwrap();
+    let found = check(record.clone()).await;
+    assert_eq!(found, md5_hex(&damaged));
+    assert_ne!(found, truth);
+}
+
+/// Each night proves the stored file by its record only (fingerprint), stages the update
+/// reusing the unchanged rows' bytes and records the new fingerprint: after many nights
+/// every MD5 is still that of the bytes on disk, so every resumed state was right.
+async fn nights<C: BarCodec + 'static>(store: FileStore<C>) {
+    let s = series();
+    let mut old = daily(5000, usize::MAX, 0.0);
+    let mut record = first_write(&store, &old).await;
+    for night in 0..6 {
+        // Night 3 revises a quarter of the history, the others the last two rows.
+        let from = if night == 3 { old.len() * 3 / 4 } else { old.len() - 2 };
+        let new = daily(old.len() + 1, from, 0.25 * (night + 1) as f64);
+        let hint = StageHint { stored_rows: old.len(), unchanged_prefix: old.common_prefix_len(&new) };
+        let proven = store.checksum_against(&s, Some(&record), &ctx()).await.unwrap().unwrap();
+        assert_eq!(proven, record.checksum, "night {night}");
+        let staged = store.stage_with(&new, &s, hint, &ctx()).await.unwrap();
+        let receipt = staged.commit(BackupPolicy::Keep, &ctx()).await.unwrap();
+        record = record_of(&receipt, &new);
+        assert_record_true(&store.path_of(&s), &record, &format!("{} night {night}", store.name()));
+        let loaded = store.load(&s, None, &ctx()).await.unwrap().unwrap();
+        assert!(loaded == new, "night {night}: the file loads back as the new bars");
+        old = new;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_md5s_resumed_from_records_stay_true() {
+    let dir = tempfile::tempdir().unwrap();
+    nights(FileStore::builder(dir.path(), CsvCodec).build().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_md5s_resumed_from_records_stay_true() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::builder(dir.path(), ParquetCodec::default()).fs(Arc::new(FaultyFs::real())).build().unwrap();
+    nights(store).await;
+}
+
+/// Through the manager: every record carries a true fingerprint, nightly updates keep it
+/// true, `verify` (which recomputes every MD5) stays clean, and a record without a
+/// fingerprint (written before they existed) is proven by its MD5 and then gets one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manager_records_true_fingerprints() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = common::vault(dir.path());
+    let s = series();
+    let mut expected = daily(4000, usize::MAX, 0.0);
+    vault.manager().persist(&expected, &s, PersistOptions::default(), &ctx()).await.unwrap();
+    let records = |vault: &barvault::Vault| {
+        let (vault, s) = (vault.clone(), s.clone());
+        async move {
+            let m = vault.manager().metadata();
+            let csv = m.get(&s, "csv", &ctx()).await.unwrap().unwrap();
+            let parquet = m.get(&s, "parquet", &ctx()).await.unwrap().unwrap();
+            (csv, parquet)
+        }
+    };
+    for night in 0..4 {
+        if night == 2 {
+            // As a record of an older barvault would be.
+            let (mut csv, mut parquet) = records(&vault).await;
+            csv.fingerprint = None;
+            parquet.fingerprint = None;
+            vault.manager().metadata().record(&csv, &ctx()).await.unwrap();
+            vault.manager().metadata().record(&parquet, &ctx()).await.unwrap();
+        }
+        let n = expected.len();
+        let update = daily(n + 1, n - 2, 0.5 * (night + 1) as f64);
+        let update = update.slice(&TimeRange::new(Some(update.timestamps()[n - 2]), None).unwrap());
+        vault.manager().persist(&update, &s, PersistOptions::default(), &ctx()).await.unwrap();
+        expected = barvault::domain::merge(&expected, &update, Default::default()).unwrap().0;
+        let (csv_path, parquet_path) = common::paths(&vault, &s);
+        let (csv, parquet) = records(&vault).await;
+        assert_record_true(&csv_path, &csv, &format!("csv night {night}"));
+        assert_record_true(&parquet_path, &parquet, &format!("parquet night {night}"));
+        assert!(common::load(vault.manager(), &s).await.unwrap() == expected, "night {night}");
+    }
+    let report = vault.verify(barvault::Scope::All, true).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
