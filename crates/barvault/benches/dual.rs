@@ -28,7 +28,7 @@ fn series() -> SeriesKey {
     SeriesKey::new(Instrument::stock("AAPL").expect("valid symbol"), Period::M1)
 }
 
-/// A fresh, empty dual (CSV + snappy Parquet) store with the default configuration.
+/// A fresh, empty dual (CSV + Parquet) store with the default configuration.
 fn empty_store() -> (TempDir, Vault) {
     let dir = tempfile::Builder::new()
         .prefix("barvault-bench-dual-")

@@ -334,7 +334,7 @@ mod tests {
         assert!(c.output_directory.is_absolute());
         assert!(c.output_directory.ends_with("data"));
         assert!(c.backup_enabled);
-        assert_eq!(c.compression, ParquetCompression::Snappy);
+        assert_eq!(c.compression, ParquetCompression::Lz4);
         assert_eq!(c.max_file_size_mb, 100);
         assert!(!c.cleanup_enabled);
         assert_eq!(c.retention_days, 365);
