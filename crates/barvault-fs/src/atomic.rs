@@ -22,7 +22,7 @@ use barvault_ports::{CodecError, Fingerprint, IoStep, StorageError};
 use crate::digest::{FileHashes, Md5Stream};
 use crate::fs::{Fs, FsFile};
 use crate::layout::{backup_path_of, spare_path_in, temp_path_in};
-use crate::reuse::Prefix;
+use crate::reuse::{Prefix, Stored};
 
 const BUFFER: usize = 64 * 1024;
 
@@ -320,11 +320,21 @@ fn fill(
 ) -> Result<(u64, String, Fingerprint), StorageError> {
     let hashes = hash.then(FileHashes::new);
     let mut w = HashingWriter { inner: BufWriter::with_capacity(BUFFER, file), hashes, size: 0, failure: None };
-    if let Some(Prefix { mut file, len, md5, points, .. }) = prefix {
+    if let Some(Prefix { source, len, md5, points, .. }) = prefix {
         // The copied bytes are not hashed again: the MD5 resumes from the prefix's state.
         // The CRC-32 is computed over them, at a small fraction of an MD5's cost.
         let mut crc = crc32fast::Hasher::new();
-        copy_prefix(&mut file, len, &mut w.inner, &mut crc, temp, target)?;
+        match source {
+            Stored::Memory(bytes) => {
+                let kept = usize::try_from(len).ok().and_then(|n| bytes.get(..n)).ok_or_else(|| {
+                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "fewer proven bytes than kept");
+                    StorageError::io(IoStep::Read, target, e)
+                })?;
+                w.inner.write_all(kept).map_err(|e| StorageError::io(IoStep::WriteTemp, temp, e))?;
+                crc.update(kept);
+            }
+            Stored::File(mut file) => copy_prefix(&mut file, len, &mut w.inner, &mut crc, temp, target)?,
+        }
         w.hashes = hash.then_some(FileHashes { md5, crc, points });
         w.size = len;
     }

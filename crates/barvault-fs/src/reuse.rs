@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use barvault_domain::Bars;
@@ -54,6 +54,11 @@ fn mark_step(len: u64) -> u64 {
 
 /// Proofs kept for a later write: one per series being written at a time is enough.
 const KEPT_PROOFS: usize = 64;
+
+/// Files up to this size keep the bytes their proof read, so that a write keeping their
+/// leading bytes copies them from memory instead of reading the file again (at most
+/// [`KEPT_PROOFS`] × this much memory: 16 MiB).
+const KEPT_BYTES: u64 = CHUNK as u64;
 
 /// What identifies the content of a file without reading it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +92,8 @@ pub(crate) struct Proof {
     id: FileId,
     /// MD5 states along the file, offsets ascending from 0 ([`Point::START`]).
     marks: Vec<Point>,
+    /// The bytes proven, for files of at most [`KEPT_BYTES`].
+    bytes: Option<Arc<Vec<u8>>>,
 }
 
 /// The most recent proofs, by path.
@@ -132,16 +139,30 @@ pub(crate) fn prove(fs: &dyn Fs, path: &Path) -> io::Result<Option<(String, Proo
     let mut md5 = Md5Stream::new();
     let step = mark_step(id.len);
     let mut marks = vec![Point::START];
+    let bytes = read_chunks(&mut file, id.len, |chunk| md5.update_marking(chunk, step, &mut marks))?;
+    Ok(Some((md5.finish_hex(), Proof { path: path.to_path_buf(), id, marks, bytes })))
+}
+
+/// Reads `file` (of `len` bytes when opened) to its end, passing each piece to `each`;
+/// returns the bytes if they were read in one piece of at most [`KEPT_BYTES`].
+fn read_chunks(file: &mut File, len: u64, mut each: impl FnMut(&[u8])) -> io::Result<Option<Arc<Vec<u8>>>> {
     // Sized to the file, so that proving a small file does not clear a large buffer.
-    let mut buf = vec![0u8; usize::try_from(id.len + 1).unwrap_or(CHUNK).min(CHUNK)];
+    let mut buf = vec![0u8; usize::try_from(len + 1).unwrap_or(CHUNK).min(CHUNK)];
+    let mut pieces = 0;
+    let mut total = 0;
     loop {
-        let n = read_full(&mut file, &mut buf)?;
+        let n = read_full(file, &mut buf)?;
         if n == 0 {
             break;
         }
-        md5.update_marking(&buf[..n], step, &mut marks);
+        each(&buf[..n]);
+        pieces += 1;
+        total = n;
     }
-    Ok(Some((md5.finish_hex(), Proof { path: path.to_path_buf(), id, marks })))
+    Ok((pieces <= 1 && total as u64 <= KEPT_BYTES).then(|| {
+        buf.truncate(total);
+        Arc::new(buf)
+    }))
 }
 
 fn open_if_any(fs: &dyn Fs, path: &Path) -> io::Result<Option<(File, FileId)>> {
@@ -166,15 +187,8 @@ pub(crate) fn prove_against(
         let Some((mut file, id)) = open_if_any(fs, path)? else { return Ok(None) };
         if id.len == record.file_size {
             let mut crc = crc32fast::Hasher::new();
-            let mut buf = vec![0u8; usize::try_from(id.len + 1).unwrap_or(CHUNK).min(CHUNK)];
-            loop {
-                let n = read_full(&mut file, &mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                crc.update(&buf[..n]);
-            }
-            if let Some(found) = vouched(path, id, crc.finalize(), record) {
+            let bytes = read_chunks(&mut file, id.len, |chunk| crc.update(chunk))?;
+            if let Some(found) = vouched(path, id, crc.finalize(), record, bytes) {
                 return Ok(Some(found));
             }
         }
@@ -184,7 +198,13 @@ pub(crate) fn prove_against(
 
 /// The record's MD5 and a proof from its states, if its fingerprint matches the file of
 /// identity `id` and CRC-32 `crc` (and its states are well formed).
-fn vouched(path: &Path, id: FileId, crc: u32, record: &FileMetadata) -> Option<(String, Proof)> {
+fn vouched(
+    path: &Path,
+    id: FileId,
+    crc: u32,
+    record: &FileMetadata,
+    bytes: Option<Arc<Vec<u8>>>,
+) -> Option<(String, Proof)> {
     let fp = record.fingerprint.as_ref()?;
     if fp.crc32 != crc || id.len != record.file_size || record.checksum.len() != 32 {
         return None;
@@ -197,39 +217,81 @@ fn vouched(path: &Path, id: FileId, crc: u32, record: &FileMetadata) -> Option<(
         }
         marks.push(p);
     }
-    Some((record.checksum.clone(), Proof { path: path.to_path_buf(), id, marks }))
+    Some((record.checksum.clone(), Proof { path: path.to_path_buf(), id, marks, bytes }))
 }
 
 /// [`prove_bytes`], given the metadata record of the file, as [`prove_against`].
 pub(crate) fn prove_bytes_against(
     path: &Path,
     meta: &Metadata,
-    bytes: &[u8],
+    bytes: &Arc<Vec<u8>>,
     record: Option<&FileMetadata>,
 ) -> (String, Proof) {
     if let Some(record) = record.filter(|r| r.fingerprint.is_some())
-        && let Some(found) = vouched(path, FileId::of(meta), crc32fast::hash(bytes), record)
+        && let Some(found) = vouched(path, FileId::of(meta), crc32fast::hash(bytes), record, kept(bytes))
     {
         return found;
     }
     prove_bytes(path, meta, bytes)
 }
 
+/// The bytes a proof keeps of a file read whole (see [`KEPT_BYTES`]).
+fn kept(bytes: &Arc<Vec<u8>>) -> Option<Arc<Vec<u8>>> {
+    (bytes.len() as u64 <= KEPT_BYTES).then(|| Arc::clone(bytes))
+}
+
 /// [`prove`] of a file already read whole into `bytes` (`meta` taken from the open file
 /// before reading it): the MD5 of `bytes` and the proof to resume it from.
-pub(crate) fn prove_bytes(path: &Path, meta: &Metadata, bytes: &[u8]) -> (String, Proof) {
+pub(crate) fn prove_bytes(path: &Path, meta: &Metadata, bytes: &Arc<Vec<u8>>) -> (String, Proof) {
     let id = FileId::of(meta);
     let mut md5 = Md5Stream::new();
     let mut marks = vec![Point::START];
     md5.update_marking(bytes, mark_step(bytes.len() as u64), &mut marks);
-    (md5.finish_hex(), Proof { path: path.to_path_buf(), id, marks })
+    (md5.finish_hex(), Proof { path: path.to_path_buf(), id, marks, bytes: kept(bytes) })
+}
+
+/// Where a write reads the stored bytes it keeps.
+#[derive(Debug)]
+pub(crate) enum Stored {
+    /// The bytes the proof read (small files).
+    Memory(Arc<Vec<u8>>),
+    /// The proven file itself.
+    File(File),
+}
+
+impl Stored {
+    fn read_at(&mut self, at: u64, len: usize) -> io::Result<Vec<u8>> {
+        match self {
+            Stored::Memory(bytes) => {
+                let from = usize::try_from(at).map_err(io::Error::other)?;
+                from.checked_add(len)
+                    .and_then(|to| bytes.get(from..to))
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the proven bytes"))
+            }
+            Stored::File(file) => {
+                let mut buf = vec![0u8; len];
+                file.seek(SeekFrom::Start(at))?;
+                file.read_exact(&mut buf)?;
+                Ok(buf)
+            }
+        }
+    }
+
+    /// The whole stored file (of `len` bytes).
+    fn whole(&mut self, len: u64) -> io::Result<Arc<Vec<u8>>> {
+        match self {
+            Stored::Memory(bytes) if bytes.len() as u64 == len => Ok(Arc::clone(bytes)),
+            _ => Ok(Arc::new(self.read_at(0, usize::try_from(len).map_err(io::Error::other)?)?)),
+        }
+    }
 }
 
 /// The unchanged leading bytes of a file, ready to be copied into its next version.
 #[derive(Debug)]
 pub(crate) struct Prefix {
-    /// The old file, positioned at its start.
-    pub(crate) file: File,
+    /// The stored bytes (a file positioned at its start).
+    pub(crate) source: Stored,
     pub(crate) len: u64,
     /// MD5 state after the first `len` bytes.
     pub(crate) md5: Md5Stream,
@@ -254,7 +316,7 @@ pub(crate) enum Reuse {
     /// Formats of independent blocks (Parquet row groups): the stored blocks that hold
     /// only unchanged rows; the codec writes the rest with [`BarCodec::encode_after`],
     /// reading the kept blocks' layout from `stored`, the stored file.
-    Blocks { prefix: Prefix, stored: Vec<u8>, kept: KeptPrefix },
+    Blocks { prefix: Prefix, stored: Arc<Vec<u8>>, kept: KeptPrefix },
 }
 
 /// The stored bytes of the file at `path` that may start the encoding of `bars`, if the
@@ -277,10 +339,14 @@ pub(crate) fn reuse(
     let proof = proofs.take(path)?;
     let found = (|| {
         let Some(file) = open_proven(fs, &proof)? else { return Ok(None) };
+        let stored = match &proof.bytes {
+            Some(bytes) => Stored::Memory(Arc::clone(bytes)),
+            None => Stored::File(file),
+        };
         if lines {
-            Ok(locate(file, codec, &proof, bars, hint, &head)?.map(Reuse::Lines))
+            Ok(locate(stored, codec, &proof, bars, hint, &head)?.map(Reuse::Lines))
         } else {
-            blocks(file, codec, &proof, bars, k)
+            blocks(stored, codec, &proof, bars, k)
         }
     })();
     match found {
@@ -317,15 +383,8 @@ fn state_at(
     Ok(Some((md5, proof.marks[1..=i].to_vec())))
 }
 
-fn read_at(file: &mut File, at: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    file.seek(SeekFrom::Start(at))?;
-    file.read_exact(&mut buf)?;
-    Ok(buf)
-}
-
 fn locate(
-    mut file: File,
+    mut file: Stored,
     codec: &dyn BarCodec,
     proof: &Proof,
     bars: &Bars,
@@ -334,10 +393,10 @@ fn locate(
 ) -> io::Result<Option<Prefix>> {
     let k = hint.unchanged_prefix;
     let len = proof.id.len;
-    if len < head.len() as u64 + 1 || read_at(&mut file, 0, head.len())? != head {
+    if len < head.len() as u64 + 1 || file.read_at(0, head.len())? != head {
         return Ok(None);
     }
-    if read_at(&mut file, len - 1, 1)? != b"\n" {
+    if file.read_at(len - 1, 1)? != b"\n" {
         return Ok(None);
     }
     // One line per stored row after row k - 1, so its line ends at the newline that many
@@ -354,19 +413,21 @@ fn locate(
     let Some(start) = off.checked_sub(line.len() as u64 + 1).filter(|&s| s + 1 >= head.len() as u64) else {
         return Ok(None);
     };
-    let found = read_at(&mut file, start, line.len() + 1)?;
+    let found = file.read_at(start, line.len() + 1)?;
     if found[0] != b'\n' || found[1..] != line[..] {
         return Ok(None);
     }
-    let Some((md5, points)) = state_at(proof, off, |mark, n| read_at(&mut file, mark, n))? else { return Ok(None) };
-    file.seek(SeekFrom::Start(0))?;
-    Ok(Some(Prefix { file, len: off, md5, points, rows: k }))
+    let Some((md5, points)) = state_at(proof, off, |mark, n| file.read_at(mark, n))? else { return Ok(None) };
+    if let Stored::File(f) = &mut file {
+        f.seek(SeekFrom::Start(0))?;
+    }
+    Ok(Some(Prefix { source: file, len: off, md5, points, rows: k }))
 }
 
 /// The stored blocks a codec that keeps whole blocks may start the new file with, given
 /// that the first `k` rows are unchanged.
-fn blocks(mut file: File, codec: &dyn BarCodec, proof: &Proof, bars: &Bars, k: usize) -> io::Result<Option<Reuse>> {
-    let stored = read_at(&mut file, 0, usize::try_from(proof.id.len).map_err(io::Error::other)?)?;
+fn blocks(mut file: Stored, codec: &dyn BarCodec, proof: &Proof, bars: &Bars, k: usize) -> io::Result<Option<Reuse>> {
+    let stored = file.whole(proof.id.len)?;
     let Some(kept) = codec.keepable(&stored, bars, k).filter(|kept| kept.rows <= k && kept.bytes <= proof.id.len)
     else {
         return Ok(None);
@@ -376,13 +437,21 @@ fn blocks(mut file: File, codec: &dyn BarCodec, proof: &Proof, bars: &Bars, k: u
         Ok(stored[from..from + n].to_vec())
     };
     let Some((md5, points)) = state_at(proof, kept.bytes, slice)? else { return Ok(None) };
-    file.seek(SeekFrom::Start(0))?;
-    Ok(Some(Reuse::Blocks { prefix: Prefix { file, len: kept.bytes, md5, points, rows: kept.rows }, stored, kept }))
+    if let Stored::File(f) = &mut file {
+        f.seek(SeekFrom::Start(0))?;
+    }
+    let prefix = Prefix { source: file, len: kept.bytes, md5, points, rows: kept.rows };
+    Ok(Some(Reuse::Blocks { prefix, stored, kept }))
 }
 
 /// The offset of the `n`-th `\n` (`n >= 1`) counted back from the end of a `len`-byte file.
-fn newline_from_end(file: &mut File, len: u64, n: usize) -> io::Result<Option<u64>> {
+fn newline_from_end(file: &mut Stored, len: u64, n: usize) -> io::Result<Option<u64>> {
     let mut remaining = n;
+    if let Stored::Memory(bytes) = file {
+        let Some(bytes) = bytes.get(..usize::try_from(len).map_err(io::Error::other)?) else { return Ok(None) };
+        return Ok(memchr::memrchr_iter(b'\n', bytes).nth(n.saturating_sub(1)).map(|pos| pos as u64));
+    }
+    let Stored::File(file) = file else { return Ok(None) };
     // Usually only the last few lines are wanted: start small, double up to the mark size.
     let mut buf = vec![0u8; 4096];
     let mut hi = len;

@@ -20,6 +20,9 @@ use crate::layout::{Layout, Scan};
 use crate::lock::{FileLockGuard, FileLocks, LockScope};
 use crate::reuse::{Proofs, Reuse, prove_against, prove_bytes_against, reuse};
 
+/// A whole file read once and shared with the proof kept of it.
+type SharedBytes = Arc<Vec<u8>>;
+
 /// Default wait for a series lock held by another writer.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -251,7 +254,7 @@ impl<C: BarCodec + 'static> Inner<C> {
         &self,
         path: &Path,
         record: Option<&FileMetadata>,
-    ) -> Result<Option<(Vec<u8>, String)>, StorageError> {
+    ) -> Result<Option<(SharedBytes, String)>, StorageError> {
         let mut file = match self.fs.open_read(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -260,6 +263,7 @@ impl<C: BarCodec + 'static> Inner<C> {
         let meta = file.metadata().map_err(|e| StorageError::io(IoStep::Stat, path, e))?;
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         file.read_to_end(&mut bytes).map_err(|e| StorageError::io(IoStep::Read, path, e))?;
+        let bytes = Arc::new(bytes);
         let (md5, proof) = prove_bytes_against(path, &meta, &bytes, record);
         self.proofs.put(proof);
         Ok(Some((bytes, md5)))
