@@ -285,9 +285,10 @@ const CSV_FAULTS: [(IoStep, u64, &str, bool); 6] = [
     (IoStep::CreateTemp, 1, ".AAPL.csv.tmp.", false),
     (IoStep::WriteTemp, 1, ".AAPL.csv.tmp.", false),
     (IoStep::FsyncTemp, 1, ".AAPL.csv.tmp.", false),
-    (IoStep::BackupLink, 1, ".AAPL.csv.backup.tmp.", false),
-    // Calls 1 and 2 rename the staged backup, then the temp file over the data file.
-    (IoStep::Rename, 2, "1d/AAPL.csv", false),
+    // A series' first update links its backup straight to `.backup` (there is none yet),
+    // so its only rename is the temp file's over the data file.
+    (IoStep::BackupLink, 1, "AAPL.csv.backup", false),
+    (IoStep::Rename, 1, "1d/AAPL.csv", false),
     (IoStep::FsyncDir, 1, "stocks/1d", true),
 ];
 
@@ -346,8 +347,8 @@ const PARQUET_FAULTS: [(IoStep, u64, &str); 5] = [
     (IoStep::CreateTemp, 1, ".AAPL.parquet.tmp."),
     (IoStep::WriteTemp, 1, ".AAPL.parquet.tmp."),
     (IoStep::FsyncTemp, 1, ".AAPL.parquet.tmp."),
-    (IoStep::Rename, 2, "1d/AAPL.parquet"),
-    (IoStep::BackupLink, 1, ".AAPL.parquet.backup.tmp."),
+    (IoStep::Rename, 1, "1d/AAPL.parquet"),
+    (IoStep::BackupLink, 1, "AAPL.parquet.backup"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

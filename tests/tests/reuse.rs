@@ -300,8 +300,8 @@ async fn a_failed_write_keeping_row_groups_changes_nothing() {
         store.checksum(&s, &ctx()).await.unwrap();
         // Without a spare, so that the temp file is created (the step a CreateTemp fault fails).
         faulty.inject(Fault::from_nth(IoStep::Recycle, 1, libc_enospc()));
-        // The first rename keeps the backup; the second publishes the file.
-        faulty.inject(Fault::once(step, if step == IoStep::Rename { 2 } else { 1 }, libc_enospc()));
+        // There is no backup yet: it is linked, and the only rename publishes the file.
+        faulty.inject(Fault::once(step, 1, libc_enospc()));
         let result = match store.stage_with(&new, &s, hint(&old, &new), &ctx()).await {
             Ok(staged) => staged.commit(BackupPolicy::Keep, &ctx()).await.map(|_| ()),
             Err(e) => Err(e),

@@ -398,6 +398,15 @@ fn link_impossible(e: &io::Error) -> bool {
 /// Makes `{target}.backup` name the current `target`, atomically; false if there is no target.
 fn keep_previous(fs: &dyn Fs, dir: &Path, name: &str, target: &Path) -> Result<bool, StorageError> {
     let backup = backup_path_of(target);
+    // Without a backup yet (a series' first update), linking the current version straight
+    // to `.backup` is one step: a link never replaces a name, so it fails (and the path
+    // below runs) if a backup exists.
+    match fs.hard_link(target, &backup) {
+        Ok(()) => return Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists || link_impossible(&e) => {}
+        Err(e) => return Err(StorageError::io(IoStep::BackupLink, backup, e)),
+    }
     let backup_name = format!("{name}.backup");
     let staged = temp_path_in(dir, &backup_name);
     let linked = match fs.hard_link(target, &staged) {

@@ -146,23 +146,22 @@ pub(crate) fn prove(fs: &dyn Fs, path: &Path) -> io::Result<Option<(String, Proo
 /// Reads `file` (of `len` bytes when opened) to its end, passing each piece to `each`;
 /// returns the bytes if they were read in one piece of at most [`KEPT_BYTES`].
 fn read_chunks(file: &mut File, len: u64, mut each: impl FnMut(&[u8])) -> io::Result<Option<Arc<Vec<u8>>>> {
-    // Sized to the file, so that proving a small file does not clear a large buffer.
-    let mut buf = vec![0u8; usize::try_from(len + 1).unwrap_or(CHUNK).min(CHUNK)];
-    let mut pieces = 0;
-    let mut total = 0;
+    // The first piece goes into a buffer that is not cleared first, sized to the file, and
+    // is kept if it is the whole file (also if the file changed size since `len`).
+    let mut first = Vec::with_capacity(usize::try_from(len.min(KEPT_BYTES) + 1).unwrap_or(CHUNK));
+    file.by_ref().take(KEPT_BYTES + 1).read_to_end(&mut first)?;
+    each(&first);
+    if first.len() as u64 <= KEPT_BYTES {
+        return Ok(Some(Arc::new(first)));
+    }
+    let mut buf = vec![0u8; CHUNK];
     loop {
         let n = read_full(file, &mut buf)?;
         if n == 0 {
-            break;
+            return Ok(None);
         }
         each(&buf[..n]);
-        pieces += 1;
-        total = n;
     }
-    Ok((pieces <= 1 && total as u64 <= KEPT_BYTES).then(|| {
-        buf.truncate(total);
-        Arc::new(buf)
-    }))
 }
 
 fn open_if_any(fs: &dyn Fs, path: &Path) -> io::Result<Option<(File, FileId)>> {

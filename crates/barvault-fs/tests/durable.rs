@@ -392,7 +392,8 @@ fn staged_files_are_invisible_until_commit() {
 
     let faulty = FaultyFs::real();
     let staged = stage(&faulty, &v1);
-    faulty.inject(Fault::once(IoStep::Rename, 2, libc::EIO)); // 1st rename: the backup
+    // No backup yet: it is linked straight to `.backup`, and the only rename publishes.
+    faulty.inject(Fault::once(IoStep::Rename, 1, libc::EIO));
     let err = staged.commit(&faulty, true).unwrap_err();
     assert!(matches!(err, StorageError::Io { step: IoStep::Rename, .. }), "{err:?}");
     assert_eq!(read(&target), Some(v0.clone()), "a failed commit changed the target");
