@@ -38,6 +38,16 @@ fn bench_md5(c: &mut Criterion) {
     group.finish();
 }
 
+/// The CRC-32 a write computes besides the MD5, and a fingerprint check computes instead of it.
+fn bench_crc32(c: &mut Criterion) {
+    let bytes = noise(MD5_BYTES);
+    let mut group = c.benchmark_group("fs/crc32");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Bytes(MD5_BYTES as u64));
+    group.bench_function("64MiB", |b| b.iter(|| crc32fast::hash(black_box(&bytes))));
+    group.finish();
+}
+
 /// Replaces the same 10 MiB file again and again, without and with the hard-linked
 /// `.backup` of the previous version that the store keeps by default.
 fn bench_write_atomic(c: &mut Criterion) {
@@ -65,5 +75,5 @@ fn bench_write_atomic(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_md5, bench_write_atomic);
+criterion_group!(benches, bench_md5, bench_crc32, bench_write_atomic);
 criterion_main!(benches);
