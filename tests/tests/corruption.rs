@@ -180,6 +180,43 @@ async fn a_deleted_metadata_record_is_reported_and_rewritten() {
     assert!(common::read(&t.csv) == t.csv_bytes);
 }
 
+/// A record whose MD5 is right but whose fingerprint is not (a wrong MD5 state, or a wrong
+/// CRC-32) would mislead the next write: `verify` names it (also `--deep`), `recover`
+/// re-records the file without touching it, and the next persist is exact again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_fingerprint_is_reported_and_re_recorded() {
+    for wrong_crc in [false, true] {
+        let t = stored(common::vault).await;
+        let meta = FileMetadataStore::new(t.vault.base());
+        let ctx = common::ctx();
+        let mut record = meta.get(&t.series, "csv", &ctx).await.unwrap().expect("csv record");
+        let fp = record.fingerprint.as_mut().expect("a fingerprint");
+        if wrong_crc {
+            fp.crc32 ^= 1;
+        } else {
+            fp.md5_states.push(barvault_ports::Md5State { offset: 64, state: "00".repeat(16) });
+        }
+        meta.record(&record, &ctx).await.unwrap();
+
+        for deep in [false, true] {
+            let report = t.vault.verify(Scope::All, deep).await.unwrap();
+            assert!(has(&report, IssueKind::BadFingerprint, &t.csv), "deep {deep}: {:#?}", report.issues);
+            assert_eq!(report.issues.len(), 1, "deep {deep}: {:#?}", report.issues);
+        }
+        t.recover_clean().await;
+        assert!(common::read(&t.csv) == t.csv_bytes, "recover rewrote the file");
+        let fixed = meta.get(&t.series, "csv", &ctx).await.unwrap().expect("csv record");
+        assert_eq!((fixed.checksum.as_str(), fixed.fingerprint.as_ref()), (record.checksum.as_str(), None));
+
+        let more = sample_bars(5, BASE_NS + 60 * DAY_NS, DAY_NS, 12);
+        t.vault.manager().persist(&more, &t.series, PersistOptions::default(), &ctx).await.unwrap();
+        let after = t.vault.verify(Scope::All, true).await.unwrap();
+        assert!(after.is_clean(), "{:#?}", after.issues);
+        let next = meta.get(&t.series, "csv", &ctx).await.unwrap().expect("csv record");
+        assert!(next.fingerprint.is_some(), "the next write records a fingerprint again");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_temp_and_lock_files_are_reported_and_removed() {
     assert!(!Path::new("/proc/999999").exists(), "fixture needs pid 999999 to be unused");

@@ -127,6 +127,26 @@ impl Md5Stream {
         }
     }
 
+    /// [`Md5Stream::update`], pushing the state at each of `at` (ascending offsets, each a
+    /// multiple of [`BLOCK`]) the bytes reach; offsets already behind are skipped.
+    pub(crate) fn update_noting(&mut self, mut data: &[u8], at: &[u64], points: &mut Vec<Point>) {
+        let mut next = at.partition_point(|&o| o <= self.offset);
+        while !data.is_empty() {
+            let take = match at.get(next) {
+                Some(&o) => usize::try_from(o - self.offset).unwrap_or(usize::MAX).min(data.len()),
+                None => data.len(),
+            };
+            self.update(&data[..take]);
+            data = &data[take..];
+            if at.get(next) == Some(&self.offset) {
+                next += 1;
+                if let Some(p) = self.point() {
+                    points.push(p);
+                }
+            }
+        }
+    }
+
     /// The digest, lower-case hex.
     pub(crate) fn finish_hex(self) -> String {
         let mut hex = String::with_capacity(32);
@@ -180,6 +200,47 @@ impl FileHashes {
         let len = self.md5.offset();
         let md5_states = keep_points(&self.points, len).into_iter().map(Point::to_record).collect();
         (self.md5.finish_hex(), Fingerprint { crc32: self.crc.finalize(), md5_states })
+    }
+}
+
+/// Streams a file's bytes and tells whether a recorded fingerprint describes them: the
+/// same CRC-32 and, at every recorded offset, the same MD5 state. Also yields the MD5.
+#[derive(Debug)]
+pub(crate) struct FingerprintCheck<'a> {
+    fingerprint: &'a Fingerprint,
+    offsets: Vec<u64>,
+    md5: Md5Stream,
+    crc: crc32fast::Hasher,
+    points: Vec<Point>,
+}
+
+impl<'a> FingerprintCheck<'a> {
+    pub(crate) fn new(fingerprint: &'a Fingerprint) -> Self {
+        let mut offsets: Vec<u64> = fingerprint.md5_states.iter().map(|s| s.offset).collect();
+        offsets.sort_unstable();
+        FingerprintCheck {
+            fingerprint,
+            offsets,
+            md5: Md5Stream::new(),
+            crc: crc32fast::Hasher::new(),
+            points: Vec::new(),
+        }
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.md5.update_noting(bytes, &self.offsets, &mut self.points);
+        self.crc.update(bytes);
+    }
+
+    /// The MD5 (hex) of the bytes, and whether the fingerprint describes them.
+    pub(crate) fn finish(self) -> (String, bool) {
+        let agrees = self.crc.finalize() == self.fingerprint.crc32
+            && self
+                .fingerprint
+                .md5_states
+                .iter()
+                .all(|recorded| Point::from_record(recorded).is_some_and(|want| self.points.contains(&want)));
+        (self.md5.finish_hex(), agrees)
     }
 }
 
@@ -251,6 +312,36 @@ mod tests {
             r.update(&bytes[p.offset as usize..]);
             assert_eq!(r.finish(), reference(&bytes), "resumed at {}", p.offset);
         }
+    }
+
+    #[test]
+    fn a_fingerprint_check_accepts_exactly_the_recorded_bytes() {
+        let bytes = sample(50_000);
+        let mut hashes = FileHashes::new();
+        for piece in bytes.chunks(1000) {
+            hashes.update(piece);
+        }
+        let (md5, fp) = hashes.finish();
+        assert!(fp.md5_states.len() >= 3, "{fp:?}");
+        let check = |fp: &Fingerprint, bytes: &[u8]| {
+            let mut c = FingerprintCheck::new(fp);
+            for piece in bytes.chunks(777) {
+                c.update(piece);
+            }
+            c.finish()
+        };
+        assert_eq!(check(&fp, &bytes), (md5.clone(), true));
+        let mut damaged = bytes.clone();
+        damaged[100] ^= 1;
+        assert!(!check(&fp, &damaged).1, "another byte");
+        let mut wrong_state = fp.clone();
+        wrong_state.md5_states[1].state = "00".repeat(16);
+        assert_eq!(check(&wrong_state, &bytes), (md5.clone(), false), "a wrong state");
+        let mut past_end = fp.clone();
+        past_end.md5_states.push(Md5State { offset: 1 << 20, state: "00".repeat(16) });
+        assert!(!check(&past_end, &bytes).1, "a state past the end");
+        let wrong_crc = Fingerprint { crc32: fp.crc32 ^ 4, ..fp };
+        assert!(!check(&wrong_crc, &bytes).1, "a wrong CRC");
     }
 
     #[test]

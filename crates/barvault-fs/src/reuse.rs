@@ -33,9 +33,9 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use barvault_domain::Bars;
-use barvault_ports::{BarCodec, FileMetadata, KeptPrefix, StageHint};
+use barvault_ports::{BarCodec, FileMetadata, Fingerprint, KeptPrefix, StageHint};
 
-use crate::digest::{BLOCK, Md5Stream, Point};
+use crate::digest::{BLOCK, FingerprintCheck, Md5Stream, Point};
 use crate::fs::Fs;
 
 /// Bytes read at a time while proving a file, and the most `newline_from_end` reads at once.
@@ -162,6 +162,19 @@ fn read_chunks(file: &mut File, len: u64, mut each: impl FnMut(&[u8])) -> io::Re
         }
         each(&buf[..n]);
     }
+}
+
+/// The MD5 (lower-case hex) of the file at `path`, and whether `fingerprint` describes
+/// it (same CRC-32 and MD5 states), in one pass; `None` if there is no file.
+pub(crate) fn check_fingerprint(
+    fs: &dyn Fs,
+    path: &Path,
+    fingerprint: &Fingerprint,
+) -> io::Result<Option<(String, bool)>> {
+    let Some((mut file, id)) = open_if_any(fs, path)? else { return Ok(None) };
+    let mut check = FingerprintCheck::new(fingerprint);
+    read_chunks(&mut file, id.len, |chunk| check.update(chunk))?;
+    Ok(Some(check.finish()))
 }
 
 fn open_if_any(fs: &dyn Fs, path: &Path) -> io::Result<Option<(File, FileId)>> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use barvault_domain::{Bars, DomainError, ExtraColumn, MergePolicy, MergeStats, RawBars, SeriesKey, TimeRange, merge};
 use barvault_ports::{
-    BackupPolicy, BarCodec, BarStore, CodecError, CodecInput, FileInfo, FileMetadata, IoStep, OpContext,
+    BackupPolicy, BarCodec, BarStore, CodecError, CodecInput, FileInfo, FileMetadata, Fingerprint, IoStep, OpContext,
     PersistOptions, StageHint, StagedWrite, StorageError, StorageReceipt, WriteMode,
 };
 use chrono::{DateTime, Utc};
@@ -18,7 +18,7 @@ use crate::atomic::{Staged, WriteOutcome, remove_durable, stage_atomic, stage_at
 use crate::fs::{Fs, RealFs};
 use crate::layout::{Layout, Scan};
 use crate::lock::{FileLockGuard, FileLocks, LockScope};
-use crate::reuse::{Proofs, Reuse, prove_against, prove_bytes_against, reuse};
+use crate::reuse::{Proofs, Reuse, check_fingerprint, prove_against, prove_bytes_against, reuse};
 
 /// A whole file read once and shared with the proof kept of it.
 type SharedBytes = Arc<Vec<u8>>;
@@ -573,6 +573,17 @@ impl<C: BarCodec + 'static> FileStore<C> {
     /// Blocking: the MD5 of the file at `path`, streamed; `None` if there is no file.
     pub fn file_checksum(&self, path: &Path) -> Result<Option<String>, StorageError> {
         self.inner.checksum(path, false, None)
+    }
+
+    /// Blocking: [`FileStore::file_checksum`], and whether `fingerprint` (from the file's
+    /// record) describes the file, from the same pass.
+    pub fn file_checksum_checking(
+        &self,
+        path: &Path,
+        fingerprint: &Fingerprint,
+    ) -> Result<Option<(String, bool)>, StorageError> {
+        check_fingerprint(self.inner.fs.as_ref(), path, fingerprint)
+            .map_err(|e| StorageError::io(IoStep::Read, path, e))
     }
 
     /// Blocking: writes `bars` as the data file of `series` through [`write_atomic`], without

@@ -64,6 +64,9 @@ pub enum IssueKind {
     OrphanedFile,
     /// A `.backup` whose checksum differs from the one recorded.
     BadBackup,
+    /// A record whose fingerprint (CRC-32, MD5 states) does not describe its file, although
+    /// the MD5 does: the next write would trust wrong states. `recover` re-records the file.
+    BadFingerprint,
     /// A temp file left by an interrupted write.
     StaleTemp,
     /// A lock file of a series that has no data.
@@ -382,12 +385,17 @@ impl Vault {
     /// Rebuilds the copies of one series (the caller holds its lock). Errors are reasons.
     fn recover_series(&self, series: &SeriesKey, records: &Records) -> Result<Vec<RecoveryAction>, String> {
         let rec = |c: &Arc<dyn FileCopy>| records.get(&(series.clone(), c.format().to_string()));
-        let states: Vec<CopyState> = self
+        let examined: Vec<(CopyState, bool)> = self
             .copies
             .iter()
-            .map(|c| examine(c.as_ref(), series, rec(c), true).map(|(st, _, _)| st))
+            .map(|c| {
+                examine(c.as_ref(), series, rec(c), true)
+                    .map(|(st, _, issues)| (st, issues.iter().any(|i| i.kind == IssueKind::BadFingerprint)))
+            })
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
+        let bad_fingerprints: Vec<bool> = examined.iter().map(|(_, bad)| *bad).collect();
+        let states: Vec<CopyState> = examined.into_iter().map(|(st, _)| st).collect();
         let max_gen = self.copies.iter().filter_map(|c| rec(c).map(|r| r.generation)).max().unwrap_or(0);
 
         // 1. A copy whose checksum matches its record, newest generation first.
@@ -428,10 +436,12 @@ impl Vault {
         };
 
         let mut actions = Vec::new();
-        for (c, st) in self.copies.iter().zip(&states) {
+        for ((c, st), bad_fingerprint) in self.copies.iter().zip(&states).zip(&bad_fingerprints) {
             let path = c.path_of(series);
             let r = rec(c);
-            let sound = matches!(st, CopyState::Good(b) if *b == bars) && r.is_some_and(|r| r.generation == generation);
+            let sound = matches!(st, CopyState::Good(b) if *b == bars)
+                && r.is_some_and(|r| r.generation == generation)
+                && !bad_fingerprint;
             if sound {
                 continue;
             }
@@ -530,9 +540,26 @@ fn examine(
         Err(e) => return Err(StorageError::io(barvault_ports::IoStep::Stat, &path, e)),
     };
     let expected = record.map(|r| r.checksum.as_str()).filter(|c| !c.is_empty());
+    let fingerprint = record.and_then(|r| r.fingerprint.as_ref());
+    let bad_fingerprint = |issues: &mut Vec<Issue>| {
+        issues.push(issue(
+            IssueKind::BadFingerprint,
+            Some(series),
+            &path,
+            "the record's fingerprint (CRC-32, MD5 states) does not describe the file, although its MD5 does",
+        ))
+    };
     if let (Some(expected), false) = (expected, deep) {
         // Fast path: a matching checksum proves the content; parse only on disagreement.
-        if copy.checksum(&path)?.as_deref() == Some(expected) {
+        // The fingerprint, if any, is checked in the same pass.
+        let (sum, agrees) = match fingerprint {
+            Some(fp) => copy.checksum_checking(&path, fp)?.map_or((None, true), |(sum, ok)| (Some(sum), ok)),
+            None => (copy.checksum(&path)?, true),
+        };
+        if sum.as_deref() == Some(expected) {
+            if !agrees {
+                bad_fingerprint(&mut issues);
+            }
             return Ok((CopyState::Proven, size, issues));
         }
     }
@@ -573,6 +600,12 @@ fn examine(
         }
         Err(e) => return Err(e),
     };
+    if deep
+        && let (CopyState::Good(_), Some(fp)) = (&state, fingerprint)
+        && let Some((_, false)) = copy.checksum_checking(&path, fp)?
+    {
+        bad_fingerprint(&mut issues);
+    }
     if deep && let (Some(r), CopyState::Good(b) | CopyState::Parses(b)) = (record, &state) {
         if r.row_count != b.len() as u64 {
             issues.push(issue(

@@ -14,8 +14,8 @@ use barvault_fs::{FileLocks, FileStore, Fs, Layout, LockScope, RealFs, WriteOutc
 use barvault_metadata::FileMetadataStore;
 use barvault_parquet::ParquetCodec;
 use barvault_ports::{
-    BarCodec, BarStore, CodecError, CodecInput, FileMetadata, IoStep, MetadataStore, OpContext, PersistOptions,
-    StorageError, WriteMode,
+    BarCodec, BarStore, CodecError, CodecInput, FileMetadata, Fingerprint, IoStep, MetadataStore, OpContext,
+    PersistOptions, StorageError, WriteMode,
 };
 use serde::Serialize;
 use tracing::Instrument as _;
@@ -32,6 +32,9 @@ pub(crate) trait FileCopy: Send + Sync + std::fmt::Debug {
     fn backup_path_of(&self, series: &SeriesKey) -> PathBuf;
     fn read_checked(&self, path: &Path) -> Result<Option<(Bars, String)>, StorageError>;
     fn checksum(&self, path: &Path) -> Result<Option<String>, StorageError>;
+    /// The MD5 of the file and whether `fingerprint` describes it, from one pass.
+    fn checksum_checking(&self, path: &Path, fingerprint: &Fingerprint)
+    -> Result<Option<(String, bool)>, StorageError>;
     fn write(&self, bars: &Bars, series: &SeriesKey, keep_backup: bool) -> Result<WriteOutcome, StorageError>;
     /// Deletes this format's lock file of `series` while holding it (after the series is removed).
     fn remove_lock_file(&self, series: &SeriesKey) -> Result<bool, StorageError>;
@@ -55,6 +58,13 @@ impl<C: BarCodec + 'static> FileCopy for FileStore<C> {
     }
     fn checksum(&self, path: &Path) -> Result<Option<String>, StorageError> {
         self.file_checksum(path)
+    }
+    fn checksum_checking(
+        &self,
+        path: &Path,
+        fingerprint: &Fingerprint,
+    ) -> Result<Option<(String, bool)>, StorageError> {
+        self.file_checksum_checking(path, fingerprint)
     }
     fn write(&self, bars: &Bars, series: &SeriesKey, keep_backup: bool) -> Result<WriteOutcome, StorageError> {
         self.write_series_file(bars, series, keep_backup)
