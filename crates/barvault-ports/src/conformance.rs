@@ -20,7 +20,7 @@ use barvault_domain::{
 use crate::context::OpContext;
 use crate::error::StorageError;
 use crate::lock::SeriesLocks;
-use crate::metadata::{DateRange, FileMetadata, MetadataStore};
+use crate::metadata::{DateRange, FileMetadata, Fingerprint, MetadataStore};
 use crate::store::{BackupPolicy, BarStore, FileInfo, PersistOptions, StageHint, StorageReceipt};
 
 /// One bar: timestamp, open, high, low, close, volume.
@@ -606,6 +606,41 @@ pub async fn load_with_checksum_matches_load(store: &dyn BarStore) {
     assert!(after.is_some_and(|a| a != sum), "[{}] checksum did not change with the data", store.name());
 }
 
+/// The `_against` reads never believe a record that carries no fingerprint, nor one whose
+/// fingerprint was written for other bytes: they report the stored data's own checksum,
+/// exactly as `load_with_checksum` and `checksum` do, and the bars `load` returns.
+pub async fn reads_against_a_record_trust_only_a_matching_fingerprint(store: &dyn BarStore) {
+    let s = stock("CF_AGAINST");
+    let c = ctx();
+    let bars = sample_bars(8, BASE_NS, DAY_NS, 310);
+    let receipt = persist(store, &bars, &s, PersistOptions::default()).await;
+    let plain = store.load_with_checksum(&s, None, &c).await.ok().flatten().and_then(|(_, sum)| sum);
+    let mut record = sample_metadata(&s, store.name(), 1);
+    record.checksum = "f".repeat(32);
+    record.file_size = receipt.file_size.unwrap_or(0);
+    let foreign = Fingerprint { crc32: 0x0BAD_F00D, md5_states: Vec::new() };
+    for fingerprint in [None, Some(foreign)] {
+        record.fingerprint = fingerprint;
+        let what = if record.fingerprint.is_some() { "a foreign fingerprint" } else { "no fingerprint" };
+        let (loaded, sum) = store
+            .load_with_checksum_against(&s, None, Some(&record), &c)
+            .await
+            .unwrap_or_else(|e| panic!("[{}] load_with_checksum_against failed: {e}", store.name()))
+            .unwrap_or_else(|| panic!("[{}] load_with_checksum_against of a stored series is None", store.name()));
+        assert_bars(store, "load_with_checksum_against", &loaded, &bars);
+        assert_eq!(sum, plain, "[{}] load_with_checksum_against believed a record with {what}", store.name());
+        match (store.checksum_against(&s, Some(&record), &c).await, store.checksum(&s, &c).await) {
+            (Ok(against), Ok(direct)) => {
+                assert_eq!(against, direct, "[{}] checksum_against believed a record with {what}", store.name())
+            }
+            (Err(StorageError::Unsupported { .. }), Err(StorageError::Unsupported { .. })) => {}
+            (a, d) => panic!("[{}] checksum_against {a:?} vs checksum {d:?}", store.name()),
+        }
+    }
+    let missing = store.load_with_checksum_against(&stock("CF_AGAINST_NONE"), None, Some(&record), &c).await;
+    assert!(matches!(missing, Ok(None)), "[{}] a missing series: {missing:?}", store.name());
+}
+
 /// `stage` (if supported) publishes nothing until `commit`: loads keep returning the
 /// current version, a dropped staged write leaves no trace, and a committed one is an
 /// overwrite (no merge with what was stored) whose checksum is the one loads report.
@@ -696,6 +731,7 @@ pub async fn run_all(store: &dyn BarStore) {
     series_never_collide(store).await;
     list_and_remove(store).await;
     load_with_checksum_matches_load(store).await;
+    reads_against_a_record_trust_only_a_matching_fingerprint(store).await;
     staged_write_is_invisible_until_commit(store).await;
     staged_write_with_a_hint_is_exact(store).await;
 }
