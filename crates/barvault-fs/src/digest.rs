@@ -29,13 +29,7 @@ impl Point {
 
     /// The recorded form: the four words little-endian, as hex.
     pub(crate) fn to_record(self) -> Md5State {
-        let mut hex = String::with_capacity(32);
-        for word in self.state {
-            for byte in word.to_le_bytes() {
-                hex.push_str(&format!("{byte:02x}"));
-            }
-        }
-        Md5State { offset: self.offset, state: hex }
+        Md5State { offset: self.offset, state: hex(self.state.iter().flat_map(|w| w.to_le_bytes())) }
     }
 
     /// Reads a recorded state; `None` if it is malformed (then nothing resumes from it).
@@ -54,6 +48,12 @@ impl Point {
         }
         Some(Point { offset: r.offset, state })
     }
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: impl IntoIterator<Item = u8>) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes.into_iter().flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]).map(char::from).collect()
 }
 
 /// Streaming MD5 that can start from a [`Point`] and report one at block boundaries.
@@ -112,14 +112,27 @@ impl Md5Stream {
 
     /// [`Md5Stream::update`], pushing the state at every multiple of `step` (itself a
     /// multiple of [`BLOCK`]) the bytes reach.
-    pub(crate) fn update_marking(&mut self, mut data: &[u8], step: u64, points: &mut Vec<Point>) {
+    pub(crate) fn update_marking(&mut self, data: &[u8], step: u64, points: &mut Vec<Point>) {
         debug_assert!(step > 0 && step.is_multiple_of(BLOCK));
+        self.update_stopping(data, |o| Some((o / step + 1) * step), points);
+    }
+
+    /// [`Md5Stream::update`], pushing the state at each of `at` (ascending offsets, each a
+    /// multiple of [`BLOCK`]) the bytes reach; offsets already behind are skipped.
+    pub(crate) fn update_noting(&mut self, data: &[u8], at: &[u64], points: &mut Vec<Point>) {
+        self.update_stopping(data, |o| at.get(at.partition_point(|&a| a <= o)).copied(), points);
+    }
+
+    /// Hashes `data`, stopping at each offset `next_stop` names (the first one after the
+    /// offset it is given) to push the state there.
+    fn update_stopping(&mut self, mut data: &[u8], next_stop: impl Fn(u64) -> Option<u64>, points: &mut Vec<Point>) {
         while !data.is_empty() {
-            let to_mark = step - self.offset % step;
-            let take = usize::try_from(to_mark).unwrap_or(usize::MAX).min(data.len());
+            let stop = next_stop(self.offset);
+            let take =
+                stop.map_or(data.len(), |s| usize::try_from(s - self.offset).unwrap_or(usize::MAX).min(data.len()));
             self.update(&data[..take]);
             data = &data[take..];
-            if self.offset.is_multiple_of(step)
+            if stop == Some(self.offset)
                 && let Some(p) = self.point()
             {
                 points.push(p);
@@ -127,33 +140,9 @@ impl Md5Stream {
         }
     }
 
-    /// [`Md5Stream::update`], pushing the state at each of `at` (ascending offsets, each a
-    /// multiple of [`BLOCK`]) the bytes reach; offsets already behind are skipped.
-    pub(crate) fn update_noting(&mut self, mut data: &[u8], at: &[u64], points: &mut Vec<Point>) {
-        let mut next = at.partition_point(|&o| o <= self.offset);
-        while !data.is_empty() {
-            let take = match at.get(next) {
-                Some(&o) => usize::try_from(o - self.offset).unwrap_or(usize::MAX).min(data.len()),
-                None => data.len(),
-            };
-            self.update(&data[..take]);
-            data = &data[take..];
-            if at.get(next) == Some(&self.offset) {
-                next += 1;
-                if let Some(p) = self.point() {
-                    points.push(p);
-                }
-            }
-        }
-    }
-
     /// The digest, lower-case hex.
     pub(crate) fn finish_hex(self) -> String {
-        let mut hex = String::with_capacity(32);
-        for byte in self.finish() {
-            hex.push_str(&format!("{byte:02x}"));
-        }
-        hex
+        hex(self.finish())
     }
 
     pub(crate) fn finish(mut self) -> [u8; 16] {
