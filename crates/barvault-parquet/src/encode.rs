@@ -81,7 +81,9 @@ fn key_value_metadata(series: &SeriesKey) -> Vec<KeyValue> {
 
 impl ParquetCodec {
     /// `group_rows`: rows of the file's largest row group (sizes the dictionary limit).
-    fn writer_properties(&self, series: &SeriesKey, group_rows: usize) -> WriterProperties {
+    ///
+    /// `plain`: value columns written without a dictionary (see `keep::fell_back`).
+    fn writer_properties(&self, series: &SeriesKey, group_rows: usize, plain: &[ColumnPath]) -> WriterProperties {
         // Prices sit on a tick grid, so a row group holds few distinct values: dictionary
         // encoding halves the file and doubles decode speed (1M bars: 9.4 vs 18 MiB). Its
         // page is capped at 128 KiB (16k values), and below 64k rows per group at 2 bytes
@@ -97,7 +99,7 @@ impl ParquetCodec {
         // Row groups are cut by `encode_bars`, not by a writer limit.
         let timestamp = ColumnPath::from("timestamp");
         let volume = ColumnPath::from("volume");
-        WriterProperties::builder()
+        let mut builder = WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_1_0)
             .set_compression(self.compression.to_parquet())
             .set_dictionary_enabled(true)
@@ -108,8 +110,11 @@ impl ParquetCodec {
             .set_column_encoding(volume, Encoding::BYTE_STREAM_SPLIT)
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_write_batch_size(WRITE_BATCH_SIZE)
-            .set_key_value_metadata(Some(key_value_metadata(series)))
-            .build()
+            .set_key_value_metadata(Some(key_value_metadata(series)));
+        for column in plain {
+            builder = builder.set_column_dictionary_enabled(column.clone(), false);
+        }
+        builder.build()
     }
 
     /// Writes `bars` one row group at a time, straight from the columns of `bars`: the
@@ -123,7 +128,7 @@ impl ParquetCodec {
         series: &SeriesKey,
         out: &mut (dyn Write + Send),
     ) -> Result<(), CodecError> {
-        let mut writer = self.file_writer(bars, series, out)?;
+        let mut writer = self.file_writer(bars, series, &[], out)?;
         self.write_groups(&mut writer, bars, 0)?;
         writer.close().map_err(from_parquet_on_write)?;
         Ok(())
@@ -143,16 +148,18 @@ impl ParquetCodec {
         (rows / 4).max(1).next_power_of_two().max(MIN_GROUP_ROWS).min(self.row_group_rows)
     }
 
-    /// A writer of a file for `bars`, its properties and schema set.
+    /// A writer of a file for `bars`, its properties and schema set; `plain` as in
+    /// [`Self::writer_properties`].
     pub(crate) fn file_writer<'w>(
         &self,
         bars: &Bars,
         series: &SeriesKey,
+        plain: &[ColumnPath],
         out: &'w mut (dyn Write + Send),
     ) -> Result<SerializedFileWriter<&'w mut (dyn Write + Send)>, CodecError> {
         let schema = arrow_schema(bars);
         let parquet_schema = ArrowSchemaConverter::new().convert(&schema).map_err(from_parquet_on_write)?;
-        let mut props = self.writer_properties(series, bars.len().min(self.group_rows(bars.len())));
+        let mut props = self.writer_properties(series, bars.len().min(self.group_rows(bars.len())), plain);
         // The Arrow schema travels in the key-value metadata, as the Arrow writer puts it,
         // so Arrow-based readers restore the exact types (the UTC zone, non-null fields).
         add_encoded_arrow_schema_to_metadata(&schema, &mut props);

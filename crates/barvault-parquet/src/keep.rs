@@ -20,8 +20,9 @@ use barvault_domain::{Bars, SeriesKey};
 use barvault_ports::{CodecError, KeptPrefix};
 use bytes::Bytes;
 use parquet::arrow::ArrowSchemaConverter;
+use parquet::basic::{Encoding, PageType};
 use parquet::column::writer::ColumnCloseResult;
-use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{ColumnChunkMetaData, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
 
 use crate::ParquetCodec;
@@ -90,6 +91,25 @@ fn plan(meta: &ParquetMetaData, bars: &Bars, unchanged: usize) -> Option<(usize,
     (groups > 0).then_some((groups, KeptPrefix { bytes, rows }))
 }
 
+/// Whether the chunk holds plain-encoded data pages: its column has more distinct values
+/// per row than a dictionary pays for, so the writer gave up on it (or never started).
+///
+/// Why the new row groups follow the last kept one: a daily series (~0.6 distinct prices
+/// per row) fills each group's dictionary after a few hundred values and falls back, so
+/// every update hashed those values, compressed a dictionary page and wrote index pages
+/// only to give up; with the kept group as evidence the tail is written plain from its
+/// first value. Columns whose kept group is all dictionary-encoded (prices of minute
+/// bars) keep the dictionary. A full encode decides by the dictionary limit alone, so a
+/// series whose prices change character is judged afresh at its next full write.
+fn fell_back(chunk: &ColumnChunkMetaData) -> bool {
+    let data_page = |t: PageType| matches!(t, PageType::DATA_PAGE | PageType::DATA_PAGE_V2);
+    match (chunk.page_encoding_stats(), chunk.page_encoding_stats_mask()) {
+        (Some(stats), _) => stats.iter().any(|s| data_page(s.page_type) && s.encoding == Encoding::PLAIN),
+        (None, Some(mask)) => mask.is_set(Encoding::PLAIN),
+        (None, None) => false,
+    }
+}
+
 /// Passes what is written after the first `expect.len()` bytes; those must equal `expect`.
 struct AfterKept<'a, 'o> {
     expect: &'a [u8],
@@ -144,7 +164,10 @@ impl ParquetCodec {
             _ => return Err(corrupt("the plan changed")),
         };
         let mut after = AfterKept { expect, seen: 0, out };
-        let mut writer = self.file_writer(bars, series, &mut after)?;
+        let plain = meta.row_groups()[..groups].last().map_or_else(Vec::new, |last| {
+            last.columns().iter().filter(|c| fell_back(c)).map(|c| c.column_path().clone()).collect()
+        });
+        let mut writer = self.file_writer(bars, series, &plain, &mut after)?;
         let reader = Stored(stored);
         let page_index = meta.page_index();
         for (g, group) in meta.row_groups()[..groups].iter().enumerate() {

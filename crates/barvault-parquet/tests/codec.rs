@@ -650,6 +650,45 @@ fn unchanged_row_groups_are_kept_byte_for_byte() {
     assert!(to_bars(decode(&file, None).unwrap().0) == appended);
 }
 
+/// The data pages of `close` in row group `group`: whether the chunk has a dictionary
+/// page, and whether any data page is plain.
+fn close_encoding(bytes: &[u8], group: usize) -> (bool, bool) {
+    let reader = SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes)).unwrap();
+    let mut pages = reader.get_row_group(group).unwrap().get_column_page_reader(4).unwrap();
+    let (mut dictionary, mut plain) = (false, false);
+    while let Some(page) = pages.get_next_page().unwrap() {
+        match page {
+            Page::DictionaryPage { .. } => dictionary = true,
+            other => plain |= other.encoding() == Encoding::PLAIN,
+        }
+    }
+    (dictionary, plain)
+}
+
+/// The row groups an update writes after the kept ones follow the last kept group: a
+/// price column that fell back to plain there (daily prices) is written plain from its
+/// first value, with no dictionary to hash and give up on; one that kept its dictionary
+/// (few distinct prices) keeps it. Both files load back exactly.
+#[test]
+fn rewritten_groups_skip_the_dictionary_where_the_kept_group_gave_it_up() {
+    let codec = ParquetCodec::default();
+    for (distinct, dictionary) in [(5_000, false), (100, true)] {
+        let old = bars_with_distinct_prices(5_000, distinct);
+        let stored = encode(&codec, &old);
+        assert_eq!(close_encoding(&stored, 1), (true, !dictionary), "{distinct}: as the full encode wrote it");
+        // A whole encode of the tail's 905 rows would have tried the dictionary.
+        let new = bars_with_distinct_prices(5_001, distinct);
+        assert_eq!(close_encoding(&encode(&codec, &new), 2).0, true, "{distinct}");
+        // As if the last stored bar were revised: the third group is written again.
+        let kept = codec.keepable(&stored, &new, 4_999).expect("two groups kept");
+        let mut file = stored[..kept.bytes as usize].to_vec();
+        codec.encode_after(&new, &series(), &stored, kept, &mut file).expect("supported").unwrap();
+        assert_eq!(group_sizes(&file), [2048, 2048, 905]);
+        assert_eq!(close_encoding(&file, 2), (dictionary, !dictionary), "{distinct} distinct prices");
+        assert!(to_bars(decode(&file, None).unwrap().0) == new, "{distinct}");
+    }
+}
+
 /// Nothing is kept when the first group changed, when the columns differ, or from a file
 /// that is not Parquet; a plan that does not fit the stored file fails the write.
 #[test]
