@@ -313,10 +313,10 @@ pub(crate) struct Prefix {
     pub(crate) rows: usize,
 }
 
-/// The hint's unchanged rows, if there are any and they fit the stored and the new bars.
-fn unchanged_rows(hint: StageHint, bars: &Bars) -> Option<usize> {
+/// The hint's unchanged rows, if there are any and they fit the stored and the new rows.
+fn unchanged_rows(hint: StageHint, rows: usize) -> Option<usize> {
     let k = hint.unchanged_prefix;
-    (k > 0 && k <= hint.stored_rows && k <= bars.len()).then_some(k)
+    (k > 0 && k <= hint.stored_rows && k <= rows).then_some(k)
 }
 
 /// How a staged write may start with the stored bytes of the file it replaces.
@@ -331,17 +331,19 @@ pub(crate) enum Reuse {
     Blocks { prefix: Prefix, stored: Arc<Vec<u8>>, kept: KeptPrefix },
 }
 
-/// The stored bytes of the file at `path` that may start the encoding of `bars`, if the
-/// hint checks out against the proof taken of that file (see the module docs).
+/// The stored bytes of the file at `path` that may start the encoding of the new version,
+/// if the hint checks out against the proof taken of that file (see the module docs). The
+/// new version's rows from `skipped` on are `bars` (its first `skipped` rows are the
+/// stored ones); the reused bytes must cover those first rows.
 pub(crate) fn reuse(
     fs: &dyn Fs,
     codec: &dyn BarCodec,
     proofs: &Proofs,
     path: &Path,
-    bars: &Bars,
+    (bars, skipped): (&Bars, usize),
     hint: StageHint,
 ) -> Option<Reuse> {
-    let k = unchanged_rows(hint, bars)?;
+    let k = unchanged_rows(hint, skipped.saturating_add(bars.len()))?;
     let mut head = Vec::new();
     let lines = match codec.encode_part(bars, 0..0, true, &mut head) {
         Some(Ok(())) => true,
@@ -356,9 +358,9 @@ pub(crate) fn reuse(
             None => Stored::File(file),
         };
         if lines {
-            Ok(locate(stored, codec, &proof, bars, hint, &head)?.map(Reuse::Lines))
+            Ok(locate(stored, codec, &proof, (bars, skipped), hint, &head)?.map(Reuse::Lines))
         } else {
-            blocks(stored, codec, &proof, bars, k)
+            blocks(stored, codec, &proof, (bars, skipped), k)
         }
     })();
     match found {
@@ -399,11 +401,13 @@ fn locate(
     mut file: Stored,
     codec: &dyn BarCodec,
     proof: &Proof,
-    bars: &Bars,
+    (bars, skipped): (&Bars, usize),
     hint: StageHint,
     head: &[u8],
 ) -> io::Result<Option<Prefix>> {
     let k = hint.unchanged_prefix;
+    // The last reused row is checked against its stored line, so it must be in `bars`.
+    let Some(last) = (k - 1).checked_sub(skipped) else { return Ok(None) };
     let len = proof.id.len;
     if len < head.len() as u64 + 1 || file.read_at(0, head.len())? != head {
         return Ok(None);
@@ -417,7 +421,7 @@ fn locate(
         return Ok(None);
     };
     let mut line = Vec::new();
-    match codec.encode_part(bars, k - 1..k, false, &mut line) {
+    match codec.encode_part(bars, last..last + 1, false, &mut line) {
         Some(Ok(())) => {}
         _ => return Ok(None),
     }
@@ -438,10 +442,16 @@ fn locate(
 
 /// The stored blocks a codec that keeps whole blocks may start the new file with, given
 /// that the first `k` rows are unchanged.
-fn blocks(mut file: Stored, codec: &dyn BarCodec, proof: &Proof, bars: &Bars, k: usize) -> io::Result<Option<Reuse>> {
+fn blocks(
+    mut file: Stored,
+    codec: &dyn BarCodec,
+    proof: &Proof,
+    (bars, skipped): (&Bars, usize),
+    k: usize,
+) -> io::Result<Option<Reuse>> {
     let stored = file.whole(proof.id.len)?;
-    let Some(kept) = codec.keepable(&stored, bars, k).filter(|kept| kept.rows <= k && kept.bytes <= proof.id.len)
-    else {
+    let fits = |kept: &KeptPrefix| kept.rows <= k && kept.rows >= skipped && kept.bytes <= proof.id.len;
+    let Some(kept) = codec.keepable(&stored, bars, k).filter(fits) else {
         return Ok(None);
     };
     let slice = |mark: u64, n: usize| {

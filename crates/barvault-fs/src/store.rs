@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use barvault_domain::{Bars, DomainError, ExtraColumn, MergePolicy, MergeStats, RawBars, SeriesKey, TimeRange, merge};
 use barvault_ports::{
     BackupPolicy, BarCodec, BarStore, CodecError, CodecInput, FileInfo, FileMetadata, Fingerprint, IoStep, OpContext,
-    PersistOptions, StageHint, StagedWrite, StorageError, StorageReceipt, WriteMode,
+    PersistOptions, SeriesTail, StageHint, StagedWrite, StorageError, StorageReceipt, WriteMode,
 };
 use chrono::{DateTime, Utc};
 
@@ -288,6 +288,26 @@ impl<C: BarCodec + 'static> Inner<C> {
         Ok(Some((bars, md5)))
     }
 
+    /// The rows of the file at `path` from about `from` on (see [`BarCodec::decode_tail`]),
+    /// from one read that also yields its MD5, as [`Inner::read_bars_checked`] does.
+    fn read_tail_checked(
+        &self,
+        path: &Path,
+        from: i64,
+        record: Option<&FileMetadata>,
+    ) -> Result<Option<(SeriesTail, String)>, StorageError> {
+        let Some((bytes, md5)) = self.read_bytes(path, record)? else {
+            return Ok(None);
+        };
+        let tail = match self.codec.decode_tail(&bytes, from) {
+            Some(tail) => tail.map_err(|e| e.at(path))?,
+            None => return Err(StorageError::unsupported("load_tail", self.codec.format())),
+        };
+        let (bars, _) = tail.raw.into_bars(MergePolicy::KeepLast).map_err(|e| CodecError::Domain(e).at(path))?;
+        let first = if tail.skipped == 0 { bars.first_timestamp() } else { tail.first };
+        Ok(Some((SeriesTail { skipped: tail.skipped, first, bars }, md5)))
+    }
+
     /// The MD5 of the file at `path`, streamed (the record's, if its fingerprint vouches
     /// for the bytes); with `keep`, the proof is kept for a staged write that may reuse the
     /// file's unchanged leading bytes (see [`crate::reuse`]).
@@ -364,27 +384,49 @@ impl<C: BarCodec + 'static> Inner<C> {
         series: &SeriesKey,
         hint: StageHint,
     ) -> Result<(Staged, FileLockGuard, Duration), StorageError> {
+        let staged = self.stage_rows((bars, 0), series, hint)?;
+        staged.ok_or_else(|| StorageError::Corrupt {
+            path: self.layout.data_path(series),
+            reason: "a whole version could not be staged".into(),
+        })
+    }
+
+    /// [`Inner::stage`] of a version whose rows from `skipped` on are `bars` (the first
+    /// `skipped` are the stored ones). With `skipped == 0` every row is at hand and a hint
+    /// that does not check out means encoding them all; otherwise it means `None`: the
+    /// caller must stage the whole version.
+    fn stage_rows(
+        &self,
+        (bars, skipped): (&Bars, usize),
+        series: &SeriesKey,
+        hint: StageHint,
+    ) -> Result<Option<(Staged, FileLockGuard, Duration)>, StorageError> {
         let start = Instant::now();
         let guard = self.locks.lock_blocking(series, self.lock_timeout)?;
         let waited = start.elapsed();
         let path = self.layout.data_path(series);
         let fs = self.fs.as_ref();
-        let whole = || stage_atomic(fs, &path, |w| self.codec.encode(bars, series, w));
-        let staged = match reuse(fs, &self.codec, &self.proofs, &path, bars, hint) {
+        let whole = || match skipped {
+            0 => stage_atomic(fs, &path, |w| self.codec.encode(bars, series, w)).map(Some),
+            _ => Ok(None),
+        };
+        let staged = match reuse(fs, &self.codec, &self.proofs, &path, (bars, skipped), hint) {
             Some(Reuse::Lines(prefix)) => {
                 let (rows, bytes) = (prefix.rows, prefix.len);
+                // `reuse` checked that the reused rows cover the skipped ones.
+                let from = rows.saturating_sub(skipped);
                 let staged = stage_atomic_after(fs, &path, prefix, |w| {
-                    match self.codec.encode_part(bars, rows..bars.len(), false, w) {
+                    match self.codec.encode_part(bars, from..bars.len(), false, w) {
                         Some(done) => done,
                         None => Err(CodecError::Corrupt("the codec stopped writing parts".into())),
                     }
                 })?;
                 tracing::debug!(path = %path.display(), rows_kept = rows, bytes_kept = bytes, "stored leading rows reused");
-                staged
+                Some(staged)
             }
             Some(Reuse::Blocks { prefix, stored, kept }) => {
                 let kept_blocks = stage_atomic_after(fs, &path, prefix, |w| {
-                    match self.codec.encode_after(bars, series, &stored, kept, w) {
+                    match self.codec.encode_after(bars, skipped, series, &stored, kept, w) {
                         Some(done) => done,
                         None => Err(CodecError::Corrupt("the codec stopped keeping blocks".into())),
                     }
@@ -392,7 +434,7 @@ impl<C: BarCodec + 'static> Inner<C> {
                 match kept_blocks {
                     Ok(staged) => {
                         tracing::debug!(path = %path.display(), rows_kept = kept.rows, bytes_kept = kept.bytes, "stored leading row groups kept");
-                        staged
+                        Some(staged)
                     }
                     // The codec could not keep what it planned to (its temp file is gone):
                     // the file is encoded whole, which is never worse. An I/O error stands.
@@ -405,7 +447,7 @@ impl<C: BarCodec + 'static> Inner<C> {
             }
             None => whole()?,
         };
-        Ok((staged, guard, waited))
+        Ok(staged.map(|staged| (staged, guard, waited)))
     }
 
     /// What replacing the file at `path` with `bars` changes. An unreadable stored file
@@ -740,6 +782,70 @@ impl<C: BarCodec + 'static> BarStore for FileStore<C> {
 
     async fn checksum(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<String>, StorageError> {
         self.checksum_against(series, None, ctx).await
+    }
+
+    async fn load_tail_against<'a>(
+        &'a self,
+        series: &'a SeriesKey,
+        from: i64,
+        record: Option<&'a FileMetadata>,
+        ctx: &'a OpContext,
+    ) -> Result<Option<(SeriesTail, Option<String>)>, StorageError> {
+        if !self.inner.codec.decodes_tails() {
+            return Err(StorageError::unsupported("load_tail", self.name()));
+        }
+        let span = ctx.span("load", Some(series));
+        let (inner, path, record) = (Arc::clone(&self.inner), self.path_of(series), record.cloned());
+        off_executor(IoStep::Read, path.clone(), move || {
+            span.in_scope(|| {
+                let start = Instant::now();
+                let found = inner.read_tail_checked(&path, from, record.as_ref())?;
+                tracing::info!(
+                    path = %path.display(),
+                    rows = found.as_ref().map_or(0, |(t, _)| t.bars.len()),
+                    skipped = found.as_ref().map_or(0, |(t, _)| t.skipped),
+                    found = found.is_some(),
+                    duration_ms = start.elapsed().as_millis() as u64,
+                    "loaded the last rows with checksum"
+                );
+                Ok(found.map(|(t, md5)| (t, Some(md5))))
+            })
+        })
+        .await
+    }
+
+    async fn stage_tail(
+        &self,
+        tail: &SeriesTail,
+        series: &SeriesKey,
+        hint: StageHint,
+        ctx: &OpContext,
+    ) -> Result<Option<Box<dyn StagedWrite>>, StorageError> {
+        let span = ctx.span("stage", Some(series));
+        let (inner, tail, key) = (Arc::clone(&self.inner), tail.clone(), series.clone());
+        off_executor(IoStep::WriteTemp, self.path_of(series), move || {
+            span.in_scope(|| {
+                let start = Instant::now();
+                let staged = inner.stage_rows((&tail.bars, tail.skipped), &key, hint).inspect_err(|e| {
+                    tracing::warn!(error = %e, "stage failed");
+                })?;
+                let Some((staged, guard, waited)) = staged else {
+                    tracing::debug!("stored bytes cannot start the new version; the whole version is needed");
+                    return Ok(None);
+                };
+                let staged: Box<dyn StagedWrite> = Box::new(FileStaged {
+                    inner,
+                    staged: Some(staged),
+                    guard: Some(guard),
+                    series: key,
+                    rows: tail.len(),
+                    start,
+                    waited,
+                });
+                Ok(Some(staged))
+            })
+        })
+        .await
     }
 
     async fn checksum_against<'a>(

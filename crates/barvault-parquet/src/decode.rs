@@ -43,6 +43,24 @@ pub struct DecodeStats {
     pub rows_returned: usize,
 }
 
+/// Which rows a decode reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Select {
+    /// The row groups whose timestamp statistics overlap the range (all without one),
+    /// trimmed to it.
+    Range(Option<TimeRange>),
+    /// Every row from the first row group that may hold a timestamp at or after this one.
+    From(i64),
+}
+
+/// The leading row groups a [`Select::From`] read left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Skipped {
+    pub(crate) rows: usize,
+    /// The smallest and the largest timestamp the skipped groups' statistics promise.
+    pub(crate) bounds: Option<(i64, i64)>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TimeKind {
     /// An i64 count of `factor` nanoseconds (timestamps of any unit, Date64 in ms).
@@ -433,8 +451,12 @@ fn unexpected_type(column: &str, arr: &dyn Array) -> CodecError {
 /// trimming rows to `range`.
 pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
     input: R,
-    range: Option<TimeRange>,
-) -> Result<(RawBars, DecodeStats), CodecError> {
+    select: Select,
+) -> Result<(RawBars, DecodeStats, Skipped), CodecError> {
+    let range = match select {
+        Select::Range(range) => range,
+        Select::From(_) => None,
+    };
     let file_len = input.len();
     let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(from_parquet_on_read)?;
     let plan = Plan::from_schema(builder.schema())?;
@@ -444,7 +466,27 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
 
     let ts_leaf = (0..descr.num_columns()).find(|&leaf| descr.get_column_root_idx(leaf) == plan.ts.root);
     let total = meta.num_row_groups();
-    let groups: Vec<usize> = (0..total)
+    // A tail read leaves out the leading groups whose statistics show every timestamp
+    // before `from` (the first group without such statistics ends the run), except that
+    // it keeps one row before `from` when there is one: the last skippable group is read
+    // when the next group starts at or after `from`, or when there is no next group. So
+    // a writer always has an unchanged row to check the stored bytes against.
+    let mut skipped = Skipped::default();
+    let mut skipped_groups = 0;
+    if let (Select::From(from), Some(leaf)) = (select, ts_leaf) {
+        let bounds = |g: usize| group_bounds(&meta, g, leaf, plan.ts_kind);
+        skipped_groups = (0..total).take_while(|&g| bounds(g).is_some_and(|(_, hi)| hi < from)).count();
+        if skipped_groups > 0 && (skipped_groups == total || bounds(skipped_groups).is_none_or(|(lo, _)| lo >= from)) {
+            skipped_groups -= 1;
+        }
+        for g in 0..skipped_groups {
+            let rows = usize::try_from(meta.row_group(g).num_rows()).unwrap_or(0);
+            skipped.rows = skipped.rows.saturating_add(rows);
+            let (lo, hi) = bounds(g).unwrap_or_default();
+            skipped.bounds = Some(skipped.bounds.map_or((lo, hi), |(first, _)| (first, hi)));
+        }
+    }
+    let groups: Vec<usize> = (skipped_groups..total)
         .filter(|&g| match (range, ts_leaf) {
             (Some(r), Some(leaf)) => {
                 group_bounds(&meta, g, leaf, plan.ts_kind).is_none_or(|(lo, hi)| r.overlaps(lo, hi))
@@ -571,7 +613,7 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
     }
     let stats =
         DecodeStats { row_groups_total: total, row_groups_read: groups.len(), rows_read, rows_returned: raw.ts.len() };
-    Ok((raw, stats))
+    Ok((raw, stats, skipped))
 }
 
 fn retain<T>(v: &mut Vec<T>, keep: &[bool]) {

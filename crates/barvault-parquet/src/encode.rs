@@ -128,8 +128,8 @@ impl ParquetCodec {
         series: &SeriesKey,
         out: &mut (dyn Write + Send),
     ) -> Result<(), CodecError> {
-        let mut writer = self.file_writer(bars, series, &[], out)?;
-        self.write_groups(&mut writer, bars, 0)?;
+        let mut writer = self.file_writer(bars, bars.len(), series, &[], out)?;
+        self.write_groups(&mut writer, bars, 0, 0)?;
         writer.close().map_err(from_parquet_on_write)?;
         Ok(())
     }
@@ -148,29 +148,32 @@ impl ParquetCodec {
         (rows / 4).max(1).next_power_of_two().max(MIN_GROUP_ROWS).min(self.row_group_rows)
     }
 
-    /// A writer of a file for `bars`, its properties and schema set; `plain` as in
-    /// [`Self::writer_properties`].
+    /// A writer of a file of `rows` rows with the columns of `bars`, its properties and
+    /// schema set; `plain` as in [`Self::writer_properties`].
     pub(crate) fn file_writer<'w>(
         &self,
         bars: &Bars,
+        rows: usize,
         series: &SeriesKey,
         plain: &[ColumnPath],
         out: &'w mut (dyn Write + Send),
     ) -> Result<SerializedFileWriter<&'w mut (dyn Write + Send)>, CodecError> {
         let schema = arrow_schema(bars);
         let parquet_schema = ArrowSchemaConverter::new().convert(&schema).map_err(from_parquet_on_write)?;
-        let mut props = self.writer_properties(series, bars.len().min(self.group_rows(bars.len())), plain);
+        let mut props = self.writer_properties(series, rows.min(self.group_rows(rows)), plain);
         // The Arrow schema travels in the key-value metadata, as the Arrow writer puts it,
         // so Arrow-based readers restore the exact types (the UTC zone, non-null fields).
         add_encoded_arrow_schema_to_metadata(&schema, &mut props);
         SerializedFileWriter::new(out, parquet_schema.root_schema_ptr(), Arc::new(props)).map_err(from_parquet_on_write)
     }
 
-    /// Writes rows `first..` of `bars` as row groups of [`Self::group_rows`] rows.
+    /// Writes rows `first..` of a file as row groups of [`Self::group_rows`] rows, where
+    /// `bars` holds the file's rows from `skipped` on (`skipped <= first`).
     pub(crate) fn write_groups<W: Write + Send>(
         &self,
         writer: &mut SerializedFileWriter<W>,
         bars: &Bars,
+        skipped: usize,
         first: usize,
     ) -> Result<(), CodecError> {
         // `Bars` guarantees every column holds `bars.len()` values, so the slices are in range.
@@ -178,8 +181,11 @@ impl ParquetCodec {
         let mut extra_values: Vec<f64> = Vec::new();
         let mut extra_levels: Vec<i16> = Vec::new();
         let rows = bars.len();
-        let group_rows = self.group_rows(rows);
-        let mut start = first;
+        let group_rows = self.group_rows(skipped.saturating_add(rows));
+        // Group boundaries count rows of the whole file; `start` and `end` index `bars`.
+        let mut start = first.checked_sub(skipped).ok_or_else(|| {
+            CodecError::Corrupt(format!("rows from {first} asked of a tail that starts at row {skipped}"))
+        })?;
         while start < rows {
             let end = rows.min(start.saturating_add(group_rows));
             let mut group = writer.next_row_group().map_err(from_parquet_on_write)?;

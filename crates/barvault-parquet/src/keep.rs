@@ -146,7 +146,9 @@ pub(crate) fn keepable(stored: &[u8], bars: &Bars, unchanged: usize) -> Option<K
 
 /// What [`barvault_ports::BarCodec::encode_after`] asks for, by `codec`.
 pub(crate) struct After<'a> {
+    /// The new file's rows from `skipped` on.
     pub(crate) bars: &'a Bars,
+    pub(crate) skipped: usize,
     pub(crate) series: &'a SeriesKey,
     pub(crate) stored: &'a [u8],
     pub(crate) kept: KeptPrefix,
@@ -154,20 +156,21 @@ pub(crate) struct After<'a> {
 
 impl ParquetCodec {
     pub(crate) fn encode_after_kept(&self, job: After<'_>, out: &mut (dyn Write + Send)) -> Result<(), CodecError> {
-        let After { bars, series, stored, kept } = job;
+        let After { bars, skipped, series, stored, kept } = job;
         let corrupt = |what: &str| CodecError::Corrupt(format!("cannot keep the stored row groups: {what}"));
         let meta = metadata(stored).ok_or_else(|| corrupt("the stored footer does not parse"))?;
         let (groups, planned) = plan(&meta, bars, kept.rows).ok_or_else(|| corrupt("no group can be kept"))?;
         let expect = usize::try_from(kept.bytes).ok().and_then(|n| stored.get(..n));
         let expect = match expect {
-            Some(expect) if planned == kept => expect,
+            Some(expect) if planned == kept && kept.rows >= skipped => expect,
             _ => return Err(corrupt("the plan changed")),
         };
         let mut after = AfterKept { expect, seen: 0, out };
         let plain = meta.row_groups()[..groups].last().map_or_else(Vec::new, |last| {
             last.columns().iter().filter(|c| fell_back(c)).map(|c| c.column_path().clone()).collect()
         });
-        let mut writer = self.file_writer(bars, series, &plain, &mut after)?;
+        let rows = skipped.saturating_add(bars.len());
+        let mut writer = self.file_writer(bars, rows, series, &plain, &mut after)?;
         let reader = Stored(stored);
         let page_index = meta.page_index();
         for (g, group) in meta.row_groups()[..groups].iter().enumerate() {
@@ -186,7 +189,7 @@ impl ParquetCodec {
             }
             target.close().map_err(from_parquet_on_write)?;
         }
-        self.write_groups(&mut writer, bars, kept.rows)?;
+        self.write_groups(&mut writer, bars, skipped, kept.rows)?;
         writer.close().map_err(from_parquet_on_write)?;
         if after.seen != expect.len() {
             return Err(corrupt("the kept row groups came out shorter than stored"));

@@ -34,11 +34,12 @@ use std::io::Write;
 use std::panic::AssertUnwindSafe;
 
 use barvault_domain::{Bars, RawBars, SeriesKey, TimeRange};
-use barvault_ports::{BarCodec, CodecError, CodecInput, KeptPrefix};
+use barvault_ports::{BarCodec, CodecError, CodecInput, KeptPrefix, RawTail};
 use bytes::Bytes;
 
 pub use compression::{ParquetCompression, UnknownCompression};
 pub use decode::DecodeStats;
+use decode::Select;
 pub use encode::{META_CREATED_AT, META_PERIOD, META_SYMBOL, META_TYPE, META_VERSION, arrow_schema};
 
 /// Reads and writes bars as Parquet files.
@@ -89,10 +90,37 @@ impl ParquetCodec {
         // file must be a data error the store can fall back from, not a crash, so a panic
         // inside the decode is caught and reported as corruption. Only locals of this call
         // are touched inside, so nothing observes state left behind by the unwind.
+        let select = Select::Range(range);
         let run = || match input {
-            CodecInput::File(file) => decode::decode_chunks(file, range),
-            CodecInput::Bytes(bytes) => decode::decode_chunks(Bytes::copy_from_slice(bytes), range),
+            CodecInput::File(file) => decode::decode_chunks(file, select),
+            CodecInput::Bytes(bytes) => decode::decode_chunks(Bytes::copy_from_slice(bytes), select),
         };
+        guarded(run).map(|(raw, stats, _)| (raw, stats))
+    }
+
+    /// [`BarCodec::decode_tail`], with what the decode did.
+    pub fn decode_tail_with_stats(&self, stored: &[u8], from: i64) -> Result<(RawTail, DecodeStats), CodecError> {
+        let bytes = Bytes::copy_from_slice(stored);
+        let (raw, stats, skipped) = guarded(|| decode::decode_chunks(bytes.clone(), Select::From(from)))?;
+        // Statistics promise the skipped rows are earlier than `from`; the rows read must
+        // all come after them too, or the file is not in order and is read whole.
+        let after = |hi: i64| raw.ts.iter().all(|&t| t > hi);
+        match skipped.bounds {
+            Some((lo, hi)) if skipped.rows > 0 && after(hi) => {
+                Ok((RawTail { skipped: skipped.rows, first: Some(lo), raw }, stats))
+            }
+            None if skipped.rows == 0 => Ok((RawTail { skipped: 0, first: None, raw }, stats)),
+            _ => {
+                let (raw, stats, _) = guarded(|| decode::decode_chunks(bytes, Select::Range(None)))?;
+                Ok((RawTail { skipped: 0, first: None, raw }, stats))
+            }
+        }
+    }
+}
+
+/// Runs a decode, turning a panic of the parquet decoder into a corruption error.
+fn guarded<T>(run: impl FnOnce() -> Result<T, CodecError>) -> Result<T, CodecError> {
+    {
         std::panic::catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|payload| {
             let detail = payload
                 .downcast_ref::<&str>()
@@ -127,11 +155,20 @@ impl BarCodec for ParquetCodec {
     fn encode_after(
         &self,
         bars: &Bars,
+        skipped: usize,
         series: &SeriesKey,
         stored: &[u8],
         kept: KeptPrefix,
         out: &mut (dyn Write + Send),
     ) -> Option<Result<(), CodecError>> {
-        Some(self.encode_after_kept(keep::After { bars, series, stored, kept }, out))
+        Some(self.encode_after_kept(keep::After { bars, skipped, series, stored, kept }, out))
+    }
+
+    fn decode_tail(&self, stored: &[u8], from: i64) -> Option<Result<RawTail, CodecError>> {
+        Some(self.decode_tail_with_stats(stored, from).map(|(tail, _)| tail))
+    }
+
+    fn decodes_tails(&self) -> bool {
+        true
     }
 }

@@ -636,7 +636,7 @@ fn unchanged_row_groups_are_kept_byte_for_byte() {
     let kept = codec.keepable(&stored, &new, unchanged).expect("two groups can be kept");
     assert_eq!(kept.rows, 4_096);
     let mut file = stored[..kept.bytes as usize].to_vec();
-    codec.encode_after(&new, &series(), &stored, kept, &mut file).expect("supported").unwrap();
+    codec.encode_after(&new, 0, &series(), &stored, kept, &mut file).expect("supported").unwrap();
     assert!(to_bars(decode(&file, None).unwrap().0) == new, "the file does not load back as the new bars");
     assert_eq!(group_sizes(&file), [2048, 2048, 905]);
     // The file is what a whole encode gives, bar the footer's creation time.
@@ -646,7 +646,7 @@ fn unchanged_row_groups_are_kept_byte_for_byte() {
     let all = codec.keepable(&stored, &appended, 5_000).expect("all groups kept");
     assert_eq!(all.rows, 5_000);
     let mut file = stored[..all.bytes as usize].to_vec();
-    codec.encode_after(&appended, &series(), &stored, all, &mut file).expect("supported").unwrap();
+    codec.encode_after(&appended, 0, &series(), &stored, all, &mut file).expect("supported").unwrap();
     assert!(to_bars(decode(&file, None).unwrap().0) == appended);
 }
 
@@ -678,11 +678,11 @@ fn rewritten_groups_skip_the_dictionary_where_the_kept_group_gave_it_up() {
         assert_eq!(close_encoding(&stored, 1), (true, !dictionary), "{distinct}: as the full encode wrote it");
         // A whole encode of the tail's 905 rows would have tried the dictionary.
         let new = bars_with_distinct_prices(5_001, distinct);
-        assert_eq!(close_encoding(&encode(&codec, &new), 2).0, true, "{distinct}");
+        assert!(close_encoding(&encode(&codec, &new), 2).0, "{distinct}");
         // As if the last stored bar were revised: the third group is written again.
         let kept = codec.keepable(&stored, &new, 4_999).expect("two groups kept");
         let mut file = stored[..kept.bytes as usize].to_vec();
-        codec.encode_after(&new, &series(), &stored, kept, &mut file).expect("supported").unwrap();
+        codec.encode_after(&new, 0, &series(), &stored, kept, &mut file).expect("supported").unwrap();
         assert_eq!(group_sizes(&file), [2048, 2048, 905]);
         assert_eq!(close_encoding(&file, 2), (dictionary, !dictionary), "{distinct} distinct prices");
         assert!(to_bars(decode(&file, None).unwrap().0) == new, "{distinct}");
@@ -704,6 +704,100 @@ fn row_groups_are_kept_only_when_they_fit() {
     let kept = codec.keepable(&stored, &old, 4_999).unwrap();
     let wrong = barvault_ports::KeptPrefix { bytes: kept.bytes - 1, rows: kept.rows };
     let mut out = Vec::new();
-    let err = codec.encode_after(&old, &series(), &stored, wrong, &mut out).expect("supported").unwrap_err();
+    let err = codec.encode_after(&old, 0, &series(), &stored, wrong, &mut out).expect("supported").unwrap_err();
+    assert!(err.to_string().contains("cannot keep"), "{err}");
+}
+
+/// A tail read (`decode_tail`) of a 5,000-row daily file in groups of 2,048, 2,048 and
+/// 904 rows: it leaves out the leading groups whose rows all come before `from`, but
+/// always returns a row before `from` when the file has one, so a writer can check the
+/// stored bytes of an unchanged row; the rows it returns are the file's rows from there.
+#[test]
+fn tail_reads_skip_the_leading_groups_before_from() {
+    let codec = ParquetCodec::default();
+    let bars = daily_bars(5_000, usize::MAX);
+    let bytes = encode(&codec, &bars);
+    let ts = bars.timestamps();
+    let day = ts[1] - ts[0];
+    // (from, rows skipped, groups read)
+    let cases = [
+        (ts[4_998], 4_096, 1),
+        (ts[4_097], 4_096, 1),
+        // The last group starts at `from`: the group before is read for its last row.
+        (ts[4_096], 2_048, 2),
+        (ts[4_999] + day, 4_096, 1),
+        (ts[2_049], 2_048, 2),
+        (ts[2_048], 0, 3),
+        (ts[0], 0, 3),
+        (ts[0] - day, 0, 3),
+    ];
+    for (from, skipped, groups) in cases {
+        let (tail, stats) = codec.decode_tail_with_stats(&bytes, from).unwrap();
+        assert_eq!((tail.skipped, stats.row_groups_read), (skipped, groups), "from {from}");
+        assert_eq!(tail.first, (skipped > 0).then_some(ts[0]), "from {from}");
+        assert!(to_bars(tail.raw) == bars.slice_rows(skipped, 5_000), "from {from}");
+    }
+    // Through the trait, as a store calls it.
+    let tail = codec.decode_tail(&bytes, ts[4_998]).expect("parquet reads tails").unwrap();
+    assert_eq!(tail.skipped, 4_096);
+    assert!(codec.decodes_tails());
+}
+
+/// A file whose row groups are not in time order (another tool wrote it) is read whole:
+/// the rows after the skipped groups would not all come after them.
+#[test]
+fn tail_reads_of_files_out_of_order_read_every_row() {
+    let ns = |v: &[i64]| -> ArrayRef {
+        Arc::new(TimestampNanosecondArray::from(v.iter().map(|s| s * 1_000_000_000).collect::<Vec<_>>()))
+    };
+    let cols = |ts: ArrayRef| {
+        let n = ts.len();
+        let px = f64s(&vec![1.0; n]);
+        vec![
+            ("timestamp", ts),
+            ("open", px.clone()),
+            ("high", px.clone()),
+            ("low", px.clone()),
+            ("close", px.clone()),
+            ("volume", px),
+        ]
+    };
+    // Groups of two rows: (1, 4), (2, 9), (5, 6).
+    let bytes = foreign_file(cols(ns(&[1, 4, 2, 9, 5, 6])));
+    let (tail, stats) = ParquetCodec::default().decode_tail_with_stats(&bytes, 5_000_000_000).unwrap();
+    assert_eq!((tail.skipped, tail.first, tail.raw.ts.len(), stats.row_groups_read), (0, None, 6, 3));
+    // In order, the same layout skips the first group.
+    let bytes = foreign_file(cols(ns(&[1, 2, 3, 4, 5, 6])));
+    let (tail, _) = ParquetCodec::default().decode_tail_with_stats(&bytes, 5_000_000_000).unwrap();
+    assert_eq!((tail.skipped, tail.first, tail.raw.ts.len()), (2, Some(1_000_000_000), 4));
+}
+
+/// `encode_after` given only the last rows of the new file (`skipped` > 0) writes the same
+/// file as when given all of them.
+#[test]
+fn encoding_after_kept_groups_needs_only_the_rows_after_them() {
+    let codec = ParquetCodec::default();
+    let old = daily_bars(5_000, usize::MAX);
+    let stored = encode(&codec, &old);
+    let new = daily_bars(5_001, 4_998);
+    let kept = codec.keepable(&stored, &new, 4_998).unwrap();
+    let whole = {
+        let mut out = Vec::new();
+        codec.encode_after(&new, 0, &series(), &stored, kept, &mut out).unwrap().unwrap();
+        out
+    };
+    for skipped in [4_096, 3_000] {
+        let tail = new.slice_rows(skipped, new.len());
+        let mut out = Vec::new();
+        codec.encode_after(&tail, skipped, &series(), &stored, kept, &mut out).unwrap().unwrap();
+        // The footers differ only in their creation time.
+        let mut file = stored[..kept.bytes as usize].to_vec();
+        file.extend_from_slice(&out);
+        assert!(to_bars(decode(&file, None).unwrap().0) == new, "skipped {skipped}");
+        assert_eq!(out.len(), whole.len(), "skipped {skipped}");
+    }
+    // Rows the kept groups do not cover must be in `bars`.
+    let tail = new.slice_rows(4_097, new.len());
+    let err = codec.encode_after(&tail, 4_097, &series(), &stored, kept, &mut Vec::new()).unwrap().unwrap_err();
     assert!(err.to_string().contains("cannot keep"), "{err}");
 }

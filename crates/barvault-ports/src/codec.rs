@@ -90,20 +90,23 @@ pub trait BarCodec: Send + Sync + Debug {
 
     /// For formats whose files keep independently encoded blocks of rows in order (Parquet
     /// row groups): the longest leading part of `stored` (a complete file of this format)
-    /// that a file for `bars` may keep byte for byte, given that the first `unchanged`
-    /// rows of `bars` equal, value for value and with the same columns, the first rows of
-    /// `stored`. `None`: nothing can be kept (or the format cannot keep blocks).
+    /// that the new file may keep byte for byte, given that its first `unchanged` rows
+    /// equal, value for value and with the same columns, the first rows of `stored`.
+    /// `bars` holds the new file's rows, or only its last rows (its columns are what
+    /// count here). `None`: nothing can be kept (or the format cannot keep blocks).
     fn keepable(&self, _stored: &[u8], _bars: &Bars, _unchanged: usize) -> Option<KeptPrefix> {
         None
     }
 
-    /// Writes what follows `stored[..kept.bytes]` in a file for `bars`, so that the kept
-    /// bytes followed by this output are one complete file holding exactly `bars`. `kept`
-    /// comes from [`BarCodec::keepable`] for the same `stored`, `bars` and a valid
-    /// `unchanged`. `None`: the format cannot keep blocks.
+    /// Writes what follows `stored[..kept.bytes]` in the new file, so that the kept bytes
+    /// followed by this output are one complete file holding exactly the new rows: the
+    /// first `skipped` rows of `stored`, then `bars`. `kept` comes from
+    /// [`BarCodec::keepable`] for the same `stored` and a valid `unchanged`, and covers the
+    /// skipped rows (`kept.rows >= skipped`). `None`: the format cannot keep blocks.
     fn encode_after(
         &self,
         _bars: &Bars,
+        _skipped: usize,
         _series: &SeriesKey,
         _stored: &[u8],
         _kept: KeptPrefix,
@@ -111,6 +114,31 @@ pub trait BarCodec: Send + Sync + Debug {
     ) -> Option<Result<(), CodecError>> {
         None
     }
+
+    /// For formats whose blocks of rows carry their time bounds (Parquet row-group
+    /// statistics): the rows of `stored` (a complete file) from the first block that may
+    /// hold a timestamp at or after `from`, and, when there is one, at least one row
+    /// before `from`. A merge of bars from `from` on needs no earlier row, and a nightly
+    /// update decodes one block instead of years of history. `None`: the format cannot.
+    fn decode_tail(&self, _stored: &[u8], _from: i64) -> Option<Result<RawTail, CodecError>> {
+        None
+    }
+
+    /// Whether [`BarCodec::decode_tail`] returns `Some`, so a store can say "not
+    /// supported" before it reads a file for nothing.
+    fn decodes_tails(&self) -> bool {
+        false
+    }
+}
+
+/// A stored file's last rows, as [`BarCodec::decode_tail`] reads them.
+#[derive(Debug)]
+pub struct RawTail {
+    /// Rows of the file before `raw`, each of them earlier than every row of `raw`.
+    pub skipped: usize,
+    /// The file's first timestamp, when `skipped > 0`.
+    pub first: Option<i64>,
+    pub raw: RawBars,
 }
 
 /// The leading part of a stored file that the next version keeps byte for byte: its first

@@ -21,7 +21,7 @@ use crate::context::OpContext;
 use crate::error::StorageError;
 use crate::lock::SeriesLocks;
 use crate::metadata::{DateRange, FileMetadata, Fingerprint, MetadataStore};
-use crate::store::{BackupPolicy, BarStore, FileInfo, PersistOptions, StageHint, StorageReceipt};
+use crate::store::{BackupPolicy, BarStore, FileInfo, PersistOptions, SeriesTail, StageHint, StorageReceipt};
 
 /// One bar: timestamp, open, high, low, close, volume.
 pub type Row = (i64, f64, f64, f64, f64, f64);
@@ -712,6 +712,70 @@ pub async fn staged_write_with_a_hint_is_exact(store: &dyn BarStore) {
     }
 }
 
+/// `load_tail_against` (if supported) returns every stored row from `from` on, a row
+/// before it when there is one, and nothing that differs from a whole load, with the same
+/// checksum. `stage_tail` (if supported), after a read proved the file, commits exactly
+/// the merged version given by its last rows, or declines (`None`), and then the whole
+/// version is staged instead. A store without tail reads gets tails cut from a whole load.
+pub async fn tail_reads_and_stages_are_exact(store: &dyn BarStore) {
+    let s = stock("CF_TAIL");
+    let c = ctx();
+    let mut version = sample_bars(5_000, BASE_NS, DAY_NS, 600);
+    persist(store, &version, &s, PersistOptions::default()).await;
+    for round in 0..3u64 {
+        let n = version.len();
+        let from = version.timestamps()[n - 2];
+        let whole = store.load_with_checksum(&s, None, &c).await;
+        let (whole, whole_sum) = whole.ok().flatten().unwrap_or_else(|| panic!("[{}] whole load", store.name()));
+        let tail = match store.load_tail_against(&s, from, None, &c).await {
+            Ok(Some((tail, sum))) => {
+                assert_eq!(sum, whole_sum, "[{}] round {round}: tail checksum", store.name());
+                tail
+            }
+            Ok(None) => panic!("[{}] round {round}: no tail of a stored series", store.name()),
+            Err(StorageError::Unsupported { .. }) => {
+                let skipped = n - 100;
+                SeriesTail { skipped, first: whole.first_timestamp(), bars: whole.slice_rows(skipped, n) }
+            }
+            Err(e) => panic!("[{}] round {round}: load_tail failed: {e}", store.name()),
+        };
+        assert_eq!(tail.len(), n, "[{}] round {round}: tail rows", store.name());
+        assert_eq!(tail.first, whole.first_timestamp(), "[{}] round {round}: tail first", store.name());
+        assert!(tail.bars == whole.slice_rows(tail.skipped, n), "[{}] round {round}: tail rows differ", store.name());
+        if tail.skipped > 0 {
+            assert!(tail.bars.timestamps()[0] < from, "[{}] round {round}: no row before `from`", store.name());
+        }
+        let update = sample_bars(3, from, DAY_NS, 610 + round);
+        let (new, _) = barvault_domain::merge(&version, &update, MergePolicy::KeepLast).expect("merge");
+        let (bars, _) = barvault_domain::merge(&tail.bars, &update, MergePolicy::KeepLast).expect("merge");
+        let next = SeriesTail { bars, ..tail };
+        let hint = StageHint { stored_rows: n, unchanged_prefix: version.common_prefix_len(&new) };
+        let staged = match store.stage_tail(&next, &s, hint, &c).await {
+            Ok(Some(staged)) => Some(staged),
+            Ok(None) | Err(StorageError::Unsupported { .. }) => match store.stage_with(&new, &s, hint, &c).await {
+                Ok(staged) => Some(staged),
+                Err(StorageError::Unsupported { .. }) => None,
+                Err(e) => panic!("[{}] round {round}: stage_with failed: {e}", store.name()),
+            },
+            Err(e) => panic!("[{}] round {round}: stage_tail failed: {e}", store.name()),
+        };
+        let receipt = match staged {
+            Some(staged) => {
+                let receipt = staged.commit(BackupPolicy::Keep, &c).await;
+                let receipt =
+                    receipt.unwrap_or_else(|e| panic!("[{}] round {round}: commit failed: {e}", store.name()));
+                let loaded = store.load_with_checksum(&s, None, &c).await.ok().flatten().and_then(|(_, sum)| sum);
+                assert_eq!(loaded, receipt.checksum_md5, "[{}] round {round}: receipt checksum vs load", store.name());
+                receipt
+            }
+            None => persist(store, &new, &s, PersistOptions::replace()).await,
+        };
+        assert_eq!(receipt.rows_written, new.len(), "[{}] round {round}: receipt rows", store.name());
+        assert_bars(store, &format!("tail round {round}"), &load_all(store, &s).await, &new);
+        version = new;
+    }
+}
+
 /// Every [`BarStore`] case, in order.
 pub async fn run_all(store: &dyn BarStore) {
     round_trip(store).await;
@@ -734,6 +798,7 @@ pub async fn run_all(store: &dyn BarStore) {
     reads_against_a_record_trust_only_a_matching_fingerprint(store).await;
     staged_write_is_invisible_until_commit(store).await;
     staged_write_with_a_hint_is_exact(store).await;
+    tail_reads_and_stages_are_exact(store).await;
 }
 
 async fn meta_get(store: &dyn MetadataStore, s: &SeriesKey, format: &str) -> Option<FileMetadata> {

@@ -19,14 +19,14 @@ mod store;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use codec::{BarCodec, CodecError, CodecInput, KeptPrefix};
+pub use codec::{BarCodec, CodecError, CodecInput, KeptPrefix, RawTail};
 pub use context::OpContext;
 pub use error::{IoStep, StorageError};
 pub use lock::{SeriesGuard, SeriesLocks};
 pub use metadata::{DateRange, FileMetadata, Fingerprint, Md5State, MetadataStore};
 pub use store::{
-    BackupPolicy, BarStore, FileInfo, PersistOptions, SecondaryStatus, StageHint, StagedWrite, StorageReceipt,
-    WriteMode,
+    BackupPolicy, BarStore, FileInfo, PersistOptions, SecondaryStatus, SeriesTail, StageHint, StagedWrite,
+    StorageReceipt, WriteMode,
 };
 
 #[cfg(feature = "mock")]

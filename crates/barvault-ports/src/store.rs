@@ -220,6 +220,41 @@ pub trait BarStore: Send + Sync + Debug {
         self.checksum(series, ctx).await
     }
 
+    /// The stored rows of `series` from about `from` on, with the MD5 of the file they were
+    /// read from, under the same licence as [`BarStore::load_with_checksum_against`];
+    /// `None` if nothing is stored. Optional: a store that can read a file's last rows
+    /// without decoding the rest returns at least every row at or after `from` and, when
+    /// the series has one, a row before it (see [`SeriesTail`]).
+    ///
+    /// A merge of bars that start at `from` changes nothing earlier, so a nightly update
+    /// reads its last block of rows instead of the whole history, and stages the result
+    /// with [`BarStore::stage_tail`].
+    async fn load_tail_against<'a>(
+        &'a self,
+        _series: &'a SeriesKey,
+        _from: i64,
+        _record: Option<&'a FileMetadata>,
+        _ctx: &'a OpContext,
+    ) -> Result<Option<(SeriesTail, Option<String>)>, StorageError> {
+        Err(StorageError::unsupported("load_tail", self.name()))
+    }
+
+    /// [`BarStore::stage_with`] of a new version given by its last rows: the version's
+    /// first `tail.skipped` rows are the stored version's first rows, unchanged, and
+    /// `tail.bars` are the rest. `hint` counts rows of the whole versions. Only a store
+    /// that can keep the stored bytes of those first rows can stage this; `Ok(None)` when
+    /// it cannot here (the stored file is not the one proven, its bytes do not match), and
+    /// the caller stages the whole bars instead. Optional.
+    async fn stage_tail(
+        &self,
+        _tail: &SeriesTail,
+        _series: &SeriesKey,
+        _hint: StageHint,
+        _ctx: &OpContext,
+    ) -> Result<Option<Box<dyn StagedWrite>>, StorageError> {
+        Err(StorageError::unsupported("stage_tail", self.name()))
+    }
+
     /// Every stored series. Optional.
     async fn list(&self, _ctx: &OpContext) -> Result<Vec<SeriesKey>, StorageError> {
         Err(StorageError::unsupported("list", self.name()))
@@ -259,6 +294,36 @@ pub trait BarStore: Send + Sync + Debug {
         ctx: &OpContext,
     ) -> Result<Box<dyn StagedWrite>, StorageError> {
         self.stage(bars, series, ctx).await
+    }
+}
+
+/// A series given by its last rows: rows `skipped..` are `bars`; the first `skipped` rows
+/// are stored and not in memory, each earlier than every row of `bars`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesTail {
+    pub skipped: usize,
+    /// The first timestamp of the whole series (`None` for an empty one).
+    pub first: Option<i64>,
+    pub bars: Bars,
+}
+
+impl SeriesTail {
+    /// A whole series: nothing skipped.
+    pub fn whole(bars: Bars) -> Self {
+        Self { skipped: 0, first: bars.first_timestamp(), bars }
+    }
+
+    /// Rows of the whole series.
+    pub fn len(&self) -> usize {
+        self.skipped + self.bars.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn last_timestamp(&self) -> Option<i64> {
+        self.bars.last_timestamp()
     }
 }
 

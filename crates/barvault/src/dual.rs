@@ -14,7 +14,7 @@ use barvault_domain::{
 };
 use barvault_ports::{
     BackupPolicy, BarStore, DateRange, FileInfo, FileMetadata, MetadataStore, OpContext, PersistOptions,
-    SecondaryStatus, SeriesLocks, StageHint, StagedWrite, StorageError, StorageReceipt, WriteMode,
+    SecondaryStatus, SeriesLocks, SeriesTail, StageHint, StagedWrite, StorageError, StorageReceipt, WriteMode,
 };
 use chrono::Utc;
 use serde::Serialize;
@@ -176,75 +176,50 @@ impl DualStorageManager {
             return Ok(PersistOutcome { receipt, validation: report, generation: None, repaired: Vec::new() });
         }
         let _guard = self.locks.lock(series, self.settings.lock_timeout, ctx).await?;
-        let state = self.read_state(series, ctx).await?;
-        let empty = Bars::empty();
-        let existing = state.bars.as_ref().unwrap_or(&empty);
-        let (result, stats) = match options.mode {
-            WriteMode::Merge => {
-                merge(existing, &bars, options.policy).map_err(|e| StorageError::merge_failed(series, e))?
+        // A merge reads only the stored rows from the new bars' first timestamp on when
+        // both copies can (see `SeriesTail`); anything that needs the rest reads it whole.
+        let from = match options.mode {
+            WriteMode::Merge => bars.first_timestamp(),
+            WriteMode::Replace | WriteMode::Overwrite => None,
+        };
+        let mut state = self.read_state(series, from, ctx).await?;
+        let (next, stats, staged) = loop {
+            let (result, stats) = self.combine(&state, &bars, series, options)?;
+            if state.skipped > 0 {
+                match self.stage_tails(&state, result, stats, series, ctx).await? {
+                    Some(done) => break done,
+                    None => {
+                        tracing::debug!("the last rows alone cannot make the new version; reading it whole");
+                        state = self.read_state(series, None, ctx).await?;
+                        continue;
+                    }
+                }
             }
-            WriteMode::Replace | WriteMode::Overwrite => {
-                let unchanged = options.mode == WriteMode::Replace && *existing == bars;
-                let stats = MergeStats {
-                    existing_rows: existing.len(),
-                    new_rows: bars.len(),
-                    result_rows: bars.len(),
-                    unchanged,
-                    ..MergeStats::default()
-                };
-                (bars, stats)
-            }
+            let next = SeriesTail::whole(result);
+            let staged = self.stage_whole(&state, &next.bars, stats, series, ctx).await;
+            break (next, stats, staged);
         };
         let never_stored = state.bars.is_none();
-        let empty_new_series = never_stored && result.is_empty();
-        let need_primary = !empty_new_series && (!stats.unchanged || !state.primary_ok);
-        let need_secondary = self.secondary.is_some() && !empty_new_series && (!stats.unchanged || !state.secondary_ok);
         let pformat = self.primary.name().to_string();
         let mut repaired = Vec::new();
-        if stats.unchanged && !state.primary_ok && need_primary {
+        if stats.unchanged && !state.primary_ok && staged.need_primary {
             repaired.push(self.location(series, &pformat));
         }
-
-        // A copy that was damaged is not kept as `.backup`: it would push out a sound one.
-        let backup_for = |ok: bool| if ok { BackupPolicy::Keep } else { BackupPolicy::Skip };
-        // The primary is written and recorded before the secondary is touched: a call that
-        // fails on the primary then leaves both copies exactly as they were, so an error
-        // always means "not stored" (writing both at once could leave the refused batch in
-        // the secondary, served by the fallback, even for a series that did not exist).
         let (pbackup, sbackup) = (backup_for(state.primary_ok), backup_for(state.secondary_ok));
-        // When both copies are written and both stores can stage, they are encoded and
-        // fsynced at the same time (one core each) but still published primary first:
-        // a staged secondary is dropped, i.e. discarded, when the primary fails.
-        let mut staged_secondary = None;
-        let mut p = None;
-        if need_primary
-            && need_secondary
-            && let Some(sec) = &self.secondary
-        {
-            let unsupported =
-                |r: &Result<Box<dyn StagedWrite>, StorageError>| matches!(r, Err(StorageError::Unsupported { .. }));
-            // What each copy may reuse of its stored bytes: the leading rows the merge left
-            // as they were, vouched for only for a copy just proven sound.
-            let kept = state.bars.as_ref().map_or(0, |old| old.common_prefix_len(&result));
-            let hint = |ok: bool| match (&state.bars, ok) {
-                (Some(old), true) => StageHint { stored_rows: old.len(), unchanged_prefix: kept },
-                _ => StageHint::default(),
-            };
-            let (ps, ss) = tokio::join!(
-                self.primary.stage_with(&result, series, hint(state.primary_ok), ctx),
-                sec.stage_with(&result, series, hint(state.secondary_ok), ctx)
-            );
-            if !unsupported(&ps) && !unsupported(&ss) {
-                p = Some(match ps {
-                    Ok(staged) => staged.commit(pbackup, ctx).await,
-                    Err(e) => Err(e),
-                });
-                staged_secondary = Some(ss);
-            }
-        }
-        if p.is_none() && need_primary {
-            p = Some(self.primary.persist(&result, series, PersistOptions::overwrite(pbackup), ctx).await);
-        }
+        let Staged { need_primary, need_secondary, primary: staged_primary, secondary: mut staged_secondary } = staged;
+        // A version given by its last rows can only be committed from staged writes: a
+        // plain overwrite would store the last rows alone.
+        let whole = (next.skipped == 0).then_some(&next.bars);
+        let p = match staged_primary {
+            Some(Ok(staged)) => Some(staged.commit(pbackup, ctx).await),
+            Some(Err(e)) => Some(Err(e)),
+            None if need_primary => Some(match whole {
+                Some(all) => self.primary.persist(all, series, PersistOptions::overwrite(pbackup), ctx).await,
+                None => Err(StorageError::unsupported("persist of a tail", self.primary.name())),
+            }),
+            None => None,
+        };
+        let result = &next;
 
         let generation = state.generation + 1;
         let mut receipt = match p {
@@ -253,7 +228,7 @@ impl DualStorageManager {
                 return Err(e);
             }
             Some(Ok(r)) => {
-                if let Err(e) = self.record(series, &result, &r, generation, state.primary_meta.as_ref(), ctx).await {
+                if let Err(e) = self.record(series, result, &r, generation, state.primary_meta.as_ref(), ctx).await {
                     // A stored series keeps its old record, which no longer matches the file,
                     // so reads fall back to the untouched secondary. A new series has no record
                     // to disagree with: its file would be served although the call failed, so
@@ -278,7 +253,10 @@ impl DualStorageManager {
             (Some(s), true) => Some(match staged_secondary.take() {
                 Some(Ok(staged)) => staged.commit(sbackup, ctx).await,
                 Some(Err(e)) => Err(e),
-                None => s.persist(&result, series, PersistOptions::overwrite(sbackup), ctx).await,
+                None => match whole {
+                    Some(all) => s.persist(all, series, PersistOptions::overwrite(sbackup), ctx).await,
+                    None => Err(StorageError::unsupported("persist of a tail", s.name())),
+                },
             }),
             _ => None,
         };
@@ -295,7 +273,7 @@ impl DualStorageManager {
                     // The primary is stored and recorded, so the call has succeeded: a failed
                     // record of the secondary is a failed secondary (repaired by the next
                     // persist or `recover`, which see its checksum disagree), not an error.
-                    match self.record(series, &result, &r, g, state.secondary_meta.as_ref(), ctx).await {
+                    match self.record(series, result, &r, g, state.secondary_meta.as_ref(), ctx).await {
                         Ok(()) => {
                             if stats.unchanged {
                                 repaired.push(r.location.clone());
@@ -329,10 +307,147 @@ impl DualStorageManager {
         Ok(PersistOutcome { receipt, validation: report, generation: recorded, repaired })
     }
 
+    /// The merged (or replacing) bars and what changed, over the rows `state` holds; for a
+    /// state of last rows, the counts include the rows before them.
+    fn combine(
+        &self,
+        state: &StoredState,
+        bars: &Bars,
+        series: &SeriesKey,
+        options: PersistOptions,
+    ) -> Result<(Bars, MergeStats), StorageError> {
+        let empty = Bars::empty();
+        let existing = state.bars.as_ref().unwrap_or(&empty);
+        let (result, mut stats) = match options.mode {
+            WriteMode::Merge => {
+                merge(existing, bars, options.policy).map_err(|e| StorageError::merge_failed(series, e))?
+            }
+            WriteMode::Replace | WriteMode::Overwrite => {
+                let unchanged = options.mode == WriteMode::Replace && *existing == *bars;
+                let stats = MergeStats {
+                    existing_rows: existing.len(),
+                    new_rows: bars.len(),
+                    result_rows: bars.len(),
+                    unchanged,
+                    ..MergeStats::default()
+                };
+                (bars.clone(), stats)
+            }
+        };
+        stats.existing_rows += state.skipped;
+        stats.result_rows += state.skipped;
+        Ok((result, stats))
+    }
+
+    /// Which copies need writing, given what the merge changed and which copies were sound.
+    fn needs(&self, state: &StoredState, rows: usize, stats: MergeStats) -> (bool, bool) {
+        let empty_new_series = state.bars.is_none() && rows == 0;
+        let need_primary = !empty_new_series && (!stats.unchanged || !state.primary_ok);
+        let need_secondary = self.secondary.is_some() && !empty_new_series && (!stats.unchanged || !state.secondary_ok);
+        (need_primary, need_secondary)
+    }
+
+    /// Stages the copies a whole `result` needs. When both copies are written and both
+    /// stores can stage, they are encoded and fsynced at the same time (one core each) but
+    /// still published primary first: a staged secondary is dropped, i.e. discarded, when
+    /// the primary fails. A store that cannot stage is written by `persist` instead.
+    async fn stage_whole(
+        &self,
+        state: &StoredState,
+        result: &Bars,
+        stats: MergeStats,
+        series: &SeriesKey,
+        ctx: &OpContext,
+    ) -> Staged {
+        let (need_primary, need_secondary) = self.needs(state, result.len(), stats);
+        let mut staged = Staged { need_primary, need_secondary, primary: None, secondary: None };
+        if let (true, true, Some(sec)) = (need_primary, need_secondary, &self.secondary) {
+            let unsupported =
+                |r: &Result<Box<dyn StagedWrite>, StorageError>| matches!(r, Err(StorageError::Unsupported { .. }));
+            // What each copy may reuse of its stored bytes: the leading rows the merge left
+            // as they were, vouched for only for a copy just proven sound.
+            let kept = state.bars.as_ref().map_or(0, |old| old.common_prefix_len(result));
+            let hint = |ok: bool| match (&state.bars, ok) {
+                (Some(old), true) => StageHint { stored_rows: old.len(), unchanged_prefix: kept },
+                _ => StageHint::default(),
+            };
+            let (ps, ss) = tokio::join!(
+                self.primary.stage_with(result, series, hint(state.primary_ok), ctx),
+                sec.stage_with(result, series, hint(state.secondary_ok), ctx)
+            );
+            if !unsupported(&ps) && !unsupported(&ss) {
+                staged.primary = Some(ps);
+                staged.secondary = Some(ss);
+            }
+        }
+        staged
+    }
+
+    /// [`Self::stage_whole`] for a state of last rows: both copies staged from their stored
+    /// bytes and the merged last rows, or nothing to write; `None` when that is not
+    /// possible (a copy was not proven sound; the merge added a column, which changes
+    /// every row; a store cannot stage the tail), and the caller reads the series whole.
+    async fn stage_tails(
+        &self,
+        state: &StoredState,
+        result: Bars,
+        stats: MergeStats,
+        series: &SeriesKey,
+        ctx: &OpContext,
+    ) -> Result<Option<(SeriesTail, MergeStats, Staged)>, StorageError> {
+        let Some(old) = &state.bars else { return Ok(None) };
+        // A copy not proven sound must not lend its bytes (the whole path encodes it anew).
+        if !(state.primary_ok && state.secondary_ok) || result.column_names() != old.column_names() {
+            return Ok(None);
+        }
+        let next = SeriesTail { skipped: state.skipped, first: state.first, bars: result };
+        let (need_primary, need_secondary) = self.needs(state, next.len(), stats);
+        let mut staged = Staged { need_primary, need_secondary, primary: None, secondary: None };
+        match (need_primary, need_secondary, &self.secondary) {
+            (false, false, _) => Ok(Some((next, stats, staged))),
+            (true, true, Some(sec)) => {
+                let hint = StageHint {
+                    stored_rows: state.skipped + old.len(),
+                    unchanged_prefix: state.skipped + old.common_prefix_len(&next.bars),
+                };
+                let (ps, ss) = tokio::join!(
+                    self.primary.stage_tail(&next, series, hint, ctx),
+                    sec.stage_tail(&next, series, hint, ctx)
+                );
+                // Staged writes dropped here are discarded, and the locks they hold released.
+                let usable = |r: Result<Option<Box<dyn StagedWrite>>, StorageError>| match r {
+                    Ok(Some(w)) => Ok(Some(w)),
+                    Ok(None) | Err(StorageError::Unsupported { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                match (usable(ps), usable(ss)) {
+                    (Ok(Some(p)), Ok(Some(s))) => {
+                        staged.primary = Some(Ok(p));
+                        staged.secondary = Some(Ok(s));
+                        Ok(Some((next, stats, staged)))
+                    }
+                    // As for a whole write: the primary failing is the call failing, and the
+                    // secondary failing is a failed secondary.
+                    (Err(e), _) => {
+                        staged.primary = Some(Err(e));
+                        Ok(Some((next, stats, staged)))
+                    }
+                    (Ok(Some(p)), Err(e)) => {
+                        staged.primary = Some(Ok(p));
+                        staged.secondary = Some(Err(e));
+                        Ok(Some((next, stats, staged)))
+                    }
+                    _ => Ok(None),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
     async fn record(
         &self,
         series: &SeriesKey,
-        bars: &Bars,
+        bars: &SeriesTail,
         receipt: &StorageReceipt,
         generation: u64,
         previous: Option<&FileMetadata>,
@@ -345,9 +460,9 @@ impl DualStorageManager {
             period: series.period,
             format: receipt.format.clone(),
             row_count: bars.len() as u64,
-            columns: bars.column_names(),
+            columns: bars.bars.column_names(),
             date_range: DateRange {
-                start: bars.first_timestamp().map(barvault_domain::nanos_to_datetime),
+                start: bars.first.map(barvault_domain::nanos_to_datetime),
                 end: bars.last_timestamp().map(barvault_domain::nanos_to_datetime),
             },
             file_size: receipt.file_size.unwrap_or(0),
@@ -387,6 +502,30 @@ impl DualStorageManager {
         }
     }
 
+    /// [`Self::read_copy`] of the rows from about `from` on where the store can read them
+    /// alone, with the rows left out and the series' first timestamp (see [`SeriesTail`]).
+    async fn read_copy_from(
+        store: &dyn BarStore,
+        meta: Option<&FileMetadata>,
+        series: &SeriesKey,
+        from: Option<i64>,
+        ctx: &OpContext,
+    ) -> Result<(Copy, usize, Option<i64>), StorageError> {
+        if let Some(from) = from {
+            match store.load_tail_against(series, from, meta, ctx).await {
+                Ok(Some((tail, sum))) => {
+                    let (skipped, first) = (tail.skipped, tail.first);
+                    return Ok((Self::classify(meta, Ok(Some((tail.bars, sum))))?, skipped, first));
+                }
+                Err(StorageError::Unsupported { .. }) => {}
+                other => {
+                    return Ok((Self::classify(meta, other.map(|found| found.map(|(t, s)| (t.bars, s))))?, 0, None));
+                }
+            }
+        }
+        Ok((Self::read_copy(store, meta, series, None, ctx).await?, 0, None))
+    }
+
     /// Reads one copy and classifies it against its metadata record.
     async fn read_copy(
         store: &dyn BarStore,
@@ -395,7 +534,15 @@ impl DualStorageManager {
         range: Option<TimeRange>,
         ctx: &OpContext,
     ) -> Result<Copy, StorageError> {
-        match store.load_with_checksum_against(series, range, meta, ctx).await {
+        Self::classify(meta, store.load_with_checksum_against(series, range, meta, ctx).await)
+    }
+
+    /// Classifies a read copy against its metadata record.
+    fn classify(
+        meta: Option<&FileMetadata>,
+        read: Result<Option<(Bars, Option<String>)>, StorageError>,
+    ) -> Result<Copy, StorageError> {
+        match read {
             Ok(None) => Ok(match meta {
                 None => Copy::Absent,
                 Some(m) => Copy::Bad(format!("{} is recorded in metadata but missing", m.file_path)),
@@ -412,7 +559,14 @@ impl DualStorageManager {
         }
     }
 
-    async fn read_state(&self, series: &SeriesKey, ctx: &OpContext) -> Result<StoredState, StorageError> {
+    /// What is stored, each copy classified against its record. With `from`, the preferred
+    /// secondary copy may be read from about `from` on only (see [`SeriesTail`]).
+    async fn read_state(
+        &self,
+        series: &SeriesKey,
+        from: Option<i64>,
+        ctx: &OpContext,
+    ) -> Result<StoredState, StorageError> {
         let pmeta = self.metadata.get(series, self.primary.name(), ctx).await?;
         let smeta = match &self.secondary {
             Some(s) => self.metadata.get(series, s.name(), ctx).await?,
@@ -422,6 +576,8 @@ impl DualStorageManager {
         let primary_generation = pmeta.as_ref().map(|m| m.generation);
         let state = |bars: Option<Bars>, primary_ok: bool, secondary_ok: bool| StoredState {
             bars,
+            skipped: 0,
+            first: None,
             primary_ok,
             secondary_ok,
             generation,
@@ -433,20 +589,20 @@ impl DualStorageManager {
             // The primary is not decoded, but its checksum is still proved (in parallel), so a
             // damaged primary is rewritten and never kept as the `.backup`.
             let (copy, primary_sum) = tokio::join!(
-                Self::read_copy(sec.as_ref(), smeta.as_ref(), series, None, ctx),
+                Self::read_copy_from(sec.as_ref(), smeta.as_ref(), series, from, ctx),
                 self.primary.checksum_against(series, pmeta.as_ref(), ctx)
             );
             match copy? {
-                Copy::Good(bars) => {
+                (Copy::Good(bars), skipped, first) => {
                     let primary_ok = match primary_sum {
                         Ok(sum) => sum.is_some() && sum.as_deref() == pmeta.as_ref().map(|m| m.checksum.as_str()),
                         Err(StorageError::Unsupported { .. }) => self.primary.exists(series, ctx).await?,
                         Err(e) if e.is_data_error() => false,
                         Err(e) => return Err(e),
                     };
-                    return Ok(state(Some(bars), primary_ok, true));
+                    return Ok(StoredState { skipped, first, ..state(Some(bars), primary_ok, true) });
                 }
-                other => {
+                (other, _, _) => {
                     tracing::warn!(reason = ?other.reason(), "preferred secondary copy unusable; reading the primary")
                 }
             }
@@ -596,8 +752,25 @@ impl Copy {
 }
 
 #[derive(Debug)]
+/// The copies a persist writes, and their staged writes where the stores could stage.
+struct Staged {
+    need_primary: bool,
+    need_secondary: bool,
+    primary: Option<Result<Box<dyn StagedWrite>, StorageError>>,
+    secondary: Option<Result<Box<dyn StagedWrite>, StorageError>>,
+}
+
+/// A copy that was damaged is not kept as `.backup`: it would push out a sound one.
+fn backup_for(sound: bool) -> BackupPolicy {
+    if sound { BackupPolicy::Keep } else { BackupPolicy::Skip }
+}
+
 struct StoredState {
+    /// The stored bars, or only their last rows (see [`SeriesTail`]): `skipped` rows
+    /// before them, the first at `first`.
     bars: Option<Bars>,
+    skipped: usize,
+    first: Option<i64>,
     primary_ok: bool,
     secondary_ok: bool,
     /// The highest generation recorded for any copy.

@@ -1,0 +1,345 @@
+//! Merges that read and write only a series' last rows (`BarStore::load_tail_against`,
+//! `BarStore::stage_tail`): the store they leave is the one a whole read and write leaves,
+//! byte for byte where the format allows, and every case the last rows cannot serve falls
+//! back to the whole series.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use barvault::domain::{ExtraColumn, merge};
+use barvault::{Bars, DualSettings, DualStorageManager, Instrument, Period, SeriesKey, TimeRange, ValidationPolicy};
+use barvault_csv::{CsvCodec, encode_to_vec};
+use barvault_fs::{FileStore, md5_hex};
+use barvault_parquet::ParquetCodec;
+use barvault_ports::memory::{InMemoryLocks, InMemoryMetadataStore};
+use barvault_ports::{
+    BarCodec, BarStore, CodecInput, FileInfo, FileMetadata, MetadataStore, OpContext, PersistOptions, SeriesTail,
+    StageHint, StagedWrite, StorageError, StorageReceipt,
+};
+use common::ctx;
+
+const DAY: i64 = 86_400_000_000_000;
+const START: i64 = 1_136_160_000_000_000_000;
+
+fn series() -> SeriesKey {
+    SeriesKey::new(Instrument::stock("TAIL").unwrap(), Period::D1)
+}
+
+/// `n` daily bars with an extra column that is sometimes empty; `bump` shifts the prices
+/// of the rows from `changed_from` on.
+fn daily(n: usize, changed_from: usize, bump: f64) -> Bars {
+    let ts: Vec<i64> = (0..n as i64).map(|i| START + i * DAY).collect();
+    let px = |i: usize| 50.0 + (i * 37 % 1000) as f64 * 0.01 + if i >= changed_from { bump } else { 0.0 };
+    let v: Vec<f64> = (0..n).map(px).collect();
+    let vol: Vec<f64> = (0..n).map(|i| 1500.0 + i as f64).collect();
+    let oi: Vec<Option<f64>> = (0..n).map(|i| (i % 5 != 0).then_some(i as f64 * 0.5)).collect();
+    Bars::new(ts, v.clone(), v.clone(), v.clone(), v, vol, vec![ExtraColumn::new("open_interest", oi).unwrap()])
+        .unwrap()
+}
+
+/// Rows of `bars` from row `from` on.
+fn from_row(bars: &Bars, from: usize) -> Bars {
+    bars.slice(&TimeRange::new(Some(bars.timestamps()[from]), None).unwrap())
+}
+
+/// A file store that counts the tail calls it serves, and with `refuse` does not serve
+/// them (as a store without tails), so the manager takes the whole path.
+#[derive(Debug)]
+struct Tails {
+    inner: Arc<dyn BarStore>,
+    refuse: bool,
+    loads: AtomicUsize,
+    staged: AtomicUsize,
+    declined: AtomicUsize,
+}
+
+impl Tails {
+    fn new(inner: Arc<dyn BarStore>, refuse: bool) -> Self {
+        Self { inner, refuse, loads: AtomicUsize::new(0), staged: AtomicUsize::new(0), declined: AtomicUsize::new(0) }
+    }
+
+    /// (tail loads served, tails staged, tails declined)
+    fn counts(&self) -> (usize, usize, usize) {
+        (self.loads.load(Ordering::SeqCst), self.staged.load(Ordering::SeqCst), self.declined.load(Ordering::SeqCst))
+    }
+}
+
+#[async_trait]
+impl BarStore for Tails {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn persist(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        options: PersistOptions,
+        ctx: &OpContext,
+    ) -> Result<StorageReceipt, StorageError> {
+        self.inner.persist(bars, series, options, ctx).await
+    }
+
+    async fn load(
+        &self,
+        series: &SeriesKey,
+        range: Option<TimeRange>,
+        ctx: &OpContext,
+    ) -> Result<Option<Bars>, StorageError> {
+        self.inner.load(series, range, ctx).await
+    }
+
+    async fn exists(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
+        self.inner.exists(series, ctx).await
+    }
+
+    async fn file_info(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<FileInfo>, StorageError> {
+        self.inner.file_info(series, ctx).await
+    }
+
+    async fn load_with_checksum_against<'a>(
+        &'a self,
+        series: &'a SeriesKey,
+        range: Option<TimeRange>,
+        record: Option<&'a FileMetadata>,
+        ctx: &'a OpContext,
+    ) -> Result<Option<(Bars, Option<String>)>, StorageError> {
+        self.inner.load_with_checksum_against(series, range, record, ctx).await
+    }
+
+    async fn checksum_against<'a>(
+        &'a self,
+        series: &'a SeriesKey,
+        record: Option<&'a FileMetadata>,
+        ctx: &'a OpContext,
+    ) -> Result<Option<String>, StorageError> {
+        self.inner.checksum_against(series, record, ctx).await
+    }
+
+    async fn load_tail_against<'a>(
+        &'a self,
+        series: &'a SeriesKey,
+        from: i64,
+        record: Option<&'a FileMetadata>,
+        ctx: &'a OpContext,
+    ) -> Result<Option<(SeriesTail, Option<String>)>, StorageError> {
+        if self.refuse {
+            return Err(StorageError::unsupported("load_tail", self.name()));
+        }
+        let found = self.inner.load_tail_against(series, from, record, ctx).await?;
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        Ok(found)
+    }
+
+    async fn stage_with(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        hint: StageHint,
+        ctx: &OpContext,
+    ) -> Result<Box<dyn StagedWrite>, StorageError> {
+        self.inner.stage_with(bars, series, hint, ctx).await
+    }
+
+    async fn stage_tail(
+        &self,
+        tail: &SeriesTail,
+        series: &SeriesKey,
+        hint: StageHint,
+        ctx: &OpContext,
+    ) -> Result<Option<Box<dyn StagedWrite>>, StorageError> {
+        let staged = self.inner.stage_tail(tail, series, hint, ctx).await?;
+        let counter = if staged.is_some() { &self.staged } else { &self.declined };
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(staged)
+    }
+
+    async fn remove(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
+        self.inner.remove(series, ctx).await
+    }
+}
+
+/// A CSV + Parquet manager over `dir` that prefers reading the Parquet copy, as the
+/// factory builds it, with counting stores.
+struct Stack {
+    csv: Arc<Tails>,
+    parquet: Arc<Tails>,
+    csv_store: FileStore<CsvCodec>,
+    parquet_store: FileStore<ParquetCodec>,
+    metadata: Arc<InMemoryMetadataStore>,
+    manager: DualStorageManager,
+}
+
+fn stack(dir: &Path, refuse: bool) -> Stack {
+    let csv_store = FileStore::builder(dir, CsvCodec).build().unwrap();
+    let parquet_store = FileStore::builder(dir, ParquetCodec::default()).build().unwrap();
+    let csv = Arc::new(Tails::new(Arc::new(csv_store.clone()), refuse));
+    let parquet = Arc::new(Tails::new(Arc::new(parquet_store.clone()), refuse));
+    let metadata = Arc::new(InMemoryMetadataStore::new());
+    let settings =
+        DualSettings { validation: ValidationPolicy::Off, prefer_secondary_reads: true, ..DualSettings::default() };
+    let manager = DualStorageManager::new(
+        csv.clone(),
+        Some(parquet.clone()),
+        metadata.clone(),
+        Arc::new(InMemoryLocks::new()),
+        settings,
+    );
+    Stack { csv, parquet, csv_store, parquet_store, metadata, manager }
+}
+
+impl Stack {
+    async fn persist(&self, bars: &Bars) {
+        self.manager.persist(bars, &series(), PersistOptions::default(), &ctx()).await.unwrap();
+    }
+
+    fn csv_bytes(&self) -> Vec<u8> {
+        common::read(&self.csv_store.path_of(&series()))
+    }
+
+    fn parquet_bars(&self) -> Bars {
+        let bytes = common::read(&self.parquet_store.path_of(&series()));
+        ParquetCodec::default()
+            .decode(CodecInput::Bytes(&bytes), None)
+            .unwrap()
+            .into_bars(Default::default())
+            .unwrap()
+            .0
+    }
+
+    async fn record(&self, format: &str) -> FileMetadata {
+        self.metadata.get(&series(), format, &ctx()).await.unwrap().expect("a record")
+    }
+
+    /// Both files hold `expected`, the CSV exactly as a whole encode writes it, and both
+    /// records describe their file: rows, range, columns and the MD5 of its bytes.
+    async fn assert_holds(&self, expected: &Bars, step: &str) {
+        assert!(self.csv_bytes() == encode_to_vec(expected), "{step}: the CSV is not a whole encode of the bars");
+        assert!(self.parquet_bars() == *expected, "{step}: the Parquet copy does not load back as the bars");
+        assert!(common::load(&self.manager, &series()).await.unwrap() == *expected, "{step}: load");
+        for (format, path) in
+            [("csv", self.csv_store.path_of(&series())), ("parquet", self.parquet_store.path_of(&series()))]
+        {
+            let record = self.record(format).await;
+            assert_eq!(record.checksum, md5_hex(&common::read(&path)), "{step}: {format} checksum");
+            assert_eq!(record.row_count, expected.len() as u64, "{step}: {format} rows");
+            assert_eq!(record.columns, expected.column_names(), "{step}: {format} columns");
+            let range = (record.date_range.start.map(|t| t.timestamp_nanos_opt().unwrap()), record.date_range.end);
+            assert_eq!(range.0, expected.first_timestamp(), "{step}: {format} first");
+            assert_eq!(
+                range.1.map(|t| t.timestamp_nanos_opt().unwrap()),
+                expected.last_timestamp(),
+                "{step}: {format} last"
+            );
+        }
+    }
+}
+
+/// Nightly merges through the manager read the Parquet copy from its last row group(s)
+/// and stage both copies from the stored bytes and the merged last rows; a manager whose
+/// stores refuse tails reads and stages the whole series. Both leave the same CSV bytes,
+/// the same Parquet rows and the same records, night after night, including a night
+/// that only appends and a night whose first revised bar opens the last row group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_merges_leave_the_store_a_whole_merge_leaves() {
+    let (dir_tail, dir_whole) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let tail = stack(dir_tail.path(), false);
+    let whole = stack(dir_whole.path(), true);
+    let mut expected = daily(5_000, usize::MAX, 0.0);
+    for s in [&tail, &whole] {
+        s.persist(&expected).await;
+    }
+    let mut updates = Vec::new();
+    for night in 0..4 {
+        let n = expected.len() + night;
+        updates.push((format!("night {night}"), from_row(&daily(n + 1, n - 2, 0.5 * (night + 1) as f64), n - 2)));
+    }
+    // Only a new bar; then bars revised from the first row of the last row group (4,096).
+    updates.push(("append".into(), from_row(&daily(5_005, 5_004, 2.0), 5_004)));
+    updates.push(("group start".into(), from_row(&daily(5_005, 4_096, 3.0), 4_096)));
+    // From row 1,000 on: no row group can be skipped, the tail read returns every row.
+    updates.push(("deep revision".into(), from_row(&daily(5_006, 1_000, 4.0), 1_000)));
+    for (i, (step, update)) in updates.iter().enumerate() {
+        expected = merge(&expected, update, Default::default()).unwrap().0;
+        for s in [&tail, &whole] {
+            s.persist(update).await;
+            s.assert_holds(&expected, step).await;
+        }
+        for format in ["csv", "parquet"] {
+            let (a, b) = (tail.record(format).await, whole.record(format).await);
+            assert_eq!((a.generation, &a.date_range, a.row_count), (b.generation, &b.date_range, b.row_count));
+        }
+        assert_eq!(tail.parquet.counts().0, i + 1, "{step}: the Parquet copy is read by its tail");
+        assert_eq!(tail.csv.counts().0, 0, "{step}: the CSV copy is only proven");
+        assert_eq!(whole.parquet.counts(), (0, 0, 0), "{step}");
+    }
+    assert!(tail.csv_bytes() == whole.csv_bytes());
+    // Six of the seven merges skipped rows; the deep revision was staged whole.
+    assert_eq!(tail.csv.counts(), (0, 6, 0));
+    assert_eq!(tail.parquet.counts(), (7, 6, 0));
+}
+
+/// What the last rows cannot serve is done on the whole series, with the same result:
+/// - bars that add a column, which changes every stored row (nulls);
+/// - a bar with a sub-second timestamp, which widens the time of every CSV line, so the
+///   stored lines cannot be kept (the CSV store declines the tail);
+/// - a damaged CSV copy (its checksum fails), which must not lend its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merges_the_last_rows_cannot_serve_read_the_whole_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = stack(dir.path(), false);
+    let mut expected = daily(5_000, usize::MAX, 0.0);
+    s.persist(&expected).await;
+
+    let plain = from_row(&daily(5_001, 4_999, 1.0), 4_999);
+    let adj: Vec<Option<f64>> = vec![Some(1.5); plain.len()];
+    let widened = Bars::new(
+        plain.timestamps().to_vec(),
+        plain.open().to_vec(),
+        plain.high().to_vec(),
+        plain.low().to_vec(),
+        plain.close().to_vec(),
+        plain.volume().to_vec(),
+        vec![plain.extras()[0].clone(), ExtraColumn::new("adj_close", adj).unwrap()],
+    )
+    .unwrap();
+    expected = merge(&expected, &widened, Default::default()).unwrap().0;
+    s.persist(&widened).await;
+    s.assert_holds(&expected, "new column").await;
+    assert_eq!(expected.column_names().len(), 8);
+    assert_eq!((s.csv.counts(), s.parquet.counts()), ((0, 0, 0), (1, 0, 0)), "no tail staged");
+
+    let last = expected.last_timestamp().unwrap();
+    let sub_second =
+        Bars::new(vec![last + DAY + 1], vec![1.0], vec![1.0], vec![1.0], vec![1.0], vec![0.0], vec![]).unwrap();
+    expected = merge(&expected, &sub_second, Default::default()).unwrap().0;
+    s.persist(&sub_second).await;
+    s.assert_holds(&expected, "sub-second timestamp").await;
+    assert_eq!(s.csv.counts().2, 1, "the CSV store declined the tail");
+
+    let path = s.csv_store.path_of(&series());
+    let text = String::from_utf8(common::read(&path)).unwrap();
+    let damaged = text.replacen(",1500,", ",1600,", 1);
+    assert_ne!(damaged, text);
+    std::fs::write(&path, damaged).unwrap();
+    let update = from_row(&expected, expected.len() - 1);
+    let bumped = Bars::new(
+        update.timestamps().to_vec(),
+        vec![9.0],
+        vec![9.0],
+        vec![9.0],
+        vec![9.0],
+        vec![9.0],
+        update.extras().to_vec(),
+    )
+    .unwrap();
+    expected = merge(&expected, &bumped, Default::default()).unwrap().0;
+    let before = s.csv.counts();
+    s.persist(&bumped).await;
+    s.assert_holds(&expected, "damaged primary").await;
+    assert_eq!(s.csv.counts(), before, "no tail staged from a damaged copy");
+}
