@@ -432,6 +432,11 @@ mod tests {
             }
         }
         values.extend([f64::MIN_POSITIVE, 5e-324, f64::MAX, 1e300, 1e-300, 123456.12345678, 20.559999]);
+        // Integers and decimals whose digit count steps at a power of ten.
+        for p in 0..16 {
+            let t = 10f64.powi(p);
+            values.extend([t, t - 1.0, -t, 1.0 - t, t + 0.5, t - 0.5, -(t + 0.25), t / 1e8, (t - 1.0) / 1e8]);
+        }
         for v in values {
             assert_eq!(text(v), general(v), "{v:e} ({:#x})", v.to_bits());
         }
