@@ -103,6 +103,11 @@ fn bench_daily(c: &mut Criterion) {
     group.bench_function("decode", |b| {
         b.iter(|| codec.decode(CodecInput::Bytes(black_box(&bytes)), None).expect("decode"))
     });
+    // What a nightly merge reads: the rows from its second-to-last bar on (the last group).
+    let from = bars.timestamps()[rows - 2];
+    group.bench_function("decode_tail", |b| {
+        b.iter(|| codec.decode_tail(black_box(&bytes), from).expect("parquet reads tails").expect("decode"))
+    });
     group.finish();
 }
 
