@@ -207,6 +207,9 @@ impl DualStorageManager {
         }
         let (pbackup, sbackup) = (backup_for(state.primary_ok), backup_for(state.secondary_ok));
         let Staged { need_primary, need_secondary, primary: staged_primary, secondary: mut staged_secondary } = staged;
+        // The primary is published and recorded before the secondary is: a call that fails
+        // on the primary then leaves both copies exactly as they were, so an error always
+        // means "not stored" (a staged secondary is dropped, i.e. discarded, with it).
         // A version given by its last rows can only be committed from staged writes: a
         // plain overwrite would store the last rows alone.
         let whole = (next.skipped == 0).then_some(&next.bars);
