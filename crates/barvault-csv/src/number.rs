@@ -11,10 +11,18 @@ const EXACT_INT_LIMIT: f64 = 9_007_199_254_740_992.0;
 /// `0.3333333333333333`). NaN, +inf and -inf print as `NaN`, `inf` and `-inf`; a NaN's sign
 /// and payload are not kept. The same value always gives the same text.
 pub fn write_f64(v: f64, out: &mut Vec<u8>) {
-    // Below 2^53 the conversion truncates exactly, so this is `v == v.trunc()` without a
-    // call to libm's `trunc` (false for NaN and the infinities, which go there too).
-    if v.is_nan() || v.abs() >= EXACT_INT_LIMIT || (v as i64) as f64 == v {
+    if v.is_nan() || v.abs() >= EXACT_INT_LIMIT {
         return write_f64_general(v, out);
+    }
+    // Below 2^53 the conversion truncates exactly, so this is `v == v.trunc()` without a
+    // call to libm's `trunc`; integers (volumes) are printed here as the general path
+    // prints them, without its checks.
+    if (v as i64) as f64 == v {
+        if v == 0.0 && v.is_sign_negative() {
+            return out.extend_from_slice(b"-0");
+        }
+        let mut buf = itoa::Buffer::new();
+        return out.extend_from_slice(buf.format(v as i64).as_bytes());
     }
     match fixed_grid_decimal(v) {
         Grid::Decimal { mantissa, fraction_digits } => push_grid_decimal(v < 0.0, mantissa, fraction_digits, out),
@@ -97,17 +105,28 @@ fn fixed_grid_decimal(v: f64) -> Grid {
     if m == 0 || m as f64 / scale != a {
         return if digits == 8 { Grid::NotShort } else { Grid::Unknown };
     }
-    if m % 10_i64.pow(digits as u32) == 0 {
+    // Constant divisors throughout (a branch per grid, the strip steps unrolled): the
+    // compiler turns each into a multiply and a shift, where a divisor it cannot see is a
+    // hardware division, and those were most of this function's time.
+    let m = m.unsigned_abs();
+    let integral = if digits == 8 { m.is_multiple_of(100_000_000) } else { m.is_multiple_of(1_000_000) };
+    if integral {
         // An integer: the caller prints those before asking.
         return Grid::Unknown;
     }
     // At most `digits - 1` <= 7 trailing zeros: strip 4, 2 and 1 (three steps, not seven).
-    let (mut mantissa, mut fraction_digits) = (m.unsigned_abs(), digits);
-    for (p, n) in [(10_000, 4), (100, 2), (10, 1)] {
-        if mantissa % p == 0 {
-            mantissa /= p;
-            fraction_digits -= n;
-        }
+    let (mut mantissa, mut fraction_digits) = (m, digits);
+    if mantissa.is_multiple_of(10_000) {
+        mantissa /= 10_000;
+        fraction_digits -= 4;
+    }
+    if mantissa.is_multiple_of(100) {
+        mantissa /= 100;
+        fraction_digits -= 2;
+    }
+    if mantissa.is_multiple_of(10) {
+        mantissa /= 10;
+        fraction_digits -= 1;
     }
     Grid::Decimal { mantissa, fraction_digits }
 }
@@ -146,22 +165,37 @@ fn write_short_decimal(v: f64, out: &mut Vec<u8>) -> bool {
 /// instead of three small copies and a formatter call per number.
 #[inline]
 fn push_grid_decimal(negative: bool, mut m: u64, k: usize, out: &mut Vec<u8>) {
+    // At most 1 + 16 + 1 + 8 bytes: `m < 2^50` has at most 16 digits.
     let mut buf = [0u8; 32];
     let mut i = buf.len();
-    for _ in 0..k {
+    // Two digits per division by 100, as `itoa` does: half the divisions of one at a time.
+    let pair = |buf: &mut [u8; 32], i: &mut usize, two: u64| {
+        let d = two as usize * 2;
+        *i -= 2;
+        buf[*i..*i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+    };
+    let mut fraction = k;
+    while fraction >= 2 {
+        pair(&mut buf, &mut i, m % 100);
+        m /= 100;
+        fraction -= 2;
+    }
+    if fraction == 1 {
         i -= 1;
         buf[i] = b'0' + (m % 10) as u8;
         m /= 10;
     }
     i -= 1;
     buf[i] = b'.';
-    loop {
+    while m >= 100 {
+        pair(&mut buf, &mut i, m % 100);
+        m /= 100;
+    }
+    if m >= 10 {
+        pair(&mut buf, &mut i, m);
+    } else {
         i -= 1;
-        buf[i] = b'0' + (m % 10) as u8;
-        m /= 10;
-        if m == 0 {
-            break;
-        }
+        buf[i] = b'0' + m as u8;
     }
     if negative {
         i -= 1;
@@ -169,6 +203,14 @@ fn push_grid_decimal(negative: bool, mut m: u64, k: usize, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&buf[i..]);
 }
+
+/// "00" to "99", two bytes each.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
 
 /// Writes `[-]m / 10^k` in plain decimal form with exactly `k` fraction digits.
 fn push_decimal(negative: bool, m: u64, k: usize, out: &mut Vec<u8>) {
@@ -412,6 +454,13 @@ mod tests {
     /// The double nearest to `[-]m * 10^e`, as a correct parser reads the text.
     fn decimal(negative: bool, m: u64, e: i32) -> f64 {
         format!("{}{m}e{e}", if negative { "-" } else { "" }).parse().unwrap()
+    }
+
+    #[test]
+    fn digit_pairs_are_00_to_99() {
+        for n in 0..100usize {
+            assert_eq!(&DIGIT_PAIRS[2 * n..2 * n + 2], format!("{n:02}").as_bytes());
+        }
     }
 
     #[test]
