@@ -8,8 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use barvault::{
-    BarStore, Bars, HealthStatus, IssueKind, MergePolicy, PersistOptions, Scope, SeriesKey, StorageConfig,
-    StorageError, StorageFactory, Vault, VerifyReport,
+    Bars, HealthStatus, IssueKind, MergePolicy, PersistOptions, Scope, SeriesKey, StorageConfig, StorageError,
+    StorageFactory, Vault, VerifyReport,
 };
 use barvault_metadata::FileMetadataStore;
 use barvault_ports::MetadataStore;
@@ -194,7 +194,7 @@ async fn a_wrong_fingerprint_is_reported_and_re_recorded() {
         if wrong_crc {
             fp.crc32 ^= 1;
         } else {
-            fp.md5_states.push(barvault_ports::Md5State { offset: 64, state: "00".repeat(16) });
+            fp.checkpoints.push(barvault_ports::Md5Checkpoint { offset: 64, state: "00".repeat(16) });
         }
         meta.record(&record, &ctx).await.unwrap();
 
@@ -261,7 +261,9 @@ async fn a_csv_only_store_recovers_a_damaged_csv_from_its_sound_backup() {
     let previous = common::read(&backup);
     let first = sample_bars(30, BASE_NS, DAY_NS, 10);
     let csv = barvault_fs::FileStore::new(t.vault.base(), barvault::CsvCodec).unwrap();
-    assert_eq!(csv.read_file_checked(&backup).unwrap().map(|(b, _)| b), Some(first.clone()));
+    let options = barvault_ports::LoadOptions::default().which(barvault_ports::Which::Backup);
+    let stored_backup = barvault_ports::BarStore::load(&csv, &t.series, &options, &common::ctx()).await.unwrap();
+    assert_eq!(stored_backup.map(|l| l.into_bars()), Some(first.clone()));
 
     std::fs::write(&t.csv, b"\x00\x01garbage").unwrap();
     let err = t.load().await.unwrap_err();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use barvault::{
-    BarStore, IssueKind, MetadataStore, PersistOptions, Scope, StorageConfig, StorageError, StorageFactory, TimeRange,
+    IssueKind, MetadataStore, PersistOptions, Scope, StorageConfig, StorageError, StorageFactory, TimeRange,
     ValidationPolicy,
 };
 use barvault_domain::datetime_to_nanos;
@@ -67,10 +67,10 @@ async fn single_format_stores_write_only_their_format() {
         assert!(receipt.secondary.is_none(), "{receipt:?}");
         assert!(receipt.location.ends_with(&format!("stocks/1d/AAPL.{ext}")), "{}", receipt.location);
         assert_eq!(data_files(dir.path()), vec![format!("AAPL.{ext}")]);
-        assert_eq!(common::load(&manager, &s).await, Some(bars.clone()));
+        assert_eq!(common::served(&manager, &s).await, Some(bars.clone()));
         let records = FileMetadataStore::new(dir.path()).list(&ctx).await.unwrap();
-        assert_eq!(records.iter().map(|r| r.format.as_str()).collect::<Vec<_>>(), vec![ext]);
-        assert_eq!(records[0].generation, 1);
+        assert_eq!(records.records.iter().map(|r| r.format.as_str()).collect::<Vec<_>>(), vec![ext]);
+        assert_eq!(records.records[0].generation, 1);
 
         let vault = StorageFactory::open_single_format(&config, parquet).unwrap();
         assert_eq!(vault.formats(), vec![ext.to_string()]);
@@ -106,7 +106,7 @@ async fn generations_increase_by_one_per_write_and_are_shared_by_both_formats() 
         assert_eq!(gens().await, (Some(k), Some(k)), "write {k}");
     }
     // A write that changes nothing records nothing.
-    let all = common::load(vault.manager(), &s).await.unwrap();
+    let all = common::served(vault.manager(), &s).await.unwrap();
     let outcome = vault
         .manager()
         .persist_with_backup(&all.slice_rows(3, 8), &s, PersistOptions::default(), ValidationPolicy::Strict, &ctx)
@@ -132,7 +132,7 @@ async fn persisting_identical_data_writes_nothing() {
     for options in [PersistOptions::default(), PersistOptions::replace()] {
         let receipt = vault.manager().persist(&bars, &s, options, &ctx).await.unwrap();
         assert!(!receipt.written && receipt.merge.unchanged, "{receipt:?}");
-        assert!(matches!(receipt.secondary, Some(barvault_ports::SecondaryStatus::Unchanged { .. })), "{receipt:?}");
+        assert!(matches!(receipt.secondary, Some(barvault::SecondaryStatus::Unchanged { .. })), "{receipt:?}");
     }
     let receipt = vault.manager().persist(&bars.slice_rows(2, 6), &s, PersistOptions::default(), &ctx).await.unwrap();
     assert!(!receipt.written);
@@ -217,9 +217,9 @@ async fn cleanup_dry_run_is_exactly_what_a_real_run_removes() {
         assert!(!p.exists(), "{} survived cleanup", p.display());
     }
     assert!(new_temp.exists(), "a young temp file was removed");
-    assert_eq!(common::load(m, &trimmed).await, Some(expected_kept.clone()));
-    assert_eq!(common::load(m, &gone).await, None);
-    assert_eq!(common::load(m, &kept).await, Some(kept_bars));
+    assert_eq!(common::served(m, &trimmed).await, Some(expected_kept.clone()));
+    assert_eq!(common::served(m, &gone).await, None);
+    assert_eq!(common::served(m, &kept).await, Some(kept_bars));
     for p in vault.paths_of(&kept) {
         assert!(before[&p] == snapshot(dir.path())[&p], "{} was touched", p.display());
     }

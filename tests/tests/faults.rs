@@ -1,4 +1,4 @@
-//! Failures injected into real adapters: a `FaultyStore` wrapper around in-memory stores, and
+//! Failures injected into real adapters: the ports' `UnreliableStore` wrapper around in-memory stores, and
 //! `FaultyFs` under the file-backed vault failing one step of the CSV write, the Parquet
 //! write or a metadata write. In every case no stored row is lost, the result tells the
 //! truth (Err for the primary, `secondary: Failed` for the backup copy), health and verify
@@ -6,107 +6,21 @@
 
 mod common;
 
-use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
 use barvault::{
-    BarStore, Bars, FileInfo, HealthStatus, IssueKind, MergePolicy, MetadataStore, OpContext, PersistOptions, Scope,
-    SeriesKey, StorageError, StorageFactory, StorageReceipt, TimeRange, Vault,
+    Bars, HealthStatus, IssueKind, MergePolicy, MetadataStore, PersistOptions, Scope, SecondaryStatus, SeriesKey,
+    StorageError, StorageFactory, StorageReceipt, Vault,
 };
 use barvault_domain::merge;
-use barvault_fs::{Fault, FaultyFs};
+use barvault_fs::{Fault, FaultyFs, FsOp};
+use barvault_ports::IoStep;
 use barvault_ports::conformance::{BASE_NS, DAY_NS, sample_bars, stock};
-use barvault_ports::memory::{InMemoryBarStore, memory_location};
-use barvault_ports::{IoStep, SecondaryStatus};
+use barvault_ports::memory::InMemoryBarStore;
+use barvault_ports::unreliable::{Injected, Op, UnreliableStore};
 
 const EIO: i32 = 5;
 const ENOSPC: i32 = 28;
-
-/// A [`BarStore`] that delegates every call to `inner` and fails the next `n` persists
-/// (set with [`FaultyStore::fail_next`]) with an ENOSPC write error, writing nothing.
-#[derive(Debug)]
-struct FaultyStore {
-    inner: Arc<dyn BarStore>,
-    to_fail: AtomicUsize,
-    failed: AtomicUsize,
-}
-
-impl FaultyStore {
-    fn new(inner: Arc<dyn BarStore>) -> Self {
-        Self { inner, to_fail: AtomicUsize::new(0), failed: AtomicUsize::new(0) }
-    }
-
-    fn fail_next(&self, n: usize) {
-        self.to_fail.store(n, Ordering::SeqCst);
-    }
-
-    fn failed(&self) -> usize {
-        self.failed.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl BarStore for FaultyStore {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    async fn persist(
-        &self,
-        bars: &Bars,
-        series: &SeriesKey,
-        options: PersistOptions,
-        ctx: &OpContext,
-    ) -> Result<StorageReceipt, StorageError> {
-        let fail = self.to_fail.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-        if fail {
-            self.failed.fetch_add(1, Ordering::SeqCst);
-            let path = format!("{}.{}", memory_location(series), self.inner.name());
-            return Err(StorageError::io(IoStep::WriteTemp, path, io::Error::from_raw_os_error(ENOSPC)));
-        }
-        self.inner.persist(bars, series, options, ctx).await
-    }
-
-    async fn load(
-        &self,
-        series: &SeriesKey,
-        range: Option<TimeRange>,
-        ctx: &OpContext,
-    ) -> Result<Option<Bars>, StorageError> {
-        self.inner.load(series, range, ctx).await
-    }
-
-    async fn exists(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
-        self.inner.exists(series, ctx).await
-    }
-
-    async fn file_info(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<FileInfo>, StorageError> {
-        self.inner.file_info(series, ctx).await
-    }
-
-    async fn load_with_checksum(
-        &self,
-        series: &SeriesKey,
-        range: Option<TimeRange>,
-        ctx: &OpContext,
-    ) -> Result<Option<(Bars, Option<String>)>, StorageError> {
-        self.inner.load_with_checksum(series, range, ctx).await
-    }
-
-    async fn checksum(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<String>, StorageError> {
-        self.inner.checksum(series, ctx).await
-    }
-
-    async fn list(&self, ctx: &OpContext) -> Result<Vec<SeriesKey>, StorageError> {
-        self.inner.list(ctx).await
-    }
-
-    async fn remove(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
-        self.inner.remove(series, ctx).await
-    }
-}
 
 /// What is stored before the faulty call, and the batch the call tries to add.
 fn batches() -> (Bars, Bars, Bars) {
@@ -119,14 +33,14 @@ fn batches() -> (Bars, Bars, Bars) {
 }
 
 struct FaultyDual {
-    csv: Arc<FaultyStore>,
-    parquet: Arc<FaultyStore>,
+    csv: Arc<UnreliableStore>,
+    parquet: Arc<UnreliableStore>,
     dual: common::MemoryDual,
 }
 
 fn faulty_memory_dual() -> FaultyDual {
-    let csv = Arc::new(FaultyStore::new(Arc::new(InMemoryBarStore::named("csv"))));
-    let parquet = Arc::new(FaultyStore::new(Arc::new(InMemoryBarStore::named("parquet"))));
+    let csv = Arc::new(UnreliableStore::new(Arc::new(InMemoryBarStore::named("csv"))));
+    let parquet = Arc::new(UnreliableStore::new(Arc::new(InMemoryBarStore::named("parquet"))));
     let dual = common::memory_dual_over(Arc::clone(&csv) as _, Arc::clone(&parquet) as _);
     FaultyDual { csv, parquet, dual }
 }
@@ -138,9 +52,9 @@ async fn memory_secondary_failure_is_reported_and_repaired_by_the_next_persist()
     let (s, ctx) = (stock("AAPL"), common::ctx());
     f.dual.manager.persist(&before, &s, PersistOptions::default(), &ctx).await.unwrap();
 
-    f.parquet.fail_next(1);
+    f.parquet.fail_once(Op::Stage, 1, Injected::Io(ENOSPC));
     let receipt = f.dual.manager.persist(&new, &s, PersistOptions::default(), &ctx).await.unwrap();
-    assert_eq!(f.parquet.failed(), 1);
+    assert_eq!(f.parquet.injected(), 1);
     assert!(receipt.written, "{receipt:?}");
     match &receipt.secondary {
         Some(SecondaryStatus::Failed { format, error, .. }) => {
@@ -149,7 +63,7 @@ async fn memory_secondary_failure_is_reported_and_repaired_by_the_next_persist()
         }
         other => panic!("secondary status should be Failed, got {other:?}"),
     }
-    assert_eq!(common::load(&f.dual.manager, &s).await, Some(after.clone()));
+    assert_eq!(common::served(&f.dual.manager, &s).await, Some(after.clone()));
     assert_eq!(common::load(f.dual.parquet.as_ref(), &s).await, Some(before.clone()), "backup copy changed");
 
     // Retrying the same batch changes no bar, but rewrites the stale copy.
@@ -176,12 +90,12 @@ async fn memory_primary_failure_is_an_error_and_changes_nothing() {
     let (s, ctx) = (stock("AAPL"), common::ctx());
     f.dual.manager.persist(&before, &s, PersistOptions::default(), &ctx).await.unwrap();
 
-    f.csv.fail_next(1);
+    f.csv.fail_once(Op::Commit, 1, Injected::Io(ENOSPC));
     let err = f.dual.manager.persist(&new, &s, PersistOptions::default(), &ctx).await.unwrap_err();
-    assert!(matches!(&err, StorageError::Io { step: IoStep::WriteTemp, .. }), "{err:?}");
+    assert!(matches!(&err, StorageError::Io { step: IoStep::Rename, .. }), "{err:?}");
     assert!(err.to_string().contains("AAPL"), "{err}");
     // Neither copy holds the refused batch: the caller was told it is not stored.
-    assert_eq!(common::load(&f.dual.manager, &s).await, Some(before.clone()));
+    assert_eq!(common::served(&f.dual.manager, &s).await, Some(before.clone()));
     assert_eq!(common::load(f.dual.csv.as_ref(), &s).await, Some(before.clone()));
     assert_eq!(common::load(f.dual.parquet.as_ref(), &s).await, Some(before.clone()));
 
@@ -196,9 +110,9 @@ async fn memory_primary_failure_on_the_first_write_stores_nothing() {
     let f = faulty_memory_dual();
     let (before, _, _) = batches();
     let (s, ctx) = (stock("NEW"), common::ctx());
-    f.csv.fail_next(1);
+    f.csv.fail_once(Op::Stage, 1, Injected::Io(ENOSPC));
     assert!(f.dual.manager.persist(&before, &s, PersistOptions::default(), &ctx).await.is_err());
-    assert_eq!(common::load(&f.dual.manager, &s).await, None, "a failed first write must not be served");
+    assert_eq!(common::served(&f.dual.manager, &s).await, None, "a failed first write must not be served");
     assert!(!f.dual.manager.exists(&s, &ctx).await.unwrap());
 }
 
@@ -235,7 +149,7 @@ impl Seeded {
     }
 
     async fn load(&self) -> Option<Bars> {
-        common::load(self.vault.manager(), &self.series).await
+        common::served(self.vault.manager(), &self.series).await
     }
 
     /// Removes the spare files the first write left, so that the next write creates its
@@ -264,7 +178,7 @@ impl Seeded {
         for kind in kinds {
             let found = report.issues.iter().find(|i| i.kind == *kind && i.series.as_deref() == Some("stock:AAPL@1d"));
             let i = found.unwrap_or_else(|| panic!("verify lacks {kind:?}: {:#?}", report.issues));
-            let line = format!("{:?}: {}", i.kind, i.path.display());
+            let line = format!("{}: {}", i.kind.name(), i.path.display());
             assert!(health.consistency_issues.iter().any(|c| c.starts_with(&line)), "{line} not in {health:#?}");
         }
     }
@@ -281,22 +195,22 @@ impl Seeded {
 
 /// One failing step of the CSV data write: the fault, and whether the new file is
 /// already in place when it fails (only the final directory fsync).
-const CSV_FAULTS: [(IoStep, u64, &str, bool); 6] = [
-    (IoStep::CreateTemp, 1, ".AAPL.csv.tmp.", false),
-    (IoStep::WriteTemp, 1, ".AAPL.csv.tmp.", false),
-    (IoStep::FsyncTemp, 1, ".AAPL.csv.tmp.", false),
+const CSV_FAULTS: [(FsOp, u64, &str, bool); 6] = [
+    (FsOp::CreateTemp, 1, ".AAPL.csv.tmp.", false),
+    (FsOp::WriteTemp, 1, ".AAPL.csv.tmp.", false),
+    (FsOp::FsyncTemp, 1, ".AAPL.csv.tmp.", false),
     // A series' first update links its backup straight to `.backup` (there is none yet),
     // so its only rename is the temp file's over the data file.
-    (IoStep::BackupLink, 1, "AAPL.csv.backup", false),
-    (IoStep::Rename, 1, "1d/AAPL.csv", false),
-    (IoStep::FsyncDir, 1, "stocks/1d", true),
+    (FsOp::BackupLink, 1, "AAPL.csv.backup", false),
+    (FsOp::Rename, 1, "1d/AAPL.csv", false),
+    (FsOp::FsyncDir, 1, "stocks/1d", true),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_write_failures_are_errors_that_lose_nothing() {
     for (i, (step, nth, fragment, replaced)) in CSV_FAULTS.into_iter().enumerate() {
         let t = seeded().await;
-        if step == IoStep::CreateTemp {
+        if step == FsOp::CreateTemp {
             t.drop_spares();
         }
         t.fs.inject(Fault::once(step, nth, EIO).on_paths_containing(fragment));
@@ -304,7 +218,7 @@ async fn csv_write_failures_are_errors_that_lose_nothing() {
         assert_eq!(t.fs.injected(), 1, "{step}: fault not hit");
         match &err {
             StorageError::Io { step: s, path, .. } => {
-                let expected_step = if step == IoStep::BackupLink { IoStep::BackupLink } else { step };
+                let expected_step = step.step();
                 assert_eq!(*s, expected_step, "{err}");
                 assert!(path.to_string_lossy().contains("1d"), "{step}: error names {}", path.display());
             }
@@ -343,19 +257,19 @@ async fn csv_write_failures_are_errors_that_lose_nothing() {
     }
 }
 
-const PARQUET_FAULTS: [(IoStep, u64, &str); 5] = [
-    (IoStep::CreateTemp, 1, ".AAPL.parquet.tmp."),
-    (IoStep::WriteTemp, 1, ".AAPL.parquet.tmp."),
-    (IoStep::FsyncTemp, 1, ".AAPL.parquet.tmp."),
-    (IoStep::Rename, 1, "1d/AAPL.parquet"),
-    (IoStep::BackupLink, 1, "AAPL.parquet.backup"),
+const PARQUET_FAULTS: [(FsOp, u64, &str); 5] = [
+    (FsOp::CreateTemp, 1, ".AAPL.parquet.tmp."),
+    (FsOp::WriteTemp, 1, ".AAPL.parquet.tmp."),
+    (FsOp::FsyncTemp, 1, ".AAPL.parquet.tmp."),
+    (FsOp::Rename, 1, "1d/AAPL.parquet"),
+    (FsOp::BackupLink, 1, "AAPL.parquet.backup"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parquet_write_failures_are_reported_in_the_receipt_and_repaired() {
     for (i, (step, nth, fragment)) in PARQUET_FAULTS.into_iter().enumerate() {
         let t = seeded().await;
-        if step == IoStep::CreateTemp {
+        if step == FsOp::CreateTemp {
             t.drop_spares();
         }
         t.fs.inject(Fault::once(step, nth, ENOSPC).on_paths_containing(fragment));
@@ -409,7 +323,7 @@ async fn csv_metadata_failure_names_the_record_and_keeps_every_row() {
     for retry in [true, false] {
         let t = seeded().await;
         // The record exists, so it is updated in place: a torn write of its slot.
-        t.fs.inject(Fault::once(IoStep::WriteInPlace, 1, EIO).on_paths_containing("AAPL.csv.meta"));
+        t.fs.inject(Fault::once(FsOp::WriteInPlace, 1, EIO).on_paths_containing("AAPL.csv.meta"));
         let err = t.persist_new().await.expect_err("an unrecorded primary write is an error");
         assert_eq!(t.fs.injected(), 1);
         match &err {
@@ -446,7 +360,7 @@ async fn parquet_metadata_failure_is_a_failed_secondary_and_is_repaired() {
     for retry in [true, false] {
         let t = seeded().await;
         // A failed fdatasync after the slot was written (the record then reads as before).
-        t.fs.inject(Fault::once(IoStep::SyncInPlace, 1, EIO).on_paths_containing("AAPL.parquet.meta"));
+        t.fs.inject(Fault::once(FsOp::SyncInPlace, 1, EIO).on_paths_containing("AAPL.parquet.meta"));
         let receipt = t.persist_new().await.expect("the primary copy was written and recorded");
         assert_eq!(t.fs.injected(), 1);
         match &receipt.secondary {
@@ -475,7 +389,7 @@ async fn parquet_metadata_failure_is_a_failed_secondary_and_is_repaired() {
 /// is served afterwards: without a record to disagree with, the published CSV would be.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_first_csv_record_stores_nothing() {
-    for step in [IoStep::CreateTemp, IoStep::FsyncTemp, IoStep::Rename] {
+    for step in [FsOp::CreateTemp, FsOp::FsyncTemp, FsOp::Rename] {
         let dir = tempfile::tempdir().unwrap();
         let fs = FaultyFs::real().with_fault(Fault::once(step, 1, EIO).on_paths_containing("NEW.csv.meta"));
         let vault = StorageFactory::open_with_fs(&common::config(dir.path()), Arc::new(fs.clone())).unwrap();
@@ -484,27 +398,26 @@ async fn failed_first_csv_record_stores_nothing() {
         let err = vault.manager().persist(&before, &s, PersistOptions::default(), &common::ctx()).await.unwrap_err();
         assert_eq!(fs.injected(), 1, "{step}");
         assert!(err.to_string().contains("write metadata") && err.to_string().contains("NEW.csv.meta"), "{err}");
-        assert_eq!(common::load(vault.manager(), &s).await, None, "{step}: a refused first write is served");
+        assert_eq!(common::served(vault.manager(), &s).await, None, "{step}: a refused first write is served");
         let (csv, parquet) = common::paths(&vault, &s);
         assert!(!csv.exists() && !parquet.exists(), "{step}: files of a refused write remain");
         let report = vault.verify(Scope::All, false).await.unwrap();
         assert!(report.issues.iter().all(|i| i.kind == IssueKind::StaleLock), "{step}: {:#?}", report.issues);
         vault.manager().persist(&before, &s, PersistOptions::default(), &common::ctx()).await.unwrap();
-        assert_eq!(common::load(vault.manager(), &s).await, Some(before.clone()), "{step}");
+        assert_eq!(common::served(vault.manager(), &s).await, Some(before.clone()), "{step}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_first_csv_write_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let fs =
-        FaultyFs::real().with_fault(Fault::once(IoStep::WriteTemp, 1, ENOSPC).on_paths_containing(".NEW.csv.tmp."));
+    let fs = FaultyFs::real().with_fault(Fault::once(FsOp::WriteTemp, 1, ENOSPC).on_paths_containing(".NEW.csv.tmp."));
     let vault = StorageFactory::open_with_fs(&common::config(dir.path()), Arc::new(fs.clone())).unwrap();
     let s = stock("NEW");
     let (before, _, _) = batches();
     let err = vault.manager().persist(&before, &s, PersistOptions::default(), &common::ctx()).await.unwrap_err();
     assert!(matches!(err, StorageError::Io { step: IoStep::WriteTemp, .. }), "{err:?}");
-    assert_eq!(common::load(vault.manager(), &s).await, None, "a failed first write must not be served");
+    assert_eq!(common::served(vault.manager(), &s).await, None, "a failed first write must not be served");
     let (_, parquet) = common::paths(&vault, &s);
     assert!(!parquet.exists(), "the backup copy of a refused write exists");
     let report = vault.verify(Scope::All, false).await.unwrap();

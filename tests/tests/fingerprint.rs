@@ -1,6 +1,6 @@
 //! Fingerprints (`FileMetadata::fingerprint`): a store trusts a file it is about to replace
 //! when its size and CRC-32 match the record, without hashing it, and resumes the next
-//! version's MD5 from the recorded states. These tests show that the fast path is taken
+//! version's MD5 from the recorded checkpoints. These tests show that the fast path is taken
 //! exactly when the record vouches for the file, and that the MD5s it yields stay true
 //! night after night, for CSV and Parquet, through the store and through the manager.
 
@@ -9,13 +9,13 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use barvault::{Bars, Instrument, Period, SeriesKey, TimeRange};
+use barvault::{Bars, Instrument, Period, PersistOptions, SeriesKey, TimeRange};
 use barvault_csv::CsvCodec;
 use barvault_fs::{FaultyFs, FileStore, md5_hex};
 use barvault_parquet::ParquetCodec;
 use barvault_ports::{
-    BackupPolicy, BarCodec, BarStore, DateRange, FileMetadata, Fingerprint, Md5State, PersistOptions, StageHint,
-    StorageReceipt,
+    BarCodec, BarStore, Checksum, DateRange, FileMetadata, Fingerprint, Keep, LoadOptions, Md5Checkpoint, Persisted,
+    PutOptions, Revision, Rows,
 };
 use common::ctx;
 
@@ -35,19 +35,19 @@ fn daily(n: usize, changed_from: usize, bump: f64) -> Bars {
 }
 
 /// The record a manager would keep for the file a receipt describes.
-fn record_of(receipt: &StorageReceipt, bars: &Bars) -> FileMetadata {
+fn record_of(receipt: &Persisted, bars: &Bars) -> FileMetadata {
     FileMetadata {
         file_path: String::new(),
         instrument_symbol: series().instrument.symbol().clone(),
         instrument_type: series().instrument.kind(),
         period: series().period,
-        format: receipt.format.clone(),
+        format: receipt.info.format.clone(),
         row_count: bars.len() as u64,
         columns: bars.column_names(),
         date_range: DateRange::default(),
-        file_size: receipt.file_size.expect("a size"),
+        file_size: receipt.info.size,
         last_updated: chrono::Utc::now(),
-        checksum: receipt.checksum_md5.clone().expect("a checksum"),
+        checksum: receipt.checksum.clone().expect("a checksum"),
         generation: 1,
         backup_checksum: None,
         fingerprint: receipt.fingerprint.clone(),
@@ -55,8 +55,8 @@ fn record_of(receipt: &StorageReceipt, bars: &Bars) -> FileMetadata {
 }
 
 async fn first_write<C: BarCodec + 'static>(store: &FileStore<C>, bars: &Bars) -> FileMetadata {
-    let receipt = store.persist(bars, &series(), PersistOptions::replace(), &ctx()).await.unwrap();
-    record_of(&receipt, bars)
+    let receipt = store.persist(&series(), &Revision::whole(bars.clone()), &PutOptions::overwrite(), &ctx()).await;
+    record_of(&receipt.unwrap(), bars)
 }
 
 /// The fingerprint is the CRC-32 of the bytes on disk, and the record's checksum their MD5.
@@ -65,9 +65,9 @@ fn assert_record_true(path: &Path, record: &FileMetadata, what: &str) {
     assert_eq!(md5_hex(&bytes), record.checksum, "{what}: the MD5 is that of the bytes on disk");
     let fp = record.fingerprint.as_ref().expect("a fingerprint");
     assert_eq!(fp.crc32, crc32_bitwise(&bytes), "{what}: the CRC-32 is that of the bytes on disk");
-    assert!(!fp.md5_states.is_empty(), "{what}: states to resume from");
-    assert!(fp.md5_states.windows(2).all(|w| w[0].offset < w[1].offset), "{what}: states ascending");
-    assert!(fp.md5_states.iter().all(|s| s.offset % 64 == 0 && s.offset <= bytes.len() as u64), "{what}");
+    assert!(!fp.checkpoints.is_empty(), "{what}: states to resume from");
+    assert!(fp.checkpoints.windows(2).all(|w| w[0].offset < w[1].offset), "{what}: states ascending");
+    assert!(fp.checkpoints.iter().all(|s| s.offset % 64 == 0 && s.offset <= bytes.len() as u64), "{what}");
 }
 
 /// CRC-32 (IEEE) computed bit by bit, independent of the implementation under test.
@@ -82,7 +82,7 @@ fn crc32_bitwise(bytes: &[u8]) -> u32 {
     !crc
 }
 
-/// `checksum_against` returns the record's checksum only when the record's fingerprint
+/// A load against a record returns the record's checksum only when the record's fingerprint
 /// matches the file: a record whose MD5 is wrong but whose size and CRC-32 are right is
 /// believed (which shows the MD5 was not computed), anything else is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,10 +93,18 @@ async fn a_record_is_believed_only_when_its_fingerprint_matches() {
     let record = first_write(&store, &daily(3000, usize::MAX, 0.0)).await;
     assert_record_true(&store.path_of(&s), &record, "first write");
     let truth = record.checksum.clone();
-    let check = |r: FileMetadata| {
+    let read_against = |r: Option<FileMetadata>, rows: Rows| {
         let store = store.clone();
-        async move { store.checksum_against(&series(), Some(&r), &ctx()).await.unwrap().unwrap() }
+        async move {
+            let checksum = match r {
+                Some(r) => Checksum::Record(Box::new(r)),
+                None => Checksum::Compute,
+            };
+            let options = LoadOptions::default().rows(rows).checksum(checksum);
+            store.load(&series(), &options, &ctx()).await.unwrap().unwrap().checksum.unwrap()
+        }
     };
+    let check = |r: FileMetadata| read_against(Some(r), Rows::Nothing);
     assert_eq!(check(record.clone()).await, truth);
 
     let lying = FileMetadata { checksum: "0".repeat(32), ..record.clone() };
@@ -114,7 +122,7 @@ async fn a_record_is_believed_only_when_its_fingerprint_matches() {
             "a malformed state",
             FileMetadata {
                 fingerprint: Some(Fingerprint {
-                    md5_states: vec![Md5State { offset: 64, state: "not hex".into() }],
+                    checkpoints: vec![Md5Checkpoint { offset: 64, state: "not hex".into() }],
                     ..fp.clone()
                 }),
                 ..lying.clone()
@@ -124,7 +132,7 @@ async fn a_record_is_believed_only_when_its_fingerprint_matches() {
             "states past the end",
             FileMetadata {
                 fingerprint: Some(Fingerprint {
-                    md5_states: vec![Md5State { offset: 1 << 40, state: "00".repeat(16) }],
+                    checkpoints: vec![Md5Checkpoint { offset: 1 << 40, state: "00".repeat(16) }],
                     ..fp.clone()
                 }),
                 ..lying.clone()
@@ -134,16 +142,13 @@ async fn a_record_is_believed_only_when_its_fingerprint_matches() {
     for (what, r) in variants {
         assert_eq!(check(r).await, truth, "{what}: the MD5 must be computed");
     }
-    assert_eq!(store.checksum_against(&s, None, &ctx()).await.unwrap().as_deref(), Some(truth.as_str()));
+    assert_eq!(read_against(None, Rows::Nothing).await, truth);
 
     // The same for a decoding read.
-    let (_, sum) = store.load_with_checksum_against(&s, None, Some(&lying), &ctx()).await.unwrap().unwrap();
-    assert_eq!(sum.as_deref(), Some("0".repeat(32).as_str()));
-    let (_, sum) = store.load_with_checksum_against(&s, None, Some(&record), &ctx()).await.unwrap().unwrap();
-    assert_eq!(sum.as_deref(), Some(truth.as_str()));
+    assert_eq!(read_against(Some(lying.clone()), Rows::All).await, "0".repeat(32));
+    assert_eq!(read_against(Some(record.clone()), Rows::All).await, truth);
     let other = FileMetadata { fingerprint: Some(Fingerprint { crc32: fp.crc32 ^ 1, ..fp }), ..lying };
-    let (_, sum) = store.load_with_checksum_against(&s, None, Some(&other), &ctx()).await.unwrap().unwrap();
-    assert_eq!(sum.as_deref(), Some(truth.as_str()));
+    assert_eq!(read_against(Some(other), Rows::All).await, truth);
 
     // One changed digit, same size: the CRC-32 no longer matches and the MD5 tells.
     let path = store.path_of(&s);
@@ -156,9 +161,10 @@ async fn a_record_is_believed_only_when_its_fingerprint_matches() {
     assert_ne!(found, truth);
 }
 
-/// Each night proves the stored file by its record only (fingerprint), stages the update
-/// reusing the unchanged rows' bytes and records the new fingerprint: after many nights
-/// every MD5 is still that of the bytes on disk, so every resumed state was right.
+/// Each night proves the stored file by its record only (fingerprint), updates it against
+/// the version proven keeping the unchanged rows' bytes, and records the new fingerprint:
+/// after many nights every MD5 is still that of the bytes on disk, so every resumed
+/// checkpoint was right.
 /// Files of `rows` rows: up to 256 KiB the kept bytes come from the bytes the proof read,
 /// above that from the file.
 async fn nights<C: BarCodec + 'static>(store: FileStore<C>, rows: usize) {
@@ -169,14 +175,15 @@ async fn nights<C: BarCodec + 'static>(store: FileStore<C>, rows: usize) {
         // Night 3 revises a quarter of the history, the others the last two rows.
         let from = if night == 3 { old.len() * 3 / 4 } else { old.len() - 2 };
         let new = daily(old.len() + 1, from, 0.25 * (night + 1) as f64);
-        let hint = StageHint { stored_rows: old.len(), unchanged_prefix: old.common_prefix_len(&new) };
-        let proven = store.checksum_against(&s, Some(&record), &ctx()).await.unwrap().unwrap();
-        assert_eq!(proven, record.checksum, "night {night}");
-        let staged = store.stage_with(&new, &s, hint, &ctx()).await.unwrap();
-        let receipt = staged.commit(BackupPolicy::Keep, &ctx()).await.unwrap();
+        let keep = Keep { stored_rows: old.len(), unchanged: old.common_prefix_len(&new) };
+        let options = LoadOptions::default().rows(Rows::Nothing).checksum(Checksum::Record(Box::new(record.clone())));
+        let proven = store.load(&s, &options, &ctx()).await.unwrap().unwrap();
+        assert_eq!(proven.checksum.as_deref(), Some(record.checksum.as_str()), "night {night}");
+        let revision = Revision { bars: Arc::new(new.clone()), skipped: 0, keep: Some(keep) };
+        let receipt = store.persist(&s, &revision, &PutOptions::update(proven.info.version), &ctx()).await.unwrap();
         record = record_of(&receipt, &new);
         assert_record_true(&store.path_of(&s), &record, &format!("{} night {night}", store.name()));
-        let loaded = store.load(&s, None, &ctx()).await.unwrap().unwrap();
+        let loaded = store.load(&s, &LoadOptions::default(), &ctx()).await.unwrap().unwrap().into_bars();
         assert!(loaded == new, "night {night}: the file loads back as the new bars");
         old = new;
     }
@@ -243,7 +250,7 @@ async fn the_manager_records_true_fingerprints() {
         let (csv, parquet) = records(&vault).await;
         assert_record_true(&csv_path, &csv, &format!("csv night {night}"));
         assert_record_true(&parquet_path, &parquet, &format!("parquet night {night}"));
-        assert!(common::load(vault.manager(), &s).await.unwrap() == expected, "night {night}");
+        assert!(common::served(vault.manager(), &s).await.unwrap() == expected, "night {night}");
     }
     let report = vault.verify(barvault::Scope::All, true).await.unwrap();
     assert!(report.is_clean(), "{report:?}");

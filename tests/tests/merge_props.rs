@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use barvault::{BarStore, Bars, CsvCodec, MergePolicy, ParquetCodec, PersistOptions, Scope, StorageFactory};
+use barvault::{Bars, CsvCodec, MergePolicy, ParquetCodec, PersistOptions, Scope, StorageFactory};
 use barvault_domain::{ExtraColumn, merge};
 use barvault_fs::FileStore;
 use barvault_ports::conformance::{BASE_NS, DAY_NS, stock};
@@ -58,7 +58,7 @@ proptest! {
                 writes += usize::from(receipt.written);
                 expected = next;
             }
-            prop_assert_eq!(common::load(&manager, &s).await, Some(expected.clone()));
+            prop_assert_eq!(common::served(&manager, &s).await, Some(expected.clone()));
             let csv = FileStore::new(dir.path(), CsvCodec).unwrap();
             let parquet = FileStore::new(dir.path(), ParquetCodec::default()).unwrap();
             prop_assert_eq!(common::load(&csv, &s).await, Some(expected.clone()));

@@ -7,8 +7,8 @@ mod common;
 use std::path::Path;
 
 use barvault::{
-    BarStore, Bars, CsvCodec, ExportFormat, ImportOptions, Instrument, InstrumentKind, MergePolicy, ParquetCodec,
-    Period, Scope, SeriesKey, ValidationPolicy, WriteMode,
+    Bars, CsvCodec, ExportFormat, ImportOptions, Instrument, InstrumentKind, MergePolicy, ParquetCodec, Period, Scope,
+    SeriesKey, ValidationPolicy, WriteMode,
 };
 use barvault_fs::FileStore;
 use barvault_ports::BarCodec;
@@ -73,7 +73,7 @@ fn encode<C: BarCodec>(codec: &C, bars: &Bars, series: &SeriesKey) -> Vec<u8> {
 }
 
 fn decode<C: BarCodec>(codec: &C, bytes: &[u8]) -> Bars {
-    let raw = codec.decode(barvault_ports::CodecInput::Bytes(bytes), None).expect("decode");
+    let raw = codec.decode(barvault_ports::CodecInput::Bytes(bytes), barvault_ports::Rows::All).expect("decode").raw;
     raw.into_bars(MergePolicy::KeepLast).expect("sorted").0
 }
 

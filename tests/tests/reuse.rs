@@ -1,19 +1,24 @@
-//! Reuse of the stored bytes of unchanged leading rows (`BarStore::stage_with`): the new
-//! file is exactly what a full encode gives, or (when the stored bytes were formatted
-//! differently) still loads back as exactly the new bars with a true checksum; and every
-//! hint the store cannot confirm is ignored.
+//! Keeping the stored bytes of unchanged leading rows (an update against a version token
+//! with [`Keep`]): the new file is exactly what a full encode gives, or (when the stored
+//! bytes were formatted differently) still loads back as exactly the new bars with a true
+//! checksum; every claim the store and the codec cannot confirm keeps nothing; and a token
+//! of a file that changed since it was read is a conflict, never a file built from it.
 
 mod common;
 
 use std::path::Path;
 use std::sync::Arc;
 
+use barvault::PersistOptions;
 use barvault::domain::ExtraColumn;
 use barvault::{Bars, Instrument, Period, SeriesKey};
 use barvault_csv::{CsvCodec, encode_to_vec};
-use barvault_fs::{Fault, FaultyFs, FileStore, md5_hex};
+use barvault_fs::{Fault, FaultyFs, FileStore, FsOp, md5_hex};
 use barvault_parquet::ParquetCodec;
-use barvault_ports::{BackupPolicy, BarCodec, BarStore, CodecInput, IoStep, PersistOptions, StageHint, StorageError};
+use barvault_ports::{
+    BarCodec, BarStore, Checksum, CodecInput, Continuation, IoStep, Keep, LoadOptions, PutOptions, Revision, Rows,
+    StorageError, Version,
+};
 use common::ctx;
 
 const DAY: i64 = 86_400_000_000_000;
@@ -38,18 +43,39 @@ fn store(dir: &Path) -> FileStore<CsvCodec> {
     FileStore::builder(dir, CsvCodec).build().unwrap()
 }
 
-fn hint(stored: &Bars, new: &Bars) -> StageHint {
-    StageHint { stored_rows: stored.len(), unchanged_prefix: stored.common_prefix_len(new) }
+fn hint(stored: &Bars, new: &Bars) -> Keep {
+    Keep { stored_rows: stored.len(), unchanged: stored.common_prefix_len(new) }
 }
 
-/// Proves the stored file (as a writer does before replacing it), stages `new` with
-/// `hint` and commits; returns the checksum the receipt reports.
-async fn rewrite<C: BarCodec + 'static>(store: &FileStore<C>, new: &Bars, hint: StageHint) -> String {
-    let s = series();
-    store.checksum(&s, &ctx()).await.unwrap().expect("a stored file");
-    let staged = store.stage_with(new, &s, hint, &ctx()).await.unwrap();
-    let receipt = staged.commit(BackupPolicy::Keep, &ctx()).await.unwrap();
-    receipt.checksum_md5.expect("a checksum")
+/// Proves the stored file and returns the version token of what was proven (as a writer
+/// does before replacing it).
+async fn prove<C: BarCodec + 'static>(store: &FileStore<C>) -> Version {
+    let options = LoadOptions::default().rows(Rows::Nothing).checksum(Checksum::Compute);
+    let loaded = store.load(&series(), &options, &ctx()).await.unwrap().expect("a stored file");
+    assert!(loaded.checksum.is_some());
+    loaded.info.version
+}
+
+/// Writes `new` as an update of `version`, vouching for `keep`; the checksum the receipt reports.
+async fn update<C: BarCodec + 'static>(
+    store: &FileStore<C>,
+    new: &Bars,
+    keep: Keep,
+    version: Version,
+) -> Result<String, StorageError> {
+    let revision = Revision { bars: Arc::new(new.clone()), skipped: 0, keep: Some(keep) };
+    let receipt = store.persist(&series(), &revision, &PutOptions::update(version), &ctx()).await?;
+    Ok(receipt.checksum.expect("a checksum"))
+}
+
+/// Proves the stored file, then updates it to `new` vouching for `keep`.
+async fn rewrite<C: BarCodec + 'static>(store: &FileStore<C>, new: &Bars, keep: Keep) -> String {
+    let version = prove(store).await;
+    update(store, new, keep, version).await.unwrap()
+}
+
+async fn replace<C: BarCodec + 'static>(store: &FileStore<C>, bars: &Bars) {
+    store.persist(&series(), &Revision::whole(bars.clone()), &PutOptions::overwrite(), &ctx()).await.unwrap();
 }
 
 fn assert_stored(store: &FileStore<CsvCodec>, expected: &Bars, md5: &str) -> Vec<u8> {
@@ -65,11 +91,11 @@ async fn a_tail_update_gives_the_bytes_of_a_full_encode() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
     let old = daily(5000, usize::MAX, 0.0);
-    store.persist(&old, &series(), PersistOptions::replace(), &ctx()).await.unwrap();
+    replace(&store, &old).await;
     // Two revised bars and one new one, as in a nightly update.
     let new = daily(5001, 4998, 0.5);
     let h = hint(&old, &new);
-    assert_eq!(h.unchanged_prefix, 4998);
+    assert_eq!(h.unchanged, 4998);
     let md5 = rewrite(&store, &new, h).await;
     assert!(assert_stored(&store, &new, &md5) == encode_to_vec(&new));
     // The old version is the backup, untouched.
@@ -106,13 +132,13 @@ async fn hints_that_do_not_match_the_stored_file_are_ignored() {
     let right = hint(&old, &new);
     let wrong = [
         // The last "unchanged" row is in fact changed.
-        StageHint { unchanged_prefix: right.unchanged_prefix + 3, ..right },
+        Keep { unchanged: right.unchanged + 3, ..right },
         // Wrong stored row counts put the boundary on another line.
-        StageHint { stored_rows: right.stored_rows + 1, ..right },
-        StageHint { stored_rows: right.stored_rows - 1, ..right },
-        StageHint { stored_rows: 10 * right.stored_rows, ..right },
+        Keep { stored_rows: right.stored_rows + 1, ..right },
+        Keep { stored_rows: right.stored_rows - 1, ..right },
+        Keep { stored_rows: 10 * right.stored_rows, ..right },
         // More unchanged rows than stored: impossible.
-        StageHint { stored_rows: 5, unchanged_prefix: 6 },
+        Keep { stored_rows: 5, unchanged: 6 },
     ];
     for h in wrong {
         let dir = tempfile::tempdir().unwrap();
@@ -133,22 +159,24 @@ async fn a_wider_timestamp_fraction_rewrites_every_line() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
     let old = daily(1000, usize::MAX, 0.0);
-    store.persist(&old, &series(), PersistOptions::replace(), &ctx()).await.unwrap();
+    replace(&store, &old).await;
     let mut raw = barvault::domain::RawBars::from(daily(1001, usize::MAX, 0.0));
     raw.ts[1000] += 250_000_000;
     let new = raw.into_bars(Default::default()).unwrap().0;
     let h = hint(&old, &new);
-    assert_eq!(h.unchanged_prefix, 1000);
+    assert_eq!(h.unchanged, 1000);
     let md5 = rewrite(&store, &new, h).await;
     let bytes = assert_stored(&store, &new, &md5);
     assert!(bytes == encode_to_vec(&new));
     assert!(String::from_utf8(bytes).unwrap().contains("2006-01-02 00:00:00.00,"));
 }
 
-/// Without a proof of the current file, or when the file changed after its proof, the
-/// store encodes everything.
+/// A token of a file that was replaced after it was proven (another inode, the same text)
+/// is stale: the update is a conflict and the file stays as it is; read again, the update
+/// keeps the stored bytes. A token that proved nothing (identity only, from `file_info`)
+/// still lets the store keep the bytes: it hashes them from the start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_changed_after_its_proof_is_not_reused() {
+async fn a_file_changed_after_its_proof_is_a_conflict_never_a_mix() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
     let s = series();
@@ -158,19 +186,21 @@ async fn a_file_changed_after_its_proof_is_not_reused() {
     let odd = String::from_utf8(encode_to_vec(&old)).unwrap().replacen(",1500,", ",1500.0,", 1);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, &odd).unwrap();
-    // Proven, then rewritten (another inode) with the same text.
-    store.checksum(&s, &ctx()).await.unwrap();
+    let proven = prove(&store).await;
     let again = path.with_extension("again");
     std::fs::write(&again, &odd).unwrap();
     std::fs::rename(&again, &path).unwrap();
-    let staged = store.stage_with(&new, &s, hint(&old, &new), &ctx()).await.unwrap();
-    let md5 = staged.commit(BackupPolicy::Keep, &ctx()).await.unwrap().checksum_md5.unwrap();
-    assert!(assert_stored(&store, &new, &md5) == encode_to_vec(&new));
-    // No proof at all (the last one was used up): the same.
+    let late = update(&store, &new, hint(&old, &new), proven).await;
+    assert!(matches!(late, Err(StorageError::VersionConflict { .. })), "{late:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), odd.as_bytes(), "a stale token changed the file");
+    let md5 = rewrite(&store, &new, hint(&old, &new)).await;
+    let bytes = assert_stored(&store, &new, &md5);
+    assert!(bytes.starts_with(odd.split_inclusive('\n').take(1499 + 1).collect::<String>().as_bytes()));
+    // Identity only: the kept bytes are hashed from the start, and the checksum is true.
     let newer = daily(1502, 1500, 3.0);
-    let staged = store.stage_with(&newer, &s, hint(&new, &newer), &ctx()).await.unwrap();
-    let md5 = staged.commit(BackupPolicy::Keep, &ctx()).await.unwrap().checksum_md5.unwrap();
-    assert!(assert_stored(&store, &newer, &md5) == encode_to_vec(&newer));
+    let identity = store.file_info(&s, &ctx()).await.unwrap().unwrap().version;
+    let md5 = update(&store, &newer, hint(&new, &newer), identity).await.unwrap();
+    assert_stored(&store, &newer, &md5);
 }
 
 /// A write that fails while copying the kept bytes leaves the stored file as it was and
@@ -182,12 +212,12 @@ async fn a_failed_copy_of_the_kept_bytes_changes_nothing() {
     let store = FileStore::builder(dir.path(), CsvCodec).fs(faulty.clone()).build().unwrap();
     let s = series();
     let old = daily(20_000, usize::MAX, 0.0);
-    store.persist(&old, &s, PersistOptions::replace(), &ctx()).await.unwrap();
+    replace(&store, &old).await;
     let before = std::fs::read(store.path_of(&s)).unwrap();
     let new = daily(20_001, 19_999, 1.0);
-    store.checksum(&s, &ctx()).await.unwrap();
-    faulty.inject(Fault::once(IoStep::WriteTemp, 1, libc_enospc()));
-    match store.stage_with(&new, &s, hint(&old, &new), &ctx()).await {
+    let version = prove(&store).await;
+    faulty.inject(Fault::once(FsOp::WriteTemp, 1, libc_enospc()));
+    match update(&store, &new, hint(&old, &new), version).await {
         Err(StorageError::Io { step: IoStep::WriteTemp, .. }) => {}
         other => panic!("expected a WriteTemp failure, got {other:?}"),
     }
@@ -221,7 +251,7 @@ async fn dual_updates_stay_exact_and_verifiable() {
         expected = barvault::domain::merge(&expected, &update, Default::default()).unwrap().0;
         let (csv, _) = common::paths(&vault, &s);
         assert!(std::fs::read(&csv).unwrap() == encode_to_vec(&expected), "night {night}");
-        assert!(common::load(vault.manager(), &s).await.unwrap() == expected);
+        assert!(common::served(vault.manager(), &s).await.unwrap() == expected);
     }
     let report = vault.verify(barvault::Scope::All, true).await.unwrap();
     assert!(report.is_clean(), "{report:?}");
@@ -254,7 +284,8 @@ fn parquet_store(dir: &Path, fs: Arc<FaultyFs>) -> FileStore<ParquetCodec> {
 }
 
 fn parquet_bars(bytes: &[u8]) -> Bars {
-    let raw = ParquetCodec::default().decode(CodecInput::Bytes(bytes), None).unwrap();
+    let raw =
+        ParquetCodec::default().decode(CodecInput::Bytes(bytes), barvault_ports::Rows::All).map(|d| d.raw).unwrap();
     raw.into_bars(Default::default()).unwrap().0
 }
 
@@ -267,12 +298,13 @@ async fn parquet_updates_keep_the_unchanged_row_groups() {
     let store = parquet_store(dir.path(), Arc::new(FaultyFs::real()));
     let s = series();
     let mut old = daily(5000, usize::MAX, 0.0);
-    store.persist(&old, &s, PersistOptions::replace(), &ctx()).await.unwrap();
+    replace(&store, &old).await;
     for night in 0..3 {
         let before = std::fs::read(store.path_of(&s)).unwrap();
         let new = daily(old.len() + 1, old.len() - 2, 0.5 * (night + 1) as f64);
         let h = hint(&old, &new);
-        let kept = ParquetCodec::default().keepable(&before, &new, h.unchanged_prefix).expect("groups to keep");
+        let next = Continuation { bars: &new, skipped: 0, series: &s };
+        let kept = ParquetCodec::default().keepable(&before, next, h).unwrap().expect("groups to keep");
         assert_eq!(kept.rows, 4096, "night {night}");
         let md5 = rewrite(&store, &new, h).await;
         let bytes = std::fs::read(store.path_of(&s)).unwrap();
@@ -288,25 +320,22 @@ async fn parquet_updates_keep_the_unchanged_row_groups() {
 /// file as it was and no temp file behind; the next write succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_write_keeping_row_groups_changes_nothing() {
-    for step in [IoStep::CreateTemp, IoStep::WriteTemp, IoStep::FsyncTemp, IoStep::Rename] {
+    for step in [FsOp::CreateTemp, FsOp::WriteTemp, FsOp::FsyncTemp, FsOp::Rename] {
         let dir = tempfile::tempdir().unwrap();
         let faulty = Arc::new(FaultyFs::real());
         let store = parquet_store(dir.path(), faulty.clone());
         let s = series();
         let old = daily(5000, usize::MAX, 0.0);
-        store.persist(&old, &s, PersistOptions::replace(), &ctx()).await.unwrap();
+        replace(&store, &old).await;
         let before = std::fs::read(store.path_of(&s)).unwrap();
         let new = daily(5001, 4998, 1.0);
-        store.checksum(&s, &ctx()).await.unwrap();
+        let version = prove(&store).await;
         // Without a spare, so that the temp file is created (the step a CreateTemp fault fails).
-        faulty.inject(Fault::from_nth(IoStep::Recycle, 1, libc_enospc()));
+        faulty.inject(Fault::from_nth(FsOp::Recycle, 1, libc_enospc()));
         // There is no backup yet: it is linked, and the only rename publishes the file.
         faulty.inject(Fault::once(step, 1, libc_enospc()));
-        let result = match store.stage_with(&new, &s, hint(&old, &new), &ctx()).await {
-            Ok(staged) => staged.commit(BackupPolicy::Keep, &ctx()).await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        assert!(matches!(result, Err(StorageError::Io { step: s, .. }) if s == step), "{step:?}: {result:?}");
+        let result = update(&store, &new, hint(&old, &new), version).await;
+        assert!(matches!(&result, Err(StorageError::Io { step: s, .. }) if *s == step.step()), "{step:?}: {result:?}");
         faulty.clear();
         assert!(std::fs::read(store.path_of(&s)).unwrap() == before, "{step:?}: the stored file changed");
         let leftovers: Vec<_> = std::fs::read_dir(store.path_of(&s).parent().unwrap())

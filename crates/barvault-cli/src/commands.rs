@@ -35,7 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         return show_config(&loaded, args);
     }
     let ctx = OpContext::with_correlation_id(cli.correlation_id.as_deref());
-    let runtime = barvault::process::runtime().context("cannot start the async runtime")?;
+    let runtime = crate::process::runtime().context("cannot start the async runtime")?;
     let span =
         tracing::info_span!("barvault", command = command_name(&cli.command), correlation_id = %ctx.correlation_id());
     let config = loaded.config;

@@ -56,7 +56,7 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
 /// The exit code of one storage error.
 pub fn storage_code(e: &StorageError) -> u8 {
     match e {
-        StorageError::Locked { .. } => LOCKED,
+        StorageError::Locked { .. } | StorageError::VersionConflict { .. } => LOCKED,
         StorageError::Config { .. } => CONFIG,
         _ => FAILURE,
     }

@@ -6,6 +6,7 @@
 mod commands;
 mod exit;
 mod logging;
+mod process;
 mod timearg;
 
 use std::path::PathBuf;
@@ -263,7 +264,7 @@ pub struct CleanupArgs {
 }
 
 fn main() -> ExitCode {
-    barvault::process::tune_allocator();
+    crate::process::tune_allocator();
     let cli = Cli::parse();
     let verbose = cli.verbose > 0;
     logging::init(cli.log_format, cli.verbose, cli.quiet);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use barvault::{Instrument, Period, RealFs, SeriesKey};
-use barvault_fs::{FileLocks, Layout, LockScope};
+use barvault_fs::FileLocks;
 use tempfile::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_barvault");
@@ -397,7 +397,7 @@ fn exit_codes() {
 
     // 4: another process holds the series lock.
     let series = SeriesKey::new(Instrument::stock("NVDA").unwrap(), Period::D1);
-    let locks = FileLocks::new(Arc::new(RealFs), Layout::new(s.clone(), "csv").unwrap(), LockScope::Series);
+    let locks = FileLocks::new(Arc::new(RealFs), s.clone());
     let guard = locks.lock_blocking(&series, Duration::from_secs(5)).unwrap();
     let nvda = data("daily/NVDA.csv");
     let o = cmd(tmp.path())

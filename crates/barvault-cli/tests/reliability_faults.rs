@@ -15,7 +15,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use barvault::ports::{BarCodec, CodecInput, IoStep, SecondaryStatus};
+use barvault::FsOp;
+use barvault::SecondaryStatus;
+use barvault::ports::{BarCodec, CodecInput};
 use barvault::{
     Bars, CsvCodec, Fault, FaultyFs, Instrument, MergePolicy, OpContext, Period, PersistOptions, Scope, SeriesKey,
     StorageConfig, StorageFactory, ValidationPolicy, Vault,
@@ -32,7 +34,7 @@ fn bars(tag: u32) -> Bars {
     for (m, r) in &rows {
         s.push_str(&format!("{},{},{},{},{},{}\n", common::ts(*m), r[0], r[1], r[2], r[3], r[4]));
     }
-    let raw = CsvCodec.decode(CodecInput::Bytes(s.as_bytes()), None).unwrap();
+    let raw = CsvCodec.decode(CodecInput::Bytes(s.as_bytes()), barvault::ports::Rows::All).map(|d| d.raw).unwrap();
     raw.into_bars(MergePolicy::KeepLast).unwrap().0
 }
 
@@ -59,17 +61,17 @@ impl Target {
 
 /// The fault that fails `step` of the write of `target`, or `None` if that write has no such
 /// step (metadata records keep no backup).
-fn fault_for(target: Target, step: IoStep, errno: i32, base: &Path) -> Option<Fault> {
+fn fault_for(target: Target, step: FsOp, errno: i32, base: &Path) -> Option<Fault> {
     let data_dir = base.join("stocks/1m").display().to_string();
-    let record_step = matches!(step, IoStep::OpenInPlace | IoStep::WriteInPlace | IoStep::SyncInPlace);
+    let record_step = matches!(step, FsOp::OpenInPlace | FsOp::WriteInPlace | FsOp::SyncInPlace);
     let (fragment, nth) = match (target, step) {
         // Records exist from the first write on and are then updated in place (FORMAT.md);
         // data files are always replaced through a temp file.
         (Target::CsvRecord | Target::ParquetRecord, _) if !record_step => return None,
         (Target::Csv | Target::Parquet, _) if record_step => return None,
         // The data directory is fsynced once per data file: CSV first, then Parquet.
-        (Target::Csv, IoStep::FsyncDir) => (data_dir, 1),
-        (Target::Parquet, IoStep::FsyncDir) => (data_dir, 2),
+        (Target::Csv, FsOp::FsyncDir) => (data_dir, 1),
+        (Target::Parquet, FsOp::FsyncDir) => (data_dir, 2),
         // The third version swaps the second out of `.backup` (RENAME_EXCHANGE, a `Recycle`
         // step), so a data file's one rename is its temp file's, over the data file.
         (Target::Csv, _) => (".csv".to_string(), 1),
@@ -127,27 +129,27 @@ fn merged(tags: &[u32]) -> Bars {
 fn file_bars(path: &Path) -> Bars {
     let file = std::fs::File::open(path).unwrap();
     let raw = if path.extension().is_some_and(|e| e == "parquet") {
-        barvault::ParquetCodec::default().decode(CodecInput::File(file), None)
+        barvault::ParquetCodec::default().decode(CodecInput::File(file), barvault::ports::Rows::All).map(|d| d.raw)
     } else {
-        CsvCodec.decode(CodecInput::File(file), None)
+        CsvCodec.decode(CodecInput::File(file), barvault::ports::Rows::All).map(|d| d.raw)
     };
     raw.unwrap().into_bars(MergePolicy::KeepLast).unwrap().0
 }
 
-const STEPS: [IoStep; 9] = [
-    IoStep::CreateTemp,
-    IoStep::WriteTemp,
-    IoStep::FsyncTemp,
-    IoStep::BackupLink,
-    IoStep::Rename,
-    IoStep::FsyncDir,
-    IoStep::OpenInPlace,
-    IoStep::WriteInPlace,
-    IoStep::SyncInPlace,
+const STEPS: [FsOp; 9] = [
+    FsOp::CreateTemp,
+    FsOp::WriteTemp,
+    FsOp::FsyncTemp,
+    FsOp::BackupLink,
+    FsOp::Rename,
+    FsOp::FsyncDir,
+    FsOp::OpenInPlace,
+    FsOp::WriteInPlace,
+    FsOp::SyncInPlace,
 ];
 
 /// Runs one fault case; returns the faults injected.
-async fn case(target: Target, step: IoStep, errno: i32, repair_by_recover: bool) -> Option<u64> {
+async fn case(target: Target, step: FsOp, errno: i32, repair_by_recover: bool) -> Option<u64> {
     let s = store_with_two_versions().await;
     let fault = fault_for(target, step, errno, &s.base)?;
     let what = format!("{target:?} {step:?} errno {errno}");
@@ -175,7 +177,7 @@ async fn case(target: Target, step: IoStep, errno: i32, repair_by_recover: bool)
             }
             assert!(e.contains(&os), "{what}: error does not name the OS error: {e}");
             let path_part = if target == Target::Csv {
-                if step == IoStep::FsyncDir { "stocks/1m".to_string() } else { "FAULT.csv".to_string() }
+                if step == FsOp::FsyncDir { "stocks/1m".to_string() } else { "FAULT.csv".to_string() }
             } else {
                 ".barvault/meta".to_string()
             };
@@ -201,7 +203,7 @@ async fn case(target: Target, step: IoStep, errno: i32, repair_by_recover: bool)
             // The primary committed the new version; the Parquet file holds the previous one
             // unless the failed step came after its rename.
             assert!(load(&s.vault).await == next, "{what}: load does not serve the committed version");
-            let after_rename = matches!(step, IoStep::FsyncDir) || target == Target::ParquetRecord;
+            let after_rename = matches!(step, FsOp::FsyncDir) || target == Target::ParquetRecord;
             let expect = if after_rename { &next } else { &previous };
             assert!(file_bars(&parquet) == *expect, "{what}: unexpected Parquet content");
             // The copies now disagree and `verify` says so.
@@ -259,7 +261,7 @@ async fn failed_recycling_never_fails_a_persist() {
         for persistent in [false, true] {
             let s = store_with_two_versions().await;
             for nth in 1..=3 {
-                let fault = if persistent { Fault::from_nth } else { Fault::once }(IoStep::Recycle, nth, errno);
+                let fault = if persistent { Fault::from_nth } else { Fault::once }(FsOp::Recycle, nth, errno);
                 s.fs.inject(fault);
                 for tag in [3, 4] {
                     persist(&s.vault, tag).await.unwrap_or_else(|e| panic!("#{nth} errno {errno}: {e}"));
@@ -283,7 +285,7 @@ async fn a_disk_that_stays_full_loses_nothing() {
     let s = store_with_two_versions().await;
     let previous = merged(&[1, 2]);
     let rounds = if slow() { 20 } else { 3 };
-    for step in [IoStep::WriteTemp, IoStep::CreateTemp, IoStep::FsyncTemp] {
+    for step in [FsOp::WriteTemp, FsOp::CreateTemp, FsOp::FsyncTemp] {
         s.fs.inject(Fault::from_nth(step, 1, ENOSPC));
         for _ in 0..rounds {
             let e = persist(&s.vault, 3).await.expect_err("a full disk must fail the write").to_string();

@@ -34,7 +34,7 @@ pub fn encode_bars<W: Write + ?Sized>(bars: &Bars, out: &mut W) -> io::Result<()
 }
 
 /// The header line of `bars`' columns.
-fn header_line(bars: &Bars) -> Vec<u8> {
+pub(crate) fn header_line(bars: &Bars) -> Vec<u8> {
     let mut header = Vec::with_capacity(256);
     header.extend_from_slice(CORE_COLUMNS.join(",").as_bytes());
     for extra in bars.extras() {

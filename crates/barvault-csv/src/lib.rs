@@ -68,13 +68,16 @@ mod decode;
 #[cfg(test)]
 mod decode_reference;
 mod encode;
+mod keep;
 mod number;
 mod timestamp;
 
 use std::io::Write;
 
 use barvault_domain::{Bars, RawBars, SeriesKey, TimeRange};
-use barvault_ports::{BarCodec, CodecError, CodecInput};
+use barvault_ports::{
+    BarCodec, CodecError, CodecInput, Continuation, Decoded, Keep, KeptPrefix, Rows as Select, StoredBytes,
+};
 
 pub use encode::{encode_bars, encode_to_vec};
 pub use number::{parse_f64, write_f64};
@@ -105,23 +108,43 @@ impl BarCodec for CsvCodec {
         Ok(())
     }
 
-    fn encode_part(
-        &self,
-        bars: &Bars,
-        rows: std::ops::Range<usize>,
-        header: bool,
-        out: &mut (dyn Write + Send),
-    ) -> Option<Result<(), CodecError>> {
-        Some(encode::encode_part(bars, rows, header, out).map_err(CodecError::Io))
-    }
-
-    fn decode(&self, input: CodecInput<'_>, range: Option<TimeRange>) -> Result<RawBars, CodecError> {
-        match input {
-            CodecInput::Bytes(bytes) => self.decode_bytes(bytes, range),
+    /// Every row is parsed whatever is asked (a damaged file fails alike for every
+    /// reader); a range keeps only its rows, `From` keeps every row (a CSV file has no
+    /// blocks with time bounds to skip), `Nothing` reads nothing.
+    fn decode(&self, input: CodecInput<'_>, rows: Select) -> Result<Decoded, CodecError> {
+        let range = match rows {
+            Select::Nothing => return Ok(Decoded::whole(RawBars::default())),
+            Select::Range(r) => Some(r),
+            Select::All | Select::From(_) => None,
+        };
+        let raw = match input {
+            CodecInput::Bytes(bytes) => self.decode_bytes(bytes, range)?,
             CodecInput::File(file) => {
                 let size = file.metadata().map_or(0, |m| usize::try_from(m.len()).unwrap_or(0));
-                decode::decode_reader(file, size, range)
+                decode::decode_reader(file, size, range)?
             }
-        }
+        };
+        Ok(Decoded::whole(raw))
+    }
+
+    /// The stored lines of the unchanged rows, up to a boundary line that re-encodes
+    /// identically (see `keep`).
+    fn keepable(
+        &self,
+        stored: &dyn StoredBytes,
+        next: Continuation<'_>,
+        keep: Keep,
+    ) -> Result<Option<KeptPrefix>, CodecError> {
+        keep::keepable(stored, next, keep)
+    }
+
+    fn encode_after(
+        &self,
+        _stored: &dyn StoredBytes,
+        kept: KeptPrefix,
+        next: Continuation<'_>,
+        out: &mut (dyn Write + Send),
+    ) -> Result<(), CodecError> {
+        keep::encode_after(kept, next, out)
     }
 }

@@ -5,7 +5,7 @@ use barvault_domain::{RawBars, TimeRange};
 use barvault_ports::{BarCodec, CodecError, CodecInput};
 
 fn decode(text: &str) -> Result<RawBars, CodecError> {
-    CsvCodec.decode(CodecInput::Bytes(text.as_bytes()), None)
+    CsvCodec.decode(CodecInput::Bytes(text.as_bytes()), barvault_ports::Rows::All).map(|d| d.raw)
 }
 
 fn ok(text: &str) -> RawBars {
@@ -147,13 +147,16 @@ fn range_keeps_inclusive_rows_only() {
     let text = "timestamp,open,high,low,close,volume,e\n\
                 2024-01-01,1,1,1,1,1,1\n2024-01-02,2,2,2,2,2,\n2024-01-03,3,3,3,3,3,3\n2024-01-04,4,4,4,4,4,4\n";
     let range = TimeRange::new(Some(ts("2024-01-02")), Some(ts("2024-01-03"))).unwrap();
-    let b = CsvCodec.decode(CodecInput::Bytes(text.as_bytes()), Some(range)).unwrap();
+    let b =
+        CsvCodec.decode(CodecInput::Bytes(text.as_bytes()), barvault_ports::Rows::Range(range)).map(|d| d.raw).unwrap();
     assert_eq!(b.ts, vec![ts("2024-01-02"), ts("2024-01-03")]);
     assert_eq!(b.open, vec![2.0, 3.0]);
     assert_eq!(extra(&b, "e"), vec![None, Some(3.0)]);
     // Rows outside the range are still checked.
     let bad = format!("{text}2024-01-05,x,5,5,5,5,5\n");
-    assert!(CsvCodec.decode(CodecInput::Bytes(bad.as_bytes()), Some(range)).is_err());
+    assert!(
+        CsvCodec.decode(CodecInput::Bytes(bad.as_bytes()), barvault_ports::Rows::Range(range)).map(|d| d.raw).is_err()
+    );
 }
 
 #[test]
@@ -192,7 +195,7 @@ fn header_errors_name_the_column() {
 #[test]
 fn invalid_utf8_header_is_an_error() {
     let bytes = b"timestamp,open,high,low,close,vol\xffume\n";
-    match CsvCodec.decode(CodecInput::Bytes(bytes), None) {
+    match CsvCodec.decode(CodecInput::Bytes(bytes), barvault_ports::Rows::All).map(|d| d.raw) {
         Err(CodecError::Parse { line: Some(1), column: Some(c), reason, .. }) => {
             assert_eq!(c, "#6");
             assert!(reason.contains("UTF-8"));
@@ -241,7 +244,7 @@ fn line_numbers_are_physical_with_crlf_and_quoted_newlines() {
 #[test]
 fn invalid_utf8_cell_is_reported_as_such() {
     let bytes = b"Date,Open,High,Low,Close,Volume\n2024-01-01,1,1,1,\xff\xfe,1\n";
-    match CsvCodec.decode(CodecInput::Bytes(bytes), None) {
+    match CsvCodec.decode(CodecInput::Bytes(bytes), barvault_ports::Rows::All).map(|d| d.raw) {
         Err(CodecError::Parse { line, column, reason, .. }) => {
             assert_eq!((line, column.as_deref(), reason.as_str()), (Some(2), Some("Close"), "invalid UTF-8"));
         }
@@ -254,7 +257,7 @@ fn decodes_from_a_file() {
     let mut file = tempfile::tempfile().unwrap();
     std::io::Write::write_all(&mut file, b"timestamp,open,high,low,close,volume\n2024-01-01,1,2,0.5,1.5,10\n").unwrap();
     std::io::Seek::rewind(&mut file).unwrap();
-    let b = CsvCodec.decode(CodecInput::File(file), None).unwrap();
+    let b = CsvCodec.decode(CodecInput::File(file), barvault_ports::Rows::All).map(|d| d.raw).unwrap();
     assert_eq!(b.close, vec![1.5]);
     assert_eq!(CsvCodec.format(), "csv");
 }

@@ -41,7 +41,7 @@ fn bars() -> impl Strategy<Value = Bars> {
 }
 
 fn decode(bytes: &[u8]) -> Bars {
-    let raw = CsvCodec.decode(CodecInput::Bytes(bytes), None).unwrap();
+    let raw = CsvCodec.decode(CodecInput::Bytes(bytes), barvault_ports::Rows::All).map(|d| d.raw).unwrap();
     raw.into_bars(MergePolicy::ErrorOnConflict).unwrap().0
 }
 
@@ -139,21 +139,21 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
-        let _ = CsvCodec.decode(CodecInput::Bytes(&bytes), None);
+        let _ = CsvCodec.decode(CodecInput::Bytes(&bytes), barvault_ports::Rows::All).map(|d| d.raw);
         let mut with_header = b"timestamp,open,high,low,close,volume,x\n".to_vec();
         with_header.extend_from_slice(&bytes);
-        let _ = CsvCodec.decode(CodecInput::Bytes(&with_header), None);
+        let _ = CsvCodec.decode(CodecInput::Bytes(&with_header), barvault_ports::Rows::All).map(|d| d.raw);
     }
 
     #[test]
     fn mutated_files_never_panic(mutations in proptest::collection::vec(mutation(), 1..8)) {
         let mutated = apply(SEED_FILE.to_vec(), &mutations);
-        if let Ok(raw) = CsvCodec.decode(CodecInput::Bytes(&mutated), None) {
+        if let Ok(raw) = CsvCodec.decode(CodecInput::Bytes(&mutated), barvault_ports::Rows::All).map(|d| d.raw) {
             prop_assert!(raw.ts.len() <= 4);
             let _ = raw.into_bars(MergePolicy::KeepLast);
         }
         let own = encode_to_vec(&decode(SEED_FILE));
-        let _ = CsvCodec.decode(CodecInput::Bytes(&apply(own, &mutations)), None);
+        let _ = CsvCodec.decode(CodecInput::Bytes(&apply(own, &mutations)), barvault_ports::Rows::All).map(|d| d.raw);
     }
 }
 

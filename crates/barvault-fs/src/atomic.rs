@@ -13,16 +13,15 @@
 //! creates nothing either. Every step of this is optional: without a spare the temp file
 //! is created, and where the exchange is not supported the backup is renamed over as before.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use barvault_ports::{CodecError, Fingerprint, IoStep, StorageError};
+use barvault_ports::{CodecError, Fingerprint, IoStep, StorageError, StoredBytes};
 
 use crate::digest::{FileHashes, Md5Stream};
 use crate::fs::{Fs, FsFile};
+use crate::keep::Prefix;
 use crate::layout::{backup_path_of, spare_path_in, temp_path_in};
-use crate::reuse::{Prefix, Stored};
 
 const BUFFER: usize = 64 * 1024;
 
@@ -320,22 +319,12 @@ fn fill(
 ) -> Result<(u64, String, Fingerprint), StorageError> {
     let hashes = hash.then(FileHashes::new);
     let mut w = HashingWriter { inner: BufWriter::with_capacity(BUFFER, file), hashes, size: 0, failure: None };
-    if let Some(Prefix { source, len, md5, points, .. }) = prefix {
+    if let Some(Prefix { source, len, md5, checkpoints }) = prefix {
         // The copied bytes are not hashed again: the MD5 resumes from the prefix's state.
         // The CRC-32 is computed over them, at a small fraction of an MD5's cost.
         let mut crc = crc32fast::Hasher::new();
-        match source {
-            Stored::Memory(bytes) => {
-                let kept = usize::try_from(len).ok().and_then(|n| bytes.get(..n)).ok_or_else(|| {
-                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "fewer proven bytes than kept");
-                    StorageError::io(IoStep::Read, target, e)
-                })?;
-                w.inner.write_all(kept).map_err(|e| StorageError::io(IoStep::WriteTemp, temp, e))?;
-                crc.update(kept);
-            }
-            Stored::File(mut file) => copy_prefix(&mut file, len, &mut w.inner, &mut crc, temp, target)?,
-        }
-        w.hashes = hash.then_some(FileHashes { md5, crc, points });
+        copy_prefix(source.as_ref(), len, &mut w.inner, &mut crc, temp, target)?;
+        w.hashes = hash.then_some(FileHashes { md5, crc, checkpoints });
         w.size = len;
     }
     let mut written = write(&mut w).and_then(|()| w.flush().map_err(CodecError::Io));
@@ -355,7 +344,7 @@ fn fill(
     file.sync_all().map_err(|e| StorageError::io(IoStep::FsyncTemp, temp, e))?;
     let (md5_hex, fingerprint) = match hashes {
         Some(h) => h.finish(),
-        None => (String::new(), Fingerprint { crc32: 0, md5_states: Vec::new() }),
+        None => (String::new(), Fingerprint { crc32: 0, checkpoints: Vec::new() }),
     };
     Ok((size, md5_hex, fingerprint))
 }
@@ -363,29 +352,21 @@ fn fill(
 /// Copies the first `len` bytes of `from` (the old version of `target`) to `to`, adding
 /// them to `crc`.
 fn copy_prefix(
-    from: &mut File,
+    from: &dyn StoredBytes,
     len: u64,
     to: &mut impl Write,
     crc: &mut crc32fast::Hasher,
     temp: &Path,
     target: &Path,
 ) -> Result<(), StorageError> {
-    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX).min(1 << 20)];
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = match from.read(&mut buf[..want]) {
-            Ok(0) => {
-                let e = io::Error::new(io::ErrorKind::UnexpectedEof, "the stored file shrank while being copied");
-                return Err(StorageError::io(IoStep::Read, target, e));
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(StorageError::io(IoStep::Read, target, e)),
-        };
-        to.write_all(&buf[..n]).map_err(|e| StorageError::io(IoStep::WriteTemp, temp, e))?;
-        crc.update(&buf[..n]);
-        left -= n as u64;
+    const PIECE: u64 = 1 << 20;
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(PIECE) as usize;
+        let piece = from.read(at, n).map_err(|e| StorageError::io(IoStep::Read, target, e))?;
+        to.write_all(&piece).map_err(|e| StorageError::io(IoStep::WriteTemp, temp, e))?;
+        crc.update(&piece);
+        at += n as u64;
     }
     Ok(())
 }

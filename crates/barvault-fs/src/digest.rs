@@ -1,4 +1,5 @@
-//! MD5 whose state can be written down and resumed, and the fingerprint recorded with it.
+//! MD5 whose state can be written down and resumed — a checkpoint — and the fingerprint
+//! recorded with it.
 //!
 //! A nightly update rewrites a file that differs from its previous version only in its
 //! last rows, yet its MD5 covers every byte. With the state after a leading part of the
@@ -6,7 +7,7 @@
 //! hashed. `md-5` keeps its hasher's state private, so this is a thin streaming layer over
 //! its block function, with the state exposed at block boundaries.
 
-use barvault_ports::{Fingerprint, Md5State};
+use barvault_ports::{Fingerprint, Md5Checkpoint};
 
 /// MD5 processes the input in blocks of this many bytes; states are only resumable at
 /// multiples of it.
@@ -14,26 +15,26 @@ pub(crate) const BLOCK: u64 = 64;
 
 const INIT: [u32; 4] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476];
 
-/// Offsets at which a writer notes the MD5 state, before [`keep_points`] thins them out.
-pub(crate) const WRITE_MARK_STEP: u64 = 4096;
+/// Offsets at which a writer notes the MD5 state, before [`thin_checkpoints`] thins them out.
+pub(crate) const WRITE_CHECKPOINT_STEP: u64 = 4096;
 
 /// The MD5 state after the first `offset` bytes of some input (`offset % BLOCK == 0`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Point {
+pub(crate) struct Checkpoint {
     pub(crate) offset: u64,
     pub(crate) state: [u32; 4],
 }
 
-impl Point {
-    pub(crate) const START: Point = Point { offset: 0, state: INIT };
+impl Checkpoint {
+    pub(crate) const START: Checkpoint = Checkpoint { offset: 0, state: INIT };
 
     /// The recorded form: the four words little-endian, as hex.
-    pub(crate) fn to_record(self) -> Md5State {
-        Md5State { offset: self.offset, state: hex(self.state.iter().flat_map(|w| w.to_le_bytes())) }
+    pub(crate) fn to_recorded(self) -> Md5Checkpoint {
+        Md5Checkpoint { offset: self.offset, state: hex(self.state.iter().flat_map(|w| w.to_le_bytes())) }
     }
 
     /// Reads a recorded state; `None` if it is malformed (then nothing resumes from it).
-    pub(crate) fn from_record(r: &Md5State) -> Option<Point> {
+    pub(crate) fn from_recorded(r: &Md5Checkpoint) -> Option<Checkpoint> {
         if !r.offset.is_multiple_of(BLOCK) || r.state.len() != 32 || !r.state.is_ascii() {
             return None;
         }
@@ -46,7 +47,7 @@ impl Point {
             }
             *word = u32::from_le_bytes(bytes);
         }
-        Some(Point { offset: r.offset, state })
+        Some(Checkpoint { offset: r.offset, state })
     }
 }
 
@@ -56,7 +57,7 @@ fn hex(bytes: impl IntoIterator<Item = u8>) -> String {
     bytes.into_iter().flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]).map(char::from).collect()
 }
 
-/// Streaming MD5 that can start from a [`Point`] and report one at block boundaries.
+/// Streaming MD5 that can start from a [`Checkpoint`] and report one at block boundaries.
 #[derive(Debug, Clone)]
 pub(crate) struct Md5Stream {
     state: [u32; 4],
@@ -68,7 +69,7 @@ pub(crate) struct Md5Stream {
 
 impl Default for Md5Stream {
     fn default() -> Self {
-        Self::resume(Point::START)
+        Self::resume(Checkpoint::START)
     }
 }
 
@@ -77,9 +78,9 @@ impl Md5Stream {
         Self::default()
     }
 
-    /// The stream that has hashed the first `point.offset` bytes of an input.
-    pub(crate) fn resume(point: Point) -> Self {
-        Md5Stream { state: point.state, offset: point.offset, buf: [0; 64], pending: 0 }
+    /// The stream that has hashed the first `checkpoint.offset` bytes of an input.
+    pub(crate) fn resume(checkpoint: Checkpoint) -> Self {
+        Md5Stream { state: checkpoint.state, offset: checkpoint.offset, buf: [0; 64], pending: 0 }
     }
 
     pub(crate) fn offset(&self) -> u64 {
@@ -87,8 +88,8 @@ impl Md5Stream {
     }
 
     /// The state now, if the bytes hashed so far end on a block boundary.
-    pub(crate) fn point(&self) -> Option<Point> {
-        (self.pending == 0).then_some(Point { offset: self.offset, state: self.state })
+    pub(crate) fn checkpoint(&self) -> Option<Checkpoint> {
+        (self.pending == 0).then_some(Checkpoint { offset: self.offset, state: self.state })
     }
 
     pub(crate) fn update(&mut self, mut data: &[u8]) {
@@ -110,22 +111,27 @@ impl Md5Stream {
         self.pending = rest.len();
     }
 
-    /// [`Md5Stream::update`], pushing the state at every multiple of `step` (itself a
+    /// [`Md5Stream::update`], pushing a checkpoint at every multiple of `step` (itself a
     /// multiple of [`BLOCK`]) the bytes reach.
-    pub(crate) fn update_marking(&mut self, data: &[u8], step: u64, points: &mut Vec<Point>) {
+    pub(crate) fn update_checkpointing_every(&mut self, data: &[u8], step: u64, checkpoints: &mut Vec<Checkpoint>) {
         debug_assert!(step > 0 && step.is_multiple_of(BLOCK));
-        self.update_stopping(data, |o| Some((o / step + 1) * step), points);
+        self.update_stopping(data, |o| Some((o / step + 1) * step), checkpoints);
     }
 
-    /// [`Md5Stream::update`], pushing the state at each of `at` (ascending offsets, each a
+    /// [`Md5Stream::update`], pushing a checkpoint at each of `at` (ascending offsets, each a
     /// multiple of [`BLOCK`]) the bytes reach; offsets already behind are skipped.
-    pub(crate) fn update_noting(&mut self, data: &[u8], at: &[u64], points: &mut Vec<Point>) {
-        self.update_stopping(data, |o| at.get(at.partition_point(|&a| a <= o)).copied(), points);
+    pub(crate) fn update_checkpointing_at(&mut self, data: &[u8], at: &[u64], checkpoints: &mut Vec<Checkpoint>) {
+        self.update_stopping(data, |o| at.get(at.partition_point(|&a| a <= o)).copied(), checkpoints);
     }
 
     /// Hashes `data`, stopping at each offset `next_stop` names (the first one after the
     /// offset it is given) to push the state there.
-    fn update_stopping(&mut self, mut data: &[u8], next_stop: impl Fn(u64) -> Option<u64>, points: &mut Vec<Point>) {
+    fn update_stopping(
+        &mut self,
+        mut data: &[u8],
+        next_stop: impl Fn(u64) -> Option<u64>,
+        checkpoints: &mut Vec<Checkpoint>,
+    ) {
         while !data.is_empty() {
             let stop = next_stop(self.offset);
             let take =
@@ -133,9 +139,9 @@ impl Md5Stream {
             self.update(&data[..take]);
             data = &data[take..];
             if stop == Some(self.offset)
-                && let Some(p) = self.point()
+                && let Some(p) = self.checkpoint()
             {
-                points.push(p);
+                checkpoints.push(p);
             }
         }
     }
@@ -164,31 +170,31 @@ impl Md5Stream {
     }
 }
 
-/// MD5 and CRC-32 of the bytes written, with the states to record for a next version.
+/// MD5 and CRC-32 of the bytes written, with the checkpoints to record for a next version.
 #[derive(Debug, Clone)]
 pub(crate) struct FileHashes {
     pub(crate) md5: Md5Stream,
     pub(crate) crc: crc32fast::Hasher,
-    /// States noted so far, ascending (may start with states carried over from the
+    /// Checkpoints so far, ascending (may start with checkpoints carried over from the
     /// previous version of the file, for the bytes both share).
-    pub(crate) points: Vec<Point>,
+    pub(crate) checkpoints: Vec<Checkpoint>,
 }
 
 impl FileHashes {
     pub(crate) fn new() -> Self {
-        FileHashes { md5: Md5Stream::new(), crc: crc32fast::Hasher::new(), points: Vec::new() }
+        FileHashes { md5: Md5Stream::new(), crc: crc32fast::Hasher::new(), checkpoints: Vec::new() }
     }
 
     pub(crate) fn update(&mut self, bytes: &[u8]) {
-        self.md5.update_marking(bytes, WRITE_MARK_STEP, &mut self.points);
+        self.md5.update_checkpointing_every(bytes, WRITE_CHECKPOINT_STEP, &mut self.checkpoints);
         self.crc.update(bytes);
     }
 
     /// The MD5 (hex) and the fingerprint to record with it.
     pub(crate) fn finish(self) -> (String, Fingerprint) {
         let len = self.md5.offset();
-        let md5_states = keep_points(&self.points, len).into_iter().map(Point::to_record).collect();
-        (self.md5.finish_hex(), Fingerprint { crc32: self.crc.finalize(), md5_states })
+        let checkpoints = thin_checkpoints(&self.checkpoints, len).into_iter().map(Checkpoint::to_recorded).collect();
+        (self.md5.finish_hex(), Fingerprint { crc32: self.crc.finalize(), checkpoints })
     }
 }
 
@@ -200,50 +206,48 @@ pub(crate) struct FingerprintCheck<'a> {
     offsets: Vec<u64>,
     md5: Md5Stream,
     crc: crc32fast::Hasher,
-    points: Vec<Point>,
+    checkpoints: Vec<Checkpoint>,
 }
 
 impl<'a> FingerprintCheck<'a> {
     pub(crate) fn new(fingerprint: &'a Fingerprint) -> Self {
-        let mut offsets: Vec<u64> = fingerprint.md5_states.iter().map(|s| s.offset).collect();
+        let mut offsets: Vec<u64> = fingerprint.checkpoints.iter().map(|s| s.offset).collect();
         offsets.sort_unstable();
         FingerprintCheck {
             fingerprint,
             offsets,
             md5: Md5Stream::new(),
             crc: crc32fast::Hasher::new(),
-            points: Vec::new(),
+            checkpoints: Vec::new(),
         }
     }
 
     pub(crate) fn update(&mut self, bytes: &[u8]) {
-        self.md5.update_noting(bytes, &self.offsets, &mut self.points);
+        self.md5.update_checkpointing_at(bytes, &self.offsets, &mut self.checkpoints);
         self.crc.update(bytes);
     }
 
     /// The MD5 (hex) of the bytes, and whether the fingerprint describes them.
     pub(crate) fn finish(self) -> (String, bool) {
         let agrees = self.crc.finalize() == self.fingerprint.crc32
-            && self
-                .fingerprint
-                .md5_states
-                .iter()
-                .all(|recorded| Point::from_record(recorded).is_some_and(|want| self.points.contains(&want)));
+            && self.fingerprint.checkpoints.iter().all(|recorded| {
+                Checkpoint::from_recorded(recorded).is_some_and(|want| self.checkpoints.contains(&want))
+            });
         (self.md5.finish_hex(), agrees)
     }
 }
 
-/// The states worth recording of a `len`-byte file: for each distance 4 KiB, 8 KiB,
-/// 16 KiB, … from its end, the last state at least that far from it. A next version that
+/// The checkpoints worth recording of a `len`-byte file: for each distance 4 KiB, 8 KiB,
+/// 16 KiB, … from its end, the last checkpoint at least that far from it. A next version that
 /// first differs `d` bytes before the end then hashes at most about `2d + 4 KiB` of the
-/// bytes it keeps, and a record holds about `log2(len / 4 KiB)` states.
-pub(crate) fn keep_points(points: &[Point], len: u64) -> Vec<Point> {
-    let mut kept: Vec<Point> = Vec::new();
-    let mut distance = WRITE_MARK_STEP;
+/// bytes it keeps, and a record holds about `log2(len / 4 KiB)` checkpoints.
+pub(crate) fn thin_checkpoints(checkpoints: &[Checkpoint], len: u64) -> Vec<Checkpoint> {
+    let mut kept: Vec<Checkpoint> = Vec::new();
+    let mut distance = WRITE_CHECKPOINT_STEP;
     while distance < len {
         let limit = len - distance;
-        let i = points.partition_point(|p| p.offset <= limit);
-        if let Some(p) = i.checked_sub(1).and_then(|i| points.get(i))
+        let i = checkpoints.partition_point(|p| p.offset <= limit);
+        if let Some(p) = i.checked_sub(1).and_then(|i| checkpoints.get(i))
             && p.offset > 0
             && kept.last().is_none_or(|k| k.offset != p.offset)
         {
@@ -288,14 +292,14 @@ mod tests {
             s.update(&bytes[cut..]);
             assert_eq!(s.finish(), reference(&bytes), "cut {cut}");
         }
-        let mut points = Vec::new();
+        let mut checkpoints = Vec::new();
         let mut s = Md5Stream::new();
         for piece in bytes.chunks(777) {
-            s.update_marking(piece, WRITE_MARK_STEP, &mut points);
+            s.update_checkpointing_every(piece, WRITE_CHECKPOINT_STEP, &mut checkpoints);
         }
-        assert_eq!(points.iter().map(|p| p.offset).collect::<Vec<_>>(), vec![4096, 8192, 12288, 16384]);
-        for p in points {
-            let back = Point::from_record(&p.to_record()).expect("round trip");
+        assert_eq!(checkpoints.iter().map(|p| p.offset).collect::<Vec<_>>(), vec![4096, 8192, 12288, 16384]);
+        for p in checkpoints {
+            let back = Checkpoint::from_recorded(&p.to_recorded()).expect("round trip");
             assert_eq!(back, p);
             let mut r = Md5Stream::resume(back);
             r.update(&bytes[p.offset as usize..]);
@@ -311,7 +315,7 @@ mod tests {
             hashes.update(piece);
         }
         let (md5, fp) = hashes.finish();
-        assert!(fp.md5_states.len() >= 3, "{fp:?}");
+        assert!(fp.checkpoints.len() >= 3, "{fp:?}");
         let check = |fp: &Fingerprint, bytes: &[u8]| {
             let mut c = FingerprintCheck::new(fp);
             for piece in bytes.chunks(777) {
@@ -324,10 +328,10 @@ mod tests {
         damaged[100] ^= 1;
         assert!(!check(&fp, &damaged).1, "another byte");
         let mut wrong_state = fp.clone();
-        wrong_state.md5_states[1].state = "00".repeat(16);
+        wrong_state.checkpoints[1].state = "00".repeat(16);
         assert_eq!(check(&wrong_state, &bytes), (md5.clone(), false), "a wrong state");
         let mut past_end = fp.clone();
-        past_end.md5_states.push(Md5State { offset: 1 << 20, state: "00".repeat(16) });
+        past_end.checkpoints.push(Md5Checkpoint { offset: 1 << 20, state: "00".repeat(16) });
         assert!(!check(&past_end, &bytes).1, "a state past the end");
         let wrong_crc = Fingerprint { crc32: fp.crc32 ^ 4, ..fp };
         assert!(!check(&wrong_crc, &bytes).1, "a wrong CRC");
@@ -335,27 +339,28 @@ mod tests {
 
     #[test]
     fn malformed_records_are_refused() {
-        let good = Point { offset: 128, state: [1, 2, 3, 4] }.to_record();
-        assert!(Point::from_record(&good).is_some());
+        let good = Checkpoint { offset: 128, state: [1, 2, 3, 4] }.to_recorded();
+        assert!(Checkpoint::from_recorded(&good).is_some());
         for bad in [
-            Md5State { offset: 100, ..good.clone() },
-            Md5State { state: "zz".repeat(16), ..good.clone() },
-            Md5State { state: "00".repeat(15), ..good.clone() },
-            Md5State { state: "é".repeat(16), ..good.clone() },
+            Md5Checkpoint { offset: 100, ..good.clone() },
+            Md5Checkpoint { state: "zz".repeat(16), ..good.clone() },
+            Md5Checkpoint { state: "00".repeat(15), ..good.clone() },
+            Md5Checkpoint { state: "é".repeat(16), ..good.clone() },
         ] {
-            assert_eq!(Point::from_record(&bad), None, "{bad:?}");
+            assert_eq!(Checkpoint::from_recorded(&bad), None, "{bad:?}");
         }
     }
 
     #[test]
     fn kept_points_thin_out_geometrically_from_the_end() {
-        let points: Vec<Point> =
-            (1..=100u64).map(|i| Point { offset: i * WRITE_MARK_STEP, state: [i as u32; 4] }).collect();
-        let len = 100 * WRITE_MARK_STEP + 10;
-        let kept: Vec<u64> = keep_points(&points, len).iter().map(|p| p.offset / WRITE_MARK_STEP).collect();
+        let checkpoints: Vec<Checkpoint> =
+            (1..=100u64).map(|i| Checkpoint { offset: i * WRITE_CHECKPOINT_STEP, state: [i as u32; 4] }).collect();
+        let len = 100 * WRITE_CHECKPOINT_STEP + 10;
+        let kept: Vec<u64> =
+            thin_checkpoints(&checkpoints, len).iter().map(|p| p.offset / WRITE_CHECKPOINT_STEP).collect();
         // len − 4 KiB … len − 256 KiB, each rounded down to a noted state.
         assert_eq!(kept, vec![36, 68, 84, 92, 96, 98, 99]);
-        assert!(keep_points(&points, 100).is_empty());
-        assert!(keep_points(&[], len).is_empty());
+        assert!(thin_checkpoints(&checkpoints, 100).is_empty());
+        assert!(thin_checkpoints(&[], len).is_empty());
     }
 }

@@ -8,7 +8,104 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use barvault_ports::IoStep;
+use std::fmt;
+
+/// One kind of call through the [`Fs`] seam: what a [`Fault`] names and [`FaultyFs`]
+/// counts. Named after the step of a write or read each call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FsOp {
+    /// `create_dir_all`.
+    CreateDir,
+    /// `create_new` (a temp file).
+    CreateTemp,
+    /// A write to a file made by `create_new` or `reuse_spare`.
+    WriteTemp,
+    /// `sync_all` of such a file.
+    FsyncTemp,
+    /// `rename`.
+    Rename,
+    /// `sync_dir`.
+    FsyncDir,
+    /// `hard_link` and `copy` (keeping a backup).
+    BackupLink,
+    /// `remove_file`.
+    Remove,
+    /// `open_read`, and reads of a file opened in place.
+    Read,
+    /// `metadata` and `symlink_metadata`.
+    Stat,
+    /// `read_dir`.
+    List,
+    /// `open_lock`.
+    Lock,
+    /// `open_in_place`.
+    OpenInPlace,
+    /// `write_all_at` of a file opened in place (a torn write under [`FaultyFs`]).
+    WriteInPlace,
+    /// `sync_data` of a file opened in place.
+    SyncInPlace,
+    /// `exchange`, `recycle`, `reuse_spare` and `make_spare` (spare inodes).
+    Recycle,
+    /// `capacity`.
+    Space,
+}
+
+impl fmt::Display for FsOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FsOp::CreateDir => "create directory",
+            FsOp::CreateTemp => "create temp file",
+            FsOp::WriteTemp => "write temp file",
+            FsOp::FsyncTemp => "fsync temp file",
+            FsOp::Rename => "rename",
+            FsOp::FsyncDir => "fsync directory",
+            FsOp::BackupLink => "keep backup",
+            FsOp::Remove => "remove",
+            FsOp::Read => "read",
+            FsOp::Stat => "stat",
+            FsOp::List => "list directory",
+            FsOp::Lock => "open lock file",
+            FsOp::OpenInPlace => "open for update in place",
+            FsOp::WriteInPlace => "write in place",
+            FsOp::SyncInPlace => "fdatasync in place",
+            FsOp::Recycle => "recycle spare file",
+            FsOp::Space => "read free space",
+        })
+    }
+}
+
+impl FsOp {
+    /// The step an error names when a call of this kind fails.
+    pub fn step(self) -> barvault_ports::IoStep {
+        use barvault_ports::IoStep;
+        match self {
+            FsOp::CreateDir => IoStep::CreateDir,
+            FsOp::CreateTemp => IoStep::CreateTemp,
+            FsOp::WriteTemp => IoStep::WriteTemp,
+            FsOp::FsyncTemp => IoStep::FsyncTemp,
+            FsOp::Rename => IoStep::Rename,
+            FsOp::FsyncDir => IoStep::FsyncDir,
+            FsOp::BackupLink | FsOp::Recycle => IoStep::BackupLink,
+            FsOp::Remove => IoStep::Remove,
+            FsOp::Read => IoStep::Read,
+            FsOp::Stat | FsOp::Space => IoStep::Stat,
+            FsOp::List => IoStep::List,
+            FsOp::Lock => IoStep::Lock,
+            FsOp::OpenInPlace | FsOp::WriteInPlace | FsOp::SyncInPlace => IoStep::WriteMetadata,
+        }
+    }
+}
+
+/// Space on the filesystem holding a path, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsSpace {
+    pub total: u64,
+    /// Free for unprivileged writers.
+    pub available: u64,
+    /// Free in all.
+    pub free: u64,
+}
 
 /// An open, new file being written; `sync_all` makes its bytes durable.
 pub trait FsFile: Write + Send + Debug {
@@ -29,15 +126,10 @@ pub trait FsInPlace: Send + Debug {
     fn sync_data(&mut self) -> io::Result<()>;
 }
 
-/// The filesystem calls of barvault's write, read and lock paths.
+/// The filesystem calls of barvault: every write, read, lock, scan and space query of the
+/// store, and the reads and writes of the user's own input and output files.
 ///
-/// Each method maps to one [`IoStep`] (see [`FaultyFs`]): `create_dir_all` → `CreateDir`,
-/// `create_new` → `CreateTemp`, writes to the returned file → `WriteTemp`, its `sync_all` →
-/// `FsyncTemp`, `rename` → `Rename`, `sync_dir` → `FsyncDir`, `hard_link` and `copy` →
-/// `BackupLink`, `remove_file` → `Remove`, `open_read` → `Read`, `metadata` → `Stat`,
-/// `read_dir` → `List`, `open_lock` → `Lock`, `open_in_place` → `OpenInPlace`, and on the
-/// returned file `read_exact_at` → `Read`, `write_all_at` → `WriteInPlace`, `sync_data` →
-/// `SyncInPlace`; `exchange`, `recycle`, `reuse_spare` and `make_spare` → `Recycle`.
+/// Each method is one [`FsOp`] (see [`FaultyFs`]), named in its docs.
 ///
 /// The last four keep an inode per data file for the next write (see `atomic`). Each is
 /// optional: the defaults report `Unsupported`, and the write path then does what it did
@@ -57,6 +149,10 @@ pub trait Fs: Send + Sync + Debug {
     fn open_read(&self, path: &Path) -> io::Result<File>;
     /// `stat` (follows symlinks).
     fn metadata(&self, path: &Path) -> io::Result<Metadata>;
+    /// `lstat`: the entry itself, a symbolic link not followed.
+    fn symlink_metadata(&self, path: &Path) -> io::Result<Metadata>;
+    /// Space on the filesystem holding `path` ([`FsOp::Space`]).
+    fn capacity(&self, path: &Path) -> io::Result<FsSpace>;
     /// The entries of `dir` as full paths, in no particular order.
     fn read_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// Opens (creating if needed, never truncating) a lock file read-write.
@@ -243,12 +339,40 @@ impl Fs for RealFs {
         std::fs::metadata(path)
     }
 
+    fn symlink_metadata(&self, path: &Path) -> io::Result<Metadata> {
+        std::fs::symlink_metadata(path)
+    }
+
+    fn capacity(&self, path: &Path) -> io::Result<FsSpace> {
+        Ok(FsSpace {
+            total: fs4::total_space(path)?,
+            available: fs4::available_space(path)?,
+            free: fs4::free_space(path)?,
+        })
+    }
+
     fn read_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
         std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect()
     }
 
+    /// Never follows a symbolic link: a lock file planted as a link to a file elsewhere
+    /// is refused (`ELOOP`), so locking never opens, creates or writes anything outside
+    /// the store.
     fn open_lock(&self, path: &Path) -> io::Result<File> {
-        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW).mode(0o644);
+        }
+        options.open(path).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(e.kind(), format!("{e}: the lock file is a symbolic link; refusing to follow it"))
+            } else {
+                e
+            }
+        })
     }
 
     fn open_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>> {
@@ -309,7 +433,7 @@ impl Fs for RealFs {
 /// every later matching call fails too (a disk that stays full).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
-    pub step: IoStep,
+    pub step: FsOp,
     pub nth: u64,
     pub errno: i32,
     pub persistent: bool,
@@ -318,12 +442,12 @@ pub struct Fault {
 
 impl Fault {
     /// Fails only the `nth` matching call.
-    pub fn once(step: IoStep, nth: u64, errno: i32) -> Self {
+    pub fn once(step: FsOp, nth: u64, errno: i32) -> Self {
         Self { step, nth, errno, persistent: false, path_contains: None }
     }
 
     /// Fails the `nth` matching call and every one after it.
-    pub fn from_nth(step: IoStep, nth: u64, errno: i32) -> Self {
+    pub fn from_nth(step: FsOp, nth: u64, errno: i32) -> Self {
         Self { step, nth, errno, persistent: true, path_contains: None }
     }
 
@@ -334,16 +458,32 @@ impl Fault {
     }
 }
 
-#[derive(Debug, Default)]
+/// Something to do right after a call succeeds (see [`FaultyFs::after_call`]).
+pub type CallHook = Arc<dyn Fn(&Path) + Send + Sync>;
+
+#[derive(Default)]
 struct FaultState {
     /// Each fault with how many matching calls it has seen.
     faults: Vec<(Fault, u64)>,
-    calls: HashMap<IoStep, u64>,
+    /// Each hook with its call, the matching call it runs after, and the calls seen.
+    hooks: Vec<(FsOp, u64, u64, CallHook)>,
+    calls: HashMap<FsOp, u64>,
     injected: u64,
 }
 
+impl fmt::Debug for FaultState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultState")
+            .field("faults", &self.faults)
+            .field("hooks", &self.hooks.len())
+            .field("calls", &self.calls)
+            .field("injected", &self.injected)
+            .finish()
+    }
+}
+
 impl FaultState {
-    fn check(&mut self, step: IoStep, path: &Path) -> io::Result<()> {
+    fn check(&mut self, step: FsOp, path: &Path) -> io::Result<()> {
         *self.calls.entry(step).or_default() += 1;
         let shown = path.to_string_lossy();
         let mut errno = None;
@@ -369,7 +509,7 @@ impl FaultState {
 }
 
 /// A wrapper around any [`Fs`] that fails chosen calls with a chosen OS error and counts
-/// every call per [`IoStep`]. It is a real adapter (all calls not failed reach the wrapped
+/// every call per [`FsOp`]. It is a real adapter (all calls not failed reach the wrapped
 /// filesystem), so stores and applications run unchanged on top of it.
 #[derive(Debug, Clone)]
 pub struct FaultyFs {
@@ -403,7 +543,7 @@ impl FaultyFs {
     }
 
     /// How many calls of `step` were made (failed ones included).
-    pub fn calls(&self, step: IoStep) -> u64 {
+    pub fn calls(&self, step: FsOp) -> u64 {
         self.state().calls.get(&step).copied().unwrap_or(0)
     }
 
@@ -420,8 +560,33 @@ impl FaultyFs {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn check(&self, step: IoStep, path: &Path) -> io::Result<()> {
+    fn check(&self, step: FsOp, path: &Path) -> io::Result<()> {
         self.state().check(step, path)
+    }
+
+    /// Runs `hook` right after the `nth` (from 1) successful call of `step` from now, with
+    /// the call's path: a race another process would cause at exactly that point (a lock
+    /// file unlinked between its open and its lock, a file replaced after it was read).
+    pub fn after_call(&self, step: FsOp, nth: u64, hook: CallHook) {
+        self.state().hooks.push((step, nth, 0, hook));
+    }
+
+    fn after(&self, step: FsOp, path: &Path) {
+        let due: Vec<CallHook> = {
+            let mut state = self.state();
+            state
+                .hooks
+                .iter_mut()
+                .filter(|(s, ..)| *s == step)
+                .filter_map(|(_, nth, seen, hook)| {
+                    *seen += 1;
+                    (*seen == *nth).then(|| Arc::clone(hook))
+                })
+                .collect()
+        };
+        for hook in due {
+            hook(path);
+        }
     }
 
     fn watch(&self, path: &Path) -> Watched {
@@ -437,7 +602,7 @@ struct Watched {
 }
 
 impl Watched {
-    fn check(&self, step: IoStep) -> io::Result<()> {
+    fn check(&self, step: FsOp) -> io::Result<()> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).check(step, &self.path)
     }
 }
@@ -450,7 +615,7 @@ struct FaultyFile {
 
 impl Write for FaultyFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.watched.check(IoStep::WriteTemp)?;
+        self.watched.check(FsOp::WriteTemp)?;
         self.inner.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -460,93 +625,133 @@ impl Write for FaultyFile {
 
 impl FsFile for FaultyFile {
     fn sync_all(&mut self) -> io::Result<()> {
-        self.watched.check(IoStep::FsyncTemp)?;
+        self.watched.check(FsOp::FsyncTemp)?;
         self.inner.sync_all()
     }
 }
 
 impl Fs for FaultyFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.check(IoStep::CreateDir, dir)?;
-        self.inner.create_dir_all(dir)
+        self.check(FsOp::CreateDir, dir)?;
+        self.inner.create_dir_all(dir)?;
+        self.after(FsOp::CreateDir, dir);
+        Ok(())
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
-        self.check(IoStep::CreateTemp, path)?;
+        self.check(FsOp::CreateTemp, path)?;
         let inner = self.inner.create_new(path)?;
         Ok(Box::new(FaultyFile { inner, watched: self.watch(path) }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.check(IoStep::Rename, to)?;
-        self.inner.rename(from, to)
+        self.check(FsOp::Rename, to)?;
+        self.inner.rename(from, to)?;
+        self.after(FsOp::Rename, to);
+        Ok(())
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.check(IoStep::FsyncDir, dir)?;
-        self.inner.sync_dir(dir)
+        self.check(FsOp::FsyncDir, dir)?;
+        self.inner.sync_dir(dir)?;
+        self.after(FsOp::FsyncDir, dir);
+        Ok(())
     }
 
     fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
-        self.check(IoStep::BackupLink, link)?;
-        self.inner.hard_link(original, link)
+        self.check(FsOp::BackupLink, link)?;
+        self.inner.hard_link(original, link)?;
+        self.after(FsOp::BackupLink, link);
+        Ok(())
     }
 
     fn copy(&self, from: &Path, to: &Path) -> io::Result<u64> {
-        self.check(IoStep::BackupLink, to)?;
-        self.inner.copy(from, to)
+        self.check(FsOp::BackupLink, to)?;
+        let out = self.inner.copy(from, to)?;
+        self.after(FsOp::BackupLink, to);
+        Ok(out)
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.check(IoStep::Remove, path)?;
-        self.inner.remove_file(path)
+        self.check(FsOp::Remove, path)?;
+        self.inner.remove_file(path)?;
+        self.after(FsOp::Remove, path);
+        Ok(())
     }
 
     fn open_read(&self, path: &Path) -> io::Result<File> {
-        self.check(IoStep::Read, path)?;
-        self.inner.open_read(path)
+        self.check(FsOp::Read, path)?;
+        let out = self.inner.open_read(path)?;
+        self.after(FsOp::Read, path);
+        Ok(out)
     }
 
     fn metadata(&self, path: &Path) -> io::Result<Metadata> {
-        self.check(IoStep::Stat, path)?;
-        self.inner.metadata(path)
+        self.check(FsOp::Stat, path)?;
+        let out = self.inner.metadata(path)?;
+        self.after(FsOp::Stat, path);
+        Ok(out)
+    }
+
+    fn symlink_metadata(&self, path: &Path) -> io::Result<Metadata> {
+        self.check(FsOp::Stat, path)?;
+        let out = self.inner.symlink_metadata(path)?;
+        self.after(FsOp::Stat, path);
+        Ok(out)
+    }
+
+    fn capacity(&self, path: &Path) -> io::Result<FsSpace> {
+        self.check(FsOp::Space, path)?;
+        let out = self.inner.capacity(path)?;
+        self.after(FsOp::Space, path);
+        Ok(out)
     }
 
     fn read_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
-        self.check(IoStep::List, dir)?;
-        self.inner.read_dir(dir)
+        self.check(FsOp::List, dir)?;
+        let out = self.inner.read_dir(dir)?;
+        self.after(FsOp::List, dir);
+        Ok(out)
     }
 
     fn open_lock(&self, path: &Path) -> io::Result<File> {
-        self.check(IoStep::Lock, path)?;
-        self.inner.open_lock(path)
+        self.check(FsOp::Lock, path)?;
+        let out = self.inner.open_lock(path)?;
+        self.after(FsOp::Lock, path);
+        Ok(out)
     }
 
     fn open_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>> {
-        self.check(IoStep::OpenInPlace, path)?;
+        self.check(FsOp::OpenInPlace, path)?;
         let inner = self.inner.open_in_place(path)?;
         Ok(Box::new(FaultyInPlace { inner, watched: self.watch(path) }))
     }
 
     fn exchange(&self, a: &Path, b: &Path) -> io::Result<()> {
-        self.check(IoStep::Recycle, b)?;
-        self.inner.exchange(a, b)
+        self.check(FsOp::Recycle, b)?;
+        self.inner.exchange(a, b)?;
+        self.after(FsOp::Recycle, b);
+        Ok(())
     }
 
     fn recycle(&self, path: &Path, spare: &Path) -> io::Result<()> {
-        self.check(IoStep::Recycle, spare)?;
-        self.inner.recycle(path, spare)
+        self.check(FsOp::Recycle, spare)?;
+        self.inner.recycle(path, spare)?;
+        self.after(FsOp::Recycle, spare);
+        Ok(())
     }
 
     fn reuse_spare(&self, spare: &Path, to: &Path) -> io::Result<Box<dyn FsFile>> {
-        self.check(IoStep::Recycle, spare)?;
+        self.check(FsOp::Recycle, spare)?;
         let inner = self.inner.reuse_spare(spare, to)?;
         Ok(Box::new(FaultyFile { inner, watched: self.watch(to) }))
     }
 
     fn make_spare(&self, spare: &Path) -> io::Result<()> {
-        self.check(IoStep::Recycle, spare)?;
-        self.inner.make_spare(spare)
+        self.check(FsOp::Recycle, spare)?;
+        self.inner.make_spare(spare)?;
+        self.after(FsOp::Recycle, spare);
+        Ok(())
     }
 }
 
@@ -565,12 +770,12 @@ impl FsInPlace for FaultyInPlace {
     }
 
     fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.watched.check(IoStep::Read)?;
+        self.watched.check(FsOp::Read)?;
         self.inner.read_exact_at(offset, buf)
     }
 
     fn write_all_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
-        if let Err(e) = self.watched.check(IoStep::WriteInPlace) {
+        if let Err(e) = self.watched.check(FsOp::WriteInPlace) {
             self.inner.write_all_at(offset, &bytes[..bytes.len() / 2])?;
             return Err(e);
         }
@@ -578,7 +783,7 @@ impl FsInPlace for FaultyInPlace {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        self.watched.check(IoStep::SyncInPlace)?;
+        self.watched.check(FsOp::SyncInPlace)?;
         self.inner.sync_data()
     }
 }

@@ -40,6 +40,8 @@ pub struct DataFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TempFile {
     pub path: PathBuf,
+    /// The series whose file the write was replacing, when its name says.
+    pub series: Option<SeriesKey>,
     /// The file the write was replacing (`AAPL.csv`, or `AAPL.csv.backup`).
     pub target_name: String,
     /// The writing process.
@@ -56,6 +58,16 @@ pub struct LockFile {
     pub path: PathBuf,
 }
 
+/// An entry that is not what its name says it is: a symbolic link (or anything but a
+/// regular file) under a name of the layout, or a layout directory that is a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignEntry {
+    pub path: PathBuf,
+    /// The series its name belongs to, if any.
+    pub series: Option<SeriesKey>,
+    pub why: String,
+}
+
 /// Everything [`Layout::scan`] recognised, each list sorted by path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scan {
@@ -63,6 +75,7 @@ pub struct Scan {
     pub backups: Vec<DataFile>,
     pub temps: Vec<TempFile>,
     pub locks: Vec<LockFile>,
+    pub foreign: Vec<ForeignEntry>,
 }
 
 /// Suffixes the layout itself uses, so never a format's extension.
@@ -100,6 +113,13 @@ pub fn parse_temp_name(file_name: &str) -> Option<(String, Option<u32>)> {
 /// creating one (see `atomic`). Hidden, and never a data file: its stem starts with a dot.
 pub fn spare_path_in(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!(".{name}{SPARE_SUFFIX}"))
+}
+
+/// `{base}/{kind dir}/{period}/.{SYMBOL}.lock`: the one lock file of a series.
+pub fn series_lock_path(base: &Path, series: &SeriesKey) -> PathBuf {
+    base.join(series.instrument.kind().dir_name())
+        .join(series.period.as_str())
+        .join(format!(".{}{LOCK_SUFFIX}", series.instrument.symbol()))
 }
 
 /// `{path}.backup`.
@@ -150,6 +170,14 @@ impl Layout {
         self.series_dir(series).join(format!("{}.{}", series.instrument.symbol(), self.ext))
     }
 
+    /// The data file or the backup of `series`.
+    pub fn path_for(&self, series: &SeriesKey, which: barvault_ports::Which) -> PathBuf {
+        match which {
+            barvault_ports::Which::Current => self.data_path(series),
+            barvault_ports::Which::Backup => self.backup_path(series),
+        }
+    }
+
     /// `{data path}.backup`.
     pub fn backup_path(&self, series: &SeriesKey) -> PathBuf {
         backup_path_of(&self.data_path(series))
@@ -160,15 +188,9 @@ impl Layout {
         spare_path_in(&self.series_dir(series), &format!("{}.{}", series.instrument.symbol(), self.ext))
     }
 
-    /// `.{SYMBOL}.{ext}.lock` beside the data: serializes writers of this format's file.
-    pub fn lock_path(&self, series: &SeriesKey) -> PathBuf {
-        self.series_dir(series).join(format!(".{}.{}{LOCK_SUFFIX}", series.instrument.symbol(), self.ext))
-    }
-
-    /// `.{SYMBOL}.lock` beside the data: one lock for the series across formats (for an
-    /// application that writes several formats as one unit).
+    /// `.{SYMBOL}.lock` beside the data: the one lock of the series, for every format.
     pub fn series_lock_path(&self, series: &SeriesKey) -> PathBuf {
-        self.series_dir(series).join(format!(".{}{LOCK_SUFFIX}", series.instrument.symbol()))
+        series_lock_path(&self.base, series)
     }
 
     /// The series and extension of a data file path relative to the base
@@ -189,13 +211,35 @@ impl Layout {
     }
 
     /// Lists the data files, backups, temp files and lock files of every format under the
-    /// base. Unknown directories and files are skipped; a missing base is an empty scan.
+    /// base, and the foreign entries among them (never followed). Unknown names are
+    /// skipped; a missing base is an empty scan.
     pub fn scan(&self, fs: &dyn Fs) -> Result<Scan, StorageError> {
         let mut scan = Scan::default();
         let now = SystemTime::now();
         for kind in InstrumentKind::ALL {
             for period in Period::ALL {
                 let dir = self.base.join(kind.dir_name()).join(period.as_str());
+                match fs.symlink_metadata(&dir) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        scan.foreign.push(ForeignEntry {
+                            path: dir,
+                            series: None,
+                            why: "a layout directory that is a symbolic link; not followed".into(),
+                        });
+                        continue;
+                    }
+                    Ok(m) if !m.is_dir() => {
+                        scan.foreign.push(ForeignEntry {
+                            path: dir,
+                            series: None,
+                            why: "a layout directory that is not a directory".into(),
+                        });
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StorageError::io(IoStep::Stat, dir, e)),
+                }
                 let entries = match fs.read_dir(&dir) {
                     Ok(entries) => entries,
                     Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => continue,
@@ -210,6 +254,7 @@ impl Layout {
         scan.backups.sort_by(|a, b| a.path.cmp(&b.path));
         scan.temps.sort_by(|a, b| a.path.cmp(&b.path));
         scan.locks.sort_by(|a, b| a.path.cmp(&b.path));
+        scan.foreign.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(scan)
     }
 
@@ -225,16 +270,32 @@ impl Layout {
         let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
             return Ok(());
         };
-        let stat = |path: &Path| match fs.metadata(path) {
+        let stat = |path: &Path| match fs.symlink_metadata(path) {
             Ok(m) => Ok(Some(m)),
             // Removed between listing and stat (a concurrent write finished): not there.
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StorageError::io(IoStep::Stat, path, e)),
         };
+        let foreign = |scan: &mut Scan, path: PathBuf, series: Option<SeriesKey>, what: &str| {
+            scan.foreign.push(ForeignEntry {
+                path,
+                series,
+                why: format!("{what} that is not a regular file (a symbolic link?); never followed"),
+            });
+        };
         if let Some((target_name, pid)) = parse_temp_name(&name) {
             if let Some(m) = stat(&path)? {
+                if !m.is_file() {
+                    foreign(scan, path, None, "a temp file name");
+                    return Ok(());
+                }
                 let age = m.modified().ok().and_then(|t| now.duration_since(t).ok()).unwrap_or_default();
-                scan.temps.push(TempFile { path, target_name, pid, age });
+                let file = target_name.strip_suffix(BACKUP_SUFFIX).unwrap_or(&target_name);
+                let series = file
+                    .rsplit_once('.')
+                    .and_then(|(symbol, _)| instrument_of(kind, symbol))
+                    .map(|i| SeriesKey::new(i, period));
+                scan.temps.push(TempFile { path, series, target_name, pid, age });
             }
             return Ok(());
         }
@@ -244,7 +305,12 @@ impl Layout {
                 _ => (stem, None),
             };
             if let Some(instrument) = instrument_of(kind, symbol) {
-                scan.locks.push(LockFile { series: SeriesKey::new(instrument, period), ext, path });
+                let series = SeriesKey::new(instrument, period);
+                match stat(&path)? {
+                    Some(m) if !m.is_file() => foreign(scan, path, Some(series), "a lock file"),
+                    Some(_) => scan.locks.push(LockFile { series, ext, path }),
+                    None => {}
+                }
             }
             return Ok(());
         }
@@ -258,16 +324,13 @@ impl Layout {
         let Some(instrument) = instrument_of(kind, symbol) else {
             return Ok(());
         };
-        let Some(m) = stat(&path)?.filter(|m| m.is_file()) else {
+        let series = SeriesKey::new(instrument, period);
+        let Some(m) = stat(&path)? else { return Ok(()) };
+        if !m.is_file() {
+            foreign(scan, path, Some(series), if is_backup { "a backup" } else { "a data file" });
             return Ok(());
-        };
-        let found = DataFile {
-            series: SeriesKey::new(instrument, period),
-            ext: ext.to_string(),
-            path,
-            size: m.len(),
-            modified: m.modified().ok(),
-        };
+        }
+        let found = DataFile { series, ext: ext.to_string(), path, size: m.len(), modified: m.modified().ok() };
         if is_backup {
             scan.backups.push(found)
         } else {

@@ -16,19 +16,24 @@
 mod atomic;
 mod digest;
 mod fs;
+mod housekeeping;
+mod keep;
 mod layout;
 mod lock;
-mod reuse;
+mod proof;
+mod read;
 mod store;
+mod write;
 
 pub use atomic::{
     Staged, WriteOutcome, create_dir_durable, md5_hex, remove_durable, stage_atomic, write_atomic,
     write_atomic_unrecorded,
 };
-pub use fs::{Fault, FaultyFs, Fs, FsFile, FsInPlace, RealFs};
+pub use fs::{CallHook, Fault, FaultyFs, Fs, FsFile, FsInPlace, FsOp, FsSpace, RealFs};
+pub use housekeeping::FsHousekeeping;
 pub use layout::{
     DataFile, Layout, LockFile, Scan, TempFile, backup_path_of, is_valid_ext, parse_temp_name, spare_path_in,
     temp_path_in,
 };
-pub use lock::{FileLockGuard, FileLocks, LockScope};
+pub use lock::{FileLockGuard, FileLocks};
 pub use store::{DEFAULT_LOCK_TIMEOUT, FileStore, FileStoreBuilder};

@@ -20,23 +20,14 @@ use barvault_ports::{IoStep, OpContext, SeriesGuard, SeriesLocks, StorageError};
 
 use crate::atomic::create_dir_durable;
 use crate::fs::Fs;
-use crate::layout::Layout;
+use crate::layout::series_lock_path;
 
-/// Which lock file a [`FileLocks`] takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockScope {
-    /// `.{SYMBOL}.{ext}.lock`: one format's file (what a [`crate::FileStore`] takes).
-    Format,
-    /// `.{SYMBOL}.lock`: the whole series, for callers that write several formats as one unit.
-    Series,
-}
-
-/// Cross-process [`SeriesLocks`] on lock files in the layout's tree.
+/// Cross-process [`SeriesLocks`] on one lock file per series, `.{SYMBOL}.lock` beside its
+/// data, shared by every format of the series.
 #[derive(Debug, Clone)]
 pub struct FileLocks {
     fs: Arc<dyn Fs>,
-    layout: Layout,
-    scope: LockScope,
+    base: PathBuf,
 }
 
 /// A held lock; dropping it releases the lock.
@@ -69,20 +60,14 @@ fn same_inode(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 }
 
 impl FileLocks {
-    pub fn new(fs: Arc<dyn Fs>, layout: Layout, scope: LockScope) -> Self {
-        Self { fs, layout, scope }
-    }
-
-    pub fn scope(&self) -> LockScope {
-        self.scope
+    /// Locks of the store under `base`.
+    pub fn new(fs: Arc<dyn Fs>, base: impl Into<PathBuf>) -> Self {
+        Self { fs, base: base.into() }
     }
 
     /// The lock file of `series`.
     pub fn path_of(&self, series: &SeriesKey) -> PathBuf {
-        match self.scope {
-            LockScope::Format => self.layout.lock_path(series),
-            LockScope::Series => self.layout.series_lock_path(series),
-        }
+        series_lock_path(&self.base, series)
     }
 
     /// Whether `file` (locked) is still the file `path` names; if not, a cleanup removed
@@ -123,27 +108,35 @@ impl FileLocks {
 
     /// Waits (blocking this thread) at most `timeout`.
     pub fn lock_blocking(&self, series: &SeriesKey, timeout: Duration) -> Result<FileLockGuard, StorageError> {
-        let path = self.path_of(series);
+        self.lock_file(series, &self.path_of(series), timeout)
+    }
+
+    /// Locks the lock file at `path` (of `series`), creating it if needed.
+    fn lock_file(&self, series: &SeriesKey, path: &Path, timeout: Duration) -> Result<FileLockGuard, StorageError> {
         if let Some(dir) = path.parent() {
             create_dir_durable(self.fs.as_ref(), dir)?;
         }
         let start = Instant::now();
         loop {
-            let file = self.fs.open_lock(&path).map_err(|e| StorageError::io(IoStep::Lock, &path, e))?;
+            let file = self.fs.open_lock(path).map_err(|e| StorageError::io(IoStep::Lock, path, e))?;
             let locked = match file.try_lock() {
                 Ok(()) => Some(file),
                 Err(TryLockError::WouldBlock) => {
                     let remaining = timeout.saturating_sub(start.elapsed());
-                    if remaining.is_zero() { None } else { self.wait_for(file, &path, remaining)? }
+                    if remaining.is_zero() { None } else { self.wait_for(file, path, remaining)? }
                 }
-                Err(TryLockError::Error(e)) => return Err(StorageError::io(IoStep::Lock, &path, e)),
+                Err(TryLockError::Error(e)) => return Err(StorageError::io(IoStep::Lock, path, e)),
             };
             let Some(file) = locked else {
-                return Err(StorageError::Locked { series: series.clone(), path, waited: start.elapsed() });
+                return Err(StorageError::Locked {
+                    series: series.clone(),
+                    path: path.to_path_buf(),
+                    waited: start.elapsed(),
+                });
             };
-            if self.still_named(&file, &path)? {
+            if self.still_named(&file, path)? {
                 tracing::debug!(path = %path.display(), waited_ms = start.elapsed().as_millis() as u64, "lock acquired");
-                return Ok(FileLockGuard { file, path });
+                return Ok(FileLockGuard { file, path: path.to_path_buf() });
             }
             // The file we locked was removed (and maybe recreated): lock the current one.
         }
@@ -152,26 +145,29 @@ impl FileLocks {
     /// Deletes the lock file of `series` while holding its lock, so no holder can be
     /// bypassed; waits at most `timeout` for the lock. Returns whether a file was removed.
     pub fn remove_stale_lock_blocking(&self, series: &SeriesKey, timeout: Duration) -> Result<bool, StorageError> {
-        let path = self.path_of(series);
-        match self.fs.metadata(&path) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(StorageError::io(IoStep::Stat, &path, e)),
-        }
-        let guard = self.lock_blocking(series, timeout)?;
-        // Waiters that opened this inode re-check the path after we release and retry.
-        let removed = crate::atomic::remove_durable(self.fs.as_ref(), &path)?;
-        drop(guard);
-        Ok(removed)
+        self.remove_lock_file(series, &self.path_of(series), timeout)
     }
 
-    /// Async [`FileLocks::remove_stale_lock_blocking`], off the executor.
-    pub async fn remove_stale_lock(&self, series: &SeriesKey, timeout: Duration) -> Result<bool, StorageError> {
-        let (me, series) = (self.clone(), series.clone());
-        let path = self.path_of(&series);
-        tokio::task::spawn_blocking(move || me.remove_stale_lock_blocking(&series, timeout))
-            .await
-            .map_err(|e| StorageError::io(IoStep::Lock, path, io::Error::other(e.to_string())))?
+    /// Deletes the lock file at `path` of `series` (also a per-format lock file of an
+    /// earlier version) while holding it.
+    pub fn remove_lock_file(&self, series: &SeriesKey, path: &Path, timeout: Duration) -> Result<bool, StorageError> {
+        match self.fs.symlink_metadata(path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(StorageError::io(
+                    IoStep::Lock,
+                    path,
+                    io::Error::other("not a regular file (a symbolic link?); left for a person to look at"),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(StorageError::io(IoStep::Stat, path, e)),
+        }
+        let guard = self.lock_file(series, path, timeout)?;
+        // Waiters that opened this inode re-check the path after we release and retry.
+        let removed = crate::atomic::remove_durable(self.fs.as_ref(), path)?;
+        drop(guard);
+        Ok(removed)
     }
 }
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use barvault_domain::{Instrument, InstrumentKind, Period, SeriesKey};
+use barvault_fs::FsOp;
 use barvault_fs::{Fault, FaultyFs, Fs, Layout, RealFs, WriteOutcome, parse_temp_name, remove_durable, write_atomic};
 use barvault_ports::{CodecError, IoStep, StorageError};
 use md5::{Digest, Md5};
@@ -22,15 +23,15 @@ fn md5_of(bytes: &[u8]) -> String {
 const ERRNOS: [i32; 3] = [libc::ENOSPC, libc::EIO, libc::EACCES];
 
 /// Steps a write can make, in the order write_atomic makes them.
-const STEPS: [IoStep; 8] = [
-    IoStep::Stat,
-    IoStep::CreateDir,
-    IoStep::CreateTemp,
-    IoStep::WriteTemp,
-    IoStep::FsyncTemp,
-    IoStep::BackupLink,
-    IoStep::Rename,
-    IoStep::FsyncDir,
+const STEPS: [FsOp; 8] = [
+    FsOp::Stat,
+    FsOp::CreateDir,
+    FsOp::CreateTemp,
+    FsOp::WriteTemp,
+    FsOp::FsyncTemp,
+    FsOp::BackupLink,
+    FsOp::Rename,
+    FsOp::FsyncDir,
 ];
 
 /// `size` bytes that name their version on every line.
@@ -57,19 +58,19 @@ fn backup_of(target: &Path) -> PathBuf {
 }
 
 /// Which step the error must name when call `nth` of `step` fails.
-fn expected_step(step: IoStep, nth: u64, backup_rename_first: bool) -> IoStep {
+fn expected_step(step: FsOp, nth: u64, backup_rename_first: bool) -> IoStep {
     match step {
-        IoStep::Rename if backup_rename_first && nth == 1 => IoStep::BackupLink,
-        s => s,
+        FsOp::Rename if backup_rename_first && nth == 1 => IoStep::BackupLink,
+        s => s.step(),
     }
 }
 
 /// A clean run of the scenario, counting calls per step.
-fn count_calls(setup: &dyn Fn(&Path) -> PathBuf, keep: bool, new: &[u8]) -> Vec<(IoStep, u64)> {
+fn count_calls(setup: &dyn Fn(&Path) -> PathBuf, keep: bool, new: &[u8]) -> Vec<(FsOp, u64)> {
     count_calls_on(FaultyFs::real(), setup, keep, new)
 }
 
-fn count_calls_on(faulty: FaultyFs, setup: &dyn Fn(&Path) -> PathBuf, keep: bool, new: &[u8]) -> Vec<(IoStep, u64)> {
+fn count_calls_on(faulty: FaultyFs, setup: &dyn Fn(&Path) -> PathBuf, keep: bool, new: &[u8]) -> Vec<(FsOp, u64)> {
     let dir = tempfile::tempdir().unwrap();
     let target = setup(dir.path());
     put(&faulty, &target, keep, new).expect("clean run");
@@ -79,7 +80,7 @@ fn count_calls_on(faulty: FaultyFs, setup: &dyn Fn(&Path) -> PathBuf, keep: bool
 /// A filesystem on which every recycling step fails as unsupported (no `RENAME_EXCHANGE`,
 /// no spares): writes then take the path without spares.
 fn without_recycling() -> FaultyFs {
-    FaultyFs::real().with_fault(Fault::from_nth(IoStep::Recycle, 1, libc::EOPNOTSUPP))
+    FaultyFs::real().with_fault(Fault::from_nth(FsOp::Recycle, 1, libc::EOPNOTSUPP))
 }
 
 #[test]
@@ -99,7 +100,7 @@ fn every_failing_step_keeps_the_previous_version() {
     for (keep, recycling) in [(true, true), (true, false), (false, true)] {
         let fs = || if recycling { FaultyFs::real() } else { without_recycling() };
         let counts = count_calls_on(fs(), &existing, keep, &v2);
-        assert!(counts.iter().any(|&(s, n)| s == IoStep::WriteTemp && n >= 3), "{counts:?}");
+        assert!(counts.iter().any(|&(s, n)| s == FsOp::WriteTemp && n >= 3), "{counts:?}");
         for &(step, calls) in &counts {
             for nth in 1..=calls {
                 for errno in ERRNOS {
@@ -110,7 +111,7 @@ fn every_failing_step_keeps_the_previous_version() {
                     let faulty = fs().with_fault(Fault::once(step, nth, errno));
                     let label = format!("{step:?} #{nth} errno {errno} keep_backup={keep} recycling={recycling}");
                     let err = put(&faulty, &target, keep, &v2).expect_err(&label);
-                    let unsupported = if recycling { 0 } else { faulty.calls(IoStep::Recycle) };
+                    let unsupported = if recycling { 0 } else { faulty.calls(FsOp::Recycle) };
                     assert_eq!(faulty.injected() - unsupported, 1, "{label}");
                     let StorageError::Io { step: named, path, source } = &err else {
                         panic!("{label}: not an Io error: {err:?}");
@@ -153,7 +154,7 @@ fn failures_creating_a_new_series_leave_nothing() {
     let new = version_bytes(7, 100_000);
     let fresh = |dir: &Path| dir.join("base/forex/5m/EURUSD.bvt");
     let counts = count_calls(&fresh, true, &new);
-    assert!(counts.iter().any(|&(s, n)| s == IoStep::CreateDir && n == 1), "{counts:?}");
+    assert!(counts.iter().any(|&(s, n)| s == FsOp::CreateDir && n == 1), "{counts:?}");
     for (step, calls) in counts {
         for nth in 1..=calls {
             for errno in ERRNOS {
@@ -166,7 +167,7 @@ fn failures_creating_a_new_series_leave_nothing() {
                     matches!(&err, StorageError::Io { source, .. } if source.raw_os_error() == Some(errno)),
                     "{label}"
                 );
-                if step == IoStep::FsyncDir && nth == calls {
+                if step == FsOp::FsyncDir && nth == calls {
                     assert_eq!(read(&target), Some(new.clone()), "{label}");
                 } else {
                     assert_eq!(read(&target), None, "{label}");
@@ -233,7 +234,7 @@ fn a_codec_that_swallows_a_write_error_still_fails() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("X.bvt");
     put(&RealFs, &target, true, b"kept\n").unwrap();
-    let faulty = FaultyFs::real().with_fault(Fault::once(IoStep::WriteTemp, 1, libc::ENOSPC));
+    let faulty = FaultyFs::real().with_fault(Fault::once(FsOp::WriteTemp, 1, libc::ENOSPC));
     let err = write_atomic(&faulty, &target, true, |w| {
         let _ignored = w.write_all(&[b'y'; 200_000]);
         Ok(())
@@ -247,7 +248,7 @@ fn a_codec_that_swallows_a_write_error_still_fails() {
 fn persistent_faults_and_path_filters() {
     let dir = tempfile::tempdir().unwrap();
     let faulty = FaultyFs::new(Arc::new(RealFs))
-        .with_fault(Fault::from_nth(IoStep::CreateTemp, 2, libc::ENOSPC).on_paths_containing("meta"));
+        .with_fault(Fault::from_nth(FsOp::CreateTemp, 2, libc::ENOSPC).on_paths_containing("meta"));
     for i in 0..3 {
         put(&faulty, &dir.path().join(format!("data{i}.bvt")), true, b"d").unwrap();
     }
@@ -272,7 +273,7 @@ fn remove_durable_reports_existence() {
     assert!(!target.exists());
     assert!(!remove_durable(&RealFs, &target).unwrap());
     put(&RealFs, &target, false, b"q").unwrap();
-    let faulty = FaultyFs::real().with_fault(Fault::once(IoStep::Remove, 1, libc::EACCES));
+    let faulty = FaultyFs::real().with_fault(Fault::once(FsOp::Remove, 1, libc::EACCES));
     assert!(matches!(remove_durable(&faulty, &target), Err(StorageError::Io { step: IoStep::Remove, .. })));
     assert!(target.exists());
 }
@@ -310,7 +311,6 @@ fn layout_builds_and_parses_only_canonical_paths() {
     let s = SeriesKey::new(Instrument::stock("brk.b").unwrap(), Period::Mo1);
     assert_eq!(layout.data_path(&s), Path::new("/data/stocks/1M/BRK.B.bvt"));
     assert_eq!(layout.backup_path(&s), Path::new("/data/stocks/1M/BRK.B.bvt.backup"));
-    assert_eq!(layout.lock_path(&s), Path::new("/data/stocks/1M/.BRK.B.bvt.lock"));
     assert_eq!(layout.series_lock_path(&s), Path::new("/data/stocks/1M/.BRK.B.lock"));
     assert_eq!(layout.relative_path(&s), "stocks/1M/BRK.B.bvt");
     assert_eq!(layout.parse(Path::new("stocks/1M/BRK.B.bvt")), Some((s.clone(), "bvt".into())));
@@ -348,7 +348,7 @@ fn scan_classifies_data_backups_temps_and_locks() {
     put(&RealFs, &layout.data_path(&g), true, b"3").unwrap();
     let d = layout.series_dir(&a);
     std::fs::write(d.join(".AAPL.bvt.tmp.4242.0123456789abcdef"), b"partial").unwrap();
-    std::fs::write(layout.lock_path(&a), b"").unwrap();
+    std::fs::write(layout.series_dir(&a).join(".AAPL.bvt.lock"), b"").unwrap();
     std::fs::write(layout.series_lock_path(&a), b"").unwrap();
     std::fs::write(d.join("notes.txt"), b"").unwrap();
     std::fs::write(d.join("aapl.bvt"), b"").unwrap();
@@ -393,7 +393,7 @@ fn staged_files_are_invisible_until_commit() {
     let faulty = FaultyFs::real();
     let staged = stage(&faulty, &v1);
     // No backup yet: it is linked straight to `.backup`, and the only rename publishes.
-    faulty.inject(Fault::once(IoStep::Rename, 1, libc::EIO));
+    faulty.inject(Fault::once(FsOp::Rename, 1, libc::EIO));
     let err = staged.commit(&faulty, true).unwrap_err();
     assert!(matches!(err, StorageError::Io { step: IoStep::Rename, .. }), "{err:?}");
     assert_eq!(read(&target), Some(v0.clone()), "a failed commit changed the target");
@@ -421,7 +421,7 @@ fn unrecorded_writes_replace_atomically_without_backup() {
         barvault_fs::write_atomic_unrecorded(fs, &target, |w| w.write_all(bytes).map_err(CodecError::Io))
     };
     assert_eq!(write(&RealFs, &v0).unwrap(), v0.len() as u64);
-    let faulty = FaultyFs::real().with_fault(Fault::once(IoStep::Rename, 1, libc::EIO));
+    let faulty = FaultyFs::real().with_fault(Fault::once(FsOp::Rename, 1, libc::EIO));
     assert!(matches!(write(&faulty, &v1), Err(StorageError::Io { step: IoStep::Rename, .. })));
     assert_eq!(read(&target), Some(v0));
     assert_eq!(write(&RealFs, &v1).unwrap(), v1.len() as u64);
@@ -535,13 +535,13 @@ fn recycling_failures_never_fail_a_write() {
     let clean = FaultyFs::real();
     let dir = tempfile::tempdir().unwrap();
     run(&clean, &dir.path().join("C.bvt"));
-    let calls = clean.calls(IoStep::Recycle);
+    let calls = clean.calls(FsOp::Recycle);
     assert!(calls >= 8, "only {calls} recycling calls");
     let mut cases = 0;
     for nth in 1..=calls {
         for errno in ERRNOS {
             for persistent in [false, true] {
-                let fault = if persistent { Fault::from_nth } else { Fault::once }(IoStep::Recycle, nth, errno);
+                let fault = if persistent { Fault::from_nth } else { Fault::once }(FsOp::Recycle, nth, errno);
                 let faulty = FaultyFs::real().with_fault(fault);
                 let dir = tempfile::tempdir().unwrap();
                 let target = dir.path().join("stocks/1d/C.bvt");

@@ -12,8 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use barvault_domain::{Bars, MergePolicy, Period, SeriesKey, merge};
-use barvault_fs::FileStore;
-use barvault_ports::{BarStore, OpContext, PersistOptions, StorageError};
+use barvault_fs::{FileLocks, FileStore, FsHousekeeping, RealFs};
+use barvault_ports::{
+    BarCodec, BarStore, CodecInput, EntryKind, Housekeeping, LoadOptions, OpContext, PutOptions, Revision, Rows,
+    StorageError,
+};
 use common::{TextCodec, bars_with, stock};
 
 const ROLE: &str = "BARVAULT_FS_CHILD";
@@ -93,19 +96,37 @@ fn version_of(bars: &Bars) -> i64 {
     bars.last_timestamp().map_or(0, |last| last - WIDTH + 1)
 }
 
+/// Read → keep-last merge → write against the version read, again on a conflict; the
+/// rows the committed merge found stored.
+async fn merge_into(store: &FileStore<TextCodec>, s: &SeriesKey, batch: &Bars, ctx: &OpContext) -> usize {
+    loop {
+        let loaded = store.load(s, &LoadOptions::default(), ctx).await.expect("load");
+        let (stored, options) = match loaded {
+            Some(l) => (l.bars.clone().unwrap_or_default(), PutOptions::update(l.info.version)),
+            None => (Bars::empty(), PutOptions::create()),
+        };
+        let (next, _) = merge(&stored, batch, MergePolicy::KeepLast).expect("merge");
+        match store.persist(s, &Revision::whole(next), &options, ctx).await {
+            Ok(_) => return stored.len(),
+            Err(StorageError::VersionConflict { .. }) => continue,
+            Err(e) => panic!("persist: {e}"),
+        }
+    }
+}
+
 fn crash_child() {
     let rt = runtime();
     let store = FileStore::new(child_dir(), TextCodec).expect("store");
     let s = crash_series();
     let ctx = OpContext::new();
     rt.block_on(async {
-        let stored = store.load(&s, None, &ctx).await.expect("load");
-        let mut k = stored.as_ref().map_or(0, version_of);
+        let stored = store.load(&s, &LoadOptions::default(), &ctx).await.expect("load");
+        let mut k = stored.map(|l| l.into_bars()).as_ref().map_or(0, version_of);
         println!("ready {k}");
         loop {
             k += 1;
             let batch = bars_with(&(k..k + WIDTH).collect::<Vec<_>>(), |_| k as f64);
-            store.persist(&batch, &s, PersistOptions::default(), &ctx).await.expect("persist");
+            merge_into(&store, &s, &batch, &ctx).await;
             println!("committed {k}");
         }
     })
@@ -129,11 +150,14 @@ impl Rng {
 
 /// Loads the crash series straight from disk (no store state) and checks it is exactly
 /// some version; returns that version.
-fn check_crash_file(store: &FileStore<TextCodec>, path: &Path, what: &str) -> Option<i64> {
-    let rt = runtime();
-    let raw = match rt.block_on(store.read_path(path, None)) {
-        Ok(raw) => raw,
-        Err(StorageError::NotFound { .. }) => return None,
+fn check_crash_file(path: &Path, what: &str) -> Option<i64> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("{what} cannot be read: {e}"),
+    };
+    let raw = match TextCodec.decode(CodecInput::Bytes(&bytes), Rows::All) {
+        Ok(d) => d.raw,
         Err(e) => panic!("{what} does not parse: {e}"),
     };
     let (bars, folded) = raw.into_bars(MergePolicy::KeepLast).expect("stored bars");
@@ -172,20 +196,22 @@ fn crash_loop(kills: u32) {
         child.wait().expect("reap");
         let reported = reader.join().expect("reader").unwrap_or(version);
         let what = format!("round {round}: data file");
-        let now = check_crash_file(&store, &path, &what).unwrap_or(0);
+        let now = check_crash_file(&path, &what).unwrap_or(0);
         // The last reported commit, or the one in flight whose rename beat the report.
         assert!(now == reported || now == reported + 1, "round {round}: file at v{now}, last commit v{reported}");
         assert!(now >= version, "round {round}: went back from v{version} to v{now}");
         if now == reported + 1 {
             mid_write_kills += 1;
         }
-        if let Some(b) = check_crash_file(&store, &backup, &format!("round {round}: backup")) {
+        if let Some(b) = check_crash_file(&backup, &format!("round {round}: backup")) {
             assert!(b <= now, "round {round}: backup v{b} newer than data v{now}");
         }
         version = now;
     }
     assert!(version >= 1, "no child ever committed in {kills} rounds");
-    let leftovers = runtime().block_on(store.scan()).expect("scan").temps;
+    let housekeeping = FsHousekeeping::new(dir.path(), std::sync::Arc::new(RealFs), Duration::from_secs(1));
+    let survey = runtime().block_on(housekeeping.survey(&OpContext::new())).expect("survey");
+    let leftovers: Vec<_> = survey.of(EntryKind::Leftover).collect();
     println!(
         "  {kills} kills, final version {version}, {mid_write_kills} killed after rename before report, {} stale temp files",
         leftovers.len()
@@ -210,9 +236,8 @@ fn writer_child() {
     std::thread::sleep(Duration::from_millis(start_at.saturating_sub(epoch_ms())));
     rt.block_on(async {
         for b in 0..BATCHES {
-            let r = store.persist(&writer_batch(p, b), &s, PersistOptions::default(), &ctx).await.expect("persist");
-            assert!(r.written);
-            println!("{p} {b} {}", r.merge.existing_rows);
+            let existing = merge_into(&store, &s, &writer_batch(p, b), &ctx).await;
+            println!("{p} {b} {existing}");
         }
     });
 }
@@ -241,15 +266,18 @@ fn two_processes_merge() {
         expected = merge(&expected, &writer_batch(p, b), MergePolicy::KeepLast).expect("merge").0;
     }
     let store = FileStore::new(dir.path(), TextCodec).expect("store");
-    let stored = runtime().block_on(store.load(&stock("SHARED", Period::M1), None, &OpContext::new())).expect("load");
+    let stored = runtime()
+        .block_on(store.load(&stock("SHARED", Period::M1), &LoadOptions::default(), &OpContext::new()))
+        .expect("load")
+        .map(|l| l.into_bars());
     assert!(stored == Some(expected), "final file differs from the merge of all batches in commit order");
     let interleaved = commits.windows(2).filter(|w| w[0].1 != w[1].1).count();
     println!("  100 commits, {interleaved} switches between processes");
 }
 
 fn holder_child() {
-    let store = FileStore::new(child_dir(), TextCodec).expect("store");
-    let _guard = store.locks().lock_blocking(&stock("HOLD", Period::D1), Duration::from_secs(5)).expect("lock");
+    let locks = FileLocks::new(std::sync::Arc::new(RealFs), child_dir());
+    let _guard = locks.lock_blocking(&stock("HOLD", Period::D1), Duration::from_secs(5)).expect("lock");
     println!("locked");
     std::thread::sleep(Duration::from_secs(120));
 }
@@ -264,13 +292,14 @@ fn killed_holder() {
     let bars = bars_with(&[1, 2, 3], |t| t as f64);
     let rt = runtime();
     let short = FileStore::builder(dir.path(), TextCodec).lock_timeout(Duration::from_millis(150)).build().unwrap();
-    let held = rt.block_on(short.persist(&bars, &s, PersistOptions::default(), &OpContext::new()));
+    let revision = Revision::whole(bars);
+    let held = rt.block_on(short.persist(&s, &revision, &PutOptions::overwrite(), &OpContext::new()));
     assert!(matches!(held, Err(StorageError::Locked { .. })), "lock of a live holder not honoured: {held:?}");
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
     let patient = FileStore::builder(dir.path(), TextCodec).lock_timeout(Duration::from_secs(10)).build().unwrap();
     let start = Instant::now();
-    let r = rt.block_on(patient.persist(&bars, &s, PersistOptions::default(), &OpContext::new())).expect("persist");
-    assert!(r.written);
+    let r = rt.block_on(patient.persist(&s, &revision, &PutOptions::overwrite(), &OpContext::new())).expect("persist");
+    assert_eq!(r.rows, 3);
     assert!(start.elapsed() < Duration::from_secs(2), "waited {:?} for a dead holder", start.elapsed());
 }

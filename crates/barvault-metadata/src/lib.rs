@@ -26,7 +26,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use barvault_domain::{InstrumentKind, Period, SeriesKey};
 use barvault_fs::{Fs, RealFs, remove_durable, write_atomic};
-use barvault_ports::{CodecError, FileMetadata, IoStep, MetadataStore, OpContext, StorageError};
+use barvault_ports::{
+    CodecError, FileMetadata, IoStep, MetadataStore, OpContext, RecordList, StorageError, UnreadableRecord,
+};
 use thiserror::Error;
 
 pub use slots::{HEADER_LEN, SLOT_UNIT};
@@ -67,12 +69,9 @@ impl MetaError {
     }
 }
 
-/// A record that could not be read, found by [`FileMetadataStore::scan`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadRecord {
-    pub path: PathBuf,
-    pub reason: String,
-}
+/// The largest record file read: two slots of the largest size (legacy JSON records are
+/// far smaller). A larger file is damaged, and is refused without being read.
+const MAX_RECORD_FILE: u64 = 2 * slots::MAX_SLOT as u64;
 
 /// Metadata records as slotted files under `{base}/.barvault/meta`.
 #[derive(Debug, Clone)]
@@ -111,7 +110,7 @@ impl FileMetadataStore {
     }
 
     /// Every record file, parsed, plus the ones that could not be read (for integrity checks).
-    pub fn scan(&self) -> Result<(Vec<FileMetadata>, Vec<BadRecord>), StorageError> {
+    pub fn scan(&self) -> Result<RecordList, StorageError> {
         self.inner.scan()
     }
 
@@ -128,12 +127,20 @@ impl Inner {
     }
 
     /// The record at `path` (slotted or legacy, by extension); `None` if there is no file.
+    /// A file larger than any record is refused unread, so a hostile one costs no memory.
     fn read(&self, path: &Path) -> Result<Option<FileMetadata>, StorageError> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
+        let mut file = match self.fs.open_read(path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StorageError::io(IoStep::Read, path, e)),
         };
+        let len = file.metadata().map_err(|e| StorageError::io(IoStep::Stat, path, e))?.len();
+        if len > MAX_RECORD_FILE {
+            return Err(MetaError::Slots(format!("{len} bytes, more than any record ({MAX_RECORD_FILE})")).at(path));
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, MAX_RECORD_FILE + 1), &mut bytes)
+            .map_err(|e| StorageError::io(IoStep::Read, path, e))?;
         let legacy = path.extension().is_some_and(|e| e == LEGACY_EXT);
         let payload = if legacy {
             &bytes[..]
@@ -146,7 +153,13 @@ impl Inner {
         };
         let meta: FileMetadata = serde_json::from_slice(payload).map_err(|e| MetaError::Parse(e).at(path))?;
         let ext = if legacy { LEGACY_EXT } else { RECORD_EXT };
-        if self.path(&meta.series(), &meta.format, ext) != path {
+        let series = meta.try_series().map_err(|e| {
+            MetaError::Misplaced { found: e.to_string(), expected: path.display().to_string() }.at(path)
+        })?;
+        // A record is never trusted to address a file: its path field must name exactly
+        // the data file its own location belongs to.
+        let expected_file = format!("{}.{}", series.relative_stem(), meta.format);
+        if self.path(&series, &meta.format, ext) != path || meta.file_path != expected_file {
             return Err(
                 MetaError::Misplaced { found: meta.file_path.clone(), expected: path.display().to_string() }.at(path)
             );
@@ -166,7 +179,7 @@ impl Inner {
     /// or creates the file (durably, through a temp file) when there is none, when neither
     /// slot is valid, or when the record outgrew the slots.
     fn write(&self, meta: &FileMetadata) -> Result<(), StorageError> {
-        let path = self.path(&meta.series(), &meta.format, RECORD_EXT);
+        let path = self.path(&meta.try_series()?, &meta.format, RECORD_EXT);
         let mut payload = serde_json::to_vec_pretty(meta).map_err(|e| MetaError::Parse(e).at(&path))?;
         payload.push(b'\n');
         let at = &path;
@@ -174,7 +187,7 @@ impl Inner {
         let mut file = match self.fs.open_in_place(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.create(&path, 1, &payload),
-            Err(e) => return Err(io(IoStep::OpenInPlace)(e)),
+            Err(e) => return Err(io(IoStep::WriteMetadata)(e)),
         };
         let len = file.size().map_err(io(IoStep::Read))?;
         let unit = 2 * SLOT_UNIT as u64;
@@ -199,8 +212,8 @@ impl Inner {
         let new = slots::encode(seq, &payload, slot_size);
         let written = file
             .write_all_at(offset as u64, &new)
-            .map_err(io(IoStep::WriteInPlace))
-            .and_then(|()| file.sync_data().map_err(io(IoStep::SyncInPlace)));
+            .map_err(io(IoStep::WriteMetadata))
+            .and_then(|()| file.sync_data().map_err(io(IoStep::WriteMetadata)));
         if let Err(e) = written {
             // The slot written held the older of the two records; putting it back keeps the
             // newest record what readers see, as it was before the call (a torn slot would
@@ -229,9 +242,8 @@ impl Inner {
         Ok(())
     }
 
-    fn scan(&self) -> Result<(Vec<FileMetadata>, Vec<BadRecord>), StorageError> {
-        let mut good = Vec::new();
-        let mut bad = Vec::new();
+    fn scan(&self) -> Result<RecordList, StorageError> {
+        let mut list = RecordList::default();
         let root = self.base.join(META_DIR);
         for kind in InstrumentKind::ALL {
             for period in Period::ALL {
@@ -254,17 +266,37 @@ impl Inner {
                         continue;
                     }
                     match self.read(path) {
-                        Ok(Some(m)) => good.push(m),
+                        Ok(Some(m)) => list.records.push(m),
                         Ok(None) => {}
-                        Err(e) => bad.push(BadRecord { path: path.clone(), reason: e.to_string() }),
+                        Err(e) => {
+                            let (series, format) = named_by(kind, period, path);
+                            list.unreadable.push(UnreadableRecord {
+                                location: path.clone(),
+                                series,
+                                format,
+                                reason: e.to_string(),
+                            })
+                        }
                     }
                 }
             }
         }
-        good.sort_by(|a, b| a.file_path.cmp(&b.file_path));
-        bad.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok((good, bad))
+        list.records.sort_by(|a, b| a.file_path.cmp(&b.file_path));
+        list.unreadable.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(list)
     }
+}
+
+/// The series and format a record file's location names (`{SYMBOL}.{format}.meta` under
+/// `{kind}/{period}`), when it names one.
+fn named_by(kind: InstrumentKind, period: Period, path: &Path) -> (Option<SeriesKey>, Option<String>) {
+    let stem = path.file_stem().and_then(|s| s.to_str());
+    let Some((symbol, format)) = stem.and_then(|s| s.rsplit_once('.')) else { return (None, None) };
+    let series = barvault_domain::Instrument::new(kind, symbol)
+        .ok()
+        .filter(|i| i.symbol().as_str() == symbol)
+        .map(|i| SeriesKey::new(i, period));
+    (series, Some(format.to_string()))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -277,9 +309,10 @@ async fn blocking<T: Send + 'static>(
 #[async_trait]
 impl MetadataStore for FileMetadataStore {
     async fn record(&self, meta: &FileMetadata, ctx: &OpContext) -> Result<(), StorageError> {
-        let path = self.record_path(&meta.series(), &meta.format);
+        let series = meta.try_series()?;
+        let path = self.record_path(&series, &meta.format);
         let inner = self.inner.clone();
-        let span = ctx.span("metadata_record", Some(&meta.series()));
+        let span = ctx.span("metadata_record", Some(&series));
         let meta = meta.clone();
         blocking(path, move || {
             let _enter = span.enter();
@@ -308,17 +341,17 @@ impl MetadataStore for FileMetadataStore {
         blocking(path, move || inner.get(&series, &format)).await
     }
 
-    async fn list(&self, ctx: &OpContext) -> Result<Vec<FileMetadata>, StorageError> {
+    async fn list(&self, ctx: &OpContext) -> Result<RecordList, StorageError> {
         let inner = self.inner.clone();
         let span = ctx.span("metadata_list", None);
         let root = self.inner.base.join(META_DIR);
         blocking(root, move || {
-            let (good, bad) = inner.scan()?;
-            for b in &bad {
+            let list = inner.scan()?;
+            for b in &list.unreadable {
                 let _enter = span.enter();
-                tracing::warn!(path = %b.path.display(), reason = %b.reason, "unreadable metadata record skipped");
+                tracing::warn!(path = %b.location.display(), reason = %b.reason, "unreadable metadata record");
             }
-            Ok(good)
+            Ok(list)
         })
         .await
     }
@@ -340,7 +373,7 @@ impl MetadataStore for FileMetadataStore {
 mod tests {
     use super::*;
     use barvault_domain::Instrument;
-    use barvault_fs::{Fault, FaultyFs};
+    use barvault_fs::{Fault, FaultyFs, FsOp};
     use barvault_ports::conformance::sample_metadata;
 
     const EIO: i32 = 5;
@@ -377,10 +410,12 @@ mod tests {
         let err = store.get(&series, "csv", &ctx).await.unwrap_err();
         assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("AAPL.csv.meta") && err.to_string().contains("10 bytes"), "{err}");
-        let (good, bad) = store.scan().unwrap();
-        assert!(good.is_empty());
-        assert_eq!(bad.len(), 1);
-        assert!(store.list(&ctx).await.unwrap().is_empty());
+        let list = store.scan().unwrap();
+        assert!(list.records.is_empty());
+        assert_eq!(list.unreadable.len(), 1);
+        assert_eq!(list.unreadable[0].series.as_ref(), Some(&series), "the location names the series");
+        assert_eq!(list.unreadable[0].format.as_deref(), Some("csv"));
+        assert!(store.list(&ctx).await.unwrap().records.is_empty());
         // A record written over the garbage starts a sound file.
         store.record(&sample_metadata(&series, "csv", 4), &ctx).await.unwrap();
         assert_eq!(store.get(&series, "csv", &ctx).await.unwrap().unwrap().generation, 4);
@@ -395,7 +430,7 @@ mod tests {
         let ctx = OpContext::new();
         let series = aapl();
         store.record(&sample_metadata(&series, "csv", 1), &ctx).await.unwrap();
-        assert_eq!(fs.calls(IoStep::CreateTemp), 1);
+        assert_eq!(fs.calls(FsOp::CreateTemp), 1);
         let path = store.record_path(&series, "csv");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 2 * SLOT_UNIT as u64);
         fs.reset_counts();
@@ -409,10 +444,10 @@ mod tests {
             // The other slot still holds the previous record.
             assert!(matches!(slots.slots[1 - index], slots::Slot::Valid { seq, .. } if seq == generation - 1));
         }
-        for step in [IoStep::CreateTemp, IoStep::Rename, IoStep::FsyncDir, IoStep::FsyncTemp] {
+        for step in [FsOp::CreateTemp, FsOp::Rename, FsOp::FsyncDir, FsOp::FsyncTemp] {
             assert_eq!(fs.calls(step), 0, "{step}");
         }
-        assert_eq!((fs.calls(IoStep::WriteInPlace), fs.calls(IoStep::SyncInPlace)), (5, 5));
+        assert_eq!((fs.calls(FsOp::WriteInPlace), fs.calls(FsOp::SyncInPlace)), (5, 5));
     }
 
     /// A write torn half-way (FaultyFs writes half the slot, then fails) or one whose
@@ -420,7 +455,7 @@ mod tests {
     /// next write succeeds.
     #[tokio::test]
     async fn a_failed_or_torn_slot_write_keeps_the_previous_record() {
-        for step in [IoStep::OpenInPlace, IoStep::WriteInPlace, IoStep::SyncInPlace] {
+        for step in [FsOp::OpenInPlace, FsOp::WriteInPlace, FsOp::SyncInPlace] {
             let dir = tempfile::tempdir().unwrap();
             let (fs, store) = faulty(dir.path());
             let ctx = OpContext::new();
@@ -436,8 +471,8 @@ mod tests {
                 "{text}"
             );
             assert_eq!(store.get(&series, "csv", &ctx).await.unwrap().unwrap().generation, 2, "{step}");
-            let (good, bad) = store.scan().unwrap();
-            assert_eq!((good.len(), bad.len()), (1, 0), "{step}");
+            let list = store.scan().unwrap();
+            assert_eq!((list.records.len(), list.unreadable.len()), (1, 0), "{step}");
             store.record(&sample_metadata(&series, "csv", 3), &ctx).await.unwrap();
             assert_eq!(store.get(&series, "csv", &ctx).await.unwrap().unwrap().generation, 3, "{step}");
         }
@@ -486,7 +521,7 @@ mod tests {
         assert_eq!(store.get(&series, "csv", &ctx).await.unwrap().unwrap(), big);
         fs.reset_counts();
         store.record(&sample_metadata(&series, "csv", 3), &ctx).await.unwrap();
-        assert_eq!(fs.calls(IoStep::CreateTemp), 0, "a smaller record fits the larger slots");
+        assert_eq!(fs.calls(FsOp::CreateTemp), 0, "a smaller record fits the larger slots");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
         assert_eq!(store.get(&series, "csv", &ctx).await.unwrap().unwrap().generation, 3);
     }
@@ -506,15 +541,15 @@ mod tests {
         let old = sample_metadata(&series, "csv", 7);
         std::fs::write(&legacy, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
         assert_eq!(store.get(&series, "csv", &ctx).await.unwrap(), Some(old.clone()));
-        assert_eq!(store.list(&ctx).await.unwrap(), vec![old.clone()]);
+        assert_eq!(store.list(&ctx).await.unwrap().records, vec![old.clone()]);
         store.record(&sample_metadata(&series, "csv", 8), &ctx).await.unwrap();
         assert!(!legacy.exists());
         assert!(store.record_path(&series, "csv").exists());
         std::fs::write(&legacy, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
         assert_eq!(store.get(&series, "csv", &ctx).await.unwrap().unwrap().generation, 8);
-        let (good, bad) = store.scan().unwrap();
-        assert_eq!((good.len(), bad.len()), (1, 0));
-        assert_eq!(good[0].generation, 8);
+        let list = store.scan().unwrap();
+        assert_eq!((list.records.len(), list.unreadable.len()), (1, 0));
+        assert_eq!(list.records[0].generation, 8);
         assert!(store.remove(&series, "csv", &ctx).await.unwrap());
         assert!(!legacy.exists() && !store.record_path(&series, "csv").exists());
         assert_eq!(store.get(&series, "csv", &ctx).await.unwrap(), None);

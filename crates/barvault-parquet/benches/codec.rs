@@ -86,7 +86,7 @@ fn bench_daily(c: &mut Criterion) {
     let bars = daily_bars(rows, 100);
     let mut out = Vec::new();
     codec.encode(&bars, &series, &mut out).expect("encode");
-    let raw = codec.decode(CodecInput::Bytes(&out), None).expect("decode");
+    let raw = codec.decode(CodecInput::Bytes(&out), barvault_ports::Rows::All).map(|d| d.raw).expect("decode");
     assert_eq!(raw.into_bars(Default::default()).expect("sorted").0, bars);
     eprintln!("parquet/daily_5k: {} bytes ({:.1} per row)", out.len(), out.len() as f64 / rows as f64);
     let bytes = out.clone();
@@ -101,12 +101,17 @@ fn bench_daily(c: &mut Criterion) {
         })
     });
     group.bench_function("decode", |b| {
-        b.iter(|| codec.decode(CodecInput::Bytes(black_box(&bytes)), None).expect("decode"))
+        b.iter(|| {
+            codec
+                .decode(CodecInput::Bytes(black_box(&bytes)), barvault_ports::Rows::All)
+                .map(|d| d.raw)
+                .expect("decode")
+        })
     });
     // What a nightly merge reads: the rows from its second-to-last bar on (the last group).
     let from = bars.timestamps()[rows - 2];
     group.bench_function("decode_tail", |b| {
-        b.iter(|| codec.decode_tail(black_box(&bytes), from).expect("parquet reads tails").expect("decode"))
+        b.iter(|| codec.decode(CodecInput::Bytes(black_box(&bytes)), barvault_ports::Rows::From(from)).expect("decode"))
     });
     group.finish();
 }
@@ -174,12 +179,17 @@ fn bench_decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("parquet/decode_snappy");
     for rows in SIZES {
         let bytes = encoded(rows);
-        let raw = codec.decode(CodecInput::Bytes(&bytes), None).expect("decode");
+        let raw = codec.decode(CodecInput::Bytes(&bytes), barvault_ports::Rows::All).map(|d| d.raw).expect("decode");
         assert_eq!(raw.into_bars(Default::default()).expect("sorted").0, minute_bars(rows, START_NS, 1));
         tune(&mut group, rows);
         group.throughput(Throughput::Elements(rows as u64));
         group.bench_with_input(BenchmarkId::from_parameter(label(rows)), &bytes, |b, bytes| {
-            b.iter(|| codec.decode(CodecInput::Bytes(black_box(bytes)), None).expect("decode"))
+            b.iter(|| {
+                codec
+                    .decode(CodecInput::Bytes(black_box(bytes)), barvault_ports::Rows::All)
+                    .map(|d| d.raw)
+                    .expect("decode")
+            })
         });
     }
     group.finish();
@@ -200,7 +210,12 @@ fn bench_range(c: &mut Criterion) {
     tune(&mut group, rows);
     group.throughput(Throughput::Elements(BARS_PER_DAY as u64));
     group.bench_function(label(rows), |b| {
-        b.iter(|| codec.decode(CodecInput::Bytes(black_box(&bytes)), Some(day)).expect("decode"))
+        b.iter(|| {
+            codec
+                .decode(CodecInput::Bytes(black_box(&bytes)), barvault_ports::Rows::Range(day))
+                .map(|d| d.raw)
+                .expect("decode")
+        })
     });
     group.finish();
 }

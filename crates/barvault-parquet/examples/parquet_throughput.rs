@@ -61,7 +61,9 @@ fn main() {
             codec.encode(&data, &series, &mut out).expect("encode");
             out
         });
-        let (dec_ms, raw) = best_of(5, || codec.decode(CodecInput::Bytes(&bytes), None).expect("decode"));
+        let (dec_ms, raw) = best_of(5, || {
+            codec.decode(CodecInput::Bytes(&bytes), barvault_ports::Rows::All).map(|d| d.raw).expect("decode")
+        });
         assert_eq!(raw.len(), n);
         let day = TimeRange::new(Some(data.timestamps()[500_000]), Some(data.timestamps()[501_439])).expect("range");
         let (range_ms, (_, stats)) =

@@ -34,7 +34,7 @@ use std::io::Write;
 use std::panic::AssertUnwindSafe;
 
 use barvault_domain::{Bars, RawBars, SeriesKey, TimeRange};
-use barvault_ports::{BarCodec, CodecError, CodecInput, KeptPrefix, RawTail};
+use barvault_ports::{BarCodec, CodecError, CodecInput, Continuation, Decoded, Keep, KeptPrefix, Rows, StoredBytes};
 use bytes::Bytes;
 
 pub use compression::{ParquetCompression, UnknownCompression};
@@ -98,21 +98,33 @@ impl ParquetCodec {
         guarded(run).map(|(raw, stats, _)| (raw, stats))
     }
 
-    /// [`BarCodec::decode_tail`], with what the decode did.
-    pub fn decode_tail_with_stats(&self, stored: &[u8], from: i64) -> Result<(RawTail, DecodeStats), CodecError> {
-        let bytes = Bytes::copy_from_slice(stored);
+    /// The rows from the first row group that may hold a timestamp at or after `from`,
+    /// and one row before it when there is one (see [`Rows::From`]), with what the decode did.
+    pub fn decode_tail_with_stats(
+        &self,
+        input: CodecInput<'_>,
+        from: i64,
+    ) -> Result<(Decoded, DecodeStats), CodecError> {
+        let bytes = match input {
+            CodecInput::Bytes(b) => Bytes::copy_from_slice(b),
+            CodecInput::File(mut f) => {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut f, &mut buf)?;
+                Bytes::from(buf)
+            }
+        };
         let (raw, stats, skipped) = guarded(|| decode::decode_chunks(bytes.clone(), Select::From(from)))?;
         // Statistics promise the skipped rows are earlier than `from`; the rows read must
         // all come after them too, or the file is not in order and is read whole.
         let after = |hi: i64| raw.ts.iter().all(|&t| t > hi);
         match skipped.bounds {
             Some((lo, hi)) if skipped.rows > 0 && after(hi) => {
-                Ok((RawTail { skipped: skipped.rows, first: Some(lo), raw }, stats))
+                Ok((Decoded { skipped: skipped.rows, first: Some(lo), raw }, stats))
             }
-            None if skipped.rows == 0 => Ok((RawTail { skipped: 0, first: None, raw }, stats)),
+            None if skipped.rows == 0 => Ok((Decoded::whole(raw), stats)),
             _ => {
                 let (raw, stats, _) = guarded(|| decode::decode_chunks(bytes, Select::Range(None)))?;
-                Ok((RawTail { skipped: 0, first: None, raw }, stats))
+                Ok((Decoded::whole(raw), stats))
             }
         }
     }
@@ -142,33 +154,37 @@ impl BarCodec for ParquetCodec {
     }
 
     /// Reads a Parquet file; with a range, only row groups whose timestamp statistics
-    /// overlap it are decoded, and the rows are trimmed to it (inclusive).
-    fn decode(&self, input: CodecInput<'_>, range: Option<TimeRange>) -> Result<RawBars, CodecError> {
-        self.decode_with_stats(input, range).map(|(raw, _)| raw)
+    /// overlap it are decoded (then trimmed to it by the caller), and with `From` only the
+    /// groups from the first that may hold the timestamp, by the same statistics.
+    fn decode(&self, input: CodecInput<'_>, rows: Rows) -> Result<Decoded, CodecError> {
+        match rows {
+            Rows::Nothing => Ok(Decoded::whole(RawBars::default())),
+            Rows::All => self.decode_with_stats(input, None).map(|(raw, _)| Decoded::whole(raw)),
+            Rows::Range(r) => self.decode_with_stats(input, Some(r)).map(|(raw, _)| Decoded::whole(raw)),
+            Rows::From(from) => self.decode_tail_with_stats(input, from).map(|(d, _)| d),
+        }
     }
 
     /// The leading row groups of `stored` that hold only unchanged rows (see `keep`).
-    fn keepable(&self, stored: &[u8], bars: &Bars, unchanged: usize) -> Option<KeptPrefix> {
-        keep::keepable(stored, bars, unchanged)
+    fn keepable(
+        &self,
+        stored: &dyn StoredBytes,
+        next: Continuation<'_>,
+        keep: Keep,
+    ) -> Result<Option<KeptPrefix>, CodecError> {
+        let bytes = stored.all()?;
+        Ok(keep::keepable(&bytes, next.bars, keep.unchanged))
     }
 
     fn encode_after(
         &self,
-        bars: &Bars,
-        skipped: usize,
-        series: &SeriesKey,
-        stored: &[u8],
+        stored: &dyn StoredBytes,
         kept: KeptPrefix,
+        next: Continuation<'_>,
         out: &mut (dyn Write + Send),
-    ) -> Option<Result<(), CodecError>> {
-        Some(self.encode_after_kept(keep::After { bars, skipped, series, stored, kept }, out))
-    }
-
-    fn decode_tail(&self, stored: &[u8], from: i64) -> Option<Result<RawTail, CodecError>> {
-        Some(self.decode_tail_with_stats(stored, from).map(|(tail, _)| tail))
-    }
-
-    fn decodes_tails(&self) -> bool {
-        true
+    ) -> Result<(), CodecError> {
+        let bytes = stored.all()?;
+        let job = keep::After { bars: next.bars, skipped: next.skipped, series: next.series, stored: &bytes, kept };
+        self.encode_after_kept(job, out)
     }
 }

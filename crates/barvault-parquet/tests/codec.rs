@@ -99,7 +99,7 @@ fn tricky_values_round_trip_bit_exactly_with_every_compression() {
     for compression in ParquetCompression::ALL {
         let codec = ParquetCodec::new(compression);
         let bytes = encode(&codec, &bars);
-        let back = to_bars(codec.decode(CodecInput::Bytes(&bytes), None).unwrap());
+        let back = to_bars(codec.decode(CodecInput::Bytes(&bytes), barvault_ports::Rows::All).map(|d| d.raw).unwrap());
         assert_eq!(back, bars, "{compression}");
         assert_eq!(back.close()[2].to_bits(), f64::NAN.to_bits());
         assert_eq!(back.open()[6].to_bits(), (-0.0f64).to_bits());
@@ -125,7 +125,7 @@ fn decodes_from_an_open_file() {
     ParquetCodec::default().encode(&bars, &series(), &mut file).unwrap();
     file.flush().unwrap();
     file.seek(SeekFrom::Start(0)).unwrap();
-    let raw = ParquetCodec::default().decode(CodecInput::File(file), None).unwrap();
+    let raw = ParquetCodec::default().decode(CodecInput::File(file), barvault_ports::Rows::All).map(|d| d.raw).unwrap();
     assert_eq!(to_bars(raw), bars);
 }
 
@@ -633,20 +633,20 @@ fn unchanged_row_groups_are_kept_byte_for_byte() {
     let new = daily_bars(5_001, 4_998);
     let unchanged = old.common_prefix_len(&new);
     assert_eq!(unchanged, 4_998);
-    let kept = codec.keepable(&stored, &new, unchanged).expect("two groups can be kept");
+    let kept = keepable(&codec, &stored, &new, unchanged).expect("two groups can be kept");
     assert_eq!(kept.rows, 4_096);
     let mut file = stored[..kept.bytes as usize].to_vec();
-    codec.encode_after(&new, 0, &series(), &stored, kept, &mut file).expect("supported").unwrap();
+    encode_after(&codec, &new, 0, &stored, kept, &mut file).unwrap();
     assert!(to_bars(decode(&file, None).unwrap().0) == new, "the file does not load back as the new bars");
     assert_eq!(group_sizes(&file), [2048, 2048, 905]);
     // The file is what a whole encode gives, bar the footer's creation time.
     assert!(to_bars(decode(&encode(&codec, &new), None).unwrap().0) == new);
     // Appending only: every stored group is kept.
     let appended = daily_bars(5_003, usize::MAX);
-    let all = codec.keepable(&stored, &appended, 5_000).expect("all groups kept");
+    let all = keepable(&codec, &stored, &appended, 5_000).expect("all groups kept");
     assert_eq!(all.rows, 5_000);
     let mut file = stored[..all.bytes as usize].to_vec();
-    codec.encode_after(&appended, 0, &series(), &stored, all, &mut file).expect("supported").unwrap();
+    encode_after(&codec, &appended, 0, &stored, all, &mut file).unwrap();
     assert!(to_bars(decode(&file, None).unwrap().0) == appended);
 }
 
@@ -680,9 +680,9 @@ fn rewritten_groups_skip_the_dictionary_where_the_kept_group_gave_it_up() {
         let new = bars_with_distinct_prices(5_001, distinct);
         assert!(close_encoding(&encode(&codec, &new), 2).0, "{distinct}");
         // As if the last stored bar were revised: the third group is written again.
-        let kept = codec.keepable(&stored, &new, 4_999).expect("two groups kept");
+        let kept = keepable(&codec, &stored, &new, 4_999).expect("two groups kept");
         let mut file = stored[..kept.bytes as usize].to_vec();
-        codec.encode_after(&new, 0, &series(), &stored, kept, &mut file).expect("supported").unwrap();
+        encode_after(&codec, &new, 0, &stored, kept, &mut file).unwrap();
         assert_eq!(group_sizes(&file), [2048, 2048, 905]);
         assert_eq!(close_encoding(&file, 2), (dictionary, !dictionary), "{distinct} distinct prices");
         assert!(to_bars(decode(&file, None).unwrap().0) == new, "{distinct}");
@@ -696,15 +696,15 @@ fn row_groups_are_kept_only_when_they_fit() {
     let codec = ParquetCodec::default();
     let old = daily_bars(5_000, usize::MAX);
     let stored = encode(&codec, &old);
-    assert_eq!(codec.keepable(&stored, &daily_bars(5_000, 1_000), 1_000), None, "first group changed");
+    assert_eq!(keepable(&codec, &stored, &daily_bars(5_000, 1_000), 1_000), None, "first group changed");
     let with_extra = daily_bars_with(5_000, usize::MAX, vec![ExtraColumn::new("oi", vec![Some(1.0); 5_000]).unwrap()]);
-    assert_eq!(codec.keepable(&stored, &with_extra, 4_999), None, "columns differ");
-    assert_eq!(codec.keepable(b"not parquet at all", &old, 4_999), None);
-    assert_eq!(codec.keepable(&stored[..stored.len() - 1], &old, 4_999), None, "truncated footer");
-    let kept = codec.keepable(&stored, &old, 4_999).unwrap();
+    assert_eq!(keepable(&codec, &stored, &with_extra, 4_999), None, "columns differ");
+    assert_eq!(keepable(&codec, b"not parquet at all", &old, 4_999), None);
+    assert_eq!(keepable(&codec, &stored[..stored.len() - 1], &old, 4_999), None, "truncated footer");
+    let kept = keepable(&codec, &stored, &old, 4_999).unwrap();
     let wrong = barvault_ports::KeptPrefix { bytes: kept.bytes - 1, rows: kept.rows };
     let mut out = Vec::new();
-    let err = codec.encode_after(&old, 0, &series(), &stored, wrong, &mut out).expect("supported").unwrap_err();
+    let err = encode_after(&codec, &old, 0, &stored, wrong, &mut out).unwrap_err();
     assert!(err.to_string().contains("cannot keep"), "{err}");
 }
 
@@ -732,15 +732,14 @@ fn tail_reads_skip_the_leading_groups_before_from() {
         (ts[0] - day, 0, 3),
     ];
     for (from, skipped, groups) in cases {
-        let (tail, stats) = codec.decode_tail_with_stats(&bytes, from).unwrap();
+        let (tail, stats) = codec.decode_tail_with_stats(CodecInput::Bytes(&bytes), from).unwrap();
         assert_eq!((tail.skipped, stats.row_groups_read), (skipped, groups), "from {from}");
         assert_eq!(tail.first, (skipped > 0).then_some(ts[0]), "from {from}");
         assert!(to_bars(tail.raw) == bars.slice_rows(skipped, 5_000), "from {from}");
     }
     // Through the trait, as a store calls it.
-    let tail = codec.decode_tail(&bytes, ts[4_998]).expect("parquet reads tails").unwrap();
+    let tail = codec.decode(CodecInput::Bytes(&bytes), barvault_ports::Rows::From(ts[4_998])).unwrap();
     assert_eq!(tail.skipped, 4_096);
-    assert!(codec.decodes_tails());
 }
 
 /// A file whose row groups are not in time order (another tool wrote it) is read whole:
@@ -764,11 +763,12 @@ fn tail_reads_of_files_out_of_order_read_every_row() {
     };
     // Groups of two rows: (1, 4), (2, 9), (5, 6).
     let bytes = foreign_file(cols(ns(&[1, 4, 2, 9, 5, 6])));
-    let (tail, stats) = ParquetCodec::default().decode_tail_with_stats(&bytes, 5_000_000_000).unwrap();
+    let (tail, stats) =
+        ParquetCodec::default().decode_tail_with_stats(CodecInput::Bytes(&bytes), 5_000_000_000).unwrap();
     assert_eq!((tail.skipped, tail.first, tail.raw.ts.len(), stats.row_groups_read), (0, None, 6, 3));
     // In order, the same layout skips the first group.
     let bytes = foreign_file(cols(ns(&[1, 2, 3, 4, 5, 6])));
-    let (tail, _) = ParquetCodec::default().decode_tail_with_stats(&bytes, 5_000_000_000).unwrap();
+    let (tail, _) = ParquetCodec::default().decode_tail_with_stats(CodecInput::Bytes(&bytes), 5_000_000_000).unwrap();
     assert_eq!((tail.skipped, tail.first, tail.raw.ts.len()), (2, Some(1_000_000_000), 4));
 }
 
@@ -780,16 +780,16 @@ fn encoding_after_kept_groups_needs_only_the_rows_after_them() {
     let old = daily_bars(5_000, usize::MAX);
     let stored = encode(&codec, &old);
     let new = daily_bars(5_001, 4_998);
-    let kept = codec.keepable(&stored, &new, 4_998).unwrap();
+    let kept = keepable(&codec, &stored, &new, 4_998).unwrap();
     let whole = {
         let mut out = Vec::new();
-        codec.encode_after(&new, 0, &series(), &stored, kept, &mut out).unwrap().unwrap();
+        encode_after(&codec, &new, 0, &stored, kept, &mut out).unwrap();
         out
     };
     for skipped in [4_096, 3_000] {
         let tail = new.slice_rows(skipped, new.len());
         let mut out = Vec::new();
-        codec.encode_after(&tail, skipped, &series(), &stored, kept, &mut out).unwrap().unwrap();
+        encode_after(&codec, &tail, skipped, &stored, kept, &mut out).unwrap();
         // The footers differ only in their creation time.
         let mut file = stored[..kept.bytes as usize].to_vec();
         file.extend_from_slice(&out);
@@ -798,6 +798,27 @@ fn encoding_after_kept_groups_needs_only_the_rows_after_them() {
     }
     // Rows the kept groups do not cover must be in `bars`.
     let tail = new.slice_rows(4_097, new.len());
-    let err = codec.encode_after(&tail, 4_097, &series(), &stored, kept, &mut Vec::new()).unwrap().unwrap_err();
+    let err = encode_after(&codec, &tail, 4_097, &stored, kept, &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("cannot keep"), "{err}");
+}
+
+/// [`BarCodec::keepable`] of a whole stored file, for new rows none of which are skipped.
+fn keepable(codec: &ParquetCodec, stored: &[u8], bars: &Bars, unchanged: usize) -> Option<barvault_ports::KeptPrefix> {
+    let next = barvault_ports::Continuation { bars, skipped: 0, series: &series() };
+    let keep = barvault_ports::Keep { stored_rows: unchanged, unchanged };
+    codec.keepable(&stored, next, keep).expect("keepable never fails on bytes in memory")
+}
+
+/// [`BarCodec::encode_after`] of `bars` after `skipped` stored rows.
+fn encode_after(
+    codec: &ParquetCodec,
+    bars: &Bars,
+    skipped: usize,
+    stored: &[u8],
+    kept: barvault_ports::KeptPrefix,
+    out: &mut Vec<u8>,
+) -> Result<(), barvault_ports::CodecError> {
+    let series = series();
+    let next = barvault_ports::Continuation { bars, skipped, series: &series };
+    codec.encode_after(&stored, kept, next, out)
 }

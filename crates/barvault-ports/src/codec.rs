@@ -1,11 +1,13 @@
+use std::borrow::Cow;
 use std::fmt::Debug;
 use std::io::{self, Write};
 use std::path::Path;
 
-use barvault_domain::{Bars, DomainError, RawBars, SeriesKey, TimeRange};
+use barvault_domain::{Bars, DomainError, RawBars, SeriesKey};
 use thiserror::Error;
 
 use crate::error::StorageError;
+use crate::store::{Keep, Rows};
 
 /// Where a codec reads from: an open file (streamed) or bytes already in memory.
 #[derive(Debug)]
@@ -57,88 +59,71 @@ impl CodecError {
     }
 }
 
-/// Turns bars into the bytes of one file format and back.
-///
-/// Codecs are synchronous and pure CPU work over a byte stream; the file store around
-/// them owns paths, temp files, fsync and locking, so every format gets the same
-/// durability for free.
-pub trait BarCodec: Send + Sync + Debug {
-    /// The format name, also the file extension: `csv`, `parquet`.
-    fn format(&self) -> &'static str;
-
-    /// Writes `bars` (sorted, unique) as one complete file.
-    fn encode(&self, bars: &Bars, series: &SeriesKey, out: &mut (dyn Write + Send)) -> Result<(), CodecError>;
-
-    /// Reads one file. Rows outside `range` may be skipped (and must be, by the caller
-    /// trimming, if the codec does not). Rows come in file order.
-    fn decode(&self, input: CodecInput<'_>, range: Option<TimeRange>) -> Result<RawBars, CodecError>;
-
-    /// For formats whose files are a header followed by one independent record per row
-    /// (CSV): writes the header (with `header`) and then rows `rows` of `bars`, exactly as
-    /// they appear in `encode`'s output for the whole of `bars`, so that
-    /// `part(0..k, true) ++ part(k..n, false) == encode(bars)`. A store uses it to keep
-    /// the stored bytes of unchanged leading rows. `None`: the format has no such parts.
-    fn encode_part(
-        &self,
-        _bars: &Bars,
-        _rows: std::ops::Range<usize>,
-        _header: bool,
-        _out: &mut (dyn Write + Send),
-    ) -> Option<Result<(), CodecError>> {
-        None
-    }
-
-    /// For formats whose files keep independently encoded blocks of rows in order (Parquet
-    /// row groups): the longest leading part of `stored` (a complete file of this format)
-    /// that the new file may keep byte for byte, given that its first `unchanged` rows
-    /// equal, value for value and with the same columns, the first rows of `stored`.
-    /// `bars` holds the new file's rows, or only its last rows (its columns are what
-    /// count here). `None`: nothing can be kept (or the format cannot keep blocks).
-    fn keepable(&self, _stored: &[u8], _bars: &Bars, _unchanged: usize) -> Option<KeptPrefix> {
-        None
-    }
-
-    /// Writes what follows `stored[..kept.bytes]` in the new file, so that the kept bytes
-    /// followed by this output are one complete file holding exactly the new rows: the
-    /// first `skipped` rows of `stored`, then `bars`. `kept` comes from
-    /// [`BarCodec::keepable`] for the same `stored` and a valid `unchanged`, and covers the
-    /// skipped rows (`kept.rows >= skipped`). `None`: the format cannot keep blocks.
-    fn encode_after(
-        &self,
-        _bars: &Bars,
-        _skipped: usize,
-        _series: &SeriesKey,
-        _stored: &[u8],
-        _kept: KeptPrefix,
-        _out: &mut (dyn Write + Send),
-    ) -> Option<Result<(), CodecError>> {
-        None
-    }
-
-    /// For formats whose blocks of rows carry their time bounds (Parquet row-group
-    /// statistics): the rows of `stored` (a complete file) from the first block that may
-    /// hold a timestamp at or after `from`, and, when there is one, at least one row
-    /// before `from`. A merge of bars from `from` on needs no earlier row, and a nightly
-    /// update decodes one block instead of years of history. `None`: the format cannot.
-    fn decode_tail(&self, _stored: &[u8], _from: i64) -> Option<Result<RawTail, CodecError>> {
-        None
-    }
-
-    /// Whether [`BarCodec::decode_tail`] returns `Some`, so a store can say "not
-    /// supported" before it reads a file for nothing.
-    fn decodes_tails(&self) -> bool {
-        false
-    }
-}
-
-/// A stored file's last rows, as [`BarCodec::decode_tail`] reads them.
+/// A decoded file, or its last rows (see [`Rows::From`]).
 #[derive(Debug)]
-pub struct RawTail {
+pub struct Decoded {
     /// Rows of the file before `raw`, each of them earlier than every row of `raw`.
     pub skipped: usize,
     /// The file's first timestamp, when `skipped > 0`.
     pub first: Option<i64>,
+    /// Rows in file order.
     pub raw: RawBars,
+}
+
+impl Decoded {
+    /// A whole file.
+    pub fn whole(raw: RawBars) -> Self {
+        Self { skipped: 0, first: None, raw }
+    }
+}
+
+/// Random access to the bytes of a stored file whose identity the store has proven, for a
+/// codec deciding what of it the next version can keep.
+pub trait StoredBytes: Send + Sync {
+    /// The file's length.
+    fn len(&self) -> u64;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `len` bytes from `offset` (an error if the file ends first).
+    fn read(&self, offset: u64, len: usize) -> io::Result<Cow<'_, [u8]>>;
+
+    /// The whole file.
+    fn all(&self) -> io::Result<Cow<'_, [u8]>> {
+        let len = usize::try_from(self.len()).map_err(io::Error::other)?;
+        self.read(0, len)
+    }
+}
+
+/// `len` bytes of `bytes` from `offset`, or an error past the end.
+pub fn read_slice(bytes: &[u8], offset: u64, len: usize) -> io::Result<Cow<'_, [u8]>> {
+    usize::try_from(offset)
+        .ok()
+        .and_then(|from| from.checked_add(len).and_then(|to| bytes.get(from..to)))
+        .map(Cow::Borrowed)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, format!("{len} bytes at {offset}: past the end")))
+}
+
+impl StoredBytes for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+
+    fn read(&self, offset: u64, len: usize) -> io::Result<Cow<'_, [u8]>> {
+        read_slice(self, offset, len)
+    }
+}
+
+impl StoredBytes for Vec<u8> {
+    fn len(&self) -> u64 {
+        self.as_slice().len() as u64
+    }
+
+    fn read(&self, offset: u64, len: usize) -> io::Result<Cow<'_, [u8]>> {
+        read_slice(self, offset, len)
+    }
 }
 
 /// The leading part of a stored file that the next version keeps byte for byte: its first
@@ -147,4 +132,63 @@ pub struct RawTail {
 pub struct KeptPrefix {
     pub bytes: u64,
     pub rows: usize,
+}
+
+/// The new version a codec continues after a [`KeptPrefix`]: its first `skipped` rows are
+/// the stored file's first rows, `bars` the rest.
+#[derive(Debug, Clone, Copy)]
+pub struct Continuation<'a> {
+    pub bars: &'a Bars,
+    pub skipped: usize,
+    pub series: &'a SeriesKey,
+}
+
+/// Turns bars into the bytes of one file format and back.
+///
+/// Codecs are synchronous and pure CPU work over bytes; the file store around them owns
+/// paths, temp files, fsync and versions, so every format gets the same durability, and
+/// the store knows nothing of lines or row groups: which stored bytes a new version may
+/// keep is the codec's decision ([`BarCodec::keepable`] and [`BarCodec::encode_after`]).
+pub trait BarCodec: Send + Sync + Debug {
+    /// The format name, also the file extension: `csv`, `parquet`.
+    fn format(&self) -> &'static str;
+
+    /// Writes `bars` (sorted, unique) as one complete file.
+    fn encode(&self, bars: &Bars, series: &SeriesKey, out: &mut (dyn Write + Send)) -> Result<(), CodecError>;
+
+    /// Reads one file, rows in file order. A codec may return more rows than `rows` asks
+    /// for (the caller trims to a range); for [`Rows::From`] it may skip leading blocks
+    /// whose rows are all earlier, and for [`Rows::Nothing`] decode nothing.
+    fn decode(&self, input: CodecInput<'_>, rows: Rows) -> Result<Decoded, CodecError>;
+
+    /// The longest leading part of `stored` (a complete file of this format, written by
+    /// this codec or another) that the next version may keep byte for byte, given that its
+    /// first `keep.unchanged` rows equal the first rows of `stored`'s `keep.stored_rows`
+    /// rows. `next.bars` holds the new version's rows from `next.skipped` on (its columns
+    /// and last kept row are what a codec checks). `None`: nothing can be kept. The default
+    /// keeps nothing.
+    fn keepable(
+        &self,
+        stored: &dyn StoredBytes,
+        next: Continuation<'_>,
+        keep: Keep,
+    ) -> Result<Option<KeptPrefix>, CodecError> {
+        let _ = (stored, next, keep);
+        Ok(None)
+    }
+
+    /// Writes what follows `stored`'s first `kept.bytes` bytes in the next version, so that
+    /// those bytes followed by this output are one complete file of the new rows. `kept`
+    /// comes from [`BarCodec::keepable`] for the same `stored` and `next` and covers the
+    /// skipped rows (`kept.rows >= next.skipped`).
+    fn encode_after(
+        &self,
+        stored: &dyn StoredBytes,
+        kept: KeptPrefix,
+        next: Continuation<'_>,
+        out: &mut (dyn Write + Send),
+    ) -> Result<(), CodecError> {
+        let _ = (stored, kept, next, out);
+        Err(CodecError::Corrupt(format!("the {} codec keeps no stored bytes", self.format())))
+    }
 }

@@ -24,15 +24,6 @@ pub enum IoStep {
     Remove,
     WriteMetadata,
     List,
-    /// Opening an existing file to update it in place (a metadata record's slot).
-    OpenInPlace,
-    /// Overwriting bytes of an existing file in place.
-    WriteInPlace,
-    /// `fdatasync` of a file updated in place.
-    SyncInPlace,
-    /// Keeping a replaced backup's inode as the spare file of the next write, or taking it
-    /// up. Never fails a write: without a spare, a write creates its temp file.
-    Recycle,
 }
 
 impl fmt::Display for IoStep {
@@ -52,10 +43,6 @@ impl fmt::Display for IoStep {
             IoStep::Remove => "remove",
             IoStep::WriteMetadata => "write metadata",
             IoStep::List => "list directory",
-            IoStep::OpenInPlace => "open for update in place",
-            IoStep::WriteInPlace => "write in place",
-            IoStep::SyncInPlace => "fdatasync in place",
-            IoStep::Recycle => "recycle spare file",
         })
     }
 }
@@ -120,6 +107,12 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+
+    /// The stored version is not the one a conditional write expected: another writer
+    /// changed it since it was read (or created it, for a write that expected nothing).
+    /// Re-read, re-merge and retry.
+    #[error("{}: changed since it was read ({reason})", path.display())]
+    VersionConflict { path: PathBuf, reason: String },
 
     /// Another writer held the series lock for longer than the configured timeout.
     #[error("{series} is locked by another writer ({}); gave up after {waited:?}", path.display())]
@@ -187,6 +180,16 @@ impl StorageError {
 
     pub fn invalid(message: impl Into<String>) -> Self {
         StorageError::InvalidInput { message: message.into(), source: None }
+    }
+
+    /// A conditional write found another version than it expected at `path`.
+    pub fn version_conflict(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        StorageError::VersionConflict { path: path.into(), reason: reason.into() }
+    }
+
+    /// Whether a re-read and retry can resolve this error.
+    pub fn is_version_conflict(&self) -> bool {
+        matches!(self, StorageError::VersionConflict { .. })
     }
 
     /// Whether this error means the data (not the machine) is bad: a retry cannot help,

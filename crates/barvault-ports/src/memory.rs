@@ -17,14 +17,17 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use barvault_domain::{Bars, DomainError, MergeStats, SeriesKey, TimeRange, merge};
+use barvault_domain::{Bars, SeriesKey, merge};
 use chrono::{DateTime, Utc};
 
 use crate::context::OpContext;
 use crate::error::StorageError;
 use crate::lock::{SeriesGuard, SeriesLocks};
-use crate::metadata::{FileMetadata, MetadataStore};
-use crate::store::{BackupPolicy, BarStore, FileInfo, PersistOptions, StagedWrite, StorageReceipt, WriteMode};
+use crate::metadata::{FileMetadata, MetadataStore, RecordList};
+use crate::store::{
+    BackupPolicy, BarStore, Capabilities, FileInfo, LoadOptions, Loaded, Persisted, PutMode, PutOptions, Revision,
+    Rows, StagedWrite, Version, Which,
+};
 
 /// The `format` this store reports in receipts and file info.
 pub const MEMORY_FORMAT: &str = "memory";
@@ -47,19 +50,35 @@ fn exclusive<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[derive(Debug, Clone)]
-struct StoredSeries {
-    bars: Bars,
+struct Stored {
+    bars: Arc<Bars>,
+    version: u64,
     modified: DateTime<Utc>,
 }
 
-/// A [`BarStore`] that keeps every series in a map.
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    current: Option<Stored>,
+    backup: Option<Stored>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    series: BTreeMap<SeriesKey, Slot>,
+    /// The last version number given out: every commit takes the next one.
+    last_version: u64,
+}
+
+/// A [`BarStore`] that keeps every series (and its backup) in a map.
 ///
-/// Merges use [`barvault_domain::merge`] with the caller's policy, exactly like the file
-/// stores, so the two can be compared row for row. It holds no bytes, so receipts carry
-/// no checksum and `file_info` reports an estimated size.
+/// It is the reference of the contract: versions are numbers that change with every
+/// commit, a conditional commit checks and publishes under one short critical section (so
+/// updates are atomic, [`Capabilities::atomic_updates`]), tail reads skip every row before
+/// the last one earlier than the asked timestamp, and revisions keep the skipped rows of
+/// the version they name. It holds no bytes, so it reports no checksums.
 #[derive(Debug)]
 pub struct InMemoryBarStore {
-    series: Arc<SeriesMap>,
+    state: Arc<Mutex<State>>,
     format: String,
 }
 
@@ -74,129 +93,34 @@ impl InMemoryBarStore {
         Self::default()
     }
 
-    /// A store that calls itself (and its receipts' format) `format`, so two in-memory
-    /// stores can stand in for the CSV and Parquet stores of a dual manager.
+    /// A store that calls itself `format`, so two in-memory stores can stand in for the
+    /// CSV and Parquet stores of a dual manager.
     pub fn named(format: &str) -> Self {
-        Self { series: Arc::new(RwLock::new(BTreeMap::new())), format: format.to_string() }
+        Self { state: Arc::default(), format: format.to_string() }
     }
 
     /// How many series are stored.
     pub fn len(&self) -> usize {
-        read(&self.series).len()
+        exclusive(&self.state).series.values().filter(|s| s.current.is_some()).count()
     }
 
     pub fn is_empty(&self) -> bool {
-        read(&self.series).is_empty()
+        self.len() == 0
     }
 
-    /// The whole persist step, synchronous so no lock guard can live across an `.await`.
-    fn persist_now(
-        &self,
-        bars: &Bars,
-        series: &SeriesKey,
-        options: PersistOptions,
-    ) -> Result<(usize, bool, MergeStats), DomainError> {
-        persist_into(&self.series, bars, series, options)
-    }
-}
-
-type SeriesMap = RwLock<BTreeMap<SeriesKey, StoredSeries>>;
-
-fn persist_into(
-    map: &SeriesMap,
-    bars: &Bars,
-    series: &SeriesKey,
-    options: PersistOptions,
-) -> Result<(usize, bool, MergeStats), DomainError> {
-    let mut map = write(map);
-    let existing = map.get(series).map(|s| &s.bars);
-    let (result, stats) = match options.mode {
-        WriteMode::Merge => {
-            let empty = Bars::empty();
-            merge(existing.unwrap_or(&empty), bars, options.policy)?
-        }
-        WriteMode::Replace => (bars.clone(), replace_stats(existing, bars)),
-        WriteMode::Overwrite => {
-            let mut stats = replace_stats(existing, bars);
-            stats.unchanged = false;
-            (bars.clone(), stats)
-        }
-    };
-    // Nothing stored and nothing to store: the series must stay missing, not become empty.
-    let written = match existing {
-        None => !result.is_empty(),
-        Some(_) => !stats.unchanged,
-    };
-    let rows = if written { result.len() } else { existing.map_or(0, Bars::len) };
-    if written {
-        map.insert(series.clone(), StoredSeries { bars: result, modified: Utc::now() });
-    }
-    Ok((rows, written, stats))
-}
-
-/// A staged overwrite of the memory store: the bars wait here until `commit` inserts them.
-#[derive(Debug)]
-struct MemoryStaged {
-    map: Arc<SeriesMap>,
-    series: SeriesKey,
-    bars: Bars,
-    format: String,
-}
-
-#[async_trait]
-impl StagedWrite for MemoryStaged {
-    async fn commit(self: Box<Self>, _backup: BackupPolicy, ctx: &OpContext) -> Result<StorageReceipt, StorageError> {
-        let started = Instant::now();
-        let (rows, written, stats) =
-            persist_into(&self.map, &self.bars, &self.series, PersistOptions::overwrite(BackupPolicy::Keep))
-                .map_err(|e| merge_error(e, &self.series))?;
-        let mut receipt = StorageReceipt::unwritten(memory_location(&self.series), &self.format, rows, stats, ctx);
-        receipt.written = written;
-        receipt.duration = started.elapsed();
-        Ok(receipt)
-    }
-}
-
-/// A policy conflict names the series; any other domain refusal is bad input.
-fn merge_error(e: DomainError, series: &SeriesKey) -> StorageError {
-    StorageError::merge_failed(series, e)
-}
-
-/// Stats of a replace, in the merge vocabulary: timestamps kept from before count as
-/// duplicates, kept timestamps whose values differ as changed. Dropped stored rows show
-/// as `existing_rows + rows_added - result_rows`.
-fn replace_stats(existing: Option<&Bars>, new: &Bars) -> MergeStats {
-    let empty = Bars::empty();
-    let old = existing.unwrap_or(&empty);
-    let mut rows_added = 0;
-    let mut rows_changed = 0;
-    for (j, ts) in new.timestamps().iter().enumerate() {
-        match old.timestamps().binary_search(ts) {
-            Ok(i) => rows_changed += usize::from(!same_row(old, i, new, j)),
-            Err(_) => rows_added += 1,
+    fn info(&self, series: &SeriesKey, stored: &Stored) -> FileInfo {
+        FileInfo {
+            location: memory_location(series),
+            format: self.format.clone(),
+            size: estimated_size(&stored.bars),
+            modified: Some(stored.modified),
+            version: version_of(stored.version),
         }
     }
-    MergeStats {
-        existing_rows: old.len(),
-        new_rows: new.len(),
-        result_rows: new.len(),
-        duplicates_removed: new.len() - rows_added,
-        rows_added,
-        rows_changed,
-        unchanged: match existing {
-            Some(old) => old == new,
-            None => new.is_empty(),
-        },
-    }
 }
 
-/// Bit-exact row comparison; an extra column one side lacks counts as missing there.
-fn same_row(a: &Bars, i: usize, b: &Bars, j: usize) -> bool {
-    let core =
-        |x: &Bars, r: usize| [x.open()[r], x.high()[r], x.low()[r], x.close()[r], x.volume()[r]].map(f64::to_bits);
-    let extra = |x: &Bars, r: usize, name: &str| x.extra(name).and_then(|e| e.values()[r]).map(f64::to_bits);
-    core(a, i) == core(b, j)
-        && a.extras().iter().chain(b.extras()).all(|e| extra(a, i, e.name()) == extra(b, j, e.name()))
+fn version_of(n: u64) -> Version {
+    Version::new(format!("memory:{n}"))
 }
 
 /// A rough byte size: eight bytes per timestamp and core value, nine per extra cell.
@@ -205,87 +129,176 @@ fn estimated_size(bars: &Bars) -> u64 {
     rows * 6 * 8 + rows * bars.extras().len() as u64 * 9
 }
 
+/// `bars` as `rows` asks: the rows, the rows skipped before them, the first timestamp.
+fn select(bars: &Bars, rows: Rows) -> (Option<Bars>, usize) {
+    match rows {
+        Rows::All => (Some(bars.clone()), 0),
+        Rows::Range(r) => (Some(bars.slice(&r)), 0),
+        Rows::Nothing => (None, 0),
+        Rows::From(from) => {
+            // Keep one row before `from`, as a store reading whole blocks would.
+            let at = bars.timestamps().partition_point(|&t| t < from).saturating_sub(1);
+            (Some(bars.slice_rows(at, bars.len())), at)
+        }
+    }
+}
+
+/// Whether the stored version is the one `mode` expects; why not, if it is not.
+fn check_mode(mode: &PutMode, current: Option<&Stored>) -> Result<(), String> {
+    match (mode, current) {
+        (PutMode::Overwrite, _) | (PutMode::Create, None) => Ok(()),
+        (PutMode::Create, Some(c)) => Err(format!("expected no version, found {}", version_of(c.version))),
+        (PutMode::Update(v), Some(c)) if *v == version_of(c.version) => Ok(()),
+        (PutMode::Update(v), Some(c)) => Err(format!("expected {v}, found {}", version_of(c.version))),
+        (PutMode::Update(v), None) => Err(format!("expected {v}, found nothing")),
+    }
+}
+
+/// A write of the memory store waiting for `commit`.
+#[derive(Debug)]
+struct MemoryStaged {
+    state: Arc<Mutex<State>>,
+    series: SeriesKey,
+    revision: Revision,
+    options: PutOptions,
+    format: String,
+}
+
+#[async_trait]
+impl StagedWrite for MemoryStaged {
+    async fn commit(self: Box<Self>, _ctx: &OpContext) -> Result<Persisted, StorageError> {
+        let started = Instant::now();
+        let location = memory_location(&self.series);
+        let mut state = exclusive(&self.state);
+        let slot = state.series.get(&self.series).cloned().unwrap_or_default();
+        check_mode(&self.options.mode, slot.current.as_ref())
+            .map_err(|why| StorageError::version_conflict(&location, why))?;
+        let bars = match (self.revision.skipped, &slot.current) {
+            (0, _) => Arc::clone(&self.revision.bars),
+            (k, Some(current)) if k <= current.bars.len() => {
+                Arc::new(concat(&current.bars.slice_rows(0, k), &self.revision.bars)?)
+            }
+            (k, _) => {
+                return Err(StorageError::invalid(format!(
+                    "{location}: a revision skips {k} rows of a version that has fewer"
+                )));
+            }
+        };
+        state.last_version += 1;
+        let stored = Stored { bars, version: state.last_version, modified: Utc::now() };
+        let keep = self.options.backup == BackupPolicy::Keep && slot.current.is_some();
+        let backup = if keep { slot.current.clone() } else { slot.backup.clone() };
+        let rows = stored.bars.len();
+        let info = FileInfo {
+            location,
+            format: self.format.clone(),
+            size: estimated_size(&stored.bars),
+            modified: Some(stored.modified),
+            version: version_of(stored.version),
+        };
+        state.series.insert(self.series.clone(), Slot { current: Some(stored), backup });
+        Ok(Persisted {
+            info,
+            rows,
+            checksum: None,
+            fingerprint: None,
+            backup_created: keep,
+            duration: started.elapsed(),
+        })
+    }
+}
+
+/// `head` followed by `tail`, which must start after it.
+fn concat(head: &Bars, tail: &Bars) -> Result<Bars, StorageError> {
+    if let (Some(a), Some(b)) = (head.last_timestamp(), tail.first_timestamp())
+        && a >= b
+    {
+        return Err(StorageError::invalid("a revision's rows must follow the rows it skips"));
+    }
+    let (merged, _) = merge(head, tail, barvault_domain::MergePolicy::KeepLast).map_err(StorageError::from)?;
+    Ok(merged)
+}
+
 #[async_trait]
 impl BarStore for InMemoryBarStore {
     fn name(&self) -> &str {
         &self.format
     }
 
-    async fn persist(
-        &self,
-        bars: &Bars,
-        series: &SeriesKey,
-        options: PersistOptions,
-        ctx: &OpContext,
-    ) -> Result<StorageReceipt, StorageError> {
-        let started = Instant::now();
-        let outcome = {
-            let _span = ctx.span("persist", Some(series)).entered();
-            let outcome = self.persist_now(bars, series, options);
-            match &outcome {
-                Ok((rows, written, _)) => tracing::debug!(rows, written, "persisted in memory"),
-                Err(e) => tracing::debug!(error = %e, "persist refused"),
-            }
-            outcome
-        };
-        let (rows_written, written, merge) = outcome.map_err(|e| merge_error(e, series))?;
-        let mut receipt = StorageReceipt::unwritten(memory_location(series), &self.format, rows_written, merge, ctx);
-        receipt.written = written;
-        receipt.duration = started.elapsed();
-        Ok(receipt)
-    }
-
-    async fn stage(
-        &self,
-        bars: &Bars,
-        series: &SeriesKey,
-        _ctx: &OpContext,
-    ) -> Result<Box<dyn StagedWrite>, StorageError> {
-        Ok(Box::new(MemoryStaged {
-            map: Arc::clone(&self.series),
-            series: series.clone(),
-            bars: bars.clone(),
-            format: self.format.clone(),
-        }))
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tail_reads: true,
+            revisions: true,
+            backups: true,
+            checksums: false,
+            atomic_updates: true,
+            list: true,
+            remove: true,
+        }
     }
 
     async fn load(
         &self,
         series: &SeriesKey,
-        range: Option<TimeRange>,
+        options: &LoadOptions,
         _ctx: &OpContext,
-    ) -> Result<Option<Bars>, StorageError> {
-        let map = read(&self.series);
-        Ok(map.get(series).map(|s| match range {
-            Some(r) => s.bars.slice(&r),
-            None => s.bars.clone(),
+    ) -> Result<Option<Loaded>, StorageError> {
+        let state = exclusive(&self.state);
+        let Some(slot) = state.series.get(series) else { return Ok(None) };
+        let stored = match options.which {
+            Which::Current => slot.current.as_ref(),
+            Which::Backup => slot.backup.as_ref(),
+        };
+        let Some(stored) = stored else { return Ok(None) };
+        let (bars, skipped) = select(&stored.bars, options.rows);
+        Ok(Some(Loaded {
+            info: self.info(series, stored),
+            bars,
+            skipped,
+            first: stored.bars.first_timestamp(),
+            checksum: None,
+            fingerprint_ok: None,
         }))
     }
 
-    async fn exists(&self, series: &SeriesKey, _ctx: &OpContext) -> Result<bool, StorageError> {
-        Ok(read(&self.series).contains_key(series))
+    async fn file_info(&self, series: &SeriesKey, _ctx: &OpContext) -> Result<Option<FileInfo>, StorageError> {
+        let state = exclusive(&self.state);
+        Ok(state.series.get(series).and_then(|s| s.current.as_ref()).map(|c| self.info(series, c)))
     }
 
-    async fn file_info(&self, series: &SeriesKey, _ctx: &OpContext) -> Result<Option<FileInfo>, StorageError> {
-        let map = read(&self.series);
-        Ok(map.get(series).map(|s| FileInfo {
-            location: memory_location(series),
+    async fn stage(
+        &self,
+        series: &SeriesKey,
+        revision: &Revision,
+        options: &PutOptions,
+        _ctx: &OpContext,
+    ) -> Result<Box<dyn StagedWrite>, StorageError> {
+        let location = memory_location(series);
+        if revision.skipped > 0 && !matches!(options.mode, PutMode::Update(_)) {
+            return Err(StorageError::invalid(format!("{location}: skipped rows need an update of a version")));
+        }
+        {
+            let state = exclusive(&self.state);
+            let current = state.series.get(series).and_then(|s| s.current.as_ref());
+            check_mode(&options.mode, current).map_err(|why| StorageError::version_conflict(&location, why))?;
+        }
+        Ok(Box::new(MemoryStaged {
+            state: Arc::clone(&self.state),
+            series: series.clone(),
+            revision: revision.clone(),
+            options: options.clone(),
             format: self.format.clone(),
-            size: estimated_size(&s.bars),
-            modified: Some(s.modified),
-            rows: s.bars.len(),
-            first: s.bars.first_timestamp(),
-            last: s.bars.last_timestamp(),
-            columns: s.bars.column_names(),
         }))
     }
 
     async fn list(&self, _ctx: &OpContext) -> Result<Vec<SeriesKey>, StorageError> {
-        Ok(read(&self.series).keys().cloned().collect())
+        let state = exclusive(&self.state);
+        Ok(state.series.iter().filter(|(_, s)| s.current.is_some()).map(|(k, _)| k.clone()).collect())
     }
 
     async fn remove(&self, series: &SeriesKey, _ctx: &OpContext) -> Result<bool, StorageError> {
-        Ok(write(&self.series).remove(series).is_some())
+        let removed = exclusive(&self.state).series.remove(series);
+        Ok(removed.is_some_and(|s| s.current.is_some()))
     }
 }
 
@@ -319,10 +332,10 @@ impl MetadataStore for InMemoryMetadataStore {
         Ok(read(&self.records).get(&(series.clone(), format.to_string())).cloned())
     }
 
-    async fn list(&self, _ctx: &OpContext) -> Result<Vec<FileMetadata>, StorageError> {
-        let mut all: Vec<FileMetadata> = read(&self.records).values().cloned().collect();
-        all.sort_by(|a, b| a.file_path.cmp(&b.file_path));
-        Ok(all)
+    async fn list(&self, _ctx: &OpContext) -> Result<RecordList, StorageError> {
+        let mut records: Vec<FileMetadata> = read(&self.records).values().cloned().collect();
+        records.sort_by(|a, b| a.file_path.cmp(&b.file_path));
+        Ok(RecordList { records, unreadable: Vec::new() })
     }
 
     async fn remove(&self, series: &SeriesKey, format: &str, _ctx: &OpContext) -> Result<bool, StorageError> {

@@ -2,6 +2,7 @@
 // the trait signatures are fixed, so the lint is silenced for the mocks only.
 
 use std::fmt::Debug;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use barvault_domain::{DomainError, Instrument, InstrumentKind, Period, SeriesKey, Symbol};
@@ -60,15 +61,16 @@ pub struct FileMetadata {
 pub struct Fingerprint {
     /// CRC-32 (IEEE 802.3, as zlib computes it) of the file's bytes.
     pub crc32: u32,
-    /// MD5 states at a few offsets, ascending; denser toward the end of the file, where
-    /// the next version usually starts to differ.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub md5_states: Vec<Md5State>,
+    /// MD5 checkpoints at a few offsets, ascending; denser toward the end of the file,
+    /// where the next version usually starts to differ. (On disk: `md5_states`.)
+    #[serde(default, rename = "md5_states", skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<Md5Checkpoint>,
 }
 
-/// The MD5 state after the first `offset` bytes of a file (`offset` a multiple of 64).
+/// An MD5 checkpoint: the hash state after the first `offset` bytes of a file (`offset` a
+/// multiple of 64), from which the MD5 of any file starting with those bytes resumes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Md5State {
+pub struct Md5Checkpoint {
     pub offset: u64,
     /// The four 32-bit state words A, B, C, D, each little-endian, as 32 hex digits.
     pub state: String,
@@ -91,6 +93,26 @@ impl FileMetadata {
     }
 }
 
+/// A record that exists but cannot be read (damaged, misplaced, not a record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnreadableRecord {
+    /// Where the record is kept.
+    pub location: PathBuf,
+    /// The series and format its location names, when it names one.
+    pub series: Option<SeriesKey>,
+    pub format: Option<String>,
+    pub reason: String,
+}
+
+/// Every record of a store, and the ones that could not be read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordList {
+    /// Sorted by `file_path`.
+    pub records: Vec<FileMetadata>,
+    /// Sorted by location.
+    pub unreadable: Vec<UnreadableRecord>,
+}
+
 /// Keeps per-file metadata records (the seed's FileMetadata).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
@@ -106,9 +128,9 @@ pub trait MetadataStore: Send + Sync + Debug {
         ctx: &OpContext,
     ) -> Result<Option<FileMetadata>, StorageError>;
 
-    /// Every record, sorted by `file_path`.
-    async fn list(&self, ctx: &OpContext) -> Result<Vec<FileMetadata>, StorageError>;
+    /// Every record, and the records that exist but cannot be read.
+    async fn list(&self, ctx: &OpContext) -> Result<RecordList, StorageError>;
 
-    /// Removes the record; returns whether it existed.
+    /// Removes the record (also an unreadable one); returns whether it existed.
     async fn remove(&self, series: &SeriesKey, format: &str, ctx: &OpContext) -> Result<bool, StorageError>;
 }

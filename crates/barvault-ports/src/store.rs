@@ -1,11 +1,25 @@
-// mockall's generated expectation closures return the (large) StorageError by value;
-// the trait signatures are fixed, so the lint is silenced for the mocks only.
+//! The storage port: stored versions of a series, read with a version token and written
+//! against it.
+//!
+//! The model is object storage's conditional requests (the `object_store` crate's
+//! `get_opts` / `put_opts` with `PutMode::Update`): a [`BarStore::load`] returns the data
+//! with an opaque [`Version`] of what was read, and a write names what it expects to
+//! replace ([`PutMode`]): nothing ([`PutMode::Create`]), exactly the version read
+//! ([`PutMode::Update`]), or whatever is there ([`PutMode::Overwrite`]). A stale token is a
+//! [`StorageError::VersionConflict`], never a wrong file, so a read–modify–write is safe
+//! without any cache or call order between the two calls: re-read, re-merge, retry.
+//!
+//! An update may also say that the new version starts with rows of the version read
+//! ([`Revision::skipped`], [`Keep`]): the token vouches for those bytes, so a store that
+//! can keep them copies them instead of encoding and hashing years of history again.
 
-use std::fmt::Debug;
+use std::any::Any;
+use std::fmt::{self, Debug};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use barvault_domain::{Bars, MergePolicy, MergeStats, SeriesKey, TimeRange};
+use barvault_domain::{Bars, SeriesKey, TimeRange};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -13,339 +27,392 @@ use crate::context::OpContext;
 use crate::error::StorageError;
 use crate::metadata::{FileMetadata, Fingerprint};
 
-/// Whether `persist` merges with what is stored or replaces it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WriteMode {
-    /// Read what is stored, merge the new bars in under the policy, write the result.
+/// An opaque token of one stored version of a series: what a load read, what an update
+/// expects to replace.
+///
+/// Two tokens are equal when their tags are: the tag names the version (for files the
+/// identity of the inode and its size and times; for an object store the ETag). A store
+/// may attach evidence of its own to a token (for files: MD5 checkpoints along the bytes
+/// read, and small files' bytes), which only that store can read and which lets an update
+/// keep stored bytes without reading them again. A token from another store, or one whose
+/// evidence does not fit, is treated as stale.
+#[derive(Clone)]
+pub struct Version {
+    tag: Arc<str>,
+    evidence: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Version {
+    /// A token with a tag and no evidence.
+    pub fn new(tag: impl Into<String>) -> Self {
+        Self { tag: Arc::from(tag.into()), evidence: None }
+    }
+
+    /// A token carrying the store's own `evidence` of the version's bytes.
+    pub fn with_evidence<T: Any + Send + Sync>(tag: impl Into<String>, evidence: T) -> Self {
+        Self { tag: Arc::from(tag.into()), evidence: Some(Arc::new(evidence)) }
+    }
+
+    /// The name of the version, comparable across loads.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// The evidence attached by the store that issued the token, if it is a `T`.
+    pub fn evidence<T: Any>(&self) -> Option<&T> {
+        self.evidence.as_ref()?.downcast_ref::<T>()
+    }
+}
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.tag == other.tag
+    }
+}
+
+impl Eq for Version {}
+
+impl Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Version").field("tag", &self.tag).field("evidence", &self.evidence.is_some()).finish()
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.tag)
+    }
+}
+
+/// Which rows a load decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rows {
+    /// Every row.
     #[default]
-    Merge,
-    /// Write exactly the given bars; what was stored survives only as the `.backup`.
-    /// Writes nothing when the stored bars are already equal.
-    Replace,
-    /// Write exactly the given bars without reading or comparing what is stored: for a
-    /// caller that holds the series lock and has already merged (the dual manager).
+    All,
+    /// The rows inside the range, exactly.
+    Range(TimeRange),
+    /// Every row at or after the timestamp and, when the series has one, at least one row
+    /// before it; the rows before the ones returned are counted in [`Loaded::skipped`]. A
+    /// merge of bars from that timestamp on changes nothing earlier, so a store that can
+    /// read a file's last blocks alone ([`Capabilities::tail_reads`]) serves a nightly
+    /// update without decoding years of history; any other store returns every row.
+    From(i64),
+    /// No rows: the version, size and checksum only (proving a file without decoding it).
+    Nothing,
+}
+
+/// Which stored copy a load reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Which {
+    /// The current version.
+    #[default]
+    Current,
+    /// The version the last write replaced, if the store keeps one ([`Capabilities::backups`]).
+    Backup,
+}
+
+/// How a load establishes the checksum of what it read.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Checksum {
+    /// No checksum.
+    #[default]
+    Skip,
+    /// The MD5 of every byte.
+    Compute,
+    /// The caller's metadata record of the file: when its [`Fingerprint`] matches the bytes
+    /// (size and CRC-32), its checksum stands for them; otherwise the MD5 is computed.
+    Record(Box<FileMetadata>),
+    /// The MD5 of every byte, and whether this fingerprint describes the file
+    /// ([`Loaded::fingerprint_ok`]), from the same pass.
+    Audit(Fingerprint),
+}
+
+/// Options of one [`BarStore::load`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LoadOptions {
+    pub rows: Rows,
+    pub which: Which,
+    pub checksum: Checksum,
+}
+
+impl LoadOptions {
+    /// Every row of the current version, checked against `record` if there is one.
+    pub fn checked(record: Option<&FileMetadata>) -> Self {
+        Self { checksum: Self::checksum_for(record), ..Self::default() }
+    }
+
+    /// The checksum mode for a caller holding `record` (or none).
+    pub fn checksum_for(record: Option<&FileMetadata>) -> Checksum {
+        match record {
+            Some(r) => Checksum::Record(Box::new(r.clone())),
+            None => Checksum::Compute,
+        }
+    }
+
+    pub fn rows(mut self, rows: Rows) -> Self {
+        self.rows = rows;
+        self
+    }
+
+    pub fn which(mut self, which: Which) -> Self {
+        self.which = which;
+        self
+    }
+
+    pub fn checksum(mut self, checksum: Checksum) -> Self {
+        self.checksum = checksum;
+        self
+    }
+}
+
+/// What is known about one stored version without reading its content.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileInfo {
+    /// The file (or `memory://…`, `s3://…`) that holds the version.
+    pub location: String,
+    /// The store's format name.
+    pub format: String,
+    pub size: u64,
+    pub modified: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "version_tag")]
+    pub version: Version,
+}
+
+fn version_tag<S: serde::Serializer>(v: &Version, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.tag())
+}
+
+/// The result of a [`BarStore::load`].
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub info: FileInfo,
+    /// The rows asked for (`None` for [`Rows::Nothing`]), sorted with unique timestamps.
+    pub bars: Option<Bars>,
+    /// For [`Rows::From`]: rows of the version before `bars`, each earlier than all of them.
+    pub skipped: usize,
+    /// The first timestamp of the whole version (also when rows were skipped).
+    pub first: Option<i64>,
+    /// The MD5 (lower-case hex) of the bytes read, under [`LoadOptions::checksum`]; `None`
+    /// when skipped or when the store holds no bytes.
+    pub checksum: Option<String>,
+    /// Under [`Checksum::Audit`]: whether the fingerprint describes the file.
+    pub fingerprint_ok: Option<bool>,
+}
+
+impl Loaded {
+    /// The version's rows in all (`skipped` + the rows read).
+    pub fn rows(&self) -> usize {
+        self.skipped + self.bars.as_ref().map_or(0, Bars::len)
+    }
+
+    /// The bars read; an empty frame for [`Rows::Nothing`].
+    pub fn into_bars(self) -> Bars {
+        self.bars.unwrap_or_default()
+    }
+}
+
+/// What a caller vouches for about the stored version an update replaces, so that a store
+/// may keep the stored bytes of the unchanged leading rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    /// Rows of the version named by the update's token.
+    pub stored_rows: usize,
+    /// How many leading rows of the new version equal, value for value and with the same
+    /// columns, the leading rows of that stored version.
+    pub unchanged: usize,
+}
+
+/// The content of a write: a new version of a series.
+#[derive(Debug, Clone)]
+pub struct Revision {
+    /// The new version's rows from `skipped` on.
+    pub bars: Arc<Bars>,
+    /// Leading rows of the stored version named by [`PutMode::Update`]'s token that start
+    /// the new version unchanged and are not in `bars` (each earlier than all of them).
+    /// Needs an update and [`Capabilities::revisions`].
+    pub skipped: usize,
+    /// What the caller vouches for, to let the store keep stored bytes; only meaningful
+    /// with [`PutMode::Update`]. A store ignores it when it cannot confirm it.
+    pub keep: Option<Keep>,
+}
+
+impl Revision {
+    /// A whole new version.
+    pub fn whole(bars: impl Into<Arc<Bars>>) -> Self {
+        Self { bars: bars.into(), skipped: 0, keep: None }
+    }
+
+    /// The new version's rows in all.
+    pub fn rows(&self) -> usize {
+        self.skipped + self.bars.len()
+    }
+}
+
+/// What a write expects to replace.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PutMode {
+    /// Nothing: fails with [`StorageError::VersionConflict`] if a version exists.
+    Create,
+    /// Exactly this version: fails with [`StorageError::VersionConflict`] if the stored
+    /// version is another one (or none).
+    Update(Version),
+    /// Whatever is stored (a repair, or a caller that holds the series lock and has
+    /// nothing to compare against).
+    #[default]
     Overwrite,
 }
 
-/// Whether a write keeps the version it replaces as `{file}.backup`.
+/// Whether a write keeps the version it replaces as the backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackupPolicy {
     #[default]
     Keep,
-    /// Do not keep the replaced file: it is known to be damaged, and keeping it would
-    /// overwrite a sound older backup.
+    /// Do not keep the replaced version: it is known to be damaged, and keeping it would
+    /// push out a sound older backup.
     Skip,
 }
 
-/// Options of one `persist` call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PersistOptions {
-    pub mode: WriteMode,
-    pub policy: MergePolicy,
+/// Options of one write.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PutOptions {
+    pub mode: PutMode,
     pub backup: BackupPolicy,
 }
 
-impl PersistOptions {
-    pub fn merge(policy: MergePolicy) -> Self {
-        Self { mode: WriteMode::Merge, policy, backup: BackupPolicy::Keep }
+impl PutOptions {
+    pub fn create() -> Self {
+        Self { mode: PutMode::Create, backup: BackupPolicy::Keep }
     }
 
-    pub fn replace() -> Self {
-        Self { mode: WriteMode::Replace, ..Self::default() }
+    pub fn update(version: Version) -> Self {
+        Self { mode: PutMode::Update(version), backup: BackupPolicy::Keep }
     }
 
-    pub fn overwrite(backup: BackupPolicy) -> Self {
-        Self { mode: WriteMode::Overwrite, policy: MergePolicy::default(), backup }
+    pub fn overwrite() -> Self {
+        Self::default()
+    }
+
+    /// Creates when there is no version, else updates `version`.
+    pub fn replacing(version: Option<Version>) -> Self {
+        match version {
+            Some(v) => Self::update(v),
+            None => Self::create(),
+        }
+    }
+
+    pub fn backup(mut self, backup: BackupPolicy) -> Self {
+        self.backup = backup;
+        self
     }
 }
 
-/// What happened to the secondary (backup-format) copy of a dual write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-pub enum SecondaryStatus {
-    Written { format: String, location: String },
-    Unchanged { format: String, location: String },
-    Failed { format: String, location: String, error: String },
-}
-
-/// The outcome of a successful `persist`.
-#[derive(Debug, Clone, Serialize)]
-pub struct StorageReceipt {
-    /// The primary file (or `memory://…` for the in-memory store).
-    pub location: String,
-    pub format: String,
-    /// Rows in the stored series after the call.
-    pub rows_written: usize,
-    /// False when the merge changed nothing and no file was touched.
-    pub written: bool,
-    pub merge: MergeStats,
-    /// Whether the previous version was kept as `.backup`.
-    pub backup_created: bool,
-    /// MD5 of the bytes written, computed while writing (absent when nothing was written
-    /// or the store has no bytes).
-    pub checksum_md5: Option<String>,
-    pub file_size: Option<u64>,
+/// The result of a committed write.
+#[derive(Debug, Clone)]
+pub struct Persisted {
+    /// The new version.
+    pub info: FileInfo,
+    /// Rows in the new version.
+    pub rows: usize,
+    /// MD5 of the bytes written, computed while writing (`None` for stores without bytes).
+    pub checksum: Option<String>,
     /// What the store offers to record with the checksum (see [`Fingerprint`]).
-    #[serde(skip)]
     pub fingerprint: Option<Fingerprint>,
-    /// Set by dual stores.
-    pub secondary: Option<SecondaryStatus>,
-    pub correlation_id: String,
-    pub timestamp: DateTime<Utc>,
-    #[serde(with = "duration_secs")]
+    /// Whether the replaced version was kept as the backup.
+    pub backup_created: bool,
     pub duration: Duration,
 }
 
-impl StorageReceipt {
-    /// A receipt for a call that wrote no file (yet): the caller fills in what it writes.
-    pub fn unwritten(
-        location: impl Into<String>,
-        format: impl Into<String>,
-        rows: usize,
-        merge: MergeStats,
-        ctx: &OpContext,
-    ) -> Self {
-        Self {
-            location: location.into(),
-            format: format.into(),
-            rows_written: rows,
-            written: false,
-            merge,
-            backup_created: false,
-            checksum_md5: None,
-            file_size: None,
-            fingerprint: None,
-            secondary: None,
-            correlation_id: ctx.correlation_id().to_string(),
-            timestamp: Utc::now(),
-            duration: Duration::ZERO,
-        }
-    }
+/// A version prepared by [`BarStore::stage`]: durable but not yet visible. Dropping it
+/// uncommitted discards it and leaves nothing behind.
+#[async_trait]
+pub trait StagedWrite: Send + Sync + Debug {
+    /// Publishes the staged version, after checking once more that the stored version is
+    /// still the one the write expects ([`PutMode`]).
+    async fn commit(self: Box<Self>, ctx: &OpContext) -> Result<Persisted, StorageError>;
 }
 
-mod duration_secs {
-    use serde::Serializer;
-    pub fn serialize<S: Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
+/// What an adapter can do beyond the required operations. The conformance suite reads it
+/// and asserts both directions: what is declared works, what is not declared is refused
+/// with [`StorageError::Unsupported`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Capabilities {
+    /// [`Rows::From`] may skip leading rows (else every row is returned).
+    pub tail_reads: bool,
+    /// Accepts [`Revision::skipped`] rows in updates.
+    pub revisions: bool,
+    /// Keeps the replaced version, readable with [`Which::Backup`].
+    pub backups: bool,
+    /// Reports MD5 checksums and fingerprints of the stored bytes.
+    pub checksums: bool,
+    /// A conditional write is atomic against every other writer of the store, without a
+    /// series lock held around it.
+    pub atomic_updates: bool,
+    /// [`BarStore::list`] is supported.
+    pub list: bool,
+    /// [`BarStore::remove`] is supported.
+    pub remove: bool,
 }
 
-/// What is known about the stored file of one series.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FileInfo {
-    pub location: String,
-    pub format: String,
-    pub size: u64,
-    pub modified: Option<DateTime<Utc>>,
-    pub rows: usize,
-    pub first: Option<i64>,
-    pub last: Option<i64>,
-    pub columns: Vec<String>,
-}
-
-/// Keeps the bars of many series (the seed's DataStorageProtocol).
+/// Keeps the versions of many series (the seed's DataStorageProtocol: persist, load,
+/// exists — [`BarStore::file_info`] is `Some` — and file info).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait BarStore: Send + Sync + Debug {
-    /// A short name for messages: `csv`, `parquet`, `memory`, `dual`.
+    /// The format name, also the key of the series' metadata records: `csv`, `parquet`,
+    /// `memory`.
     fn name(&self) -> &str;
 
-    /// Stores `bars` for `series`: merged with what is stored (default) or replacing it.
-    /// Persisting bars that change nothing writes nothing (`receipt.written == false`).
-    async fn persist(
-        &self,
-        bars: &Bars,
-        series: &SeriesKey,
-        options: PersistOptions,
-        ctx: &OpContext,
-    ) -> Result<StorageReceipt, StorageError>;
+    /// What this adapter supports beyond the required operations.
+    fn capabilities(&self) -> Capabilities;
 
-    /// The stored bars of `series`, restricted to `range` if given; `None` if nothing is stored.
+    /// The stored version of `series` as `options` ask; `None` if nothing is stored.
     async fn load(
         &self,
         series: &SeriesKey,
-        range: Option<TimeRange>,
+        options: &LoadOptions,
         ctx: &OpContext,
-    ) -> Result<Option<Bars>, StorageError>;
+    ) -> Result<Option<Loaded>, StorageError>;
 
-    /// Whether anything is stored for `series`.
-    async fn exists(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError>;
-
-    /// Size, rows and range of the stored file; `None` if nothing is stored.
+    /// Location, size, modification time and version of what is stored, without reading
+    /// it; `None` if nothing is stored.
     async fn file_info(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<FileInfo>, StorageError>;
 
-    /// Loads the series together with the MD5 (lower-case hex) of the bytes it was decoded
-    /// from, computed in the same read, so a caller can compare it with recorded metadata
-    /// without reading the file twice. Stores without bytes return `None` as checksum.
-    async fn load_with_checksum(
+    /// Prepares `revision` as the next version of `series` without publishing it: loads
+    /// keep returning the current version until [`StagedWrite::commit`]. Fails at once with
+    /// [`StorageError::VersionConflict`] when the stored version is not what
+    /// `options.mode` expects.
+    ///
+    /// It lets a caller that keeps several copies of a series encode and flush them at the
+    /// same time yet publish them one after the other, in its own order.
+    async fn stage(
         &self,
         series: &SeriesKey,
-        range: Option<TimeRange>,
+        revision: &Revision,
+        options: &PutOptions,
         ctx: &OpContext,
-    ) -> Result<Option<(Bars, Option<String>)>, StorageError> {
-        Ok(self.load(series, range, ctx).await?.map(|b| (b, None)))
-    }
+    ) -> Result<Box<dyn StagedWrite>, StorageError>;
 
-    /// [`BarStore::load_with_checksum`] by a caller that holds the metadata record of the
-    /// stored file. When the record carries a [`Fingerprint`] and the bytes read match its
-    /// size and CRC-32, a store may return the record's checksum instead of computing the
-    /// MD5; in every other case it returns the MD5 of the bytes. The default ignores the
-    /// record.
-    async fn load_with_checksum_against<'a>(
-        &'a self,
-        series: &'a SeriesKey,
-        range: Option<TimeRange>,
-        _record: Option<&'a FileMetadata>,
-        ctx: &'a OpContext,
-    ) -> Result<Option<(Bars, Option<String>)>, StorageError> {
-        self.load_with_checksum(series, range, ctx).await
-    }
-
-    /// The MD5 of the stored file's bytes without decoding it; `None` if nothing is stored. Optional.
-    async fn checksum(&self, _series: &SeriesKey, _ctx: &OpContext) -> Result<Option<String>, StorageError> {
-        Err(StorageError::unsupported("checksum", self.name()))
-    }
-
-    /// [`BarStore::checksum`] by a caller that holds the metadata record of the stored
-    /// file, with the same licence as [`BarStore::load_with_checksum_against`]. The default
-    /// ignores the record.
-    async fn checksum_against<'a>(
-        &'a self,
-        series: &'a SeriesKey,
-        _record: Option<&'a FileMetadata>,
-        ctx: &'a OpContext,
-    ) -> Result<Option<String>, StorageError> {
-        self.checksum(series, ctx).await
-    }
-
-    /// The stored rows of `series` from about `from` on, with the MD5 of the file they were
-    /// read from, under the same licence as [`BarStore::load_with_checksum_against`];
-    /// `None` if nothing is stored. Optional: a store that can read a file's last rows
-    /// without decoding the rest returns at least every row at or after `from` and, when
-    /// the series has one, a row before it (see [`SeriesTail`]).
-    ///
-    /// A merge of bars that start at `from` changes nothing earlier, so a nightly update
-    /// reads its last block of rows instead of the whole history, and stages the result
-    /// with [`BarStore::stage_tail`].
-    async fn load_tail_against<'a>(
-        &'a self,
-        _series: &'a SeriesKey,
-        _from: i64,
-        _record: Option<&'a FileMetadata>,
-        _ctx: &'a OpContext,
-    ) -> Result<Option<(SeriesTail, Option<String>)>, StorageError> {
-        Err(StorageError::unsupported("load_tail", self.name()))
-    }
-
-    /// [`BarStore::stage_with`] of a new version given by its last rows: the version's
-    /// first `tail.skipped` rows are the stored version's first rows, unchanged, and
-    /// `tail.bars` are the rest. `hint` counts rows of the whole versions. Only a store
-    /// that can keep the stored bytes of those first rows can stage this; `Ok(None)` when
-    /// it cannot here (the stored file is not the one proven, its bytes do not match), and
-    /// the caller stages the whole bars instead. Optional.
-    async fn stage_tail(
+    /// Stages and commits `revision` at once.
+    async fn persist(
         &self,
-        _tail: &SeriesTail,
-        _series: &SeriesKey,
-        _hint: StageHint,
-        _ctx: &OpContext,
-    ) -> Result<Option<Box<dyn StagedWrite>>, StorageError> {
-        Err(StorageError::unsupported("stage_tail", self.name()))
+        series: &SeriesKey,
+        revision: &Revision,
+        options: &PutOptions,
+        ctx: &OpContext,
+    ) -> Result<Persisted, StorageError> {
+        self.stage(series, revision, options, ctx).await?.commit(ctx).await
     }
 
-    /// Every stored series. Optional.
+    /// Every stored series ([`Capabilities::list`]).
     async fn list(&self, _ctx: &OpContext) -> Result<Vec<SeriesKey>, StorageError> {
         Err(StorageError::unsupported("list", self.name()))
     }
 
-    /// Deletes the stored series; returns whether anything was there. Optional.
+    /// Deletes the stored series with its backup; whether anything was there
+    /// ([`Capabilities::remove`]).
     async fn remove(&self, _series: &SeriesKey, _ctx: &OpContext) -> Result<bool, StorageError> {
         Err(StorageError::unsupported("remove", self.name()))
     }
-
-    /// Prepares `bars` as the next whole content of `series` (an overwrite: no merge, no
-    /// comparison) without publishing it: loads keep returning the current version until
-    /// [`StagedWrite::commit`]. Dropping the staged write uncommitted discards it.
-    ///
-    /// Optional. It lets a caller that keeps several copies of a series encode and flush
-    /// them at the same time yet publish them one after the other, in its own order.
-    async fn stage(
-        &self,
-        _bars: &Bars,
-        _series: &SeriesKey,
-        _ctx: &OpContext,
-    ) -> Result<Box<dyn StagedWrite>, StorageError> {
-        Err(StorageError::unsupported("stage", self.name()))
-    }
-
-    /// [`BarStore::stage`], told how `bars` relates to what is stored now, so that a store
-    /// can reuse the bytes it holds for the unchanged leading rows instead of encoding and
-    /// hashing them again (a nightly update changes the last rows of a long history).
-    /// The default ignores the hint. A store must produce exactly the bytes a plain
-    /// `stage` would have, or bytes that load back as exactly `bars`; when it cannot
-    /// confirm the hint against its own evidence it must ignore it.
-    async fn stage_with(
-        &self,
-        bars: &Bars,
-        series: &SeriesKey,
-        _hint: StageHint,
-        ctx: &OpContext,
-    ) -> Result<Box<dyn StagedWrite>, StorageError> {
-        self.stage(bars, series, ctx).await
-    }
-}
-
-/// A series given by its last rows: rows `skipped..` are `bars`; the first `skipped` rows
-/// are stored and not in memory, each earlier than every row of `bars`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesTail {
-    pub skipped: usize,
-    /// The first timestamp of the whole series (`None` for an empty one).
-    pub first: Option<i64>,
-    pub bars: Bars,
-}
-
-impl SeriesTail {
-    /// A whole series: nothing skipped.
-    pub fn whole(bars: Bars) -> Self {
-        Self { skipped: 0, first: bars.first_timestamp(), bars }
-    }
-
-    /// Rows of the whole series.
-    pub fn len(&self) -> usize {
-        self.skipped + self.bars.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn last_timestamp(&self) -> Option<i64> {
-        self.bars.last_timestamp()
-    }
-}
-
-/// What a caller of [`BarStore::stage_with`] knows about the new content of a series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StageHint {
-    /// Rows of the version the store holds now, as the caller last loaded and verified it.
-    pub stored_rows: usize,
-    /// How many leading rows of the new bars equal, value for value and with the same
-    /// columns, the leading rows of that stored version.
-    pub unchanged_prefix: usize,
-}
-
-/// A version of a series prepared by [`BarStore::stage`]: durable but not yet visible.
-///
-/// A store that supports staging keeps the series' write lock from `stage` until the
-/// staged write is committed or dropped, so nothing else is written in between.
-#[async_trait]
-pub trait StagedWrite: Send + Sync + Debug {
-    /// Publishes the staged version, keeping the replaced one as `.backup` under `backup`
-    /// (decided only now, so a caller can still be proving the old version sound while the
-    /// new one is staged). The receipt is that of an overwrite: it carries the checksum and
-    /// size of what was staged, and `written == true`.
-    async fn commit(self: Box<Self>, backup: BackupPolicy, ctx: &OpContext) -> Result<StorageReceipt, StorageError>;
 }

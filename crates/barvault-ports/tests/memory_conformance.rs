@@ -5,11 +5,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use barvault_domain::{Bars, InstrumentKind, MergePolicy, Period, SeriesKey, TimeRange};
+use barvault_domain::{Bars, InstrumentKind, Period};
 use barvault_ports::conformance::{self, BASE_NS, DAY_NS, sample_bars, series, stock};
 use barvault_ports::memory::{InMemoryBarStore, InMemoryLocks, InMemoryMetadataStore};
+use barvault_ports::unreliable::{Injected, Op, UnreliableStore};
 use barvault_ports::{
-    BarStore, FileInfo, MetadataStore, OpContext, PersistOptions, SeriesLocks, StorageError, StorageReceipt,
+    BarStore, Capabilities, FileInfo, LoadOptions, Loaded, MetadataStore, OpContext, PutMode, PutOptions, Revision,
+    SeriesLocks, StagedWrite, StorageError,
 };
 
 #[tokio::test]
@@ -20,23 +22,58 @@ async fn memory_store_passes_run_all() {
 #[tokio::test]
 async fn cases_share_one_store_in_reverse_order() {
     let store = InMemoryBarStore::new();
-    conformance::load_with_checksum_matches_load(&store).await;
-    conformance::list_and_remove(&store).await;
+    conformance::run_capabilities(&store).await;
+    conformance::from_and_nothing_reads(&store).await;
     conformance::series_never_collide(&store).await;
-    conformance::identical_data_is_unchanged(&store).await;
     conformance::extreme_floats(&store).await;
     conformance::nanosecond_timestamps(&store).await;
     conformance::extra_columns_with_missing_values(&store).await;
     conformance::range_load(&store).await;
-    conformance::exists_and_file_info(&store).await;
-    conformance::missing_series(&store).await;
-    conformance::empty_frame(&store).await;
-    conformance::replace_mode(&store).await;
-    conformance::non_overlapping_batches_keep_all_rows(&store).await;
-    conformance::error_on_conflict(&store).await;
-    conformance::keep_first_merge(&store).await;
-    conformance::keep_last_merge(&store).await;
+    conformance::a_stale_token_is_a_conflict_never_a_wrong_file(&store).await;
+    conformance::staged_write_is_invisible_until_commit(&store).await;
+    conformance::overwrite_replaces_whatever_is_stored(&store).await;
+    conformance::update_against_the_version_read(&store).await;
+    conformance::create_refuses_an_existing_series(&store).await;
+    conformance::missing_and_empty_series(&store).await;
     conformance::round_trip(&store).await;
+}
+
+/// The unreliable wrapper forwards everything, so the whole suite passes through it.
+#[tokio::test]
+async fn the_unreliable_wrapper_without_rules_passes_run_all() {
+    let store = UnreliableStore::new(Arc::new(InMemoryBarStore::new()));
+    conformance::run_all(&store).await;
+    assert!(store.calls(Op::Load) > 0 && store.calls(Op::Commit) > 0 && store.calls(Op::FileInfo) > 0);
+    assert_eq!(store.injected(), 0);
+}
+
+/// Rules fail exactly the calls they name, with errors that say what failed, and a failed
+/// commit publishes nothing.
+#[tokio::test]
+async fn the_unreliable_wrapper_fails_the_calls_it_names() {
+    let store = UnreliableStore::new(Arc::new(InMemoryBarStore::new()));
+    let (s, other, c) = (stock("UNRELIABLE"), stock("UNRELIABLE_B"), OpContext::new());
+    let bars = sample_bars(3, BASE_NS, DAY_NS, 1);
+    store.fail_once(Op::Commit, 1, Injected::Io(28));
+    let err = store.persist(&s, &Revision::whole(bars.clone()), &PutOptions::create(), &c).await.unwrap_err();
+    assert!(err.to_string().contains("os error 28"), "{err}");
+    assert!(store.file_info(&s, &c).await.expect("info").is_none(), "a failed commit published");
+    store.persist(&s, &Revision::whole(bars.clone()), &PutOptions::create(), &c).await.expect("second commit");
+    store.fail_series(Op::Load, &other, 1, Injected::Corrupt);
+    assert!(store.load(&s, &LoadOptions::default(), &c).await.is_ok(), "another series is not failed");
+    store.persist(&other, &Revision::whole(bars), &PutOptions::create(), &c).await.expect("other");
+    assert!(store.load(&other, &LoadOptions::default(), &c).await.unwrap_err().is_data_error());
+    store.fail_times(Op::Stage, 1, 2, Injected::Conflict);
+    for _ in 0..2 {
+        let err = store.stage(&s, &Revision::whole(Bars::empty()), &PutOptions::overwrite(), &c).await.unwrap_err();
+        assert!(err.is_version_conflict(), "{err}");
+    }
+    assert!(store.stage(&s, &Revision::whole(Bars::empty()), &PutOptions::overwrite(), &c).await.is_ok());
+    assert_eq!(store.injected(), 4);
+    store.fail_from(Op::List, 1, Injected::Io(5));
+    assert!(store.list(&c).await.is_err() && store.list(&c).await.is_err());
+    store.heal();
+    assert_eq!(store.list(&c).await.expect("healed").len(), 2);
 }
 
 #[tokio::test]
@@ -112,62 +149,27 @@ async fn receipt_and_info_name_the_memory_location() {
     let store = InMemoryBarStore::new();
     let s = series(InstrumentKind::Stock, "aapl", Period::Mo1);
     let bars = sample_bars(4, BASE_NS, DAY_NS, 1);
-    let r = store.persist(&bars, &s, PersistOptions::default(), &OpContext::new()).await.expect("persist");
-    assert_eq!(r.location, "memory://stocks/1M/AAPL");
-    assert_eq!((r.format.as_str(), r.checksum_md5.as_deref(), r.backup_created), ("memory", None, false));
+    let r = store.persist(&s, &Revision::whole(bars), &PutOptions::create(), &OpContext::new()).await.expect("persist");
+    assert_eq!(r.info.location, "memory://stocks/1M/AAPL");
+    assert_eq!((r.info.format.as_str(), r.checksum.as_deref(), r.backup_created), ("memory", None, false));
     let info = store.file_info(&s, &OpContext::new()).await.expect("info").expect("stored");
-    assert_eq!(info.location, r.location);
+    assert_eq!(info, r.info);
     assert_eq!(info.size, 4 * 6 * 8, "estimate: eight bytes per core cell");
     assert!(info.modified.is_some());
     assert_eq!(store.len(), 1);
 }
 
-#[tokio::test]
-async fn conflict_leaves_store_untouched_and_replace_counts_rows() {
-    let store = InMemoryBarStore::new();
-    let s = stock("RPL");
-    let ctx = OpContext::new();
-    let a = sample_bars(6, BASE_NS, DAY_NS, 1);
-    let b = sample_bars(4, BASE_NS + 4 * DAY_NS, DAY_NS, 2);
-    store.persist(&a, &s, PersistOptions::default(), &ctx).await.expect("a");
-    let err = store.persist(&b, &s, PersistOptions::merge(MergePolicy::ErrorOnConflict), &ctx).await.unwrap_err();
-    assert!(matches!(err, StorageError::Conflict { ref series, .. } if *series == s), "{err:?}");
-    let r = store.persist(&b, &s, PersistOptions::replace(), &ctx).await.expect("replace");
-    let m = r.merge;
-    assert_eq!((m.existing_rows, m.new_rows, m.result_rows), (6, 4, 4));
-    assert_eq!((m.rows_added, m.duplicates_removed, m.rows_changed, m.unchanged), (2, 2, 2, false));
-    assert_eq!(store.load(&s, Some(TimeRange::all()), &ctx).await.expect("load"), Some(b));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_merges_keep_every_row() {
-    let store = Arc::new(InMemoryBarStore::new());
-    let s = stock("PARALLEL");
-    let tasks: Vec<_> = (0..8i64)
-        .map(|i| {
-            let (store, s) = (store.clone(), s.clone());
-            tokio::spawn(async move {
-                let bars = sample_bars(10, BASE_NS + i, 8, i as u64);
-                store.persist(&bars, &s, PersistOptions::default(), &OpContext::new()).await.expect("persist");
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("task");
-    }
-    let loaded = store.load(&s, None, &OpContext::new()).await.expect("load").expect("stored");
-    assert_eq!(loaded.len(), 80);
-}
-
 /// A store that breaks one promise, to show the suite notices.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum Broken {
     /// Rounds every price to f32 precision, as a careless text format would.
     LossyFloats,
-    /// Reports `written = true` even when nothing changed.
-    AlwaysWritten,
-    /// Ignores the merge policy and always replaces.
-    NoMerge,
+    /// Treats every write as an overwrite: a stale token goes unnoticed.
+    IgnoresVersions,
+    /// Writes a revision's rows without the rows it skips.
+    DropsSkippedRows,
+    /// Claims backups and tail reads it does not have.
+    OverclaimsCapabilities,
 }
 
 #[derive(Debug)]
@@ -196,39 +198,59 @@ impl BarStore for BrokenStore {
         "broken"
     }
 
-    async fn persist(
-        &self,
-        bars: &Bars,
-        series: &SeriesKey,
-        options: PersistOptions,
-        ctx: &OpContext,
-    ) -> Result<StorageReceipt, StorageError> {
+    fn capabilities(&self) -> Capabilities {
         match self.flaw {
-            Broken::LossyFloats => self.inner.persist(&to_f32(bars), series, options, ctx).await,
-            Broken::AlwaysWritten => {
-                let mut r = self.inner.persist(bars, series, options, ctx).await?;
-                r.written = true;
-                Ok(r)
-            }
-            Broken::NoMerge => self.inner.persist(bars, series, PersistOptions::replace(), ctx).await,
+            Broken::OverclaimsCapabilities => Capabilities { checksums: true, ..self.inner.capabilities() },
+            _ => self.inner.capabilities(),
         }
     }
 
     async fn load(
         &self,
-        series: &SeriesKey,
-        range: Option<TimeRange>,
+        series: &barvault_domain::SeriesKey,
+        options: &LoadOptions,
         ctx: &OpContext,
-    ) -> Result<Option<Bars>, StorageError> {
-        self.inner.load(series, range, ctx).await
+    ) -> Result<Option<Loaded>, StorageError> {
+        self.inner.load(series, options, ctx).await
     }
 
-    async fn exists(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
-        self.inner.exists(series, ctx).await
-    }
-
-    async fn file_info(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<FileInfo>, StorageError> {
+    async fn file_info(
+        &self,
+        series: &barvault_domain::SeriesKey,
+        ctx: &OpContext,
+    ) -> Result<Option<FileInfo>, StorageError> {
         self.inner.file_info(series, ctx).await
+    }
+
+    async fn stage(
+        &self,
+        series: &barvault_domain::SeriesKey,
+        revision: &Revision,
+        options: &PutOptions,
+        ctx: &OpContext,
+    ) -> Result<Box<dyn StagedWrite>, StorageError> {
+        match self.flaw {
+            Broken::LossyFloats => {
+                let lossy = Revision { bars: Arc::new(to_f32(&revision.bars)), ..revision.clone() };
+                self.inner.stage(series, &lossy, options, ctx).await
+            }
+            Broken::IgnoresVersions => {
+                let any = PutOptions { mode: PutMode::Overwrite, ..options.clone() };
+                let whole = if revision.skipped > 0 {
+                    let stored = self.inner.load(series, &LoadOptions::default(), ctx).await?.map(Loaded::into_bars);
+                    let head = stored.unwrap_or_default().slice_rows(0, revision.skipped);
+                    let (all, _) = barvault_domain::merge(&head, &revision.bars, Default::default())?;
+                    Revision::whole(all)
+                } else {
+                    revision.clone()
+                };
+                self.inner.stage(series, &whole, &any, ctx).await
+            }
+            Broken::DropsSkippedRows => {
+                self.inner.stage(series, &Revision::whole(Arc::clone(&revision.bars)), options, ctx).await
+            }
+            Broken::OverclaimsCapabilities => self.inner.stage(series, revision, options, ctx).await,
+        }
     }
 }
 
@@ -246,15 +268,32 @@ async fn suite_catches_broken_stores() {
     assert!(panics(Broken::LossyFloats, |s| async move { conformance::extreme_floats(&*s).await }).await);
     assert!(panics(Broken::LossyFloats, |s| async move { conformance::round_trip(&*s).await }).await);
     assert!(
-        panics(Broken::AlwaysWritten, |s| async move { conformance::identical_data_is_unchanged(&*s).await }).await
+        panics(Broken::IgnoresVersions, |s| async move { conformance::update_against_the_version_read(&*s).await })
+            .await
     );
-    assert!(panics(Broken::AlwaysWritten, |s| async move { conformance::empty_frame(&*s).await }).await);
-    assert!(panics(Broken::NoMerge, |s| async move { conformance::keep_last_merge(&*s).await }).await);
     assert!(
-        panics(Broken::NoMerge, |s| async move { conformance::non_overlapping_batches_keep_all_rows(&*s).await }).await
+        panics(Broken::IgnoresVersions, |s| async move {
+            conformance::a_stale_token_is_a_conflict_never_a_wrong_file(&*s).await
+        })
+        .await
     );
-    // The same wrapper without a flaw in the exercised path passes.
-    assert!(!panics(Broken::AlwaysWritten, |s| async move { conformance::range_load(&*s).await }).await);
+    assert!(
+        panics(Broken::IgnoresVersions, |s| async move { conformance::create_refuses_an_existing_series(&*s).await })
+            .await
+    );
+    assert!(
+        panics(Broken::DropsSkippedRows, |s| async move { conformance::revisions_keep_the_rows_they_skip(&*s).await })
+            .await
+    );
+    assert!(
+        panics(Broken::OverclaimsCapabilities, |s| async move {
+            conformance::checksums_describe_the_stored_bytes(&*s).await
+        })
+        .await
+    );
+    // The same wrappers pass the cases their flaw does not touch.
+    assert!(!panics(Broken::IgnoresVersions, |s| async move { conformance::range_load(&*s).await }).await);
+    assert!(!panics(Broken::DropsSkippedRows, |s| async move { conformance::extreme_floats(&*s).await }).await);
 }
 
 #[tokio::test]
@@ -264,7 +303,7 @@ async fn metadata_store_refuses_a_record_whose_symbol_does_not_fit_its_kind() {
     m.instrument_type = InstrumentKind::Forex;
     let err = store.record(&m, &OpContext::new()).await.expect_err("AAPL is not a forex pair");
     assert!(matches!(err, StorageError::InvalidInput { .. }), "{err:?}");
-    assert!(store.list(&OpContext::new()).await.expect("list").is_empty());
+    assert!(store.list(&OpContext::new()).await.expect("list").records.is_empty());
 }
 
 #[cfg(feature = "mock")]
@@ -274,14 +313,14 @@ async fn mocks_compile_and_answer() {
     use barvault_ports::{MockBarStore, MockMetadataStore, MockSeriesLocks};
     let mut store = MockBarStore::new();
     store.expect_name().return_const("mock".to_string());
-    store.expect_exists().times(1).returning(|_, _| Ok(true));
+    store.expect_file_info().times(1).returning(|_, _| Ok(None));
     let store: &dyn BarStore = &store;
-    assert!(store.exists(&stock("MOCK"), &OpContext::new()).await.expect("mocked"));
+    assert!(store.file_info(&stock("MOCK"), &OpContext::new()).await.expect("mocked").is_none());
     assert_eq!(store.name(), "mock");
 
     let mut meta = MockMetadataStore::new();
-    meta.expect_list().returning(|_| Ok(vec![]));
-    assert!(meta.list(&OpContext::new()).await.expect("mocked").is_empty());
+    meta.expect_list().returning(|_| Ok(Default::default()));
+    assert!(meta.list(&OpContext::new()).await.expect("mocked").records.is_empty());
 
     let mut locks = MockSeriesLocks::new();
     locks

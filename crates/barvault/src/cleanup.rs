@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use barvault_domain::{Bars, TimeRange, datetime_to_nanos};
-use barvault_ports::{OpContext, PersistOptions, StorageError, WriteMode};
+use barvault_ports::{EntryKind, OpContext, StorageError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::receipt::PersistOptions;
 use crate::vault::Vault;
 
 /// Rows one series loses.
@@ -65,7 +66,7 @@ impl Vault {
         let mut plan = CleanupPlan { cutoff: Some(cutoff_dt.to_rfc3339()), ..CleanupPlan::default() };
 
         let mut trims: Vec<(barvault_domain::SeriesKey, Bars)> = Vec::new();
-        for series in barvault_ports::BarStore::list(&self.manager, ctx).await? {
+        for series in self.manager.list(ctx).await? {
             let Some(bars) = self.manager.load_with_fallback(&series, None, ctx).await? else { continue };
             let keep_range = TimeRange { start: Some(cutoff), end: None };
             let (lo, _) = bars.range_bounds(&keep_range);
@@ -76,39 +77,32 @@ impl Vault {
             plan.series.push(SeriesTrim { series: series.to_string(), rows_removed: lo, rows_kept: kept.len() });
             trims.push((series, kept));
         }
-        let scan = barvault_fs::Layout::new(self.base().to_path_buf(), "csv")?.scan(self.fs.as_ref())?;
+        let survey = self.housekeeping.survey(ctx).await?;
         // File ages are measured from `now` too, so a run "as if the time were `now`" treats
-        // bars and files alike (the scan measures temp ages from the real clock).
-        let real_now = std::time::SystemTime::now();
-        let now_sys = std::time::SystemTime::from(now);
-        let older_than_retention =
-            |modified: std::time::SystemTime| now_sys.duration_since(modified).is_ok_and(|age| age > max_age);
-        plan.temp_files = scan
-            .temps
+        // bars and files alike.
+        let max_age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+        let older_than_retention = |modified: Option<DateTime<Utc>>| modified.is_some_and(|m| now - m > max_age);
+        let old: Vec<_> = survey
+            .entries
             .iter()
-            .filter(|t| real_now.checked_sub(t.age).is_some_and(older_than_retention))
-            .map(|t| t.path.clone())
+            .filter(|e| matches!(e.kind, EntryKind::Leftover | EntryKind::Backup) && older_than_retention(e.modified))
             .collect();
-        plan.backups = scan
-            .backups
-            .iter()
-            .filter(|b| b.modified.is_some_and(older_than_retention))
-            .map(|b| b.path.clone())
-            .collect();
+        plan.temp_files = old.iter().filter(|e| e.kind == EntryKind::Leftover).map(|e| e.location.clone()).collect();
+        plan.backups = old.iter().filter(|e| e.kind == EntryKind::Backup).map(|e| e.location.clone()).collect();
 
         if !dry_run {
             for (series, kept) in trims {
                 if kept.is_empty() {
                     self.remove_series(&series, ctx).await?;
                 } else {
-                    let opts = PersistOptions { mode: WriteMode::Replace, ..PersistOptions::default() };
+                    let opts = PersistOptions::replace();
                     self.manager
                         .persist_with_backup(&kept, &series, opts, barvault_domain::ValidationPolicy::Off, ctx)
                         .await?;
                 }
             }
-            for p in plan.temp_files.iter().chain(&plan.backups) {
-                barvault_fs::remove_durable(self.fs.as_ref(), p)?;
+            for entry in old {
+                self.housekeeping.discard(entry, ctx).await?;
             }
         }
         tracing::info!(

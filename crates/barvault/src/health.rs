@@ -2,9 +2,7 @@
 //! on — disk space, write permission, consistency between copies, file counts, oversized and
 //! stale files — with an overall status that maps to an exit code.
 
-use std::path::Path;
-
-use barvault_ports::StorageError;
+use barvault_ports::{Capacity, EntryKind, OpContext, StorageError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -55,54 +53,42 @@ fn gb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0 * 1024.0)
 }
 
-fn disk_usage(dir: &Path) -> std::io::Result<DiskUsage> {
-    let total = fs4::total_space(dir)?;
-    let available = fs4::available_space(dir)?;
-    let free = fs4::free_space(dir)?;
-    let used = total.saturating_sub(free);
-    Ok(DiskUsage {
-        total_gb: gb(total),
+fn disk_usage(c: Capacity) -> DiskUsage {
+    let used = c.total_bytes.saturating_sub(c.free_bytes);
+    DiskUsage {
+        total_gb: gb(c.total_bytes),
         used_gb: gb(used),
-        available_gb: gb(available),
-        usage_percentage: if total == 0 { 0.0 } else { used as f64 / total as f64 * 100.0 },
-    })
-}
-
-/// Creates, fsyncs and removes a probe file in `dir`.
-fn probe_write(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(format!(".barvault-health-probe.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
-        std::io::Write::write_all(&mut f, b"probe")?;
-        f.sync_all()
-    })();
-    let _ = std::fs::remove_file(&probe);
-    result
+        available_gb: gb(c.available_bytes),
+        usage_percentage: if c.total_bytes == 0 { 0.0 } else { used as f64 / c.total_bytes as f64 * 100.0 },
+    }
 }
 
 impl Vault {
     /// Checks disk, permissions, consistency and files; never changes stored data.
     pub async fn check_health(&self) -> Result<HealthReport, StorageError> {
+        let ctx = OpContext::new();
         let base = self.base().to_path_buf();
         let mut issues = Vec::new();
         let mut status = HealthStatus::Healthy;
         let raise = |s: HealthStatus, status: &mut HealthStatus| *status = (*status).max(s);
 
-        let disk = match disk_usage(&base) {
-            Ok(d) => {
+        let disk = match self.housekeeping.capacity(&ctx).await {
+            Ok(Some(c)) => {
+                let d = disk_usage(c);
                 if d.available_gb < LOW_SPACE_GB {
                     issues.push(format!("low disk space: {:.2} GB available", d.available_gb));
                     raise(HealthStatus::Warning, &mut status);
                 }
                 Some(d)
             }
+            Ok(None) => None,
             Err(e) => {
                 issues.push(format!("cannot read disk usage of {}: {e}", base.display()));
                 raise(HealthStatus::Error, &mut status);
                 None
             }
         };
-        let write_permission = match probe_write(&base) {
+        let write_permission = match self.housekeeping.probe(&ctx).await {
             Ok(()) => true,
             Err(e) => {
                 issues.push(format!("write permission denied in {}: {e}", base.display()));
@@ -111,17 +97,17 @@ impl Vault {
             }
         };
 
-        let report = self.verify(Scope::All, false).await?;
+        let report = self.verify_with(&Scope::All, false, &ctx).await?;
         let mut consistency_issues = Vec::new();
         let mut stale_temp_files = Vec::new();
         for i in &report.issues {
-            let line = format!("{:?}: {}: {}", i.kind, i.path.display(), i.detail);
+            let line = format!("{}: {}: {}", i.kind.name(), i.path.display(), i.detail);
             match i.kind {
                 IssueKind::StaleTemp => {
                     stale_temp_files.push(i.path.display().to_string());
                     raise(HealthStatus::Warning, &mut status);
                 }
-                IssueKind::StaleLock | IssueKind::OrphanedFile | IssueKind::MissingCopy => {
+                IssueKind::StaleLock | IssueKind::OrphanedFile | IssueKind::MissingCopy | IssueKind::ForeignEntry => {
                     raise(HealthStatus::Warning, &mut status);
                     consistency_issues.push(line);
                 }
@@ -139,13 +125,13 @@ impl Vault {
                 .push(format!("{} stale temp file(s); `barvault recover --all` removes them", stale_temp_files.len()));
         }
 
-        let scan = barvault_fs::Layout::new(base.clone(), "csv")?.scan(self.fs.as_ref())?;
+        let survey = self.housekeeping.survey(&ctx).await?;
+        let data: Vec<_> = survey.of(EntryKind::Data).collect();
         let limit = self.config.max_file_size_mb * 1024 * 1024;
-        let large_files: Vec<String> = scan
-            .data
+        let large_files: Vec<String> = data
             .iter()
             .filter(|d| d.size > limit)
-            .map(|d| format!("{} ({:.1} MB)", d.path.display(), d.size as f64 / 1_048_576.0))
+            .map(|d| format!("{} ({:.1} MB)", d.location.display(), d.size as f64 / 1_048_576.0))
             .collect();
         if !large_files.is_empty() {
             issues.push(format!(
@@ -155,7 +141,7 @@ impl Vault {
             ));
             raise(HealthStatus::Warning, &mut status);
         }
-        let count = |ext: &str| scan.data.iter().filter(|d| d.ext == ext).count();
+        let count = |ext: &str| data.iter().filter(|d| d.format.as_deref() == Some(ext)).count();
         let report = HealthReport {
             timestamp: Utc::now(),
             overall_status: status,
@@ -163,7 +149,7 @@ impl Vault {
             disk_usage: disk,
             write_permission,
             series: report.series_checked,
-            total_files: scan.data.len(),
+            total_files: data.len(),
             csv_files: count("csv"),
             parquet_files: count("parquet"),
             backup_status: if self.manager.backup_enabled() { "enabled" } else { "disabled" }.to_string(),

@@ -13,7 +13,7 @@ mod config;
 mod dual;
 mod health;
 mod integrity;
-pub mod process;
+mod receipt;
 mod vault;
 
 #[cfg(feature = "polars")]
@@ -23,9 +23,10 @@ pub use cleanup::{CleanupPlan, CleanupReport, SeriesTrim};
 pub use config::{
     ConfigError, ConfigSources, DEFAULT_CONFIG_FILE, ENV_PREFIX, FIELDS, LoadedConfig, Origin, StorageConfig,
 };
-pub use dual::{DualSettings, DualStorageManager, PersistOutcome};
+pub use dual::{DualSettings, DualStorageManager, MAX_ATTEMPTS, PersistOutcome};
 pub use health::{DiskUsage, HealthReport, HealthStatus};
 pub use integrity::{Issue, IssueKind, RecoveryAction, RecoveryReport, Scope, VerifyReport};
+pub use receipt::{PersistOptions, SecondaryStatus, StorageReceipt, WriteMode};
 pub use vault::{
     ExportFormat, FileImport, ImportLimits, ImportOptions, SeriesInfo, SeriesSummary, StorageFactory, Vault,
 };
@@ -35,9 +36,9 @@ pub use barvault_domain as domain;
 pub use barvault_domain::{
     Bars, Instrument, InstrumentKind, MergePolicy, MergeStats, Period, SeriesKey, Symbol, TimeRange, ValidationPolicy,
 };
-pub use barvault_fs::{Fault, FaultyFs, Fs, RealFs};
+pub use barvault_fs::{Fault, FaultyFs, Fs, FsOp, RealFs};
 pub use barvault_parquet::{ParquetCodec, ParquetCompression};
 pub use barvault_ports as ports;
 pub use barvault_ports::{
-    BarStore, FileInfo, FileMetadata, MetadataStore, OpContext, PersistOptions, StorageError, StorageReceipt, WriteMode,
+    BarStore, FileInfo, FileMetadata, Housekeeping, MetadataStore, OpContext, SeriesLocks, StorageError,
 };

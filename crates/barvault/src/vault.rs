@@ -1,7 +1,7 @@
-//! The file-backed store as operators use it: the factory that wires adapters from a
-//! [`StorageConfig`], and the operations that read or write whole files (import, export,
+//! The store as operators use it: the factory that wires adapters from a
+//! [`StorageConfig`], and the operations that read or write whole series (import, export,
 //! info, list). Integrity, recovery, health and cleanup live in their own modules but act on
-//! the same [`Vault`].
+//! the same [`Vault`], through the same ports.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,69 +10,19 @@ use std::sync::Arc;
 
 use barvault_csv::CsvCodec;
 use barvault_domain::{Bars, Instrument, InstrumentKind, MergePolicy, Period, SeriesKey, TimeRange, ValidationPolicy};
-use barvault_fs::{FileLocks, FileStore, Fs, Layout, LockScope, RealFs, WriteOutcome, write_atomic_unrecorded};
+use barvault_fs::{FileLocks, FileStore, Fs, FsHousekeeping, RealFs, write_atomic_unrecorded};
 use barvault_metadata::FileMetadataStore;
 use barvault_parquet::ParquetCodec;
 use barvault_ports::{
-    BarCodec, BarStore, CodecError, CodecInput, FileMetadata, Fingerprint, IoStep, MetadataStore, OpContext,
-    PersistOptions, StorageError, WriteMode,
+    BarCodec, BarStore, CodecError, CodecInput, FileMetadata, Housekeeping, IoStep, MetadataStore, OpContext, Rows,
+    SeriesLocks, StorageError,
 };
 use serde::Serialize;
 use tracing::Instrument as _;
 
 use crate::config::StorageConfig;
 use crate::dual::{DualSettings, DualStorageManager};
-
-/// One stored copy of every series in one format, with the file-level operations integrity
-/// checks and recovery need (they work on paths and bytes, below the `BarStore` port).
-pub(crate) trait FileCopy: Send + Sync + std::fmt::Debug {
-    fn format(&self) -> &str;
-    fn store(&self) -> Arc<dyn BarStore>;
-    fn path_of(&self, series: &SeriesKey) -> PathBuf;
-    fn backup_path_of(&self, series: &SeriesKey) -> PathBuf;
-    fn read_checked(&self, path: &Path) -> Result<Option<(Bars, String)>, StorageError>;
-    fn checksum(&self, path: &Path) -> Result<Option<String>, StorageError>;
-    /// The MD5 of the file and whether `fingerprint` describes it, from one pass.
-    fn checksum_checking(&self, path: &Path, fingerprint: &Fingerprint)
-    -> Result<Option<(String, bool)>, StorageError>;
-    fn write(&self, bars: &Bars, series: &SeriesKey, keep_backup: bool) -> Result<WriteOutcome, StorageError>;
-    /// Deletes this format's lock file of `series` while holding it (after the series is removed).
-    fn remove_lock_file(&self, series: &SeriesKey) -> Result<bool, StorageError>;
-}
-
-impl<C: BarCodec + 'static> FileCopy for FileStore<C> {
-    fn format(&self) -> &str {
-        self.codec().format()
-    }
-    fn store(&self) -> Arc<dyn BarStore> {
-        Arc::new(self.clone())
-    }
-    fn path_of(&self, series: &SeriesKey) -> PathBuf {
-        FileStore::path_of(self, series)
-    }
-    fn backup_path_of(&self, series: &SeriesKey) -> PathBuf {
-        FileStore::backup_path_of(self, series)
-    }
-    fn read_checked(&self, path: &Path) -> Result<Option<(Bars, String)>, StorageError> {
-        self.read_file_checked(path)
-    }
-    fn checksum(&self, path: &Path) -> Result<Option<String>, StorageError> {
-        self.file_checksum(path)
-    }
-    fn checksum_checking(
-        &self,
-        path: &Path,
-        fingerprint: &Fingerprint,
-    ) -> Result<Option<(String, bool)>, StorageError> {
-        self.file_checksum_checking(path, fingerprint)
-    }
-    fn write(&self, bars: &Bars, series: &SeriesKey, keep_backup: bool) -> Result<WriteOutcome, StorageError> {
-        self.write_series_file(bars, series, keep_backup)
-    }
-    fn remove_lock_file(&self, series: &SeriesKey) -> Result<bool, StorageError> {
-        self.locks().remove_stale_lock_blocking(series, self.lock_timeout())
-    }
-}
+use crate::receipt::{PersistOptions, SecondaryStatus, WriteMode};
 
 /// Builds stores from a [`StorageConfig`] (the seed's StorageFactory).
 #[derive(Debug, Clone, Copy)]
@@ -106,8 +56,9 @@ impl StorageFactory {
         Self::open_with_fs(config, Arc::new(RealFs))
     }
 
-    /// Like [`StorageFactory::open`], with every file operation going through `fs`
-    /// (a `FaultyFs` in failure-injection tests).
+    /// Like [`StorageFactory::open`], with every file operation going through `fs` (a
+    /// `FaultyFs` in failure-injection tests): the store's files and the user's input and
+    /// output files alike.
     pub fn open_with_fs(config: &StorageConfig, fs: Arc<dyn Fs>) -> Result<Vault, StorageError> {
         let formats = if config.backup_enabled { Formats::Dual } else { Formats::CsvOnly };
         Self::build(config, formats, fs)
@@ -122,46 +73,49 @@ impl StorageFactory {
         let base = config.output_directory.clone();
         barvault_fs::create_dir_durable(fs.as_ref(), &base)?;
         let timeout = config.lock_timeout();
-        let csv = FileStore::builder(base.clone(), CsvCodec).fs(Arc::clone(&fs)).lock_timeout(timeout).build()?;
-        let parquet = FileStore::builder(base.clone(), ParquetCodec::new(config.compression))
-            .fs(Arc::clone(&fs))
-            .lock_timeout(timeout)
-            .build()?;
-        let copies: Vec<Arc<dyn FileCopy>> = match formats {
-            Formats::Dual => vec![Arc::new(csv), Arc::new(parquet)],
-            Formats::CsvOnly => vec![Arc::new(csv)],
-            Formats::ParquetOnly => vec![Arc::new(parquet)],
+        // The manager holds the series lock around every read-merge-write, so the stores
+        // take none of their own.
+        let store = |codec| -> Result<Arc<dyn BarStore>, StorageError> {
+            Ok(match codec {
+                Formats::CsvOnly => {
+                    Arc::new(FileStore::builder(base.clone(), CsvCodec).fs(Arc::clone(&fs)).locked_by_caller().build()?)
+                }
+                _ => Arc::new(
+                    FileStore::builder(base.clone(), ParquetCodec::new(config.compression))
+                        .fs(Arc::clone(&fs))
+                        .locked_by_caller()
+                        .build()?,
+                ),
+            })
         };
-        let metadata = FileMetadataStore::with_fs(base.clone(), Arc::clone(&fs));
-        let series_locks = FileLocks::new(Arc::clone(&fs), Layout::new(base.clone(), "csv")?, LockScope::Series);
+        let (primary, secondary) = match formats {
+            Formats::Dual => (store(Formats::CsvOnly)?, Some(store(Formats::ParquetOnly)?)),
+            Formats::CsvOnly => (store(Formats::CsvOnly)?, None),
+            Formats::ParquetOnly => (store(Formats::ParquetOnly)?, None),
+        };
+        let metadata: Arc<dyn MetadataStore> = Arc::new(FileMetadataStore::with_fs(base.clone(), Arc::clone(&fs)));
+        let locks: Arc<dyn SeriesLocks> = Arc::new(FileLocks::new(Arc::clone(&fs), base.clone()));
+        let housekeeping: Arc<dyn Housekeeping> = Arc::new(FsHousekeeping::new(base.clone(), Arc::clone(&fs), timeout));
         let settings = DualSettings {
             lock_timeout: timeout,
             validation: config.validation,
             merge_policy: config.merge_policy,
             prefer_secondary_reads: formats == Formats::Dual,
         };
-        let manager = DualStorageManager::new(
-            copies[0].store(),
-            copies.get(1).map(|c| c.store()),
-            Arc::new(metadata.clone()),
-            Arc::new(series_locks.clone()),
-            settings,
-        )
-        .with_base_dir(base);
-        Ok(Vault { config: config.clone(), manager, copies, metadata, series_locks, fs })
+        let manager = DualStorageManager::new(primary, secondary, metadata, locks, settings).with_base_dir(base);
+        Ok(Vault::from_parts(config.clone(), manager, housekeeping, fs))
     }
 }
 
-/// The file-backed store: the dual manager plus the file-level operations around it.
+/// The store with every operator operation: the dual manager, the housekeeping of its
+/// namespace, and the filesystem of the user's own input and output files.
 #[derive(Debug, Clone)]
 pub struct Vault {
     pub(crate) config: StorageConfig,
     pub(crate) manager: DualStorageManager,
-    /// Primary first.
-    pub(crate) copies: Vec<Arc<dyn FileCopy>>,
-    pub(crate) metadata: FileMetadataStore,
-    pub(crate) series_locks: FileLocks,
-    pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) housekeeping: Arc<dyn Housekeeping>,
+    /// Where `import` reads and `export -o` writes the user's files.
+    pub(crate) io: Arc<dyn Fs>,
 }
 
 /// How much a multi-file import ([`Vault::import_many`]) runs at once: at most `series`
@@ -265,13 +219,28 @@ pub struct FileMetadataView {
 }
 
 impl Vault {
+    /// A vault over any adapters (the factory wires the file ones): `manager` keeps the
+    /// series, `housekeeping` surveys its namespace, `io` reads and writes the user's files.
+    pub fn from_parts(
+        config: StorageConfig,
+        manager: DualStorageManager,
+        housekeeping: Arc<dyn Housekeeping>,
+        io: Arc<dyn Fs>,
+    ) -> Self {
+        Self { config, manager, housekeeping, io }
+    }
+
     pub fn config(&self) -> &StorageConfig {
         &self.config
     }
 
-    /// The dual manager (also usable as a `dyn BarStore`).
+    /// The dual manager.
     pub fn manager(&self) -> &DualStorageManager {
         &self.manager
+    }
+
+    pub fn housekeeping(&self) -> &Arc<dyn Housekeeping> {
+        &self.housekeeping
     }
 
     pub fn base(&self) -> &Path {
@@ -280,12 +249,12 @@ impl Vault {
 
     /// The formats stored, primary first.
     pub fn formats(&self) -> Vec<String> {
-        self.copies.iter().map(|c| c.format().to_string()).collect()
+        self.manager.copies().iter().map(|c| c.name().to_string()).collect()
     }
 
     /// The data file of `series` in each format, primary first.
     pub fn paths_of(&self, series: &SeriesKey) -> Vec<PathBuf> {
-        self.copies.iter().map(|c| c.path_of(series)).collect()
+        self.formats().iter().map(|f| self.base().join(DualStorageManager::relative_path(series, f))).collect()
     }
 
     /// Reads one input file (CSV in any dialect the reader accepts, or `.parquet`) and
@@ -299,18 +268,18 @@ impl Vault {
     ) -> Result<FileImport, StorageError> {
         let span = ctx.span("import", Some(series));
         async {
-            let raw = read_input(file).await?;
+            let raw = read_input(Arc::clone(&self.io), file).await?;
             let rows_read = raw.len();
             let (bars, _folded) = raw.into_bars(options.policy).map_err(|e| match e {
                 barvault_domain::DomainError::Conflict { .. } => StorageError::merge_failed(series, e),
                 other => CodecError::Domain(other).at(file),
             })?;
-            let persist = PersistOptions { mode: options.mode, policy: options.policy, ..PersistOptions::default() };
+            let persist = PersistOptions { mode: options.mode, policy: options.policy };
             let outcome = self.manager.persist_with_backup(&bars, series, persist, options.validation, ctx).await?;
             let stats = outcome.receipt.merge;
             let dropped = outcome.validation.dropped;
             let warning = match &outcome.receipt.secondary {
-                Some(barvault_ports::SecondaryStatus::Failed { format, error, .. }) => {
+                Some(SecondaryStatus::Failed { format, error, .. }) => {
                     Some(format!("{format} copy not written: {error}"))
                 }
                 _ => None,
@@ -370,7 +339,7 @@ impl Vault {
         for (series, files) in groups {
             let (vault, ctx, tx, semaphore) = (self.clone(), ctx.clone(), tx.clone(), Arc::clone(&semaphore));
             // A series holds the bars of one of its files at a time: weigh it by its largest.
-            let largest = files.iter().map(|(_, f)| std::fs::metadata(f).map_or(0, |m| m.len())).max();
+            let largest = files.iter().map(|(_, f)| self.io.metadata(f).map_or(0, |m| m.len())).max();
             let weight = limits.weight(largest.unwrap_or(0));
             tasks.spawn(async move {
                 // The semaphore is never closed, so acquiring cannot fail.
@@ -401,16 +370,11 @@ impl Vault {
     /// lock), then its lock files, so nothing of it is left for `verify` to call stale.
     /// Returns whether anything was stored.
     pub async fn remove_series(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
-        let removed = BarStore::remove(&self.manager, series, ctx).await?;
-        let (this, key) = (self.clone(), series.clone());
-        tokio::task::spawn_blocking(move || {
-            for copy in &this.copies {
-                copy.remove_lock_file(&key)?;
-            }
-            this.series_locks.remove_stale_lock_blocking(&key, this.config.lock_timeout())
-        })
-        .await
-        .map_err(|e| StorageError::io(IoStep::Remove, series.to_string(), std::io::Error::other(e.to_string())))??;
+        let removed = self.manager.remove(series, ctx).await?;
+        let survey = self.housekeeping.survey(ctx).await?;
+        for lock in survey.of(barvault_ports::EntryKind::Lock).filter(|e| e.series.as_ref() == Some(series)) {
+            self.housekeeping.discard(lock, ctx).await?;
+        }
         Ok(removed)
     }
 
@@ -461,7 +425,7 @@ impl Vault {
         };
         match out {
             Some(path) => {
-                write_atomic_unrecorded(self.fs.as_ref(), path, encode)?;
+                write_atomic_unrecorded(self.io.as_ref(), path, encode)?;
             }
             None => {
                 let mut sink = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
@@ -475,15 +439,15 @@ impl Vault {
     /// Rows, range, columns, files, sizes, checksums and generation of one series.
     pub async fn info(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<SeriesInfo>, StorageError> {
         let mut files = Vec::new();
-        for copy in &self.copies {
-            let path = copy.path_of(series);
-            let size = std::fs::metadata(&path).ok().map(|m| m.len());
-            let record = self.metadata.get(series, copy.format(), ctx).await?;
+        for copy in self.manager.copies() {
+            let info = copy.file_info(series, ctx).await?;
+            let record = self.manager.metadata().get(series, copy.name(), ctx).await?;
+            let path = self.base().join(DualStorageManager::relative_path(series, copy.name()));
             files.push(FileMetadataView {
-                format: copy.format().to_string(),
-                path: path.display().to_string(),
-                exists: size.is_some(),
-                size,
+                format: copy.name().to_string(),
+                path: info.as_ref().map_or_else(|| path.display().to_string(), |i| i.location.clone()),
+                exists: info.is_some(),
+                size: info.map(|i| i.size),
                 record,
             });
         }
@@ -509,7 +473,7 @@ impl Vault {
         period: Option<Period>,
         ctx: &OpContext,
     ) -> Result<Vec<SeriesSummary>, StorageError> {
-        let records = self.metadata.list(ctx).await?;
+        let records = self.manager.metadata().list(ctx).await?.records;
         let mut by_series: BTreeMap<SeriesKey, SeriesSummary> = BTreeMap::new();
         for r in records {
             let Ok(series) = r.try_series() else { continue };
@@ -527,11 +491,17 @@ impl Vault {
                 continue;
             }
             let mut s = summary_of(&series);
-            if let Some(info) = self.manager.file_info(&series, ctx).await? {
-                s.rows = info.rows as u64;
-                s.first = info.first.map(barvault_domain::format_timestamp);
-                s.last = info.last.map(barvault_domain::format_timestamp);
-                s.formats.push(info.format);
+            for copy in self.manager.copies() {
+                let Some(loaded) = copy.load(&series, &barvault_ports::LoadOptions::default(), ctx).await? else {
+                    continue;
+                };
+                if s.formats.is_empty() {
+                    let bars = loaded.into_bars();
+                    s.rows = bars.len() as u64;
+                    s.first = bars.first_timestamp().map(barvault_domain::format_timestamp);
+                    s.last = bars.last_timestamp().map(barvault_domain::format_timestamp);
+                }
+                s.formats.push(copy.name().to_string());
             }
             by_series.insert(series, s);
         }
@@ -556,18 +526,19 @@ fn summary_of(series: &SeriesKey) -> SeriesSummary {
     }
 }
 
-/// Decodes an input file with the codec its extension names (`.parquet`, else CSV).
-async fn read_input(file: &Path) -> Result<barvault_domain::RawBars, StorageError> {
+/// Decodes an input file with the codec its extension names (`.parquet`, else CSV), read
+/// through the `Fs` seam.
+async fn read_input(io: Arc<dyn Fs>, file: &Path) -> Result<barvault_domain::RawBars, StorageError> {
     let path = file.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let handle = std::fs::File::open(&path).map_err(|e| StorageError::io(IoStep::Read, &path, e))?;
+        let handle = io.open_read(&path).map_err(|e| StorageError::io(IoStep::Read, &path, e))?;
         let is_parquet = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
         let decoded = if is_parquet {
-            ParquetCodec::default().decode(CodecInput::File(handle), None)
+            ParquetCodec::default().decode(CodecInput::File(handle), Rows::All)
         } else {
-            CsvCodec.decode(CodecInput::File(handle), None)
+            CsvCodec.decode(CodecInput::File(handle), Rows::All)
         };
-        decoded.map_err(|e| e.at(&path))
+        decoded.map(|d| d.raw).map_err(|e| e.at(&path))
     })
     .await
     .map_err(|e| StorageError::io(IoStep::Read, file, std::io::Error::other(e.to_string())))?

@@ -10,7 +10,7 @@ use barvault::{
     Vault,
 };
 use barvault_ports::memory::{InMemoryBarStore, InMemoryLocks, InMemoryMetadataStore};
-use barvault_ports::{BarStore, SeriesLocks};
+use barvault_ports::{BarStore, LoadOptions, SeriesLocks};
 
 pub fn ctx() -> OpContext {
     OpContext::with_correlation_id(Some("integration-test"))
@@ -61,7 +61,11 @@ pub fn memory_dual() -> MemoryDual {
 }
 
 pub async fn load(store: &dyn BarStore, series: &SeriesKey) -> Option<Bars> {
-    store.load(series, None, &ctx()).await.unwrap_or_else(|e| panic!("load {series} from {}: {e}", store.name()))
+    store
+        .load(series, &LoadOptions::default(), &ctx())
+        .await
+        .unwrap_or_else(|e| panic!("load {series} from {}: {e}", store.name()))
+        .map(|l| l.into_bars())
 }
 
 /// The CSV and Parquet data paths of `series` in `vault` (primary first).
@@ -83,4 +87,9 @@ pub fn data_file(name: &str) -> PathBuf {
         .map(|d| root.join(d).join(name))
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("test data file {name} not found under {}", root.display()))
+}
+
+/// The series as the manager serves it (with its fallbacks).
+pub async fn served(manager: &DualStorageManager, series: &SeriesKey) -> Option<Bars> {
+    manager.load(series, None, &ctx()).await.unwrap_or_else(|e| panic!("load {series} through the manager: {e}"))
 }

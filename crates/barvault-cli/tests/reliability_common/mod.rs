@@ -169,9 +169,12 @@ pub fn assert_every_data_file_parses(dir: &Path) -> usize {
         let path = dir.join(&rel);
         let file = std::fs::File::open(&path).expect("open data file");
         let decoded = if stem.ends_with(".csv") {
-            CsvCodec.decode(CodecInput::File(file), None).map(|_| ())
+            CsvCodec.decode(CodecInput::File(file), barvault::ports::Rows::All).map(|d| d.raw).map(|_| ())
         } else if stem.ends_with(".parquet") {
-            ParquetCodec::default().decode(CodecInput::File(file), None).map(|_| ())
+            ParquetCodec::default()
+                .decode(CodecInput::File(file), barvault::ports::Rows::All)
+                .map(|d| d.raw)
+                .map(|_| ())
         } else {
             continue;
         };

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use barvault_domain::{Bars, ExtraColumn, Instrument, Period, RawBars, SeriesKey, TimeRange};
 use barvault_fs::FileStore;
-use barvault_ports::{BarCodec, CodecError, CodecInput};
+use barvault_ports::{BarCodec, CodecError, CodecInput, Decoded, Rows};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TextCodec;
@@ -54,7 +54,17 @@ impl BarCodec for TextCodec {
         Ok(())
     }
 
-    fn decode(&self, input: CodecInput<'_>, range: Option<TimeRange>) -> Result<RawBars, CodecError> {
+    fn decode(&self, input: CodecInput<'_>, rows: Rows) -> Result<Decoded, CodecError> {
+        let range = match rows {
+            Rows::Range(r) => Some(r),
+            _ => None,
+        };
+        self.decode_range(input, range).map(Decoded::whole)
+    }
+}
+
+impl TextCodec {
+    fn decode_range(&self, input: CodecInput<'_>, range: Option<TimeRange>) -> Result<RawBars, CodecError> {
         let text = match input {
             CodecInput::File(mut f) => {
                 let mut s = String::new();

@@ -1,5 +1,10 @@
-//! `barvault::process::tune_allocator` in a process of its own (the statistics it is checked
+//! `process::tune_allocator` (of the binary) in a process of its own (the statistics it is checked
 //! by are process-wide, so no other test may allocate meanwhile).
+
+// The binary's own module, compiled into this test: process-wide policy is the binary's.
+#[path = "../src/process.rs"]
+#[allow(dead_code)]
+mod process;
 
 /// A 4 MiB buffer, which glibc's defaults would `mmap` (and unmap when freed), comes from
 /// the heap once tuned: the count of mmapped chunks does not move.
@@ -19,7 +24,7 @@ fn tuned_large_buffers_come_from_the_heap() {
         during - before
     };
     assert_eq!(probe(), 1, "glibc's default: a 4 MiB buffer is mmapped");
-    barvault::process::tune_allocator();
-    std::thread::spawn(barvault::process::tune_allocator).join().expect("a second call is harmless");
+    process::tune_allocator();
+    std::thread::spawn(process::tune_allocator).join().expect("a second call is harmless");
     assert_eq!(probe(), 0, "a 4 MiB buffer was mmapped despite the tuning");
 }

@@ -1,0 +1,94 @@
+//! Which stored bytes of a CSV file the next version can keep.
+//!
+//! A CSV file is a header and one independent line per row, so a next version that starts
+//! with the stored version's first `k` rows can keep the file's bytes up to the end of
+//! line `k`. Three things must all hold, or nothing is kept and the file is encoded whole:
+//! - the file starts with the header this codec writes for the new rows' columns;
+//! - it ends with a line end, so counting line ends back from the end finds line `k`;
+//! - the line that ends there is, byte for byte, this codec's encoding of row `k - 1` of
+//!   the new version. Timestamps are unique, so this pins the row count, and it also
+//!   catches a change of the timestamps' shared fraction width, which changes every line,
+//!   and a file written by another encoder (`1500.0` beside `1500`).
+//!
+//! The caller vouches that those rows are value for value the stored ones; the store
+//! vouches that the bytes are the file it read.
+
+use std::io;
+
+use barvault_ports::{CodecError, Continuation, Keep, KeptPrefix, StoredBytes};
+
+use crate::encode::{encode_part, header_line};
+
+/// Bytes read at a time while counting line ends back from the end, at most.
+const MAX_PIECE: usize = 256 * 1024;
+
+/// The offset of the `n`-th `\n` (`n >= 1`) counted back from the end of `stored`.
+fn newline_from_end(stored: &dyn StoredBytes, n: usize) -> io::Result<Option<u64>> {
+    let mut remaining = n;
+    let mut piece = 4096usize;
+    let mut hi = stored.len();
+    while hi > 0 && remaining > 0 {
+        let lo = hi.saturating_sub(piece as u64);
+        let chunk = stored.read(lo, usize::try_from(hi - lo).map_err(io::Error::other)?)?;
+        for pos in memchr::memrchr_iter(b'\n', &chunk) {
+            remaining -= 1;
+            if remaining == 0 {
+                return Ok(Some(lo + pos as u64));
+            }
+        }
+        hi = lo;
+        // Usually only the last few lines are wanted: start small, double up to the limit.
+        piece = (piece * 2).min(MAX_PIECE);
+    }
+    Ok(None)
+}
+
+/// [`BarCodec::keepable`](barvault_ports::BarCodec::keepable) for CSV.
+pub(crate) fn keepable(
+    stored: &dyn StoredBytes,
+    next: Continuation<'_>,
+    keep: Keep,
+) -> Result<Option<KeptPrefix>, CodecError> {
+    let k = keep.unchanged;
+    // The last kept row is checked against its stored line, so it must be among the new rows.
+    let Some(last) = k.checked_sub(1).and_then(|r| r.checked_sub(next.skipped)) else { return Ok(None) };
+    let Some(after) = keep.stored_rows.checked_sub(k) else { return Ok(None) };
+    let head = header_line(next.bars);
+    let len = stored.len();
+    if len < head.len() as u64 + 1 || *stored.read(0, head.len())? != head[..] {
+        return Ok(None);
+    }
+    if *stored.read(len - 1, 1)? != b"\n"[..] {
+        return Ok(None);
+    }
+    // One line per stored row after row k - 1, so its line ends at the line end that many
+    // (plus one) from the end.
+    let Some(end) = newline_from_end(stored, after + 1)? else { return Ok(None) };
+    let mut line = Vec::new();
+    encode_part(next.bars, last..last + 1, false, &mut line)?;
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let off = end + 1;
+    let Some(start) = off.checked_sub(line.len() as u64 + 1).filter(|&s| s + 1 >= head.len() as u64) else {
+        return Ok(None);
+    };
+    let found = stored.read(start, line.len() + 1)?;
+    if found[0] != b'\n' || found[1..] != line[..] {
+        return Ok(None);
+    }
+    Ok(Some(KeptPrefix { bytes: off, rows: k }))
+}
+
+/// [`BarCodec::encode_after`](barvault_ports::BarCodec::encode_after) for CSV: the lines
+/// of the rows after the kept ones, as the whole encoding writes them.
+pub(crate) fn encode_after(
+    kept: KeptPrefix,
+    next: Continuation<'_>,
+    out: &mut (dyn io::Write + Send),
+) -> Result<(), CodecError> {
+    let from = kept.rows.checked_sub(next.skipped).ok_or_else(|| {
+        CodecError::Corrupt(format!("{} rows kept, fewer than the {} skipped", kept.rows, next.skipped))
+    })?;
+    encode_part(next.bars, from..next.bars.len(), false, out).map_err(CodecError::Io)
+}

@@ -1,0 +1,140 @@
+//! Loads of a [`FileStore`](crate::FileStore): one open of the file, its identity taken
+//! from that open file, the checksum and the rows from the same read.
+
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use barvault_domain::{Bars, DomainError, ExtraColumn, MergePolicy, RawBars, TimeRange};
+use barvault_ports::{
+    BarCodec, Checksum, CodecError, CodecInput, Decoded, IoStep, LoadOptions, Loaded, Rows, StorageError,
+};
+
+use crate::proof::{Evidence, audit, prove, prove_against, prove_bytes};
+use crate::store::Inner;
+
+/// Keeps only the rows of `raw` inside `range` (codecs may return more).
+fn trim_raw(raw: RawBars, range: &TimeRange) -> Result<RawBars, DomainError> {
+    if raw.ts.iter().all(|&t| range.contains(t)) {
+        return Ok(raw);
+    }
+    let keep: Vec<bool> = raw.ts.iter().map(|&t| range.contains(t)).collect();
+    fn pick<T: Copy>(v: &[T], keep: &[bool]) -> Vec<T> {
+        v.iter().zip(keep).filter(|(_, k)| **k).map(|(x, _)| *x).collect()
+    }
+    let extras = raw
+        .extras
+        .iter()
+        .map(|e| ExtraColumn::new(e.name(), pick(e.values(), &keep)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RawBars {
+        ts: pick(&raw.ts, &keep),
+        open: pick(&raw.open, &keep),
+        high: pick(&raw.high, &keep),
+        low: pick(&raw.low, &keep),
+        close: pick(&raw.close, &keep),
+        volume: pick(&raw.volume, &keep),
+        extras,
+    })
+}
+
+/// What a decode gave, as bars: the rows, the rows skipped before them, the first timestamp.
+fn into_bars(decoded: Decoded, rows: Rows, path: &Path) -> Result<(Bars, usize, Option<i64>), StorageError> {
+    let domain = |e: DomainError| CodecError::Domain(e).at(path);
+    let Decoded { skipped, first, raw } = decoded;
+    let raw = match rows {
+        Rows::Range(r) => trim_raw(raw, &r).map_err(domain)?,
+        _ => raw,
+    };
+    let (bars, _) = raw.into_bars(MergePolicy::KeepLast).map_err(domain)?;
+    let first = if skipped == 0 { bars.first_timestamp() } else { first };
+    Ok((bars, skipped, first))
+}
+
+impl<C: BarCodec + 'static> Inner<C> {
+    /// Opens the file at `path`: the file and its metadata, from the same open; `None` if
+    /// there is none.
+    pub(crate) fn open(&self, path: &Path) -> Result<Option<(File, Metadata)>, StorageError> {
+        let file = match self.fs.open_read(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageError::io(IoStep::Read, path, e)),
+        };
+        let meta = file.metadata().map_err(|e| StorageError::io(IoStep::Stat, path, e))?;
+        if !meta.is_file() {
+            return Err(StorageError::io(IoStep::Read, path, io::Error::other("not a regular file")));
+        }
+        Ok(Some((file, meta)))
+    }
+
+    fn decode(
+        &self,
+        input: CodecInput<'_>,
+        rows: Rows,
+        path: &Path,
+    ) -> Result<(Bars, usize, Option<i64>), StorageError> {
+        let decoded = self.codec.decode(input, rows).map_err(|e| e.at(path))?;
+        into_bars(decoded, rows, path)
+    }
+
+    /// [`BarStore::load`](barvault_ports::BarStore::load) of the file at `path`.
+    pub(crate) fn load(&self, path: &Path, options: &LoadOptions) -> Result<Option<Loaded>, StorageError> {
+        let Some((mut file, meta)) = self.open(path)? else { return Ok(None) };
+        let read_err = |e: io::Error| StorageError::io(IoStep::Read, path, e);
+        let mut fingerprint_ok = None;
+        let (evidence, checksum, decoded) = match (&options.checksum, options.rows) {
+            (Checksum::Skip, Rows::Nothing) => (Evidence::identity(path, &meta), None, None),
+            (Checksum::Skip, rows) => {
+                let evidence = Evidence::identity(path, &meta);
+                (evidence, None, Some(self.decode(CodecInput::File(file), rows, path)?))
+            }
+            (Checksum::Compute, Rows::Nothing) => {
+                let (md5, evidence) = prove(path, file, &meta).map_err(read_err)?;
+                (evidence, Some(md5), None)
+            }
+            (Checksum::Record(record), Rows::Nothing) => {
+                let (md5, evidence) = prove_against(self.fs.as_ref(), path, file, &meta, record).map_err(read_err)?;
+                (evidence, Some(md5), None)
+            }
+            (Checksum::Audit(fp), rows) => {
+                let (md5, ok, evidence) = audit(path, file, &meta, fp).map_err(read_err)?;
+                fingerprint_ok = Some(ok);
+                let decoded = match rows {
+                    Rows::Nothing => None,
+                    rows => {
+                        let Some((again, _)) = self.open(path)? else { return Ok(None) };
+                        Some(self.decode(CodecInput::File(again), rows, path)?)
+                    }
+                };
+                (evidence, Some(md5), decoded)
+            }
+            (checksum, rows) => {
+                // One read gives the bytes to hash and to decode.
+                let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+                file.read_to_end(&mut bytes).map_err(read_err)?;
+                let bytes = Arc::new(bytes);
+                let record = match checksum {
+                    Checksum::Record(r) => Some(r.as_ref()),
+                    _ => None,
+                };
+                let (md5, evidence) = prove_bytes(path, &meta, &bytes, record);
+                let decoded = self.decode(CodecInput::Bytes(&bytes), rows, path)?;
+                (evidence, Some(md5), Some(decoded))
+            }
+        };
+        let info = self.file_info(path, &meta, evidence);
+        let (bars, skipped, first) = match decoded {
+            Some((bars, skipped, first)) => (Some(bars), skipped, first),
+            None => (None, 0, None),
+        };
+        tracing::debug!(
+            path = %path.display(),
+            rows = bars.as_ref().map_or(0, Bars::len),
+            skipped,
+            checked = checksum.is_some(),
+            "loaded"
+        );
+        Ok(Some(Loaded { info, bars, skipped, first, checksum, fingerprint_ok }))
+    }
+}

@@ -1,0 +1,363 @@
+//! The read side of the dual manager: each stored copy classified against its metadata
+//! record, the stored state a persist merges onto, and loads that fall back from a
+//! damaged copy to the other.
+
+use std::sync::Arc;
+
+use barvault_domain::{Bars, SeriesKey, TimeRange};
+use barvault_ports::{BarStore, Checksum, FileMetadata, LoadOptions, Loaded, OpContext, Rows, StorageError, Version};
+use tracing::Instrument;
+
+use super::DualStorageManager;
+
+/// How one stored copy looked when read.
+#[derive(Debug)]
+pub(super) enum Copy {
+    /// Nothing stored and nothing recorded.
+    Absent,
+    /// Parsed, and its checksum agrees with metadata (or metadata has none).
+    Good(Bars),
+    /// Parsed, but its checksum disagrees with metadata (e.g. a metadata write was interrupted).
+    Mismatch(Bars, String),
+    /// Missing although recorded, or unparsable.
+    Bad(String),
+}
+
+impl Copy {
+    pub(super) fn reason(&self) -> Option<&str> {
+        match self {
+            Copy::Absent | Copy::Good(_) => None,
+            Copy::Mismatch(_, r) | Copy::Bad(r) => Some(r),
+        }
+    }
+}
+
+/// One copy as read: how it looked, the version read (when it was read at all), and for
+/// a read of the last rows how many rows came before them.
+#[derive(Debug)]
+pub(super) struct Read {
+    pub(super) copy: Copy,
+    /// Its bytes were proven against its record (or the store holds no bytes to prove).
+    pub(super) proven: bool,
+    pub(super) version: Option<Version>,
+    pub(super) skipped: usize,
+    pub(super) first: Option<i64>,
+}
+
+/// What a write of one copy knows about it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CopyState {
+    /// Sound: no repair needed (proven against its record, or nothing stored and nothing
+    /// recorded, or of the same generation as a sound primary).
+    pub(super) ok: bool,
+    /// Its bytes were proven against its record in this read, so a write may keep them.
+    pub(super) proven: bool,
+    /// The version read, to write against.
+    pub(super) version: Option<Version>,
+    pub(super) meta: Option<FileMetadata>,
+}
+
+/// What is stored of a series, as a persist found it under the lock.
+#[derive(Debug)]
+pub(super) struct StoredState {
+    /// The stored bars, or only their last rows: `skipped` rows before them, the first
+    /// at `first`.
+    pub(super) bars: Option<Bars>,
+    pub(super) skipped: usize,
+    pub(super) first: Option<i64>,
+    pub(super) primary: CopyState,
+    pub(super) secondary: CopyState,
+    /// The highest generation recorded for any copy.
+    pub(super) generation: u64,
+}
+
+impl StoredState {
+    pub(super) fn primary_generation(&self) -> Option<u64> {
+        self.primary.meta.as_ref().map(|m| m.generation)
+    }
+}
+
+/// The checksum a read of a copy with `record` computes: none without a record (there is
+/// nothing to compare it with), else the record's when its fingerprint vouches for the bytes.
+fn checksum_for(record: Option<&FileMetadata>) -> Checksum {
+    match record {
+        Some(r) => Checksum::Record(Box::new(r.clone())),
+        None => Checksum::Skip,
+    }
+}
+
+/// Classifies a read copy against its metadata record.
+fn classify(meta: Option<&FileMetadata>, read: Result<Option<Loaded>, StorageError>) -> Result<Read, StorageError> {
+    let read = match read {
+        Ok(read) => read,
+        Err(e) if e.is_data_error() => {
+            return Ok(Read { copy: Copy::Bad(e.to_string()), proven: false, version: None, skipped: 0, first: None });
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(loaded) = read else {
+        let copy = match meta {
+            None => Copy::Absent,
+            Some(m) => Copy::Bad(format!("{} is recorded in metadata but missing", m.file_path)),
+        };
+        return Ok(Read { copy, proven: false, version: None, skipped: 0, first: None });
+    };
+    let (version, skipped, first) = (Some(loaded.info.version.clone()), loaded.skipped, loaded.first);
+    let bars = loaded.bars.unwrap_or_default();
+    let proven = match (meta, &loaded.checksum) {
+        (Some(m), Some(sum)) => !m.checksum.is_empty() && m.checksum == *sum,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let copy = match (meta, loaded.checksum) {
+        (Some(m), Some(sum)) if !m.checksum.is_empty() && m.checksum != sum => {
+            Copy::Mismatch(bars, format!("{}: checksum {} differs from metadata {}", m.file_path, sum, m.checksum))
+        }
+        _ => Copy::Good(bars),
+    };
+    Ok(Read { copy, proven, version, skipped, first })
+}
+
+impl DualStorageManager {
+    /// Reads one copy (`rows` of it) and classifies it against its metadata record.
+    async fn read_copy(
+        store: &dyn BarStore,
+        meta: Option<&FileMetadata>,
+        series: &SeriesKey,
+        rows: Rows,
+        ctx: &OpContext,
+    ) -> Result<Read, StorageError> {
+        let options = LoadOptions { rows, checksum: checksum_for(meta), ..LoadOptions::default() };
+        classify(meta, store.load(series, &options, ctx).await)
+    }
+
+    /// Proves one copy against its record without decoding it: whether it is sound, and
+    /// the version read.
+    async fn prove_copy(
+        store: &dyn BarStore,
+        meta: Option<&FileMetadata>,
+        series: &SeriesKey,
+        ctx: &OpContext,
+    ) -> Result<(bool, Option<Version>), StorageError> {
+        let options = LoadOptions { rows: Rows::Nothing, checksum: checksum_for(meta), ..LoadOptions::default() };
+        match store.load(series, &options, ctx).await {
+            Ok(Some(loaded)) => {
+                let sound = match (meta, &loaded.checksum) {
+                    (Some(m), Some(sum)) => m.checksum.is_empty() || m.checksum == *sum,
+                    // A store without bytes has nothing to disagree with; a file without a
+                    // record is not proven.
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                Ok((sound, Some(loaded.info.version)))
+            }
+            Ok(None) => Ok((false, None)),
+            Err(e) if e.is_data_error() => Ok((false, None)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The secondary store, when reads should prefer it: enabled, and both records exist
+    /// with the same generation and a known checksum.
+    fn same_generation_secondary(
+        &self,
+        pmeta: Option<&FileMetadata>,
+        smeta: Option<&FileMetadata>,
+    ) -> Option<&Arc<dyn BarStore>> {
+        if !self.settings.prefer_secondary_reads {
+            return None;
+        }
+        match (pmeta, smeta) {
+            (Some(p), Some(s)) if p.generation == s.generation && !s.checksum.is_empty() => self.secondary.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// What is stored, each copy classified against its record. With `from`, the preferred
+    /// secondary copy may be read from about `from` on only (see [`Rows::From`]).
+    pub(super) async fn read_state(
+        &self,
+        series: &SeriesKey,
+        from: Option<i64>,
+        ctx: &OpContext,
+    ) -> Result<StoredState, StorageError> {
+        let pmeta = self.metadata.get(series, self.primary.name(), ctx).await?;
+        let smeta = match &self.secondary {
+            Some(s) => self.metadata.get(series, s.name(), ctx).await?,
+            None => None,
+        };
+        let generation = pmeta.iter().chain(smeta.iter()).map(|m| m.generation).max().unwrap_or(0);
+        let state = |bars: Option<Bars>, primary: CopyState, secondary: CopyState| StoredState {
+            bars,
+            skipped: 0,
+            first: None,
+            primary: CopyState { meta: pmeta.clone(), ..primary },
+            secondary: CopyState { meta: smeta.clone(), ..secondary },
+            generation,
+        };
+        let proven = |version: Option<Version>, proven: bool| CopyState { ok: true, proven, version, meta: None };
+        let ok = |version: Option<Version>| CopyState { ok: true, proven: false, version, meta: None };
+        let bad = |version: Option<Version>| CopyState { ok: false, proven: false, version, meta: None };
+
+        if let Some(sec) = self.same_generation_secondary(pmeta.as_ref(), smeta.as_ref()) {
+            // The primary is not decoded, but its checksum is still proved (in parallel), so a
+            // damaged primary is rewritten and never kept as the `.backup`.
+            let rows = from.map_or(Rows::All, Rows::From);
+            let (read, proof) = tokio::join!(
+                Self::read_copy(sec.as_ref(), smeta.as_ref(), series, rows, ctx),
+                Self::prove_copy(self.primary.as_ref(), pmeta.as_ref(), series, ctx)
+            );
+            let read = read?;
+            if let Copy::Good(bars) = read.copy {
+                let (sound, pversion) = proof?;
+                let primary = CopyState { ok: sound, proven: sound, version: pversion, meta: None };
+                let first = read.first;
+                return Ok(StoredState {
+                    skipped: read.skipped,
+                    first,
+                    ..state(Some(bars), primary, proven(read.version, read.proven))
+                });
+            }
+            tracing::warn!(reason = ?read.copy.reason(), "preferred secondary copy unusable; reading the primary");
+        }
+        let primary = Self::read_copy(self.primary.as_ref(), pmeta.as_ref(), series, Rows::All, ctx).await?;
+        let (pversion, pproven) = (primary.version.clone(), primary.proven);
+        if let Copy::Good(bars) = primary.copy {
+            let secondary = match &self.secondary {
+                None => ok(None),
+                Some(s) => {
+                    let same_generation = matches!((&pmeta, &smeta), (Some(p), Some(s)) if p.generation == s.generation)
+                        || (pmeta.is_none() && smeta.is_none());
+                    let info = s.file_info(series, ctx).await?;
+                    let version = info.map(|i| i.version);
+                    // Not read, so not proven: its bytes are never kept.
+                    let ok = same_generation && (version.is_some() || smeta.is_none());
+                    CopyState { ok, proven: false, version, meta: None }
+                }
+            };
+            return Ok(state(Some(bars), proven(pversion, pproven), secondary));
+        }
+        let Some(sec) = &self.secondary else {
+            return match primary.copy {
+                Copy::Absent => Ok(state(None, ok(None), ok(None))),
+                Copy::Mismatch(bars, why) => {
+                    // Without a second copy the parsed file is the best evidence there is.
+                    tracing::warn!(reason = %why, "checksum mismatch with no second copy; using the file as stored");
+                    Ok(state(Some(bars), bad(pversion), ok(None)))
+                }
+                Copy::Bad(why) => Err(StorageError::Unreadable { series: series.clone(), causes: why }),
+                Copy::Good(bars) => Ok(state(Some(bars), proven(pversion, pproven), ok(None))),
+            };
+        };
+        let secondary = Self::read_copy(sec.as_ref(), smeta.as_ref(), series, Rows::All, ctx).await?;
+        let (sversion, sproven) = (secondary.version.clone(), secondary.proven);
+        match (primary.copy, secondary.copy) {
+            (Copy::Absent, Copy::Absent) => Ok(state(None, ok(None), ok(None))),
+            (p, Copy::Good(bars)) => {
+                tracing::warn!(primary = ?p.reason(), "primary copy unusable; merging onto the secondary copy");
+                Ok(state(Some(bars), bad(pversion), proven(sversion, sproven)))
+            }
+            (Copy::Mismatch(a, why_a), Copy::Mismatch(b, why_b)) if a == b => {
+                tracing::warn!(primary = %why_a, secondary = %why_b, "both copies agree but metadata is stale; rewriting");
+                Ok(state(Some(a), bad(pversion), bad(sversion)))
+            }
+            (Copy::Mismatch(a, why), Copy::Absent) => {
+                tracing::warn!(reason = %why, "checksum mismatch and no second copy; using the file as stored");
+                Ok(state(Some(a), bad(pversion), bad(sversion)))
+            }
+            (p, s) => Err(StorageError::Unreadable {
+                series: series.clone(),
+                causes: format!(
+                    "primary: {}; secondary: {}",
+                    p.reason().unwrap_or("missing"),
+                    s.reason().unwrap_or("missing")
+                ),
+            }),
+        }
+    }
+
+    /// Loads from the primary copy, falling back to the secondary when the primary is
+    /// missing, unparsable or disagrees with its checksum; the reason is logged.
+    pub async fn load_with_fallback(
+        &self,
+        series: &SeriesKey,
+        range: Option<TimeRange>,
+        ctx: &OpContext,
+    ) -> Result<Option<Bars>, StorageError> {
+        let span = ctx.span("load", Some(series));
+        let rows = range.map_or(Rows::All, Rows::Range);
+        async {
+            let pmeta = self.metadata.get(series, self.primary.name(), ctx).await?;
+            if self.settings.prefer_secondary_reads
+                && let Some(sec) = &self.secondary
+            {
+                // An unreadable secondary record only means the secondary is not preferred:
+                // the primary below may well be sound.
+                let smeta = match self.metadata.get(series, sec.name(), ctx).await {
+                    Ok(m) => m,
+                    Err(e) if e.is_data_error() => None,
+                    Err(e) => return Err(e),
+                };
+                if let Some(sec) = self.same_generation_secondary(pmeta.as_ref(), smeta.as_ref()) {
+                    match Self::read_copy(sec.as_ref(), smeta.as_ref(), series, rows, ctx).await?.copy {
+                        Copy::Good(bars) => {
+                            tracing::debug!(rows = bars.len(), "loaded from the secondary copy");
+                            return Ok(Some(bars));
+                        }
+                        other => {
+                            tracing::warn!(reason = ?other.reason(), "preferred secondary copy unusable; reading the primary")
+                        }
+                    }
+                }
+            }
+            let primary = Self::read_copy(self.primary.as_ref(), pmeta.as_ref(), series, rows, ctx).await?.copy;
+            let primary = match primary {
+                Copy::Good(bars) => {
+                    tracing::debug!(rows = bars.len(), "loaded from primary");
+                    return Ok(Some(bars));
+                }
+                other => other,
+            };
+            let Some(sec) = &self.secondary else {
+                return match primary {
+                    Copy::Absent => Ok(None),
+                    Copy::Mismatch(bars, why) => {
+                        tracing::warn!(reason = %why, "checksum mismatch with no second copy; serving the file as stored");
+                        Ok(Some(bars))
+                    }
+                    other => Err(StorageError::Unreadable {
+                        series: series.clone(),
+                        causes: other.reason().unwrap_or("missing").to_string(),
+                    }),
+                };
+            };
+            if let Some(why) = primary.reason() {
+                tracing::warn!(reason = %why, fallback = sec.name(), "primary copy unusable; falling back");
+            }
+            let smeta = self.metadata.get(series, sec.name(), ctx).await?;
+            let secondary = Self::read_copy(sec.as_ref(), smeta.as_ref(), series, rows, ctx).await?.copy;
+            match (primary, secondary) {
+                (Copy::Absent, Copy::Absent) => Ok(None),
+                (_, Copy::Good(bars)) => Ok(Some(bars)),
+                (Copy::Mismatch(a, _), Copy::Mismatch(b, _)) if a == b => {
+                    tracing::warn!("both copies agree but their metadata is stale; serving them");
+                    Ok(Some(a))
+                }
+                (Copy::Mismatch(a, why), Copy::Absent) => {
+                    tracing::warn!(reason = %why, "checksum mismatch and no second copy; serving the file as stored");
+                    Ok(Some(a))
+                }
+                (p, s) => Err(StorageError::Unreadable {
+                    series: series.clone(),
+                    causes: format!(
+                        "primary: {}; secondary: {}",
+                        p.reason().unwrap_or("missing"),
+                        s.reason().unwrap_or("missing")
+                    ),
+                }),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}

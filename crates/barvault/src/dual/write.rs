@@ -1,0 +1,374 @@
+//! The write side of the dual manager: one persist, as a bounded loop of attempts.
+//!
+//! An attempt reads the stored state (the Parquet copy by its last row groups when it can),
+//! merges, stages both copies at once against the versions it read, and publishes them
+//! primary first: CSV commit, CSV record, Parquet commit, Parquet record. A copy that
+//! changed since it was read makes its stage or commit a version conflict before anything
+//! is published, and the attempt starts again from a fresh read; an error always means
+//! nothing new was stored.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use barvault_domain::{Bars, MergeStats, SeriesKey, ValidationPolicy, merge, validate};
+use barvault_ports::{
+    BackupPolicy, DateRange, FileMetadata, Keep, OpContext, Persisted, PutMode, PutOptions, Revision, StagedWrite,
+    StorageError,
+};
+use chrono::Utc;
+
+use super::read::{CopyState, StoredState};
+use super::{DualStorageManager, MAX_ATTEMPTS, PersistOutcome};
+use crate::receipt::{PersistOptions, SecondaryStatus, StorageReceipt, WriteMode};
+
+/// The next version of a series: `bars` after `skipped` stored rows, the first at `first`.
+#[derive(Debug, Clone)]
+struct Next {
+    bars: Arc<Bars>,
+    skipped: usize,
+    first: Option<i64>,
+}
+
+impl Next {
+    fn rows(&self) -> usize {
+        self.skipped + self.bars.len()
+    }
+}
+
+/// What one attempt did, for the outcome.
+#[derive(Debug)]
+struct Attempt {
+    receipt: StorageReceipt,
+    generation: Option<u64>,
+    repaired: Vec<String>,
+}
+
+/// A copy that was damaged is not kept as `.backup`: it would push out a sound one.
+fn backup_for(sound: bool) -> BackupPolicy {
+    if sound { BackupPolicy::Keep } else { BackupPolicy::Skip }
+}
+
+/// How a copy is written: against the version read, as a new file where none was, or over
+/// whatever is there when the copy is damaged (a repair, under the series lock).
+fn put_options(copy: &CopyState) -> PutOptions {
+    let mode = match (&copy.version, copy.ok) {
+        (Some(v), true) => PutMode::Update(v.clone()),
+        (None, true) => PutMode::Create,
+        (_, false) => PutMode::Overwrite,
+    };
+    PutOptions { mode, backup: backup_for(copy.ok) }
+}
+
+impl DualStorageManager {
+    pub(super) async fn persist_inner(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        options: PersistOptions,
+        validation: ValidationPolicy,
+        ctx: &OpContext,
+    ) -> Result<PersistOutcome, StorageError> {
+        let started = Instant::now();
+        let (bars, report) = validate(bars.clone(), validation).map_err(|e| StorageError::validation(series, e))?;
+        if report.dropped > 0 {
+            tracing::warn!(dropped = report.dropped, samples = ?report.samples, "invalid bars dropped");
+        }
+        // No bars for a series that has no file and no record: nothing to write, and taking
+        // the lock would create the series directory and a lock file for a series without
+        // data (which `verify` reports as a stale lock) — e.g. a header-only input file.
+        if bars.is_empty() && !self.has_trace(series, ctx).await? {
+            let (_, stats) =
+                merge(&Bars::empty(), &bars, options.policy).map_err(|e| StorageError::merge_failed(series, e))?;
+            let pformat = self.primary.name().to_string();
+            let mut receipt = StorageReceipt::unwritten(self.location(series, &pformat), pformat, 0, stats, ctx);
+            receipt.secondary = self.secondary.as_ref().map(|s| SecondaryStatus::Unchanged {
+                format: s.name().to_string(),
+                location: self.location(series, s.name()),
+            });
+            receipt.duration = started.elapsed();
+            let outcome =
+                PersistOutcome { receipt, validation: report, generation: None, repaired: Vec::new(), retries: 0 };
+            return Ok(outcome);
+        }
+        let _guard = self.locks.lock(series, self.settings.lock_timeout, ctx).await?;
+        // A merge reads only the stored rows from the new bars' first timestamp on when the
+        // store can (see `Rows::From`); anything that needs the rest reads it whole.
+        let from = match options.mode {
+            WriteMode::Merge => bars.first_timestamp(),
+            WriteMode::Replace => None,
+        };
+        let mut retries = 0;
+        let attempt = loop {
+            match self.attempt(&bars, series, options, from, ctx).await {
+                Err(e) if e.is_version_conflict() && retries + 1 < MAX_ATTEMPTS => {
+                    retries += 1;
+                    tracing::warn!(error = %e, retries, "a copy changed since it was read; reading and merging again");
+                }
+                other => break other?,
+            }
+        };
+        let mut receipt = attempt.receipt;
+        receipt.duration = started.elapsed();
+        receipt.correlation_id = ctx.correlation_id().to_string();
+        tracing::info!(
+            rows = receipt.rows_written,
+            added = receipt.merge.rows_added,
+            changed = receipt.merge.rows_changed,
+            written = receipt.written,
+            retries,
+            path = %receipt.location,
+            duration_ms = receipt.duration.as_secs_f64() * 1000.0,
+            "persisted"
+        );
+        Ok(PersistOutcome {
+            receipt,
+            validation: report,
+            generation: attempt.generation,
+            repaired: attempt.repaired,
+            retries,
+        })
+    }
+
+    /// One read → merge → stage → publish.
+    async fn attempt(
+        &self,
+        bars: &Bars,
+        series: &SeriesKey,
+        options: PersistOptions,
+        from: Option<i64>,
+        ctx: &OpContext,
+    ) -> Result<Attempt, StorageError> {
+        let mut state = self.read_state(series, from, ctx).await?;
+        if state.skipped > 0 && !(state.primary.ok && state.secondary.ok) {
+            // A copy to repair is written whole, so every row is needed.
+            tracing::debug!("a copy needs repair; reading the series whole");
+            state = self.read_state(series, None, ctx).await?;
+        }
+        let (result, stats) = self.combine(&state, bars, series, options)?;
+        let first = if state.skipped > 0 { state.first } else { result.first_timestamp() };
+        let next = Next { bars: Arc::new(result), skipped: state.skipped, first };
+        let (need_primary, need_secondary) = self.needs(&state, next.rows(), stats);
+
+        let stage = |store: &Arc<dyn barvault_ports::BarStore>, copy: &CopyState| {
+            let revision = Self::revision_for(&state, copy, &next);
+            let options = put_options(copy);
+            let store = Arc::clone(store);
+            async move { store.stage(series, &revision, &options, ctx).await }
+        };
+        // Both copies are encoded and flushed at the same time (one core each), and still
+        // published primary first: a staged secondary is dropped, i.e. discarded, when the
+        // primary fails.
+        let (staged_primary, staged_secondary) = tokio::join!(
+            async {
+                match need_primary {
+                    true => Some(stage(&self.primary, &state.primary).await),
+                    false => None,
+                }
+            },
+            async {
+                match (&self.secondary, need_secondary) {
+                    (Some(s), true) => Some(stage(s, &state.secondary).await),
+                    _ => None,
+                }
+            }
+        );
+        // Nothing is published yet: a conflict on either copy is a fresh attempt.
+        let conflict = [&staged_primary, &staged_secondary]
+            .into_iter()
+            .flatten()
+            .find_map(|r| r.as_ref().err().filter(|e| e.is_version_conflict()));
+        if let Some(e) = conflict {
+            return Err(StorageError::version_conflict(series.relative_stem(), e.to_string()));
+        }
+
+        let pformat = self.primary.name().to_string();
+        let mut repaired = Vec::new();
+        if stats.unchanged && !state.primary.ok && need_primary {
+            repaired.push(self.location(series, &pformat));
+        }
+        let generation = state.generation + 1;
+        let never_stored = state.bars.is_none();
+        let mut receipt = match staged_primary {
+            Some(staged) => {
+                let written = match staged {
+                    Ok(staged) => staged.commit(ctx).await,
+                    Err(e) => Err(e),
+                };
+                let written = written
+                    .inspect_err(|e| tracing::error!(error = %e, "primary write failed; stored data unchanged"))?;
+                if let Err(e) = self.record(series, &next, &written, generation, state.primary.meta.as_ref(), ctx).await
+                {
+                    // A stored series keeps its old record, which no longer matches the file,
+                    // so reads fall back to the untouched secondary. A new series has no record
+                    // to disagree with: its file would be served although the call failed, so
+                    // it is removed (best effort; `verify` reports it if that fails too).
+                    if never_stored {
+                        match self.primary.remove(series, ctx).await {
+                            Ok(_) => tracing::warn!("primary record failed; the new series' file was removed"),
+                            Err(undo) => {
+                                tracing::error!(error = %undo, "primary record failed and the new file could not be removed")
+                            }
+                        }
+                    }
+                    return Err(e);
+                }
+                written_receipt(&written, next.rows(), stats, ctx)
+            }
+            None => {
+                StorageReceipt::unwritten(self.location(series, &pformat), pformat.clone(), next.rows(), stats, ctx)
+            }
+        };
+        receipt.merge = stats;
+        if let Some(sec) = &self.secondary {
+            let status =
+                self.publish_secondary(sec.name(), series, &state, &next, staged_secondary, &receipt, ctx).await;
+            if let SecondaryStatus::Written { location, .. } = &status
+                && stats.unchanged
+            {
+                repaired.push(location.clone());
+            }
+            receipt.secondary = Some(status);
+        }
+        let recorded = receipt.written.then_some(generation);
+        Ok(Attempt { receipt, generation: recorded, repaired })
+    }
+
+    /// Commits and records the staged secondary (if any). The primary is stored and
+    /// recorded, so the call has succeeded: a failure here is a failed secondary, repaired
+    /// by the next persist or `recover`, which see its checksum disagree.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_secondary(
+        &self,
+        format: &str,
+        series: &SeriesKey,
+        state: &StoredState,
+        next: &Next,
+        staged: Option<Result<Box<dyn StagedWrite>, StorageError>>,
+        primary: &StorageReceipt,
+        ctx: &OpContext,
+    ) -> SecondaryStatus {
+        let format = format.to_string();
+        let location = self.location(series, &format);
+        let Some(staged) = staged else { return SecondaryStatus::Unchanged { format, location } };
+        let written = match staged {
+            Ok(staged) => staged.commit(ctx).await,
+            Err(e) => Err(e),
+        };
+        let written = match written {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "secondary write failed; the series is inconsistent until the next persist or recover");
+                return SecondaryStatus::Failed { format, location, error: e.to_string() };
+            }
+        };
+        // When the primary did not change, the secondary's record must carry the primary's
+        // generation to be recognised as consistent with it.
+        let generation = if primary.written {
+            state.generation + 1
+        } else {
+            state.primary_generation().unwrap_or(state.generation + 1)
+        };
+        match self.record(series, next, &written, generation, state.secondary.meta.as_ref(), ctx).await {
+            Ok(()) => SecondaryStatus::Written { format, location: written.info.location },
+            Err(e) => {
+                tracing::error!(error = %e, "secondary metadata write failed; the series is inconsistent until the next persist or recover");
+                SecondaryStatus::Failed { format, location: written.info.location, error: e.to_string() }
+            }
+        }
+    }
+
+    /// What a copy is given to write: the next version's rows after the skipped ones, and
+    /// — for a copy whose bytes were just proven — what the caller vouches for about its
+    /// unchanged leading rows, so the store may keep their stored bytes.
+    fn revision_for(state: &StoredState, copy: &CopyState, next: &Next) -> Revision {
+        let keep = match (&state.bars, copy.ok && copy.proven) {
+            (Some(old), true) => Some(Keep {
+                stored_rows: state.skipped + old.len(),
+                unchanged: state.skipped + old.common_prefix_len(&next.bars),
+            }),
+            _ => None,
+        };
+        Revision { bars: Arc::clone(&next.bars), skipped: next.skipped, keep }
+    }
+
+    /// The merged (or replacing) bars and what changed, over the rows `state` holds; for a
+    /// state of last rows, the counts include the rows before them.
+    fn combine(
+        &self,
+        state: &StoredState,
+        bars: &Bars,
+        series: &SeriesKey,
+        options: PersistOptions,
+    ) -> Result<(Bars, MergeStats), StorageError> {
+        let empty = Bars::empty();
+        let existing = state.bars.as_ref().unwrap_or(&empty);
+        let (result, mut stats) = match options.mode {
+            WriteMode::Merge => {
+                merge(existing, bars, options.policy).map_err(|e| StorageError::merge_failed(series, e))?
+            }
+            WriteMode::Replace => {
+                let stats = MergeStats {
+                    existing_rows: existing.len(),
+                    new_rows: bars.len(),
+                    result_rows: bars.len(),
+                    unchanged: *existing == *bars,
+                    ..MergeStats::default()
+                };
+                (bars.clone(), stats)
+            }
+        };
+        stats.existing_rows += state.skipped;
+        stats.result_rows += state.skipped;
+        Ok((result, stats))
+    }
+
+    /// Which copies need writing, given what the merge changed and which copies were sound.
+    fn needs(&self, state: &StoredState, rows: usize, stats: MergeStats) -> (bool, bool) {
+        let empty_new_series = state.bars.is_none() && rows == 0;
+        let need_primary = !empty_new_series && (!stats.unchanged || !state.primary.ok);
+        let need_secondary = self.secondary.is_some() && !empty_new_series && (!stats.unchanged || !state.secondary.ok);
+        (need_primary, need_secondary)
+    }
+
+    async fn record(
+        &self,
+        series: &SeriesKey,
+        next: &Next,
+        written: &Persisted,
+        generation: u64,
+        previous: Option<&FileMetadata>,
+        ctx: &OpContext,
+    ) -> Result<(), StorageError> {
+        let meta = FileMetadata {
+            file_path: Self::relative_path(series, &written.info.format),
+            instrument_symbol: series.instrument.symbol().clone(),
+            instrument_type: series.instrument.kind(),
+            period: series.period,
+            format: written.info.format.clone(),
+            row_count: next.rows() as u64,
+            columns: next.bars.column_names(),
+            date_range: DateRange {
+                start: next.first.map(barvault_domain::nanos_to_datetime),
+                end: next.bars.last_timestamp().map(barvault_domain::nanos_to_datetime),
+            },
+            file_size: written.info.size,
+            last_updated: Utc::now(),
+            checksum: written.checksum.clone().unwrap_or_default(),
+            generation,
+            backup_checksum: if written.backup_created { previous.map(|p| p.checksum.clone()) } else { None },
+            fingerprint: written.fingerprint.clone(),
+        };
+        self.metadata.record(&meta, ctx).await
+    }
+}
+
+/// The receipt of a persist whose primary copy was written.
+fn written_receipt(written: &Persisted, rows: usize, stats: MergeStats, ctx: &OpContext) -> StorageReceipt {
+    let mut receipt = StorageReceipt::unwritten(&written.info.location, &written.info.format, rows, stats, ctx);
+    receipt.written = true;
+    receipt.backup_created = written.backup_created;
+    receipt.checksum_md5 = written.checksum.clone();
+    receipt.file_size = Some(written.info.size);
+    receipt.fingerprint = written.fingerprint.clone();
+    receipt
+}

@@ -1,0 +1,159 @@
+//! One copy of one series, looked at against its record.
+
+use std::path::PathBuf;
+
+use barvault_domain::SeriesKey;
+use barvault_ports::{BarStore, Checksum, FileMetadata, LoadOptions, OpContext, Rows, StorageError, Which};
+
+use super::{CopyState, Issue, IssueKind, issue};
+use crate::dual::DualStorageManager;
+
+/// What examining one copy found: its state, the bytes hashed, and the issues.
+#[derive(Debug)]
+pub(crate) struct Examined {
+    pub(crate) state: CopyState,
+    pub(crate) bytes: u64,
+    pub(crate) issues: Vec<Issue>,
+    pub(crate) path: PathBuf,
+}
+
+impl Examined {
+    pub(crate) fn bad_fingerprint(&self) -> bool {
+        self.issues.iter().any(|i| i.kind == IssueKind::BadFingerprint)
+    }
+}
+
+fn bad_fingerprint(series: &SeriesKey, path: &std::path::Path) -> Issue {
+    issue(
+        IssueKind::BadFingerprint,
+        Some(series),
+        path,
+        "the record's fingerprint (CRC-32, MD5 checkpoints) does not describe the file, although its MD5 does",
+    )
+}
+
+/// The MD5 of a copy (or its backup) without decoding it; `None` if there is none.
+pub(crate) async fn checksum_of(
+    store: &dyn BarStore,
+    series: &SeriesKey,
+    which: Which,
+    ctx: &OpContext,
+) -> Result<Option<String>, StorageError> {
+    let options = LoadOptions { rows: Rows::Nothing, which, checksum: Checksum::Compute };
+    Ok(store.load(series, &options, ctx).await?.and_then(|l| l.checksum))
+}
+
+/// Looks at one copy of a series. The shallow check hashes the file and parses it only on
+/// disagreement; `deep` parses every file and checks fingerprints, row counts and backups.
+/// Fingerprints are never believed here: every MD5 is computed.
+pub(crate) async fn examine(
+    store: &dyn BarStore,
+    base: &std::path::Path,
+    series: &SeriesKey,
+    record: Option<&FileMetadata>,
+    deep: bool,
+    ctx: &OpContext,
+) -> Result<Examined, StorageError> {
+    let mut issues = Vec::new();
+    let Some(info) = store.file_info(series, ctx).await? else {
+        let path = base.join(DualStorageManager::relative_path(series, store.name()));
+        if let Some(r) = record {
+            let detail = format!("recorded (generation {}) but missing", r.generation);
+            issues.push(issue(IssueKind::MissingFile, Some(series), &path, detail));
+        }
+        return Ok(Examined { state: CopyState::Missing, bytes: 0, issues, path });
+    };
+    let path = PathBuf::from(&info.location);
+    let size = info.size;
+    let expected = record.map(|r| r.checksum.as_str()).filter(|c| !c.is_empty());
+    let fingerprint = record.and_then(|r| r.fingerprint.clone());
+    let audit = |rows: Rows| LoadOptions {
+        rows,
+        which: Which::Current,
+        checksum: fingerprint.clone().map_or(Checksum::Compute, Checksum::Audit),
+    };
+    if let (Some(expected), false) = (expected, deep) {
+        // Fast path: a matching checksum proves the content; parse only on disagreement.
+        // The fingerprint, if any, is checked in the same pass.
+        let proof = store.load(series, &audit(Rows::Nothing), ctx).await?;
+        if let Some(proof) = proof
+            && proof.checksum.as_deref() == Some(expected)
+        {
+            if proof.fingerprint_ok == Some(false) {
+                issues.push(bad_fingerprint(series, &path));
+            }
+            return Ok(Examined { state: CopyState::Proven, bytes: size, issues, path });
+        }
+    }
+    let read = store.load(series, &audit(Rows::All), ctx).await;
+    let state = match read {
+        Ok(Some(loaded)) => {
+            if deep && loaded.fingerprint_ok == Some(false) && loaded.checksum.as_deref() == expected {
+                issues.push(bad_fingerprint(series, &path));
+            }
+            let md5 = loaded.checksum.clone().unwrap_or_default();
+            let bars = loaded.into_bars();
+            match expected {
+                Some(e) if e == md5 => CopyState::Good(bars),
+                Some(e) => {
+                    let detail = format!("file has MD5 {md5}, metadata records {e}");
+                    issues.push(issue(IssueKind::ChecksumMismatch, Some(series), &path, detail));
+                    CopyState::Parses(bars)
+                }
+                None => {
+                    if record.is_none() {
+                        issues.push(issue(IssueKind::MissingMetadata, Some(series), &path, "no metadata record"));
+                    }
+                    CopyState::Parses(bars)
+                }
+            }
+        }
+        Ok(None) => CopyState::Missing,
+        Err(e) if e.is_data_error() => {
+            let md5 = checksum_of(store, series, Which::Current, ctx).await?.unwrap_or_default();
+            if let Some(e2) = expected
+                && e2 != md5
+            {
+                let detail = format!("file has MD5 {md5}, metadata records {e2}");
+                issues.push(issue(IssueKind::ChecksumMismatch, Some(series), &path, detail));
+            }
+            issues.push(issue(IssueKind::Unparsable, Some(series), &path, e.to_string()));
+            CopyState::Broken
+        }
+        Err(e) => return Err(e),
+    };
+    if deep && let (Some(r), CopyState::Good(b) | CopyState::Parses(b)) = (record, &state) {
+        if r.row_count != b.len() as u64 {
+            let detail = format!("{} rows, metadata records {}", b.len(), r.row_count);
+            issues.push(issue(IssueKind::ChecksumMismatch, Some(series), &path, detail));
+        }
+        let backup = PathBuf::from(format!("{}.backup", path.display()));
+        check_backup(store, series, r, &backup, ctx, &mut issues).await?;
+    }
+    Ok(Examined { state, bytes: size, issues, path })
+}
+
+/// A `.backup` whose MD5 is neither the recorded backup checksum nor that of the recorded
+/// file itself (what a write interrupted between keeping its backup and its rename leaves:
+/// a sound copy, not a damaged one) is a bad backup.
+async fn check_backup(
+    store: &dyn BarStore,
+    series: &SeriesKey,
+    r: &FileMetadata,
+    path: &std::path::Path,
+    ctx: &OpContext,
+    issues: &mut Vec<Issue>,
+) -> Result<(), StorageError> {
+    let (Some(expected), true) = (&r.backup_checksum, store.capabilities().backups) else { return Ok(()) };
+    let md5 = match checksum_of(store, series, Which::Backup, ctx).await {
+        Ok(Some(md5)) => md5,
+        Ok(None) => return Ok(()),
+        Err(e) if e.is_data_error() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if &md5 != expected && md5 != r.checksum {
+        let detail = format!("backup has MD5 {md5}, metadata records {expected}");
+        issues.push(issue(IssueKind::BadBackup, Some(series), path, detail));
+    }
+    Ok(())
+}

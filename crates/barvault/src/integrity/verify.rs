@@ -1,0 +1,169 @@
+//! `verify`: every copy examined, the copies of each series compared, and the rest of the
+//! namespace (backups, temp files, locks, foreign entries) checked; nothing changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use barvault_domain::{Bars, SeriesKey};
+use barvault_ports::{BarStore, EntryKind, OpContext, StorageError, Survey, UnreadableRecord};
+use tracing::Instrument;
+
+use super::examine::{Examined, examine};
+use super::{CopyState, Records, Scope, VerifyReport, concurrently, issue};
+use super::{Issue, IssueKind};
+use crate::vault::Vault;
+
+/// Copies examined at once: each runs on the store's blocking pool.
+fn parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+}
+
+impl Vault {
+    /// Checks every file in `scope` against its metadata and the other copy; changes nothing.
+    /// With `deep`, every file is parsed and copies are compared row by row even when their
+    /// checksums match, and backups are checked too.
+    pub async fn verify(&self, scope: Scope, deep: bool) -> Result<VerifyReport, StorageError> {
+        let ctx = OpContext::new();
+        let span = tracing::info_span!("verify", deep, correlation_id = %ctx.correlation_id());
+        self.verify_with(&scope, deep, &ctx).instrument(span).await
+    }
+
+    pub(crate) async fn verify_with(
+        &self,
+        scope: &Scope,
+        deep: bool,
+        ctx: &OpContext,
+    ) -> Result<VerifyReport, StorageError> {
+        let survey = self.housekeeping.survey(ctx).await?;
+        let (records, bad_records) = self.records(ctx).await?;
+        let copies = self.manager.copies();
+        let formats: BTreeSet<String> = copies.iter().map(|c| c.name().to_string()).collect();
+        let mut report = VerifyReport::default();
+
+        let mut all_series: BTreeSet<SeriesKey> = records.keys().map(|(s, _)| s.clone()).collect();
+        for d in survey.of(EntryKind::Data) {
+            let (Some(series), Some(format)) = (&d.series, &d.format) else { continue };
+            if formats.contains(format) {
+                all_series.insert(series.clone());
+            } else if scope.covers(series) {
+                let detail = format!("a .{format} file, a format this store does not keep");
+                report.issues.push(issue(IssueKind::OrphanedFile, Some(series), &d.location, detail));
+            }
+        }
+        let series: Vec<SeriesKey> = all_series.into_iter().filter(|s| scope.covers(s)).collect();
+        report.series_checked = series.len();
+
+        let jobs: Vec<(SeriesKey, Arc<dyn BarStore>)> =
+            series.iter().flat_map(|s| copies.iter().map(move |c| (s.clone(), Arc::clone(c)))).collect();
+        let base = self.base().to_path_buf();
+        let examined = concurrently(&jobs, parallelism(), |(s, store)| {
+            let record = records.get(&(s.clone(), store.name().to_string()));
+            let base = &base;
+            async move { examine(store.as_ref(), base, s, record, deep, ctx).await }
+        })
+        .await;
+        let mut states: BTreeMap<SeriesKey, Vec<(String, Examined)>> = BTreeMap::new();
+        for ((s, store), result) in jobs.iter().zip(examined) {
+            let mut found = result?;
+            if !matches!(found.state, CopyState::Missing) {
+                report.files_checked += 1;
+                report.bytes_checked += found.bytes;
+            }
+            report.issues.append(&mut found.issues);
+            states.entry(s.clone()).or_default().push((store.name().to_string(), found));
+        }
+        if copies.len() > 1 {
+            for s in &series {
+                let found = states.get(s).map(Vec::as_slice).unwrap_or_default();
+                report.issues.extend(compare_copies(s, found, &records));
+            }
+        }
+        report.issues.extend(bad_records.iter().map(bad_metadata));
+        report.issues.extend(namespace_issues(&survey, scope, &records));
+        report.issues.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
+        tracing::info!(
+            series = report.series_checked,
+            files = report.files_checked,
+            bytes = report.bytes_checked,
+            issues = report.issues.len(),
+            "verified"
+        );
+        Ok(report)
+    }
+}
+
+fn bad_metadata(b: &UnreadableRecord) -> Issue {
+    issue(IssueKind::BadMetadata, b.series.as_ref(), &b.location, b.reason.clone())
+}
+
+/// What is wrong between the copies of one series: a copy missing without a record,
+/// records of different generations, or copies of one generation holding different bars.
+fn compare_copies(s: &SeriesKey, found: &[(String, Examined)], records: &Records) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    let present = found.iter().filter(|(_, e)| !matches!(e.state, CopyState::Missing)).count();
+    for (format, e) in found {
+        let recorded = records.contains_key(&(s.clone(), format.clone()));
+        if matches!(e.state, CopyState::Missing) && !recorded && present > 0 {
+            issues.push(issue(IssueKind::MissingCopy, Some(s), &e.path, format!("no {format} copy")));
+        }
+    }
+    let Some((_, primary)) = found.first() else { return issues };
+    let gens: BTreeSet<u64> = found
+        .iter()
+        .filter_map(|(format, _)| records.get(&(s.clone(), format.clone())).map(|r| r.generation))
+        .collect();
+    if gens.len() > 1 {
+        let detail = format!("copies record different generations {gens:?}: the last write reached only one format");
+        issues.push(issue(IssueKind::Inconsistent, Some(s), &primary.path, detail));
+        return issues;
+    }
+    let bars: Vec<&Bars> = found
+        .iter()
+        .filter_map(|(_, e)| match &e.state {
+            CopyState::Good(b) | CopyState::Parses(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    if bars.len() > 1 && bars.windows(2).any(|w| w[0] != w[1]) {
+        issues.push(issue(
+            IssueKind::Inconsistent,
+            Some(s),
+            &primary.path,
+            "the CSV and Parquet copies hold different bars",
+        ));
+    }
+    issues
+}
+
+/// Backups of files that no longer exist, stale temp files, lock files of series without
+/// data and foreign entries, within `scope`.
+fn namespace_issues(survey: &Survey, scope: &Scope, records: &Records) -> Vec<Issue> {
+    let in_scope = |s: Option<&SeriesKey>| match scope {
+        Scope::All => true,
+        Scope::Series(_) => s.is_some_and(|s| scope.covers(s)),
+    };
+    let data_series: BTreeSet<&SeriesKey> = survey.of(EntryKind::Data).filter_map(|d| d.series.as_ref()).collect();
+    let recorded: BTreeSet<&SeriesKey> = records.keys().map(|(s, _)| s).collect();
+    let mut issues = Vec::new();
+    for e in &survey.entries {
+        let series = e.series.as_ref();
+        if !in_scope(series) {
+            continue;
+        }
+        let found = match e.kind {
+            EntryKind::Backup if series.is_some_and(|s| !data_series.contains(s)) => {
+                Some((IssueKind::OrphanedFile, "backup of a file that no longer exists".to_string()))
+            }
+            EntryKind::Leftover if e.stale => Some((IssueKind::StaleTemp, e.detail.clone())),
+            EntryKind::Lock if series.is_some_and(|s| !data_series.contains(s) && !recorded.contains(s)) => {
+                Some((IssueKind::StaleLock, "lock file of a series with no data".to_string()))
+            }
+            EntryKind::Foreign => Some((IssueKind::ForeignEntry, e.detail.clone())),
+            _ => None,
+        };
+        if let Some((kind, detail)) = found {
+            issues.push(issue(kind, series, &e.location, detail));
+        }
+    }
+    issues
+}
