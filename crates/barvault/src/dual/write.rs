@@ -92,10 +92,11 @@ impl DualStorageManager {
         }
         let _guard = self.locks.lock(series, self.settings.lock_timeout, ctx).await?;
         // A merge reads only the stored rows from the new bars' first timestamp on when the
-        // store can (see `Rows::From`); anything that needs the rest reads it whole.
+        // stores can read by the tail and write revisions that skip stored rows (see
+        // `Rows::From`); anything else reads the series whole.
         let from = match options.mode {
-            WriteMode::Merge => bars.first_timestamp(),
-            WriteMode::Replace => None,
+            WriteMode::Merge if self.revisions_everywhere() => bars.first_timestamp(),
+            WriteMode::Merge | WriteMode::Replace => None,
         };
         let mut retries = 0;
         let attempt = loop {
@@ -275,6 +276,11 @@ impl DualStorageManager {
                 SecondaryStatus::Failed { format, location: written.info.location, error: e.to_string() }
             }
         }
+    }
+
+    /// Whether every store accepts revisions that skip stored rows.
+    fn revisions_everywhere(&self) -> bool {
+        self.copies().iter().all(|c| c.capabilities().revisions)
     }
 
     /// What a copy is given to write: the next version's rows after the skipped ones, and
