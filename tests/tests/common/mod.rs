@@ -93,3 +93,13 @@ pub fn data_file(name: &str) -> PathBuf {
 pub async fn served(manager: &DualStorageManager, series: &SeriesKey) -> Option<Bars> {
     manager.load(series, None, &ctx()).await.unwrap_or_else(|e| panic!("load {series} through the manager: {e}"))
 }
+
+/// Names of the files in `dir` (not recursive) that contain `fragment`.
+pub fn names_like(dir: &Path, fragment: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.retain(|n| n.contains(fragment));
+    names.sort();
+    names
+}
