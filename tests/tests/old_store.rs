@@ -71,7 +71,8 @@ async fn a_store_of_the_previous_format_opens_verifies_serves_and_merges() {
     .unwrap();
     let stored_last = String::from_utf8(before.clone()).unwrap().lines().last().unwrap().to_string();
     assert!(stored_last.starts_with("2000-05-10"), "fixture: the last stored bar is {stored_last}");
-    let options = ImportOptions { validation: ValidationPolicy::Strict, mode: WriteMode::Merge, policy: MergePolicy::KeepLast };
+    let options =
+        ImportOptions { validation: ValidationPolicy::Strict, mode: WriteMode::Merge, policy: MergePolicy::KeepLast };
     let r = vault.import_file(&update, &nvda, options, &common::ctx()).await.unwrap();
     assert_eq!((r.added, r.replaced, r.rows_stored), (2, 1, 331), "{r:?}");
     let after = common::read(&csv);

@@ -68,7 +68,11 @@ async fn health_reports_a_disk_it_cannot_measure_and_a_store_it_cannot_write() {
     assert_eq!(health.overall_status, HealthStatus::Error, "{health:#?}");
     assert!(health.disk_usage.is_none() && !health.write_permission, "{health:#?}");
     assert!(health.issues.iter().any(|i| i.contains("disk usage") && i.contains("os error 5")), "{:?}", health.issues);
-    assert!(health.issues.iter().any(|i| i.contains("write permission") && i.contains("health-probe")), "{:?}", health.issues);
+    assert!(
+        health.issues.iter().any(|i| i.contains("write permission") && i.contains("health-probe")),
+        "{:?}",
+        health.issues
+    );
     assert_eq!(vault.check_health().await.unwrap().overall_status, HealthStatus::Healthy);
 }
 
@@ -97,7 +101,8 @@ async fn an_input_file_that_cannot_be_read_is_named_and_stores_nothing() {
     let input = dir.path().join("input.csv");
     std::fs::write(&input, "timestamp,open,high,low,close,volume\n2030-01-02,1,2,0.5,1.5,10\n").unwrap();
     fs.inject(Fault::once(FsOp::Read, 1, EIO).on_paths_containing("input.csv"));
-    let options = ImportOptions { validation: ValidationPolicy::Strict, mode: WriteMode::Merge, policy: MergePolicy::KeepLast };
+    let options =
+        ImportOptions { validation: ValidationPolicy::Strict, mode: WriteMode::Merge, policy: MergePolicy::KeepLast };
     let err = vault.import_file(&input, &stock("AAPL"), options, &common::ctx()).await.unwrap_err();
     assert!(names(&err, IoStep::Read, "input.csv"), "{err:?}");
     assert_eq!(common::served(vault.manager(), &stock("AAPL")).await.map(|b| b.len()), Some(40));

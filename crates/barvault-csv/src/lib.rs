@@ -65,8 +65,6 @@
 //! as written in the header and the offending text; no input bytes can make the reader panic.
 
 mod decode;
-#[cfg(test)]
-mod decode_reference;
 mod encode;
 mod keep;
 mod number;

@@ -305,9 +305,22 @@ struct GroupIndex {
     /// (first row in the stream, row group index), ascending.
     starts: Vec<(usize, usize)>,
     total: usize,
+    /// Rows of the groups read.
+    rows: usize,
 }
 
 impl GroupIndex {
+    /// The index of a read of `groups` (of `total` in the file).
+    fn of(meta: &ParquetMetaData, groups: &[usize], total: usize) -> Self {
+        let mut starts = Vec::with_capacity(groups.len());
+        let mut rows = 0usize;
+        for &g in groups {
+            starts.push((rows, g));
+            rows = rows.saturating_add(usize::try_from(meta.row_group(g).num_rows()).unwrap_or(0));
+        }
+        GroupIndex { starts, total, rows }
+    }
+
     fn locate(&self, row: usize) -> (usize, usize) {
         let k = self.starts.partition_point(|&(s, _)| s <= row).saturating_sub(1);
         self.starts.get(k).map_or((0, row), |&(s, g)| (g, row - s))
@@ -463,45 +476,21 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
     let meta = builder.metadata().clone();
     check_layout(&meta, file_len)?;
     let descr = builder.parquet_schema();
-
     let ts_leaf = (0..descr.num_columns()).find(|&leaf| descr.get_column_root_idx(leaf) == plan.ts.root);
+    let bounds = |g: usize| ts_leaf.and_then(|leaf| group_bounds(&meta, g, leaf, plan.ts_kind));
     let total = meta.num_row_groups();
-    // A tail read leaves out the leading groups whose statistics show every timestamp
-    // before `from` (the first group without such statistics ends the run), except that
-    // it keeps one row before `from` when there is one: the last skippable group is read
-    // when the next group starts at or after `from`, or when there is no next group. So
-    // a writer always has an unchanged row to check the stored bytes against.
-    let mut skipped = Skipped::default();
-    let mut skipped_groups = 0;
-    if let (Select::From(from), Some(leaf)) = (select, ts_leaf) {
-        let bounds = |g: usize| group_bounds(&meta, g, leaf, plan.ts_kind);
-        skipped_groups = (0..total).take_while(|&g| bounds(g).is_some_and(|(_, hi)| hi < from)).count();
-        if skipped_groups > 0 && (skipped_groups == total || bounds(skipped_groups).is_none_or(|(lo, _)| lo >= from)) {
-            skipped_groups -= 1;
-        }
-        for g in 0..skipped_groups {
-            let rows = usize::try_from(meta.row_group(g).num_rows()).unwrap_or(0);
-            skipped.rows = skipped.rows.saturating_add(rows);
-            let (lo, hi) = bounds(g).unwrap_or_default();
-            skipped.bounds = Some(skipped.bounds.map_or((lo, hi), |(first, _)| (first, hi)));
-        }
-    }
+    let (skipped_groups, skipped) = match select {
+        Select::From(from) if ts_leaf.is_some() => leading_groups_before(&meta, from, bounds),
+        _ => (0, Skipped::default()),
+    };
     let groups: Vec<usize> = (skipped_groups..total)
-        .filter(|&g| match (range, ts_leaf) {
-            (Some(r), Some(leaf)) => {
-                group_bounds(&meta, g, leaf, plan.ts_kind).is_none_or(|(lo, hi)| r.overlaps(lo, hi))
-            }
-            _ => true,
+        .filter(|&g| match range {
+            Some(r) => bounds(g).is_none_or(|(lo, hi)| r.overlaps(lo, hi)),
+            None => true,
         })
         .collect();
-
-    let mut starts = Vec::with_capacity(groups.len());
-    let mut expected = 0usize;
-    for &g in &groups {
-        starts.push((expected, g));
-        expected = expected.saturating_add(usize::try_from(meta.row_group(g).num_rows()).unwrap_or(0));
-    }
-    let index = GroupIndex { starts, total };
+    let index = GroupIndex::of(&meta, &groups, total);
+    let expected = index.rows;
 
     let mask = ProjectionMask::roots(descr, plan.roots());
     let reader = builder
@@ -510,23 +499,87 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
         .with_batch_size(BATCH_ROWS.min(expected).max(1))
         .build()
         .map_err(from_parquet_on_read)?;
-
-    let roots = plan.roots();
-    let position = |root: usize| roots.binary_search(&root).unwrap_or(0);
     // A read of at most one batch is taken over from the decoded arrays (see `take_values`),
     // so its columns are not reserved here; longer reads are appended into reserved columns.
     let reserve = if expected <= BATCH_ROWS { 0 } else { expected.min(MAX_RESERVE_ROWS) };
-    let mut raw = RawBars::with_capacity(reserve);
-    let mut extras: Vec<Vec<Option<f64>>> =
-        plan.extras.iter().map(|_| Vec::with_capacity(expected.min(MAX_RESERVE_ROWS))).collect();
-
-    let mut offset = 0usize;
+    let mut out = Decoding {
+        raw: RawBars::with_capacity(reserve),
+        extras: plan.extras.iter().map(|_| Vec::with_capacity(expected.min(MAX_RESERVE_ROWS))).collect(),
+        offset: 0,
+    };
     for batch in reader {
         let batch: RecordBatch = batch.map_err(from_arrow_on_read)?;
+        out.batch(&plan, &index, batch)?;
+    }
+    let rows_read = out.raw.ts.len();
+    let Decoding { mut raw, mut extras, .. } = out;
+    if let Some(r) = range {
+        trim_to(&mut raw, &mut extras, &r);
+    }
+    for ((_, name), values) in plan.extras.iter().zip(extras) {
+        raw.extras.push(ExtraColumn::new(name, values)?);
+    }
+    let stats =
+        DecodeStats { row_groups_total: total, row_groups_read: groups.len(), rows_read, rows_returned: raw.ts.len() };
+    Ok((raw, stats, skipped))
+}
+
+/// For a tail read from `from`: how many leading groups can be left out (those whose
+/// statistics show every timestamp before `from`; the first group without statistics ends
+/// the run), keeping one row before `from` when there is one — the last skippable group
+/// is read when the next group starts at or after `from`, or when there is no next group,
+/// so a writer always has an unchanged row to check the stored bytes against.
+fn leading_groups_before(
+    meta: &ParquetMetaData,
+    from: i64,
+    bounds: impl Fn(usize) -> Option<(i64, i64)>,
+) -> (usize, Skipped) {
+    let total = meta.num_row_groups();
+    let mut groups = (0..total).take_while(|&g| bounds(g).is_some_and(|(_, hi)| hi < from)).count();
+    if groups > 0 && (groups == total || bounds(groups).is_none_or(|(lo, _)| lo >= from)) {
+        groups -= 1;
+    }
+    let mut skipped = Skipped::default();
+    for g in 0..groups {
+        let rows = usize::try_from(meta.row_group(g).num_rows()).unwrap_or(0);
+        skipped.rows = skipped.rows.saturating_add(rows);
+        let (lo, hi) = bounds(g).unwrap_or_default();
+        skipped.bounds = Some(skipped.bounds.map_or((lo, hi), |(first, _)| (first, hi)));
+    }
+    (groups, skipped)
+}
+
+/// Removes the rows outside `range` (row groups are pruned, not their rows).
+fn trim_to(raw: &mut RawBars, extras: &mut [Vec<Option<f64>>], range: &TimeRange) {
+    if raw.ts.iter().all(|&t| range.contains(t)) {
+        return;
+    }
+    let keep: Vec<bool> = raw.ts.iter().map(|&t| range.contains(t)).collect();
+    retain(&mut raw.ts, &keep);
+    for col in [&mut raw.open, &mut raw.high, &mut raw.low, &mut raw.close, &mut raw.volume] {
+        retain(col, &keep);
+    }
+    for col in extras {
+        retain(col, &keep);
+    }
+}
+
+/// The columns decoded so far, and the rows of the stream they hold.
+struct Decoding {
+    raw: RawBars,
+    extras: Vec<Vec<Option<f64>>>,
+    offset: usize,
+}
+
+impl Decoding {
+    /// Appends one decoded batch: its timestamps, core columns and extras.
+    fn batch(&mut self, plan: &Plan, index: &GroupIndex, batch: RecordBatch) -> Result<(), CodecError> {
         // The whole read in this one batch: nanosecond timestamps and Float64 core columns
         // become the bar columns as they are.
-        let whole = offset == 0 && batch.num_rows() == expected;
+        let whole = self.offset == 0 && batch.num_rows() == index.rows;
         let batch_rows = batch.num_rows();
+        let roots = plan.roots();
+        let position = |root: usize| roots.binary_search(&root).unwrap_or(0);
         let mut columns: Vec<Option<ArrayRef>> = batch.into_parts().1.into_iter().map(Some).collect();
         let mut column = |src: &Source| {
             columns
@@ -534,48 +587,13 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
                 .and_then(Option::take)
                 .ok_or_else(|| CodecError::Corrupt(format!("column {}: missing from a decoded batch", src.name)))
         };
-
-        let ts = column(&plan.ts)?;
-        if let Some(row) = first_null(ts.as_ref()) {
-            return Err(index.null_error(&plan.ts.name, offset + row));
-        }
-        let ts = if whole && plan.ts_kind == (TimeKind::I64 { factor: 1 }) {
-            match take_values::<TimestampNanosecondType>(ts) {
-                Ok(values) => {
-                    raw.ts = values;
-                    None
-                }
-                Err(other) => Some(other),
-            }
-        } else {
-            Some(ts)
-        };
-        // `ts` is left when it was not taken over: its values are appended as nanoseconds.
-        let appended = ts.map(|ts| (append_time(ts.as_ref(), plan.ts_kind, &mut raw.ts), ts));
-        match appended {
-            None | Some((Some(Ok(())), _)) => {}
-            Some((None, ts)) => return Err(unexpected_type(&plan.ts.name, ts.as_ref())),
-            Some((Some(Err((i, v))), ts)) => {
-                let (group, row) = index.locate(offset + i);
-                return Err(CodecError::Parse {
-                    line: Some(group as u64 + 1),
-                    column: Some(plan.ts.name.clone()),
-                    value: Some(v.to_string()),
-                    reason: format!(
-                        "timestamp at row {} of row group {} ({}) is outside the nanosecond range (years 1677 to 2262)",
-                        row + 1,
-                        group + 1,
-                        ts.data_type()
-                    ),
-                });
-            }
-        }
-
+        self.timestamps(plan, index, column(&plan.ts)?, whole)?;
+        let raw = &mut self.raw;
         let core_out = [&mut raw.open, &mut raw.high, &mut raw.low, &mut raw.close, &mut raw.volume];
         for (src, out) in plan.core.iter().zip(core_out) {
             let mut arr = column(src)?;
             if let Some(row) = first_null(arr.as_ref()) {
-                return Err(index.null_error(&src.name, offset + row));
+                return Err(index.null_error(&src.name, self.offset + row));
             }
             if whole && *arr.data_type() == DataType::Float64 {
                 match take_values::<Float64Type>(arr) {
@@ -588,32 +606,50 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
             }
             append_required(arr.as_ref(), out).ok_or_else(|| unexpected_type(&src.name, arr.as_ref()))?;
         }
-        for ((src, _), out) in plan.extras.iter().zip(&mut extras) {
+        for ((src, _), out) in plan.extras.iter().zip(&mut self.extras) {
             let arr = column(src)?;
             append_optional(arr.as_ref(), out).ok_or_else(|| unexpected_type(&src.name, arr.as_ref()))?;
         }
-        offset += batch_rows;
+        self.offset += batch_rows;
+        Ok(())
     }
 
-    let rows_read = raw.ts.len();
-    if let Some(r) = range
-        && raw.ts.iter().any(|&t| !r.contains(t))
-    {
-        let keep: Vec<bool> = raw.ts.iter().map(|&t| r.contains(t)).collect();
-        retain(&mut raw.ts, &keep);
-        for col in [&mut raw.open, &mut raw.high, &mut raw.low, &mut raw.close, &mut raw.volume] {
-            retain(col, &keep);
+    /// Appends a batch's timestamps as nanoseconds (taken over as they are when the whole
+    /// read is this one batch of nanoseconds), refusing nulls and values out of range.
+    fn timestamps(&mut self, plan: &Plan, index: &GroupIndex, ts: ArrayRef, whole: bool) -> Result<(), CodecError> {
+        if let Some(row) = first_null(ts.as_ref()) {
+            return Err(index.null_error(&plan.ts.name, self.offset + row));
         }
-        for col in &mut extras {
-            retain(col, &keep);
+        let ts = if whole && plan.ts_kind == (TimeKind::I64 { factor: 1 }) {
+            match take_values::<TimestampNanosecondType>(ts) {
+                Ok(values) => {
+                    self.raw.ts = values;
+                    return Ok(());
+                }
+                Err(other) => other,
+            }
+        } else {
+            ts
+        };
+        match append_time(ts.as_ref(), plan.ts_kind, &mut self.raw.ts) {
+            Some(Ok(())) => Ok(()),
+            None => Err(unexpected_type(&plan.ts.name, ts.as_ref())),
+            Some(Err((i, v))) => {
+                let (group, row) = index.locate(self.offset + i);
+                Err(CodecError::Parse {
+                    line: Some(group as u64 + 1),
+                    column: Some(plan.ts.name.clone()),
+                    value: Some(v.to_string()),
+                    reason: format!(
+                        "timestamp at row {} of row group {} ({}) is outside the nanosecond range (years 1677 to 2262)",
+                        row + 1,
+                        group + 1,
+                        ts.data_type()
+                    ),
+                })
+            }
         }
     }
-    for ((_, name), values) in plan.extras.iter().zip(extras) {
-        raw.extras.push(ExtraColumn::new(name, values)?);
-    }
-    let stats =
-        DecodeStats { row_groups_total: total, row_groups_read: groups.len(), rows_read, rows_returned: raw.ts.len() };
-    Ok((raw, stats, skipped))
 }
 
 fn retain<T>(v: &mut Vec<T>, keep: &[bool]) {
@@ -717,7 +753,7 @@ mod tests {
 
     #[test]
     fn group_index_locates_rows() {
-        let idx = GroupIndex { starts: vec![(0, 1), (10, 3), (25, 4)], total: 5 };
+        let idx = GroupIndex { starts: vec![(0, 1), (10, 3), (25, 4)], total: 5, rows: 40 };
         assert_eq!(idx.locate(0), (1, 0));
         assert_eq!(idx.locate(9), (1, 9));
         assert_eq!(idx.locate(10), (3, 0));

@@ -77,6 +77,42 @@ impl StoredState {
     }
 }
 
+impl CopyState {
+    /// Sound without having been proven: nothing stored, or a store that was not read.
+    fn ok(version: Option<Version>) -> Self {
+        CopyState { ok: true, proven: false, version, meta: None }
+    }
+}
+
+/// The records of both copies of a series, as a read found them.
+struct Records {
+    pmeta: Option<FileMetadata>,
+    smeta: Option<FileMetadata>,
+    /// The highest generation recorded for any copy.
+    generation: u64,
+}
+
+impl Records {
+    fn state(&self, bars: Option<Bars>, primary: CopyState, secondary: CopyState) -> StoredState {
+        StoredState {
+            bars,
+            skipped: 0,
+            first: None,
+            primary: CopyState { meta: self.pmeta.clone(), ..primary },
+            secondary: CopyState { meta: self.smeta.clone(), ..secondary },
+            generation: self.generation,
+        }
+    }
+}
+
+/// Both copies unusable: the error naming both causes.
+fn unreadable(series: &SeriesKey, p: &Copy, s: &Copy) -> StorageError {
+    StorageError::Unreadable {
+        series: series.clone(),
+        causes: format!("primary: {}; secondary: {}", p.reason().unwrap_or("missing"), s.reason().unwrap_or("missing")),
+    }
+}
+
 /// The checksum a read of a copy with `record` computes: none without a record (there is
 /// nothing to compare it with), else the record's when its fingerprint vouches for the bytes.
 fn checksum_for(record: Option<&FileMetadata>) -> Checksum {
@@ -186,93 +222,106 @@ impl DualStorageManager {
             Some(s) => self.metadata.get(series, s.name(), ctx).await?,
             None => None,
         };
-        let generation = pmeta.iter().chain(smeta.iter()).map(|m| m.generation).max().unwrap_or(0);
-        let state = |bars: Option<Bars>, primary: CopyState, secondary: CopyState| StoredState {
-            bars,
-            skipped: 0,
-            first: None,
-            primary: CopyState { meta: pmeta.clone(), ..primary },
-            secondary: CopyState { meta: smeta.clone(), ..secondary },
-            generation,
+        let records = Records {
+            generation: pmeta.iter().chain(smeta.iter()).map(|m| m.generation).max().unwrap_or(0),
+            pmeta,
+            smeta,
         };
-        let proven = |version: Option<Version>, proven: bool| CopyState { ok: true, proven, version, meta: None };
-        let ok = |version: Option<Version>| CopyState { ok: true, proven: false, version, meta: None };
-        let bad = |version: Option<Version>| CopyState { ok: false, proven: false, version, meta: None };
-
-        if let Some(sec) = self.same_generation_secondary(pmeta.as_ref(), smeta.as_ref()) {
-            // The primary is not decoded, but its checksum is still proved (in parallel), so a
-            // damaged primary is rewritten and never kept as the `.backup`.
-            let rows = from.map_or(Rows::All, Rows::From);
-            let (read, proof) = tokio::join!(
-                Self::read_copy(sec.as_ref(), smeta.as_ref(), series, rows, ctx),
-                Self::prove_copy(self.primary.as_ref(), pmeta.as_ref(), series, ctx)
-            );
-            let read = read?;
-            if let Copy::Good(bars) = read.copy {
-                let (sound, pversion) = proof?;
-                let primary = CopyState { ok: sound, proven: sound, version: pversion, meta: None };
-                let first = read.first;
-                return Ok(StoredState {
-                    skipped: read.skipped,
-                    first,
-                    ..state(Some(bars), primary, proven(read.version, read.proven))
-                });
+        if let Some(sec) = self.same_generation_secondary(records.pmeta.as_ref(), records.smeta.as_ref()) {
+            if let Some(state) = self.read_secondary_first(sec.as_ref(), &records, series, from, ctx).await? {
+                return Ok(state);
             }
-            tracing::warn!(reason = ?read.copy.reason(), "preferred secondary copy unusable; reading the primary");
         }
-        let primary = Self::read_copy(self.primary.as_ref(), pmeta.as_ref(), series, Rows::All, ctx).await?;
-        let (pversion, pproven) = (primary.version.clone(), primary.proven);
+        self.read_primary_first(&records, series, ctx).await
+    }
+
+    /// Reads the preferred secondary (by its tail with `from`) while the primary's checksum
+    /// is proved in parallel, so a damaged primary is rewritten and never kept as the
+    /// `.backup`; `None` when the secondary is unusable (then the primary is read).
+    async fn read_secondary_first(
+        &self,
+        sec: &dyn BarStore,
+        records: &Records,
+        series: &SeriesKey,
+        from: Option<i64>,
+        ctx: &OpContext,
+    ) -> Result<Option<StoredState>, StorageError> {
+        let rows = from.map_or(Rows::All, Rows::From);
+        let (read, proof) = tokio::join!(
+            Self::read_copy(sec, records.smeta.as_ref(), series, rows, ctx),
+            Self::prove_copy(self.primary.as_ref(), records.pmeta.as_ref(), series, ctx)
+        );
+        let read = read?;
+        let Copy::Good(bars) = read.copy else {
+            tracing::warn!(reason = ?read.copy.reason(), "preferred secondary copy unusable; reading the primary");
+            return Ok(None);
+        };
+        let (sound, pversion) = proof?;
+        let primary = CopyState { ok: sound, proven: sound, version: pversion, meta: None };
+        let secondary = CopyState { ok: true, proven: read.proven, version: read.version, meta: None };
+        Ok(Some(StoredState {
+            skipped: read.skipped,
+            first: read.first,
+            ..records.state(Some(bars), primary, secondary)
+        }))
+    }
+
+    /// Reads the primary whole, and the secondary only when the primary is unusable.
+    async fn read_primary_first(
+        &self,
+        records: &Records,
+        series: &SeriesKey,
+        ctx: &OpContext,
+    ) -> Result<StoredState, StorageError> {
+        let (pmeta, smeta) = (records.pmeta.as_ref(), records.smeta.as_ref());
+        let primary = Self::read_copy(self.primary.as_ref(), pmeta, series, Rows::All, ctx).await?;
+        let proven_primary =
+            CopyState { ok: true, proven: primary.proven, version: primary.version.clone(), meta: None };
+        let bad_primary = CopyState { ok: false, proven: false, version: primary.version.clone(), meta: None };
         if let Copy::Good(bars) = primary.copy {
             let secondary = match &self.secondary {
-                None => ok(None),
+                None => CopyState::ok(None),
                 Some(s) => {
-                    let same_generation = matches!((&pmeta, &smeta), (Some(p), Some(s)) if p.generation == s.generation)
+                    let same_generation = matches!((pmeta, smeta), (Some(p), Some(s)) if p.generation == s.generation)
                         || (pmeta.is_none() && smeta.is_none());
-                    let info = s.file_info(series, ctx).await?;
-                    let version = info.map(|i| i.version);
+                    let version = s.file_info(series, ctx).await?.map(|i| i.version);
                     // Not read, so not proven: its bytes are never kept.
                     let ok = same_generation && (version.is_some() || smeta.is_none());
                     CopyState { ok, proven: false, version, meta: None }
                 }
             };
-            return Ok(state(Some(bars), proven(pversion, pproven), secondary));
+            return Ok(records.state(Some(bars), proven_primary, secondary));
         }
         let Some(sec) = &self.secondary else {
             return match primary.copy {
-                Copy::Absent => Ok(state(None, ok(None), ok(None))),
+                Copy::Absent => Ok(records.state(None, CopyState::ok(None), CopyState::ok(None))),
                 Copy::Mismatch(bars, why) => {
                     // Without a second copy the parsed file is the best evidence there is.
                     tracing::warn!(reason = %why, "checksum mismatch with no second copy; using the file as stored");
-                    Ok(state(Some(bars), bad(pversion), ok(None)))
+                    Ok(records.state(Some(bars), bad_primary, CopyState::ok(None)))
                 }
                 Copy::Bad(why) => Err(StorageError::Unreadable { series: series.clone(), causes: why }),
-                Copy::Good(bars) => Ok(state(Some(bars), proven(pversion, pproven), ok(None))),
+                Copy::Good(bars) => Ok(records.state(Some(bars), proven_primary, CopyState::ok(None))),
             };
         };
-        let secondary = Self::read_copy(sec.as_ref(), smeta.as_ref(), series, Rows::All, ctx).await?;
-        let (sversion, sproven) = (secondary.version.clone(), secondary.proven);
+        let secondary = Self::read_copy(sec.as_ref(), smeta, series, Rows::All, ctx).await?;
+        let bad_secondary = CopyState { ok: false, proven: false, version: secondary.version.clone(), meta: None };
         match (primary.copy, secondary.copy) {
-            (Copy::Absent, Copy::Absent) => Ok(state(None, ok(None), ok(None))),
+            (Copy::Absent, Copy::Absent) => Ok(records.state(None, CopyState::ok(None), CopyState::ok(None))),
             (p, Copy::Good(bars)) => {
                 tracing::warn!(primary = ?p.reason(), "primary copy unusable; merging onto the secondary copy");
-                Ok(state(Some(bars), bad(pversion), proven(sversion, sproven)))
+                let good = CopyState { ok: true, proven: secondary.proven, version: secondary.version, meta: None };
+                Ok(records.state(Some(bars), bad_primary, good))
             }
             (Copy::Mismatch(a, why_a), Copy::Mismatch(b, why_b)) if a == b => {
                 tracing::warn!(primary = %why_a, secondary = %why_b, "both copies agree but metadata is stale; rewriting");
-                Ok(state(Some(a), bad(pversion), bad(sversion)))
+                Ok(records.state(Some(a), bad_primary, bad_secondary))
             }
             (Copy::Mismatch(a, why), Copy::Absent) => {
                 tracing::warn!(reason = %why, "checksum mismatch and no second copy; using the file as stored");
-                Ok(state(Some(a), bad(pversion), bad(sversion)))
+                Ok(records.state(Some(a), bad_primary, bad_secondary))
             }
-            (p, s) => Err(StorageError::Unreadable {
-                series: series.clone(),
-                causes: format!(
-                    "primary: {}; secondary: {}",
-                    p.reason().unwrap_or("missing"),
-                    s.reason().unwrap_or("missing")
-                ),
-            }),
+            (p, s) => Err(unreadable(series, &p, &s)),
         }
     }
 
@@ -347,14 +396,7 @@ impl DualStorageManager {
                     tracing::warn!(reason = %why, "checksum mismatch and no second copy; serving the file as stored");
                     Ok(Some(a))
                 }
-                (p, s) => Err(StorageError::Unreadable {
-                    series: series.clone(),
-                    causes: format!(
-                        "primary: {}; secondary: {}",
-                        p.reason().unwrap_or("missing"),
-                        s.reason().unwrap_or("missing")
-                    ),
-                }),
+                (p, s) => Err(unreadable(series, &p, &s)),
             }
         }
         .instrument(span)

@@ -43,6 +43,9 @@ struct Attempt {
     repaired: Vec<String>,
 }
 
+/// A staged write of one copy, or why it could not be staged.
+type StageResult = Result<Box<dyn StagedWrite>, StorageError>;
+
 /// A copy that was damaged is not kept as `.backup`: it would push out a sound one.
 fn backup_for(sound: bool) -> BackupPolicy {
     if sound { BackupPolicy::Keep } else { BackupPolicy::Skip }
@@ -148,73 +151,15 @@ impl DualStorageManager {
         let (result, stats) = self.combine(&state, bars, series, options)?;
         let first = if state.skipped > 0 { state.first } else { result.first_timestamp() };
         let next = Next { bars: Arc::new(result), skipped: state.skipped, first };
-        let (need_primary, need_secondary) = self.needs(&state, next.rows(), stats);
-
-        let stage = |store: &Arc<dyn barvault_ports::BarStore>, copy: &CopyState| {
-            let revision = Self::revision_for(&state, copy, &next);
-            let options = put_options(copy);
-            let store = Arc::clone(store);
-            async move { store.stage(series, &revision, &options, ctx).await }
-        };
-        // Both copies are encoded and flushed at the same time (one core each), and still
-        // published primary first: a staged secondary is dropped, i.e. discarded, when the
-        // primary fails.
-        let (staged_primary, staged_secondary) = tokio::join!(
-            async {
-                match need_primary {
-                    true => Some(stage(&self.primary, &state.primary).await),
-                    false => None,
-                }
-            },
-            async {
-                match (&self.secondary, need_secondary) {
-                    (Some(s), true) => Some(stage(s, &state.secondary).await),
-                    _ => None,
-                }
-            }
-        );
-        // Nothing is published yet: a conflict on either copy is a fresh attempt.
-        let conflict = [&staged_primary, &staged_secondary]
-            .into_iter()
-            .flatten()
-            .find_map(|r| r.as_ref().err().filter(|e| e.is_version_conflict()));
-        if let Some(e) = conflict {
-            return Err(StorageError::version_conflict(series.relative_stem(), e.to_string()));
-        }
+        let (staged_primary, staged_secondary) = self.stage_copies(&state, &next, stats, series, ctx).await?;
 
         let pformat = self.primary.name().to_string();
         let mut repaired = Vec::new();
-        if stats.unchanged && !state.primary.ok && need_primary {
+        if stats.unchanged && !state.primary.ok && staged_primary.is_some() {
             repaired.push(self.location(series, &pformat));
         }
-        let generation = state.generation + 1;
-        let never_stored = state.bars.is_none();
         let mut receipt = match staged_primary {
-            Some(staged) => {
-                let written = match staged {
-                    Ok(staged) => staged.commit(ctx).await,
-                    Err(e) => Err(e),
-                };
-                let written = written
-                    .inspect_err(|e| tracing::error!(error = %e, "primary write failed; stored data unchanged"))?;
-                if let Err(e) = self.record(series, &next, &written, generation, state.primary.meta.as_ref(), ctx).await
-                {
-                    // A stored series keeps its old record, which no longer matches the file,
-                    // so reads fall back to the untouched secondary. A new series has no record
-                    // to disagree with: its file would be served although the call failed, so
-                    // it is removed (best effort; `verify` reports it if that fails too).
-                    if never_stored {
-                        match self.primary.remove(series, ctx).await {
-                            Ok(_) => tracing::warn!("primary record failed; the new series' file was removed"),
-                            Err(undo) => {
-                                tracing::error!(error = %undo, "primary record failed and the new file could not be removed")
-                            }
-                        }
-                    }
-                    return Err(e);
-                }
-                written_receipt(&written, next.rows(), stats, ctx)
-            }
+            Some(staged) => self.publish_primary(series, &state, &next, staged, stats, ctx).await?,
             None => {
                 StorageReceipt::unwritten(self.location(series, &pformat), pformat.clone(), next.rows(), stats, ctx)
             }
@@ -230,8 +175,86 @@ impl DualStorageManager {
             }
             receipt.secondary = Some(status);
         }
-        let recorded = receipt.written.then_some(generation);
+        let recorded = receipt.written.then_some(state.generation + 1);
         Ok(Attempt { receipt, generation: recorded, repaired })
+    }
+
+    /// Stages the copies the merge needs written, both at once (one core each) against the
+    /// versions read. Nothing is published yet, so a conflict on either copy is an error
+    /// the caller answers with a fresh attempt.
+    async fn stage_copies(
+        &self,
+        state: &StoredState,
+        next: &Next,
+        stats: MergeStats,
+        series: &SeriesKey,
+        ctx: &OpContext,
+    ) -> Result<(Option<StageResult>, Option<StageResult>), StorageError> {
+        let (need_primary, need_secondary) = self.needs(state, next.rows(), stats);
+        let stage = |store: &Arc<dyn barvault_ports::BarStore>, copy: &CopyState| {
+            let revision = Self::revision_for(state, copy, next);
+            let options = put_options(copy);
+            let store = Arc::clone(store);
+            async move { store.stage(series, &revision, &options, ctx).await }
+        };
+        let (primary, secondary) = tokio::join!(
+            async {
+                match need_primary {
+                    true => Some(stage(&self.primary, &state.primary).await),
+                    false => None,
+                }
+            },
+            async {
+                match (&self.secondary, need_secondary) {
+                    (Some(s), true) => Some(stage(s, &state.secondary).await),
+                    _ => None,
+                }
+            }
+        );
+        let conflict = [&primary, &secondary]
+            .into_iter()
+            .flatten()
+            .find_map(|r| r.as_ref().err().filter(|e| e.is_version_conflict()));
+        if let Some(e) = conflict {
+            return Err(StorageError::version_conflict(series.relative_stem(), e.to_string()));
+        }
+        Ok((primary, secondary))
+    }
+
+    /// Commits and records the staged primary: the call's success. A failure is the call's
+    /// error, with nothing new stored (the staged secondary is dropped, i.e. discarded).
+    async fn publish_primary(
+        &self,
+        series: &SeriesKey,
+        state: &StoredState,
+        next: &Next,
+        staged: StageResult,
+        stats: MergeStats,
+        ctx: &OpContext,
+    ) -> Result<StorageReceipt, StorageError> {
+        let written = match staged {
+            Ok(staged) => staged.commit(ctx).await,
+            Err(e) => Err(e),
+        };
+        let written =
+            written.inspect_err(|e| tracing::error!(error = %e, "primary write failed; stored data unchanged"))?;
+        let generation = state.generation + 1;
+        if let Err(e) = self.record(series, next, &written, generation, state.primary.meta.as_ref(), ctx).await {
+            // A stored series keeps its old record, which no longer matches the file, so
+            // reads fall back to the untouched secondary. A new series has no record to
+            // disagree with: its file would be served although the call failed, so it is
+            // removed (best effort; `verify` reports it if that fails too).
+            if state.bars.is_none() {
+                match self.primary.remove(series, ctx).await {
+                    Ok(_) => tracing::warn!("primary record failed; the new series' file was removed"),
+                    Err(undo) => {
+                        tracing::error!(error = %undo, "primary record failed and the new file could not be removed")
+                    }
+                }
+            }
+            return Err(e);
+        }
+        Ok(written_receipt(&written, next.rows(), stats, ctx))
     }
 
     /// Commits and records the staged secondary (if any). The primary is stored and
@@ -244,7 +267,7 @@ impl DualStorageManager {
         series: &SeriesKey,
         state: &StoredState,
         next: &Next,
-        staged: Option<Result<Box<dyn StagedWrite>, StorageError>>,
+        staged: Option<StageResult>,
         primary: &StorageReceipt,
         ctx: &OpContext,
     ) -> SecondaryStatus {

@@ -85,7 +85,11 @@ impl Vault {
         // beside the series lock; nothing takes them now, so they go (each while held).
         for entry in survey.of(EntryKind::Lock).filter(|e| e.format.is_some()) {
             if entry.series.as_ref().is_some_and(|s| scope.covers(s)) && self.housekeeping.discard(entry, ctx).await? {
-                report.actions.push(action(entry.series.as_ref(), &entry.location, "removed a lock file of an earlier version"));
+                report.actions.push(action(
+                    entry.series.as_ref(),
+                    &entry.location,
+                    "removed a lock file of an earlier version",
+                ));
             }
         }
         for i in verify.issues.iter().filter(|i| i.kind == IssueKind::StaleLock) {

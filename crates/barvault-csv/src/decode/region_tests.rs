@@ -3,6 +3,9 @@
 
 use proptest::prelude::*;
 
+use super::parallel::{Dest, Part, decode_into, join_parts};
+use super::scan::record_bound;
+use super::sink::{Free, Sink};
 use super::tests::canonical_layout;
 use super::*;
 
