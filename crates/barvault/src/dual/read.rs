@@ -227,10 +227,10 @@ impl DualStorageManager {
             pmeta,
             smeta,
         };
-        if let Some(sec) = self.same_generation_secondary(records.pmeta.as_ref(), records.smeta.as_ref()) {
-            if let Some(state) = self.read_secondary_first(sec.as_ref(), &records, series, from, ctx).await? {
-                return Ok(state);
-            }
+        if let Some(sec) = self.same_generation_secondary(records.pmeta.as_ref(), records.smeta.as_ref())
+            && let Some(state) = self.read_secondary_first(sec.as_ref(), &records, series, from, ctx).await?
+        {
+            return Ok(state);
         }
         self.read_primary_first(&records, series, ctx).await
     }
