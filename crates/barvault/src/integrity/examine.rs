@@ -55,7 +55,23 @@ pub(crate) async fn examine(
     ctx: &OpContext,
 ) -> Result<Examined, StorageError> {
     let mut issues = Vec::new();
-    let Some(info) = store.file_info(series, ctx).await? else {
+    let expected = record.map(|r| r.checksum.as_str()).filter(|c| !c.is_empty());
+    let fingerprint = record.and_then(|r| r.fingerprint.clone());
+    let audit = |rows: Rows| LoadOptions {
+        rows,
+        which: Which::Current,
+        checksum: fingerprint.clone().map_or(Checksum::Compute, Checksum::Audit),
+    };
+    // Fast path: a matching checksum proves the content; parse only on disagreement. The
+    // fingerprint, if any, is checked in the same pass. The same read tells a missing file.
+    let (info, proof) = match (expected, deep) {
+        (Some(_), false) => match store.load(series, &audit(Rows::Nothing), ctx).await? {
+            Some(l) => (Some(l.info.clone()), Some(l)),
+            None => (None, None),
+        },
+        _ => (store.file_info(series, ctx).await?, None),
+    };
+    let Some(info) = info else {
         let path = base.join(DualStorageManager::relative_path(series, store.name()));
         if let Some(r) = record {
             let detail = format!("recorded (generation {}) but missing", r.generation);
@@ -65,25 +81,13 @@ pub(crate) async fn examine(
     };
     let path = PathBuf::from(&info.location);
     let size = info.size;
-    let expected = record.map(|r| r.checksum.as_str()).filter(|c| !c.is_empty());
-    let fingerprint = record.and_then(|r| r.fingerprint.clone());
-    let audit = |rows: Rows| LoadOptions {
-        rows,
-        which: Which::Current,
-        checksum: fingerprint.clone().map_or(Checksum::Compute, Checksum::Audit),
-    };
-    if let (Some(expected), false) = (expected, deep) {
-        // Fast path: a matching checksum proves the content; parse only on disagreement.
-        // The fingerprint, if any, is checked in the same pass.
-        let proof = store.load(series, &audit(Rows::Nothing), ctx).await?;
-        if let Some(proof) = proof
-            && proof.checksum.as_deref() == Some(expected)
-        {
-            if proof.fingerprint_ok == Some(false) {
-                issues.push(bad_fingerprint(series, &path));
-            }
-            return Ok(Examined { state: CopyState::Proven, bytes: size, issues, path });
+    if let Some(proof) = proof
+        && proof.checksum.as_deref() == expected
+    {
+        if proof.fingerprint_ok == Some(false) {
+            issues.push(bad_fingerprint(series, &path));
         }
+        return Ok(Examined { state: CopyState::Proven, bytes: size, issues, path });
     }
     let read = store.load(series, &audit(Rows::All), ctx).await;
     let state = match read {

@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""barvault's own benchmark runner: whole-process timings of the release binary on fixed
+workloads, and side-by-side comparisons of two binaries in alternating runs.
+
+  python3 scripts/bench.py run [--bin target/release/barvault] [--runs 7] [--only P1,P4]
+  python3 scripts/bench.py ab --a OLD_BIN --b NEW_BIN [--pairs 7] [--only P1,P4]
+
+Every figure is wall seconds, CPU seconds (user + system) and peak RSS of the whole
+process, from /usr/bin/time. `ab` runs A B A B ... (at least 7 pairs), and reports the
+medians of each and the median of the pair-by-pair ratios B/A for wall and CPU time: on a
+shared, noisy machine, pairs run back to back see the same load, so their ratio is stable
+where the raw times are not. The load average is printed at the start and the end.
+
+Workloads (data generated once, deterministically, under $BENCH_DIR, default
+/tmp/barvault-bench-own; stores a workload starts from are prepared once per binary and
+copied before each run):
+  P1  import 1M one-minute bars into an empty store
+  P2  merge 100k bars (half overlapping) into a stored 1M-bar series
+  P3  export a 1M-bar series to CSV
+  P4  nightly update of 300 daily series (two revised bars and one new, each)
+  P5  verify a store of 300 daily series
+"""
+import argparse
+import hashlib
+import math
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+W = Path(os.environ.get("BENCH_DIR", "/tmp/barvault-bench-own"))
+
+
+def bars_csv(path, rows, start, step, seed, price=100.0, vol=0.001, revise_from=None):
+    """A deterministic random walk of `rows` bars as barvault-style CSV."""
+    rng = random.Random(seed)
+    t = start
+    close = price
+    lines = ["timestamp,open,high,low,close,volume"]
+    for i in range(rows):
+        open_ = close
+        close = open_ * math.exp(rng.gauss(0, vol))
+        spread = abs(rng.gauss(0, vol * 0.7)) * close
+        high, low = max(open_, close) + spread, min(open_, close) - spread
+        volume = rng.randrange(100, 100_000) + (1 if revise_from is not None and i >= revise_from else 0)
+        lines.append(f"{t:%Y-%m-%d %H:%M:%S},{open_:.2f},{high:.2f},{low:.2f},{close:.2f},{volume}")
+        t += step
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def data():
+    d = W / "data"
+    if (d / "done").exists():
+        return d
+    d.mkdir(parents=True, exist_ok=True)
+    minute = timedelta(minutes=1)
+    bars_csv(d / "m1.csv", 1_000_000, datetime(2015, 1, 2), minute, 1)
+    # 100k bars from 50k bars before the end of m1.csv: half overlap, half new.
+    bars_csv(d / "m1_new.csv", 100_000, datetime(2015, 1, 2) + 950_000 * minute, minute, 2)
+    (d / "hist").mkdir(exist_ok=True)
+    (d / "new").mkdir(exist_ok=True)
+    day = timedelta(days=1)
+    for i in range(300):
+        # 5,000 stored days; the update revises the last two (their volumes) and adds one.
+        bars_csv(d / "hist" / f"S{i:04d}.csv", 5000, datetime(2006, 1, 2), day, 100 + i, price=50.0, vol=0.01)
+        full = d / "new" / f"S{i:04d}.csv"
+        bars_csv(full, 5001, datetime(2006, 1, 2), day, 100 + i, price=50.0, vol=0.01, revise_from=4998)
+        lines = full.read_text().splitlines()
+        full.write_text("\n".join([lines[0]] + lines[-3:]) + "\n")
+    (d / "done").write_text("ok")
+    return d
+
+
+def timed(cmd):
+    r = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M"] + cmd, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-2000:]}")
+    wall, user, sys_, rss = r.stderr.strip().splitlines()[-1].split()
+    return {"wall": float(wall), "cpu": float(user) + float(sys_), "rss_mb": int(rss) / 1024}
+
+
+def fresh(path):
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+def tag(binary):
+    return hashlib.sha1(str(Path(binary).resolve()).encode()).hexdigest()[:8]
+
+
+def prepared(binary, kind, d):
+    """A store built once per binary (untimed), copied before each timed run."""
+    p = W / f"prep-{tag(binary)}-{kind}"
+    if not (p / ".ready").exists():
+        fresh(p)
+        if kind == "1m":
+            subprocess.run([binary, "--data-dir", str(p), "import", "--type", "stock", "--symbol", "AAPL",
+                            "--period", "1m", str(d / "m1.csv")], check=True, stdout=subprocess.DEVNULL)
+        else:
+            files = sorted(str(f) for f in (d / "hist").glob("*.csv"))
+            subprocess.run([binary, "--data-dir", str(p), "import", "--type", "stock", "--period", "1d"] + files,
+                           check=True, stdout=subprocess.DEVNULL)
+        (p / ".ready").write_text("")
+    return p
+
+
+def run_dir(binary):
+    return W / f"run-{tag(binary)}"
+
+
+def copy_of(src, dst):
+    fresh(dst)
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def p1(b, d):
+    return timed([b, "--data-dir", str(fresh(run_dir(b))), "import", "--type", "stock", "--symbol", "AAPL",
+                  "--period", "1m", str(d / "m1.csv")])
+
+
+def p2(b, d):
+    st = copy_of(prepared(b, "1m", d), run_dir(b))
+    return timed([b, "--data-dir", str(st), "import", "--type", "stock", "--symbol", "AAPL", "--period", "1m",
+                  str(d / "m1_new.csv")])
+
+
+def p3(b, d):
+    out = W / f"out-{tag(b)}.csv"
+    return timed([b, "--data-dir", str(prepared(b, "1m", d)), "export", "--type", "stock", "--symbol", "AAPL",
+                  "--period", "1m", "--format", "csv", "-o", str(out)])
+
+
+def p4(b, d):
+    st = copy_of(prepared(b, "1d", d), run_dir(b))
+    files = sorted(str(f) for f in (d / "new").glob("*.csv"))
+    return timed([b, "--data-dir", str(st), "import", "--type", "stock", "--period", "1d"] + files)
+
+
+def p5(b, d):
+    return timed([b, "--data-dir", str(prepared(b, "1d", d)), "verify", "--all"])
+
+
+WORK = {"P1": p1, "P2": p2, "P3": p3, "P4": p4, "P5": p5}
+
+
+def loadavg():
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="mode", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--bin", default="target/release/barvault")
+    r.add_argument("--runs", type=int, default=7)
+    r.add_argument("--only", default="")
+    c = sub.add_parser("ab")
+    c.add_argument("--a", required=True)
+    c.add_argument("--b", required=True)
+    c.add_argument("--pairs", type=int, default=7)
+    c.add_argument("--only", default="")
+    a = ap.parse_args()
+    only = [o.strip() for o in a.only.split(",") if o.strip()]
+    d = data()
+    print(f"load average at start: {loadavg()}", flush=True)
+    for name, fn in WORK.items():
+        if only and name not in only:
+            continue
+        if a.mode == "run":
+            b = str(Path(a.bin).resolve())
+            res = [fn(b, d) for _ in range(a.runs)]
+            med = {k: statistics.median(x[k] for x in res) for k in ("wall", "cpu")}
+            print(f"{name}: wall {med['wall']:.3f} s, cpu {med['cpu']:.3f} s, peak {max(x['rss_mb'] for x in res):.0f} MB"
+                  f" (median of {a.runs})", flush=True)
+        else:
+            ba, bb = str(Path(a.a).resolve()), str(Path(a.b).resolve())
+            pairs = []
+            for _ in range(a.pairs):
+                pairs.append((fn(ba, d), fn(bb, d)))
+            med = lambda side, k: statistics.median(p[side][k] for p in pairs)
+            ratio = lambda k: statistics.median(p[1][k] / p[0][k] for p in pairs if p[0][k] > 0)
+            print(f"{name}: A wall {med(0, 'wall'):.3f} s cpu {med(0, 'cpu'):.3f} s | B wall {med(1, 'wall'):.3f} s "
+                  f"cpu {med(1, 'cpu'):.3f} s | B/A wall {ratio('wall'):.3f} cpu {ratio('cpu'):.3f} "
+                  f"({a.pairs} pairs; peak A {max(p[0]['rss_mb'] for p in pairs):.0f} MB, "
+                  f"B {max(p[1]['rss_mb'] for p in pairs):.0f} MB)", flush=True)
+    print(f"load average at end: {loadavg()}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
