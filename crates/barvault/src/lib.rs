@@ -8,12 +8,15 @@
 //! dependency is needed. Everything that decides *how* to store stays in the adapters;
 //! everything that decides *what is correct* stays in the domain.
 
+pub mod arrow;
 mod cleanup;
 mod config;
 mod dual;
 mod health;
 mod integrity;
 pub mod process;
+mod session;
+pub mod timearg;
 mod vault;
 
 #[cfg(feature = "polars")]
@@ -26,6 +29,7 @@ pub use config::{
 pub use dual::{DualSettings, DualStorageManager, PersistOutcome};
 pub use health::{DiskUsage, HealthReport, HealthStatus};
 pub use integrity::{Issue, IssueKind, RecoveryAction, RecoveryReport, Scope, VerifyReport};
+pub use session::RowsPersisted;
 pub use vault::{
     ExportFormat, FileImport, ImportLimits, ImportOptions, SeriesInfo, SeriesSummary, StorageFactory, Vault,
 };
