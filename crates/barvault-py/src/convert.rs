@@ -114,10 +114,15 @@ fn pandas_frame(py: Python<'_>, df: &Bound<'_, PyAny>) -> PyResult<Frame> {
     Ok(Frame { columns, options: FrameOptions { nan_is_missing: true } })
 }
 
+/// An error of the Arrow C Data Interface import as an InvalidInputError.
+fn not_arrow(data: &Bound<'_, PyAny>, e: PyErr) -> PyErr {
+    invalid(format!("cannot read a {} as an Arrow table: {e}", type_name(data)))
+}
+
 /// Anything with the Arrow PyCapsule stream interface (a pyarrow Table or RecordBatchReader,
 /// a polars DataFrame, ...): its record batches' columns.
 fn stream_frame(data: &Bound<'_, PyAny>) -> PyResult<Frame> {
-    let reader = RecordBatchStreamReader::from_pyarrow_bound(data)?;
+    let reader = RecordBatchStreamReader::from_pyarrow_bound(data).map_err(|e| not_arrow(data, e))?;
     let schema = arrow_array::RecordBatchReader::schema(&reader);
     let batches: Vec<RecordBatch> =
         reader.collect::<Result<_, _>>().map_err(|e| arrow_invalid("reading the frame's record batches", e))?;
@@ -130,11 +135,16 @@ pub fn frame_of(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Frame> {
     if is_instance_of(py, data, "pandas", "DataFrame")? {
         return pandas_frame(py, data);
     }
+    if is_instance_of(py, data, "pandas", "Series")? {
+        return Err(invalid(
+            "cannot persist a pandas Series: give a DataFrame with columns open, high, low, close, volume",
+        ));
+    }
     if data.hasattr(intern!(py, "__arrow_c_stream__"))? {
         return stream_frame(data);
     }
     if data.hasattr(intern!(py, "__arrow_c_array__"))? {
-        let batch = RecordBatch::from_pyarrow_bound(data)?;
+        let batch = RecordBatch::from_pyarrow_bound(data).map_err(|e| not_arrow(data, e))?;
         return Ok(Frame {
             columns: record_batch_columns(&batch.schema(), std::slice::from_ref(&batch)),
             options: FrameOptions::default(),
@@ -142,7 +152,8 @@ pub fn frame_of(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Frame> {
     }
     if data.hasattr(intern!(py, "to_arrow"))? {
         // polars before the PyCapsule interface
-        return stream_frame(&data.call_method0(intern!(py, "to_arrow"))?);
+        let table = data.call_method0(intern!(py, "to_arrow")).map_err(|e| not_arrow(data, e))?;
+        return stream_frame(&table);
     }
     Err(invalid(format!(
         "cannot persist a {}: give a pandas DataFrame, a polars DataFrame or a pyarrow Table",
@@ -162,9 +173,9 @@ pub fn arrow_table<'py>(py: Python<'py>, bars: Bars) -> PyResult<Bound<'py, PyAn
 pub fn pandas_frame_of<'py>(py: Python<'py>, bars: Bars) -> PyResult<Bound<'py, PyAny>> {
     let table = arrow_table(py, bars)?;
     let kwargs = PyDict::new(py);
-    // Each column its own block, and the table's buffers released as they are converted:
-    // no consolidation copy, and the peak holds one column twice at most.
-    kwargs.set_item(intern!(py, "split_blocks"), true)?;
+    // The float columns are copied into one writable block, as a pandas user expects of a
+    // frame (a zero-copy frame over the Arrow buffers would be read-only); the table's
+    // buffers are released as they are converted, so the peak holds about one copy more.
     kwargs.set_item(intern!(py, "self_destruct"), true)?;
     let df = table.call_method(intern!(py, "to_pandas"), (), Some(&kwargs))?;
     df.call_method1(intern!(py, "set_index"), (intern!(py, "timestamp"),))
@@ -230,6 +241,45 @@ fn out_of_range(what: &str) -> PyErr {
     invalid(format!("{what} is outside the years 1677 to 2262"))
 }
 
+/// Nanoseconds of a `numpy.datetime64` scalar, from its raw count and unit (numpy's own
+/// conversion to nanoseconds wraps around silently on overflow).
+fn datetime64_ns(value: &Bound<'_, PyAny>, what: &str) -> PyResult<i64> {
+    let py = value.py();
+    let Some(datetime_data) = imported_attr(py, "numpy", "datetime_data")? else {
+        return Err(invalid(format!("{what}: numpy is not imported")));
+    };
+    let (mut unit, mut count): (String, i64) =
+        datetime_data.call1((value.getattr(intern!(py, "dtype"))?,))?.extract()?;
+    let mut value = value.clone();
+    if unit == "Y" || unit == "M" {
+        // Years and months have no fixed length: count days instead (exact for both).
+        value = value.call_method1(intern!(py, "astype"), ("datetime64[D]",))?;
+        (unit, count) = ("D".to_string(), 1);
+    }
+    let raw: i64 = value.call_method1(intern!(py, "astype"), ("int64",))?.extract()?;
+    if raw == i64::MIN {
+        return Err(invalid(format!("{what}: NaT is not a time (pass None for an open end)")));
+    }
+    // (multiply by, then divide by) to get nanoseconds
+    let (mul, div): (i64, i64) = match unit.as_str() {
+        "W" => (7 * NANOS_PER_DAY, 1),
+        "D" => (NANOS_PER_DAY, 1),
+        "h" => (3_600_000_000_000, 1),
+        "m" => (60_000_000_000, 1),
+        "s" => (1_000_000_000, 1),
+        "ms" => (1_000_000, 1),
+        "us" => (1_000, 1),
+        "ns" => (1, 1),
+        "ps" => (1, 1_000),
+        "fs" => (1, 1_000_000),
+        "as" => (1, 1_000_000_000),
+        other => return Err(invalid(format!("{what}: numpy.datetime64 of unit {other:?} is not a time"))),
+    };
+    raw.checked_mul(count).and_then(|r| r.checked_mul(mul)).map(|r| r.div_euclid(div)).ok_or_else(|| out_of_range(what))
+}
+
+const NANOS_PER_DAY: i64 = 86_400_000_000_000;
+
 /// A range bound as UTC nanoseconds: `None`; text as the CLI's `--from` / `--to` read it (a
 /// bare date as the end means the end of that day); a `pandas.Timestamp` (exact to the
 /// nanosecond); a `datetime.datetime` (naive means UTC); a `datetime.date` (its first, or as
@@ -253,12 +303,7 @@ pub fn time_bound(value: Option<&Bound<'_, PyAny>>, end: End, what: &str) -> PyR
         return Err(invalid(format!("{what}: NaT is not a time (pass None for an open end)")));
     }
     if type_name == "datetime64" {
-        let ns = value.call_method1(intern!(py, "astype"), ("datetime64[ns]",))?;
-        let ns: i64 = ns.call_method1(intern!(py, "astype"), ("int64",))?.extract().map_err(|_| out_of_range(what))?;
-        if ns == i64::MIN {
-            return Err(invalid(format!("{what}: NaT is not a time (pass None for an open end)")));
-        }
-        return Ok(Some(ns));
+        return datetime64_ns(value, what).map(Some);
     }
     let datetime = py.import(intern!(py, "datetime"))?;
     if value.is_instance(&datetime.getattr(intern!(py, "datetime"))?)? {
