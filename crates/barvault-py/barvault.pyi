@@ -108,7 +108,7 @@ class Vault:
     def recover(self) -> list[str]:
         """Repairs what verify reports; one line per repair ("path: what was done").
 
-        Raises CorruptError, with the attributes `repaired` and `unrecoverable` (lists of
+        Raises CorruptError, with the attributes `repaired` and `unrecoverable` (tuples of
         str), when a series cannot be repaired.
         """
     def health(self) -> dict[str, Any]:
@@ -198,8 +198,10 @@ class LockedError(BarvaultError):
 class CorruptError(BarvaultError):
     """A stored file is damaged and no sound copy could serve the call; run recover()."""
 
-    repaired: list[str]
-    unrecoverable: list[str]
+    repaired: tuple[str, ...]
+    """From recover(): what it repaired before giving up (empty otherwise)."""
+    unrecoverable: tuple[str, ...]
+    """From recover(): each series it could not repair, with the reason (empty otherwise)."""
 
 class ConfigError(BarvaultError):
     """The configuration is invalid."""

@@ -7,6 +7,7 @@ use barvault::arrow::FrameError;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 create_exception!(barvault, BarvaultError, PyException, "Base class of every error barvault raises.");
 create_exception!(
@@ -136,7 +137,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ValidationError", py.get_type::<ValidationError>())?;
     m.add("InvalidInputError", py.get_type::<InvalidInputError>())?;
     m.add("LockedError", py.get_type::<LockedError>())?;
-    m.add("CorruptError", py.get_type::<CorruptError>())?;
+    let corrupt = py.get_type::<CorruptError>();
+    // What `recover` repaired and could not repair; empty unless the error comes from it.
+    corrupt.setattr("repaired", PyTuple::empty(py))?;
+    corrupt.setattr("unrecoverable", PyTuple::empty(py))?;
+    m.add("CorruptError", corrupt)?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("StorageError", py.get_type::<StorageError>())?;
     Ok(())

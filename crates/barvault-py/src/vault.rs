@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use barvault::arrow::frame_to_raw_bars;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::PyTuple;
 
 use crate::convert::{End, arrow_table, frame_of, pandas_frame_of, polars_frame_of, time_bound};
 use crate::engine::{self, OpenOptions};
@@ -178,7 +178,7 @@ impl Vault {
 
     /// Repairs what `verify` reports from the sound copy, the `.backup` files and the
     /// checksums; returns one line per repair ("path: what was done"). Raises CorruptError
-    /// (with the attributes `repaired` and `unrecoverable`) when a series cannot be repaired.
+    /// (with the attributes `repaired` and `unrecoverable`, tuples of str) when a series cannot be repaired.
     fn recover(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         let report = py.detach(|| engine::recover(&self.inner))?;
         let repaired: Vec<String> =
@@ -189,8 +189,8 @@ impl Vault {
         let lines: Vec<String> = report.unrecoverable.iter().map(|(s, why)| format!("{s}: {why}")).collect();
         let err = CorruptError::new_err(format!("unrecoverable: {}", lines.join("; ")));
         let value = err.value(py);
-        value.setattr(intern!(py, "repaired"), PyList::new(py, &repaired)?)?;
-        value.setattr(intern!(py, "unrecoverable"), PyList::new(py, &lines)?)?;
+        value.setattr(intern!(py, "repaired"), PyTuple::new(py, &repaired)?)?;
+        value.setattr(intern!(py, "unrecoverable"), PyTuple::new(py, &lines)?)?;
         Err(err)
     }
 

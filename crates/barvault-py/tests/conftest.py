@@ -43,6 +43,12 @@ def frame(n: int, start: str = "2024-01-02 09:30", *, step_ns: int = MINUTE_NS, 
     return df
 
 
+def assert_frame_equal(left: pd.DataFrame, right: pd.DataFrame, **kwargs) -> None:
+    """pandas' frame comparison with exact float comparison (its default allows a relative
+    error of 1e-5) and exact index and column types."""
+    pd.testing.assert_frame_equal(left, right, check_exact=True, **kwargs)
+
+
 def store_bytes(root: Path) -> dict[str, bytes]:
     """Every file under `root` (lock files included) and its bytes."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -173,7 +173,8 @@ def test_recover_raises_corrupt_error_naming_what_it_could_not_repair(stored):
     with pytest.raises(barvault.CorruptError) as err:
         vault.recover()
     assert err.value.unrecoverable and "KEEP" in err.value.unrecoverable[0]
-    assert isinstance(err.value.repaired, list)
+    assert isinstance(err.value.repaired, tuple)
+    assert barvault.CorruptError("x").unrecoverable == ()
 
 
 @pytest.mark.parametrize(

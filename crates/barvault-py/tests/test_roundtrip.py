@@ -9,7 +9,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
-from conftest import MINUTE_NS, frame
+from conftest import MINUTE_NS, assert_frame_equal, frame
 
 import barvault
 
@@ -52,7 +52,7 @@ def test_pandas_round_trip_is_exact(vault):
     receipt = vault.persist(df, "future", "CL", "1m")
     assert (receipt.added, receipt.rows_stored, receipt.written) == (7, 7, True)
     loaded = vault.load("future", "CL", "1m")
-    pd.testing.assert_frame_equal(loaded, df)
+    assert_frame_equal(loaded, df)
     assert str(loaded.index.dtype) == "datetime64[ns, UTC]" and loaded.index.name == "timestamp"
     assert loaded.index.asi8.tolist() == df.index.asi8.tolist()
     for column in ["open", "high", "low", "close", "volume"]:
@@ -86,7 +86,7 @@ def test_polars_round_trip_is_exact(vault):
     # polars keeps NaN and null apart: the NaNs from pandas were stored as missing.
     assert loaded["adj_close"].null_count() == 4
     # And the pandas view of the same store is the original frame.
-    pd.testing.assert_frame_equal(vault.load("future", "CL", "1m"), df)
+    assert_frame_equal(vault.load("future", "CL", "1m"), df)
 
 
 def test_every_frame_type_loads_as_every_frame_type(vault):
@@ -100,7 +100,7 @@ def test_every_frame_type_loads_as_every_frame_type(vault):
     for i, (name, data) in enumerate(kinds.items()):
         symbol = f"S{i}"
         vault.persist(data, "stock", symbol, "1m")
-        pd.testing.assert_frame_equal(vault.load("stock", symbol, "1m"), df, obj=name)
+        assert_frame_equal(vault.load("stock", symbol, "1m"), df, obj=name)
         table = vault.load_arrow("stock", symbol, "1m")
         assert table.num_rows == 500
         pl_frame = vault.load_polars("stock", symbol, "1m")
@@ -112,19 +112,19 @@ def test_timestamp_column_naive_index_and_any_unit_are_utc(vault):
     naive = df.copy()
     naive.index = naive.index.tz_localize(None)
     vault.persist(naive, "stock", "NAIVE", "1m")
-    pd.testing.assert_frame_equal(vault.load("stock", "NAIVE", "1m"), df)
+    assert_frame_equal(vault.load("stock", "NAIVE", "1m"), df)
 
     column = df.reset_index()
     column["timestamp"] = column["timestamp"].dt.tz_localize(None).astype("datetime64[s]")
     vault.persist(column, "stock", "COL", "1m")
-    pd.testing.assert_frame_equal(vault.load("stock", "COL", "1m"), df)
+    assert_frame_equal(vault.load("stock", "COL", "1m"), df)
 
     # polars' default microseconds, in another zone: stored as the same UTC instants.
     pdf = pl.from_pandas(df.reset_index()).with_columns(
         pl.col("timestamp").dt.cast_time_unit("us").dt.convert_time_zone("America/New_York")
     )
     vault.persist(pdf, "stock", "NY", "1m")
-    pd.testing.assert_frame_equal(vault.load("stock", "NY", "1m"), df)
+    assert_frame_equal(vault.load("stock", "NY", "1m"), df)
 
 
 def test_yahoo_style_names_are_normalized(vault):
@@ -164,7 +164,7 @@ def test_merge_keeps_the_last_value_across_two_persists(vault):
     # The merge cell rule: a value the new row lacks comes from the stored row.
     lacking = second["adj_close"].isna() & second.index.isin(first.index)
     expected.loc[second.index[lacking], "adj_close"] = first.loc[second.index[lacking], "adj_close"]
-    pd.testing.assert_frame_equal(vault.load("stock", "MRG", "1m"), expected)
+    assert_frame_equal(vault.load("stock", "MRG", "1m"), expected)
 
     again = vault.persist(second, "stock", "MRG", "1m")
     assert (again.written, again.unchanged, again.added, again.replaced) == (False, 100, 0, 0)
@@ -185,7 +185,7 @@ def test_replace_makes_the_series_exactly_the_frame(vault):
     new = frame(10, "2025-01-01", seed=3)
     receipt = vault.persist(new, "stock", "REP", "1m", replace=True)
     assert receipt.rows_stored == 10
-    pd.testing.assert_frame_equal(vault.load("stock", "REP", "1m"), new)
+    assert_frame_equal(vault.load("stock", "REP", "1m"), new)
 
 
 def test_drop_leaves_invalid_rows_out(vault):
@@ -194,7 +194,7 @@ def test_drop_leaves_invalid_rows_out(vault):
     df.iloc[4, df.columns.get_loc("close")] = np.nan
     receipt = vault.persist(df, "stock", "DRP", "1m", on_invalid="drop")
     assert (receipt.dropped_invalid, receipt.rows_stored) == (2, 3)
-    pd.testing.assert_frame_equal(vault.load("stock", "DRP", "1m"), df.iloc[[0, 1, 3]])
+    assert_frame_equal(vault.load("stock", "DRP", "1m"), df.iloc[[0, 1, 3]])
 
 
 @pytest.mark.parametrize(
@@ -215,7 +215,7 @@ def test_range_loads(vault, start, end, rows):
     df = frame(10)
     vault.persist(df, "stock", "RNG", "1m")
     expected = df.iloc[rows]
-    pd.testing.assert_frame_equal(vault.load("stock", "RNG", "1m", start=start, end=end), expected)
+    assert_frame_equal(vault.load("stock", "RNG", "1m", start=start, end=end), expected)
     assert vault.load_arrow("stock", "RNG", "1m", start=start, end=end).num_rows == len(rows)
     assert vault.load_polars("stock", "RNG", "1m", start=start, end=end).height == len(rows)
 
@@ -260,7 +260,7 @@ def test_backup_disabled_keeps_csv_only(tmp_path):
     assert vault.backup_enabled is False
     vault.persist(frame(5), "stock", "ONE", "1d")
     assert not (tmp_path / "csv-only" / "stocks" / "1d" / "ONE.parquet").exists()
-    pd.testing.assert_frame_equal(vault.load("stock", "ONE", "1d"), frame(5))
+    assert_frame_equal(vault.load("stock", "ONE", "1d"), frame(5))
 
 
 def test_empty_frame_into_a_missing_series_writes_nothing(vault, tmp_path):
@@ -285,7 +285,7 @@ def test_verify_and_recover_from_python(vault, tmp_path):
     report = vault.verify()
     assert not report.clean and any("VR.csv" in p for p in report.problems), report.problems
     # Reads are served from the sound Parquet copy meanwhile.
-    pd.testing.assert_frame_equal(vault.load("stock", "VR", "1m"), frame(200))
+    assert_frame_equal(vault.load("stock", "VR", "1m"), frame(200))
     actions = vault.recover()
     assert any("VR.csv" in a for a in actions), actions
     assert vault.verify().clean
