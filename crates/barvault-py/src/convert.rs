@@ -8,14 +8,14 @@ use arrow_array::{ArrayRef, RecordBatch, make_array};
 use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
 use arrow_schema::ArrowError;
 use barvault::Bars;
-use barvault::arrow::{FrameColumn, FrameOptions, bars_to_record_batch, is_time_column, record_batch_columns};
-use barvault::timearg;
+use barvault::arrow::{FrameColumn, FrameOptions};
 use pyo3::exceptions::PyImportError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{IntoPyObjectExt, intern};
 
+use crate::engine::{self, batch_columns, is_time_column};
 use crate::errors::InvalidInputError;
 
 /// A frame's columns as Arrow arrays, and how to read their values.
@@ -126,7 +126,7 @@ fn stream_frame(data: &Bound<'_, PyAny>) -> PyResult<Frame> {
     let schema = arrow_array::RecordBatchReader::schema(&reader);
     let batches: Vec<RecordBatch> =
         reader.collect::<Result<_, _>>().map_err(|e| arrow_invalid("reading the frame's record batches", e))?;
-    Ok(Frame { columns: record_batch_columns(&schema, &batches), options: FrameOptions::default() })
+    Ok(Frame { columns: batch_columns(&schema, &batches), options: FrameOptions::default() })
 }
 
 /// The columns of `data`: a pandas DataFrame, a polars DataFrame, a pyarrow Table,
@@ -146,7 +146,7 @@ pub fn frame_of(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Frame> {
     if data.hasattr(intern!(py, "__arrow_c_array__"))? {
         let batch = RecordBatch::from_pyarrow_bound(data).map_err(|e| not_arrow(data, e))?;
         return Ok(Frame {
-            columns: record_batch_columns(&batch.schema(), std::slice::from_ref(&batch)),
+            columns: batch_columns(&batch.schema(), std::slice::from_ref(&batch)),
             options: FrameOptions::default(),
         });
     }
@@ -163,7 +163,7 @@ pub fn frame_of(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Frame> {
 
 /// The bars as a `pyarrow.Table` over their own buffers.
 pub fn arrow_table<'py>(py: Python<'py>, bars: Bars) -> PyResult<Bound<'py, PyAny>> {
-    let batch = bars_to_record_batch(bars).map_err(|e| arrow_invalid("building the Arrow table", e))?;
+    let batch = engine::record_batch(bars)?;
     let schema = batch.schema();
     Table::try_new(vec![batch], schema).map_err(|e| arrow_invalid("building the Arrow table", e))?.into_pyarrow(py)
 }
@@ -292,10 +292,7 @@ pub fn time_bound(value: Option<&Bound<'_, PyAny>>, end: End, what: &str) -> PyR
     if let Ok(text) = value.cast::<PyString>() {
         let text: String = text.extract()?;
         let text = text.as_str();
-        let parsed = match end {
-            End::Start => timearg::parse_from(text),
-            End::End => timearg::parse_to(text),
-        };
+        let parsed = engine::parse_bound(text, end == End::End);
         return parsed.map(Some).map_err(|e| invalid(format!("{what}: {e}")));
     }
     let type_name = value.get_type().name()?.to_string();

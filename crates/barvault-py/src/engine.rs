@@ -1,7 +1,7 @@
 //! Every call this package makes into the application crate, and nothing else: plain Rust
 //! in, plain Rust out, no Python. The functions block (they run the crate's async operations
 //! on a process-wide runtime), so callers release the GIL around them, and they never
-//! unwind: a panic becomes [`Failure::Panic`].
+//! unwind: a panic becomes [`Failure::Internal`].
 //!
 //! Kept to this one file so that changes of the application crate's API touch one place.
 
@@ -9,7 +9,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use barvault::domain::RawBars;
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
+use barvault::arrow::{FrameColumn, FrameOptions, bars_to_record_batch, frame_to_raw_bars, record_batch_columns};
 use barvault::{
     BarStore, Bars, ConfigSources, FileInfo, ImportOptions, InstrumentKind, MergePolicy, OpContext, Period,
     RecoveryReport, RowsPersisted, Scope, SeriesKey, SeriesSummary, StorageConfig, StorageFactory, TimeRange,
@@ -17,7 +19,7 @@ use barvault::{
 };
 use tokio::runtime::Runtime;
 
-use crate::errors::Failure;
+use crate::errors::{Failure, panic_message};
 
 /// The runtime of this process, rebuilt in a child after `fork` (whose copy of the parent's
 /// runtime has no threads): the pid it was built in, and the runtime.
@@ -51,16 +53,9 @@ fn runtime() -> Result<Arc<Runtime>, Failure> {
     Ok(rt)
 }
 
-/// Runs `work` and turns a panic into [`Failure::Panic`].
+/// Runs `work` and turns a panic into [`Failure::Internal`].
 fn guarded<T>(work: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
-    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_string());
-        Err(Failure::Panic(message))
-    })
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| Err(Failure::Internal(panic_message(panic.as_ref()))))
 }
 
 /// Blocks on `fut` on the runtime, panics caught.
@@ -123,15 +118,40 @@ pub fn persist_options(vault: &Vault, on_invalid: Option<&str>, replace: bool) -
     Ok(ImportOptions { validation, mode: if replace { WriteMode::Replace } else { WriteMode::Merge }, policy })
 }
 
+/// Reads a frame's columns as rows and merges them into `series`.
 pub fn persist(
     vault: &Vault,
-    rows: RawBars,
+    frame: &[FrameColumn],
+    reading: FrameOptions,
     series: &SeriesKey,
     options: ImportOptions,
     correlation_id: Option<&str>,
 ) -> Result<RowsPersisted, Failure> {
     let ctx = OpContext::with_correlation_id(correlation_id);
-    block_on(async { Ok(vault.persist_rows(rows, series, options, &ctx).await?) })
+    block_on(async {
+        let rows = frame_to_raw_bars(frame, reading)?;
+        Ok(vault.persist_rows(rows, series, options, &ctx).await?)
+    })
+}
+
+/// The columns of record batches, as a frame.
+pub fn batch_columns(schema: &Schema, batches: &[RecordBatch]) -> Vec<FrameColumn> {
+    record_batch_columns(schema, batches)
+}
+
+/// Whether a frame column of this name is the time column.
+pub fn is_time_column(name: &str) -> bool {
+    barvault::arrow::is_time_column(name)
+}
+
+/// The bars as one Arrow record batch over their own buffers.
+pub fn record_batch(bars: Bars) -> Result<RecordBatch, Failure> {
+    guarded(|| bars_to_record_batch(bars).map_err(|e| Failure::Internal(format!("bars as Arrow: {e}"))))
+}
+
+/// A range bound typed as text, as the CLI's `--from` (`end` false) or `--to` reads it.
+pub fn parse_bound(text: &str, end: bool) -> Result<i64, String> {
+    if end { barvault::timearg::parse_to(text) } else { barvault::timearg::parse_from(text) }
 }
 
 pub fn load(vault: &Vault, series: &SeriesKey, range: Option<TimeRange>) -> Result<Option<Bars>, Failure> {
@@ -162,7 +182,7 @@ pub fn recover(vault: &Vault) -> Result<RecoveryReport, Failure> {
 pub fn health(vault: &Vault) -> Result<String, Failure> {
     block_on(async {
         let report = vault.check_health().await?;
-        serde_json::to_string(&report).map_err(|e| Failure::Panic(format!("health report not serializable: {e}")))
+        serde_json::to_string(&report).map_err(|e| Failure::Internal(format!("health report not serializable: {e}")))
     })
 }
 

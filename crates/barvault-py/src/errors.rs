@@ -55,8 +55,9 @@ pub enum Failure {
     Frame(FrameError),
     /// An argument the application crate never sees (a kind, a period, a time bound).
     Invalid(String),
-    /// A Rust panic, caught before it reached the interpreter: a bug in barvault.
-    Panic(String),
+    /// A Rust panic caught before it reached the interpreter, or a state that cannot
+    /// happen: a bug in barvault.
+    Internal(String),
     /// The async runtime could not start.
     Runtime(std::io::Error),
 }
@@ -122,12 +123,29 @@ impl From<Failure> for PyErr {
             Failure::Config(e) => ConfigError::new_err(message_of(&e)),
             Failure::Frame(e) => InvalidInputError::new_err(message_of(&e)),
             Failure::Invalid(message) => InvalidInputError::new_err(message),
-            Failure::Panic(message) => {
+            Failure::Internal(message) => {
                 BarvaultError::new_err(format!("internal error (a bug in barvault, please report it): {message}"))
             }
             Failure::Runtime(e) => BarvaultError::new_err(format!("cannot start barvault's async runtime: {e}")),
         }
     }
+}
+
+/// The message of a caught panic.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// Runs the body of a Python-facing function so that a Rust panic in it becomes a
+/// `BarvaultError` instead of unwinding into the interpreter (pyo3 would raise
+/// `PanicException`, which is not even an `Exception`).
+pub fn no_panic<T>(body: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
+        .unwrap_or_else(|panic| Err(Failure::Internal(panic_message(panic.as_ref())).into()))
 }
 
 /// Adds the exception classes to the module.

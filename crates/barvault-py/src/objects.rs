@@ -160,7 +160,7 @@ pub struct SeriesEntry {
 
 impl SeriesEntry {
     pub fn new(py: Python<'_>, s: barvault::SeriesSummary) -> PyResult<Self> {
-        let ns = |t: &Option<String>| t.as_deref().and_then(|t| barvault::timearg::parse_from(t).ok());
+        let ns = |t: &Option<String>| t.as_deref().and_then(|t| crate::engine::parse_bound(t, false).ok());
         let (first_ns, last_ns) = (ns(&s.first), ns(&s.last));
         Ok(Self {
             kind: s.instrument_type.as_str().to_string(),

@@ -3,14 +3,13 @@
 
 use std::path::PathBuf;
 
-use barvault::arrow::frame_to_raw_bars;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::convert::{End, arrow_table, frame_of, pandas_frame_of, polars_frame_of, time_bound};
 use crate::engine::{self, OpenOptions};
-use crate::errors::{CorruptError, Failure};
+use crate::errors::{CorruptError, no_panic};
 use crate::objects::{FileInfo, Receipt, SeriesEntry, VerifyReport};
 
 /// A barvault store: CSV primary and Parquet backup copies of every series, with checksummed
@@ -41,9 +40,11 @@ pub fn open(
     validation: Option<String>,
     config: Option<PathBuf>,
 ) -> PyResult<Vault> {
-    let options = OpenOptions { config_file: config, backup_enabled, compression, validation };
-    let inner = py.detach(|| engine::open(path, options))?;
-    Ok(Vault { inner })
+    no_panic(|| {
+        let options = OpenOptions { config_file: config, backup_enabled, compression, validation };
+        let inner = py.detach(|| engine::open(path, options))?;
+        Ok(Vault { inner })
+    })
 }
 
 /// The bars of one series, or `None` when it is not stored (GIL released while loading).
@@ -86,17 +87,17 @@ impl Vault {
         on_invalid: Option<&str>,
         correlation_id: Option<&str>,
     ) -> PyResult<Receipt> {
-        let series = engine::series_key(kind, symbol, period)?;
-        let options = engine::persist_options(&self.inner, on_invalid, replace)?;
-        let frame = frame_of(py, data)?;
-        let vault = &self.inner;
-        let done = py.detach(|| {
-            let rows = frame_to_raw_bars(&frame.columns, frame.options).map_err(Failure::from)?;
-            engine::persist(vault, rows, &series, options, correlation_id)
-        });
-        // The frame's Arrow arrays are released here, with the GIL held.
-        drop(frame);
-        Ok(done?.into())
+        no_panic(|| {
+            let series = engine::series_key(kind, symbol, period)?;
+            let options = engine::persist_options(&self.inner, on_invalid, replace)?;
+            let frame = frame_of(py, data)?;
+            let vault = &self.inner;
+            let done =
+                py.detach(|| engine::persist(vault, &frame.columns, frame.options, &series, options, correlation_id));
+            // The frame's Arrow arrays are released here, with the GIL held.
+            drop(frame);
+            Ok(done?.into())
+        })
     }
 
     /// The stored bars as a pandas DataFrame, or None when the series is not stored.
@@ -115,7 +116,9 @@ impl Vault {
         start: Option<&Bound<'py, PyAny>>,
         end: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        load_bars(py, &self.inner, kind, symbol, period, start, end)?.map(|b| pandas_frame_of(py, b)).transpose()
+        no_panic(|| {
+            load_bars(py, &self.inner, kind, symbol, period, start, end)?.map(|b| pandas_frame_of(py, b)).transpose()
+        })
     }
 
     /// The stored bars as a polars DataFrame (`timestamp` as Datetime(ns, "UTC")), or None.
@@ -130,7 +133,9 @@ impl Vault {
         start: Option<&Bound<'py, PyAny>>,
         end: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        load_bars(py, &self.inner, kind, symbol, period, start, end)?.map(|b| polars_frame_of(py, b)).transpose()
+        no_panic(|| {
+            load_bars(py, &self.inner, kind, symbol, period, start, end)?.map(|b| polars_frame_of(py, b)).transpose()
+        })
     }
 
     /// The stored bars as a pyarrow Table over barvault's own buffers (`timestamp` as
@@ -146,59 +151,71 @@ impl Vault {
         start: Option<&Bound<'py, PyAny>>,
         end: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        load_bars(py, &self.inner, kind, symbol, period, start, end)?.map(|b| arrow_table(py, b)).transpose()
+        no_panic(|| {
+            load_bars(py, &self.inner, kind, symbol, period, start, end)?.map(|b| arrow_table(py, b)).transpose()
+        })
     }
 
     /// Whether the series is stored (in either copy).
     fn exists(&self, py: Python<'_>, kind: &str, symbol: &str, period: &str) -> PyResult<bool> {
-        let series = engine::series_key(kind, symbol, period)?;
-        Ok(py.detach(|| engine::exists(&self.inner, &series))?)
+        no_panic(|| {
+            let series = engine::series_key(kind, symbol, period)?;
+            Ok(py.detach(|| engine::exists(&self.inner, &series))?)
+        })
     }
 
     /// The stored file of the series (a `FileInfo`: path, size, modified, rows, first, last),
     /// or None when it is not stored.
     fn file_info(&self, py: Python<'_>, kind: &str, symbol: &str, period: &str) -> PyResult<Option<FileInfo>> {
-        let series = engine::series_key(kind, symbol, period)?;
-        let info = py.detach(|| engine::file_info(&self.inner, &series))?;
-        info.map(|i| FileInfo::new(py, i)).transpose()
+        no_panic(|| {
+            let series = engine::series_key(kind, symbol, period)?;
+            let info = py.detach(|| engine::file_info(&self.inner, &series))?;
+            info.map(|i| FileInfo::new(py, i)).transpose()
+        })
     }
 
     /// Every stored series, as `SeriesEntry` objects (kind, symbol, period, rows, first, last).
     fn list(&self, py: Python<'_>) -> PyResult<Vec<SeriesEntry>> {
-        let all = py.detach(|| engine::list(&self.inner))?;
-        all.into_iter().map(|s| SeriesEntry::new(py, s)).collect()
+        no_panic(|| {
+            let all = py.detach(|| engine::list(&self.inner))?;
+            all.into_iter().map(|s| SeriesEntry::new(py, s)).collect()
+        })
     }
 
     /// Checks every file against its checksummed metadata record (with `deep=True` also
     /// parses every file and compares the copies); returns a `VerifyReport`.
     #[pyo3(signature = (*, deep = false))]
     fn verify(&self, py: Python<'_>, deep: bool) -> PyResult<VerifyReport> {
-        Ok(py.detach(|| engine::verify(&self.inner, deep))?.into())
+        no_panic(|| Ok(py.detach(|| engine::verify(&self.inner, deep))?.into()))
     }
 
     /// Repairs what `verify` reports from the sound copy, the `.backup` files and the
     /// checksums; returns one line per repair ("path: what was done"). Raises CorruptError
     /// (with the attributes `repaired` and `unrecoverable`, tuples of str) when a series cannot be repaired.
     fn recover(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        let report = py.detach(|| engine::recover(&self.inner))?;
-        let repaired: Vec<String> =
-            report.actions.iter().map(|a| format!("{}: {}", a.path.display(), a.action)).collect();
-        if report.unrecoverable.is_empty() {
-            return Ok(repaired);
-        }
-        let lines: Vec<String> = report.unrecoverable.iter().map(|(s, why)| format!("{s}: {why}")).collect();
-        let err = CorruptError::new_err(format!("unrecoverable: {}", lines.join("; ")));
-        let value = err.value(py);
-        value.setattr(intern!(py, "repaired"), PyTuple::new(py, &repaired)?)?;
-        value.setattr(intern!(py, "unrecoverable"), PyTuple::new(py, &lines)?)?;
-        Err(err)
+        no_panic(|| {
+            let report = py.detach(|| engine::recover(&self.inner))?;
+            let repaired: Vec<String> =
+                report.actions.iter().map(|a| format!("{}: {}", a.path.display(), a.action)).collect();
+            if report.unrecoverable.is_empty() {
+                return Ok(repaired);
+            }
+            let lines: Vec<String> = report.unrecoverable.iter().map(|(s, why)| format!("{s}: {why}")).collect();
+            let err = CorruptError::new_err(format!("unrecoverable: {}", lines.join("; ")));
+            let value = err.value(py);
+            value.setattr(intern!(py, "repaired"), PyTuple::new(py, &repaired)?)?;
+            value.setattr(intern!(py, "unrecoverable"), PyTuple::new(py, &lines)?)?;
+            Err(err)
+        })
     }
 
     /// The store's health as a dict, the same content as `barvault health --json`
     /// (overall_status, issues, disk_usage, write_permission, series, files, ...).
     fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let json = py.detach(|| engine::health(&self.inner))?;
-        py.import(intern!(py, "json"))?.call_method1(intern!(py, "loads"), (json,))
+        no_panic(|| {
+            let json = py.detach(|| engine::health(&self.inner))?;
+            py.import(intern!(py, "json"))?.call_method1(intern!(py, "loads"), (json,))
+        })
     }
 
     /// The store's base directory.
