@@ -307,26 +307,19 @@ impl Vault {
             })?;
             let persist = PersistOptions { mode: options.mode, policy: options.policy, ..PersistOptions::default() };
             let outcome = self.manager.persist_with_backup(&bars, series, persist, options.validation, ctx).await?;
-            let stats = outcome.receipt.merge;
-            let dropped = outcome.validation.dropped;
-            let warning = match &outcome.receipt.secondary {
-                Some(barvault_ports::SecondaryStatus::Failed { format, error, .. }) => {
-                    Some(format!("{format} copy not written: {error}"))
-                }
-                _ => None,
-            };
+            let counts = crate::RowsPersisted::of(series, rows_read, &outcome);
             let result = FileImport {
                 file: file.to_path_buf(),
-                series: series.to_string(),
+                series: counts.series,
                 rows_read,
-                added: stats.rows_added,
-                replaced: stats.rows_changed,
-                unchanged: rows_read.saturating_sub(dropped + stats.rows_added + stats.rows_changed),
-                dropped_invalid: dropped,
-                rows_stored: outcome.receipt.rows_written,
-                written: outcome.receipt.written,
-                location: outcome.receipt.location,
-                warning,
+                added: counts.added,
+                replaced: counts.replaced,
+                unchanged: counts.unchanged,
+                dropped_invalid: counts.dropped_invalid,
+                rows_stored: counts.rows_stored,
+                written: counts.written,
+                location: counts.location,
+                warning: counts.warning,
             };
             tracing::info!(
                 file = %file.display(),
