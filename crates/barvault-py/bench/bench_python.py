@@ -70,13 +70,15 @@ def summary(name: str, walls, cpus) -> dict:
     return {"name": name, "wall": statistics.median(walls), "cpu": statistics.median(cpus), "runs": len(walls)}
 
 
-def compare(label: str, a: dict, b: dict, ratios: list[float], target: str) -> dict:
-    ratio = statistics.median(ratios)
+def compare(label: str, a: dict, b: dict, ratios: list[float], cpu_ratios: list[float], target: str) -> dict:
+    ratio, cpu_ratio = statistics.median(ratios), statistics.median(cpu_ratios)
     print(
         f"{label:44} {a['name']:>6} {a['wall']:7.3f} s wall {a['cpu']:7.3f} s CPU | "
-        f"{b['name']:>6} {b['wall']:7.3f} s wall {b['cpu']:7.3f} s CPU | median ratio {ratio:6.2f}  ({target})"
+        f"{b['name']:>6} {b['wall']:7.3f} s wall {b['cpu']:7.3f} s CPU | median ratio {ratio:6.2f} wall, "
+        f"{cpu_ratio:6.2f} CPU  ({target})"
     )
-    return {"label": label, "a": a, "b": b, "median_ratio": ratio, "ratios": ratios, "target": target}
+    return {"label": label, "a": a, "b": b, "median_ratio": ratio, "ratios": ratios,
+            "median_cpu_ratio": cpu_ratio, "cpu_ratios": cpu_ratios, "target": target}
 
 
 def memory_probe(store: str, csv: str, rows: int) -> None:
@@ -152,22 +154,24 @@ def main() -> None:
 
     results = []
     runs = {k: ([], []) for k in ["L", "L-pa", "L-csv", "A", "A-pl", "W", "W-cli"]}
-    r_pa, r_csv = [], []
+    r_pa, r_csv, c_pa, c_csv = [], [], [], []
     for i in range(a.pairs):
         order = [("L", lambda: vault.load("stock", "AAPL", "1m")),
                  ("L-pa", lambda: pq.read_table(parquet).to_pandas()),
                  ("L-csv", lambda: pd.read_csv(stored_csv, index_col="timestamp", parse_dates=True))]
         if i % 2:
             order.reverse()
-        got = {}
+        got, cpus = {}, {}
         for name, fn in order:
             wall, cpu, frame = timed_call(fn)
             del frame
             runs[name][0].append(wall)
             runs[name][1].append(cpu)
-            got[name] = wall
+            got[name], cpus[name] = wall, cpu
         r_pa.append(got["L"] / got["L-pa"])
         r_csv.append(got["L-csv"] / got["L"])
+        c_pa.append(cpus["L"] / cpus["L-pa"])
+        c_csv.append(cpus["L-csv"] / cpus["L"])
         for name, fn in [("A", lambda: vault.load_arrow("stock", "AAPL", "1m")),
                          ("A-pl", lambda: vault.load_polars("stock", "AAPL", "1m"))]:
             wall, cpu, out = timed_call(fn)
@@ -175,15 +179,15 @@ def main() -> None:
             runs[name][0].append(wall)
             runs[name][1].append(cpu)
     s = {k: summary(k, *v) for k, v in runs.items() if v[0]}
-    results.append(compare("load 1M bars into pandas vs pyarrow floor", s["L"], s["L-pa"], r_pa, "target <= 1.5"))
-    results.append(compare("seed read_csv vs load (speed-up)", s["L-csv"], s["L"], r_csv, "target >= 20"))
+    results.append(compare("load 1M bars into pandas vs pyarrow floor", s["L"], s["L-pa"], r_pa, c_pa, "target <= 1.5"))
+    results.append(compare("seed read_csv vs load (speed-up)", s["L-csv"], s["L"], r_csv, c_csv, "target >= 20"))
     print(f"{'(load_arrow / load_polars, for reference)':44} {s['A']['wall']:7.3f} s / {s['A-pl']['wall']:.3f} s wall")
 
     frame = pd.read_csv(csv, index_col="timestamp", parse_dates=True)
     empty = work / "persist-store"
-    r_w = []
+    r_w, c_w = [], []
     for i in range(a.pairs):
-        got = {}
+        got, cpus = {}, {}
         sides = [("W", None), ("W-cli", None)]
         if i % 2:
             sides.reverse()
@@ -198,10 +202,11 @@ def main() -> None:
                                            "AAPL", "--period", "1m", str(csv)])
             runs[name][0].append(wall)
             runs[name][1].append(cpu)
-            got[name] = wall
+            got[name], cpus[name] = wall, cpu
         r_w.append(got["W"] / got["W-cli"])
+        c_w.append(cpus["W"] / cpus["W-cli"])
     s = {k: summary(k, *v) for k, v in runs.items() if v[0]}
-    results.append(compare("persist 1M-bar frame vs CLI import (whole)", s["W"], s["W-cli"], r_w, "target <= 1.3"))
+    results.append(compare("persist 1M-bar frame vs CLI import (whole)", s["W"], s["W-cli"], r_w, c_w, "target <= 1.3"))
 
     shutil.rmtree(empty, ignore_errors=True)
     probe = subprocess.run([sys.executable, __file__, "--memory-probe", str(empty), str(csv), str(a.rows)],
