@@ -96,6 +96,16 @@ pub fn open(path: PathBuf, options: OpenOptions) -> Result<Vault, Failure> {
     })
 }
 
+/// The store's base directory.
+pub fn base_dir(vault: &Vault) -> String {
+    vault.base().display().to_string()
+}
+
+/// Whether the store keeps the Parquet copy.
+pub fn backup_enabled(vault: &Vault) -> bool {
+    vault.config().backup_enabled
+}
+
 /// The series named by a kind, a symbol and a period as the CLI spells them.
 pub fn series_key(kind: &str, symbol: &str, period: &str) -> Result<SeriesKey, Failure> {
     let kind: InstrumentKind = kind.parse()?;

@@ -221,16 +221,16 @@ impl Vault {
     /// The store's base directory.
     #[getter]
     fn path(&self) -> String {
-        self.inner.base().display().to_string()
+        engine::base_dir(&self.inner)
     }
 
     /// Whether the Parquet copy is kept.
     #[getter]
     fn backup_enabled(&self) -> bool {
-        self.inner.config().backup_enabled
+        engine::backup_enabled(&self.inner)
     }
 
     fn __repr__(&self) -> String {
-        format!("Vault({:?})", self.inner.base().display().to_string())
+        format!("Vault({:?})", engine::base_dir(&self.inner))
     }
 }
