@@ -99,7 +99,7 @@ def test_the_gil_is_released_during_a_load(vault):
     spinner.start()
     advanced = []
     try:
-        for _ in range(2):
+        for _ in range(3):
             time.sleep(0.01)  # let the spinner take the GIL, then take it back
             before = ticks[0]
             vault.load_arrow("stock", "BIG", "1m")
@@ -108,7 +108,9 @@ def test_the_gil_is_released_during_a_load(vault):
         stop.set()
         spinner.join()
         sys.setswitchinterval(interval)
-    assert all(a > 0 for a in advanced), f"the spinning thread never ran during a load: {advanced}"
+    # Holding the GIL, a load would leave the spinner at 0 every time (a C call is never
+    # interrupted by the switch interval); on a busy machine it may miss one slot.
+    assert any(a > 0 for a in advanced), f"the spinning thread never ran during a load: {advanced}"
 
 
 def cli_csv(path, df: pd.DataFrame) -> None:
