@@ -7,12 +7,11 @@ mod commands;
 mod exit;
 mod logging;
 mod process;
-mod timearg;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use barvault::{InstrumentKind, Period};
+use barvault::{InstrumentKind, Period, timearg};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// barvault: a durable store of OHLCV market bars (CSV primary + Parquet backup, checksummed metadata).

@@ -8,12 +8,15 @@
 //! dependency is needed. Everything that decides *how* to store stays in the adapters;
 //! everything that decides *what is correct* stays in the domain.
 
+pub mod arrow;
 mod cleanup;
 mod config;
 mod dual;
 mod health;
 mod integrity;
 mod receipt;
+mod session;
+pub mod timearg;
 mod vault;
 
 #[cfg(feature = "polars")]
@@ -27,8 +30,9 @@ pub use dual::{DualSettings, DualStorageManager, MAX_ATTEMPTS, PersistOutcome};
 pub use health::{DiskUsage, HealthReport, HealthStatus};
 pub use integrity::{Issue, IssueKind, RecoveryAction, RecoveryReport, Scope, VerifyReport};
 pub use receipt::{PersistOptions, SecondaryStatus, StorageReceipt, WriteMode};
+pub use session::RowsPersisted;
 pub use vault::{
-    ExportFormat, FileImport, ImportLimits, ImportOptions, SeriesInfo, SeriesSummary, StorageFactory, Vault,
+    ExportFormat, FileImport, ImportLimits, ImportOptions, SeriesFile, SeriesInfo, SeriesSummary, StorageFactory, Vault,
 };
 
 pub use barvault_csv::CsvCodec;

@@ -22,7 +22,7 @@ use tracing::Instrument as _;
 
 use crate::config::StorageConfig;
 use crate::dual::{DualSettings, DualStorageManager};
-use crate::receipt::{PersistOptions, SecondaryStatus, WriteMode};
+use crate::receipt::{PersistOptions, WriteMode};
 
 /// Builds stores from a [`StorageConfig`] (the seed's StorageFactory).
 #[derive(Debug, Clone, Copy)]
@@ -208,6 +208,20 @@ pub struct SeriesInfo {
     pub files: Vec<FileMetadataView>,
 }
 
+/// The stored file of a series, as the seed's `get_file_info` described it: where it is,
+/// its size and time, and the rows, range and columns it holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesFile {
+    pub location: String,
+    pub format: String,
+    pub size: u64,
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
+    pub rows: usize,
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    pub columns: Vec<String>,
+}
+
 /// One file of a series, from its metadata record and the file system.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileMetadataView {
@@ -276,26 +290,19 @@ impl Vault {
             })?;
             let persist = PersistOptions { mode: options.mode, policy: options.policy };
             let outcome = self.manager.persist_with_backup(&bars, series, persist, options.validation, ctx).await?;
-            let stats = outcome.receipt.merge;
-            let dropped = outcome.validation.dropped;
-            let warning = match &outcome.receipt.secondary {
-                Some(SecondaryStatus::Failed { format, error, .. }) => {
-                    Some(format!("{format} copy not written: {error}"))
-                }
-                _ => None,
-            };
+            let counts = crate::RowsPersisted::of(series, rows_read, &outcome);
             let result = FileImport {
                 file: file.to_path_buf(),
-                series: series.to_string(),
+                series: counts.series,
                 rows_read,
-                added: stats.rows_added,
-                replaced: stats.rows_changed,
-                unchanged: rows_read.saturating_sub(dropped + stats.rows_added + stats.rows_changed),
-                dropped_invalid: dropped,
-                rows_stored: outcome.receipt.rows_written,
-                written: outcome.receipt.written,
-                location: outcome.receipt.location,
-                warning,
+                added: counts.added,
+                replaced: counts.replaced,
+                unchanged: counts.unchanged,
+                dropped_invalid: counts.dropped_invalid,
+                rows_stored: counts.rows_stored,
+                written: counts.written,
+                location: counts.location,
+                warning: counts.warning,
             };
             tracing::info!(
                 file = %file.display(),
@@ -434,6 +441,34 @@ impl Vault {
             }
         }
         Ok(rows)
+    }
+
+    /// The primary file of `series` (or the secondary, when there is no primary), with the
+    /// rows, range and columns its metadata record gives (or a read of the series, for a
+    /// file without a record); `None` when nothing is stored.
+    pub async fn file_info(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Option<SeriesFile>, StorageError> {
+        let Some(info) = self.manager.file_info(series, ctx).await? else { return Ok(None) };
+        let record = self.manager.metadata().get(series, &info.format, ctx).await?;
+        let nanos = |t: Option<chrono::DateTime<chrono::Utc>>| t.and_then(|t| t.timestamp_nanos_opt());
+        let (rows, first, last, columns) = match record {
+            Some(r) if r.file_size == info.size => {
+                (r.row_count as usize, nanos(r.date_range.start), nanos(r.date_range.end), r.columns)
+            }
+            _ => {
+                let bars = self.manager.load_with_fallback(series, None, ctx).await?.unwrap_or_default();
+                (bars.len(), bars.first_timestamp(), bars.last_timestamp(), bars.column_names())
+            }
+        };
+        Ok(Some(SeriesFile {
+            location: info.location,
+            format: info.format,
+            size: info.size,
+            modified: info.modified,
+            rows,
+            first,
+            last,
+            columns,
+        }))
     }
 
     /// Rows, range, columns, files, sizes, checksums and generation of one series.

@@ -1,7 +1,9 @@
-//! `--from` / `--to` values: RFC 3339, `YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS[.fff]`, read as UTC.
+//! Range bounds as people type them (the CLI's `--from` / `--to`, the Python package's
+//! `start` / `end` given as text): RFC 3339, `YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS[.fff]`,
+//! read as UTC.
 //!
-//! Both ends of a range are inclusive, so a bare date given to `--to` means the end of that
-//! day (its last nanosecond): `--from 2024-01-31 --to 2024-01-31` is the whole day.
+//! Both ends of a range are inclusive, so a bare date given as the end (`--to`) means the end
+//! of that day (its last nanosecond): `--from 2024-01-31 --to 2024-01-31` is the whole day.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 
