@@ -18,7 +18,7 @@ const TRIM_THRESHOLD: i32 = 128 << 20;
 /// of decoding a 5,000-row Parquet file. Raising the mmap and trim thresholds lets freed
 /// buffers be reused instead. Peak memory is unchanged in kind (what is live at the peak is
 /// live either way); memory freed below 128 MiB is kept until the process exits.
-/// Measured side by side in docs/BENCHMARKS.md. A no-op where the C library is not glibc.
+/// (docs/BENCHMARKS.md has the side-by-side figures.) A no-op where the C library is not glibc.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)] // mallopt has no safe wrapper; it only sets two of glibc's knobs
@@ -43,10 +43,10 @@ pub fn blocking_threads(cores: usize) -> usize {
 /// in flight, and with tokio's default of 512 the pool grew to about 230 threads in a
 /// nightly update of 300 series: each a 2 MiB stack to map and fault in, each wakeup a
 /// context switch among many threads on two cores. The work is CPU-bound apart from fsync
-/// waits, which 16 threads keep overlapped. Measured side by side (docs/BENCHMARKS.md): P4
-/// median 0.61 → 0.53 s, peak RSS 59 → 49 MB. Bounding the pool only bounds parallelism:
-/// an import groups its files by series, so no blocking call waits for another one of the
-/// same process (a lock held by another process is waited for with its timeout, as before).
+/// waits, which 16 threads keep overlapped (docs/BENCHMARKS.md has the figures). Bounding
+/// the pool only bounds parallelism: an import groups its files by series, so no blocking
+/// call waits for another one of the same process (a lock held by another process is
+/// waited for with its timeout).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     tokio::runtime::Builder::new_current_thread().max_blocking_threads(blocking_threads(cores)).enable_all().build()

@@ -59,7 +59,7 @@
 //!   reported. Quote-free text splits into the same records wherever it is cut at a line
 //!   end; a `"` could open a field holding line ends, so from the first piece with a `"` the
 //!   rest of the input is read whole and decoded by csv's reader on one thread (quoted files
-//!   decode as before, just not in parallel).
+//!   decode the same, just not in parallel).
 //!
 //! Every refusal is a [`CodecError::Parse`] carrying the 1-based physical line, the column
 //! as written in the header and the offending text; no input bytes can make the reader panic.

@@ -11,7 +11,7 @@
 //! kept as `.{name}.spare`, and the next write renames the spare to its temp name instead
 //! of creating one. A series' first write leaves an empty spare, so that its first update
 //! creates nothing either. Every step of this is optional: without a spare the temp file
-//! is created, and where the exchange is not supported the backup is renamed over as before.
+//! is created, and where the exchange is not supported the backup is renamed over.
 
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};

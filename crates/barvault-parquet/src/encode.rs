@@ -26,26 +26,15 @@ const DICTIONARY_PAGE_LIMIT: usize = 128 * 1024;
 /// distinct double per 4 rows) before the column falls back to plain; the writer checks
 /// the limit while it adds values, so a column that crosses it stops hashing there.
 ///
-/// Why: a 5,000-row daily series on a cent grid has ~0.6 distinct prices per row (the
-/// `gen_bars.py` universe and the real ORCL/NVDA files alike). For it, dictionary pages
-/// plus 12-bit indices come out no smaller after snappy than plain pages (cent values
-/// repeat their mantissa bits, which snappy finds: 98.2 kB with the dictionary, 97.8 kB
-/// all plain), while interning the 20,000 prices was most of the encode. With this limit
-/// a column gives up after ~1,400 values: encode −12 to −35% (in-process and criterion
-/// runs; the spread is the allocator's state), file +3% (98.3 → 101.5 kB), decode of the
-/// plain pages ~10% slower (more bytes through snappy; the decoder's own gain offsets most
-/// of it). Series with fewer distinct prices per row (5,000 and 10,000 one-minute bench
-/// bars: 0.27 and 0.23) keep the whole dictionary and write the same file as before (and
-/// encode ~10% faster: the writer now cuts each batch at the smaller dictionary's room,
-/// which measured faster although the output is the same; cause not run down); 1 byte
-/// per row would have dropped it for them too (+25% file, +30% decode). From 64k rows per
-/// group the 128 KiB cap is the limit, as before (1M bars: same file, same time).
+/// Why: a daily series on a cent grid has ~0.6 distinct prices per row, too many for a
+/// dictionary to pay (it comes out no smaller after compression) while interning them is
+/// most of the encode; minute bars have fewer and keep theirs. The figures are in
+/// docs/BENCHMARKS.md ("Tuning constants").
 const DICTIONARY_BYTES_PER_ROW: usize = 2;
 
 /// Values handed to the page encoders at a time; page and dictionary limits are checked
-/// between batches. A batch larger than the dictionary page limit (16k doubles) makes the
-/// writer cut each batch at the dictionary's remaining room, which measured ~5% faster on
-/// 1M bars than 8,192 (49 vs 52 ms) and no larger. Pages still end at 20,000 rows.
+/// between batches. Pages still end at 20,000 rows (measured: docs/BENCHMARKS.md, "Tuning
+/// constants").
 const WRITE_BATCH_SIZE: usize = 32 * 1024;
 
 /// Key-value metadata every written file carries (the seed's fields).
@@ -143,7 +132,7 @@ impl ParquetCodec {
     /// re-encodes its last 904. Rounding up rather than down keeps a file at three to five
     /// groups: each group costs its own footer entries and dictionary start (a 5,000-row
     /// daily file is 5.7% larger in three groups, 10.6% in five). From 262,145 rows on,
-    /// groups have the codec's maximum (128k rows by default), as before.
+    /// groups have the codec's maximum (128k rows by default).
     pub fn group_rows(&self, rows: usize) -> usize {
         (rows / 4).max(1).next_power_of_two().max(MIN_GROUP_ROWS).min(self.row_group_rows)
     }

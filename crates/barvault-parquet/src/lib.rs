@@ -56,9 +56,9 @@ impl Default for ParquetCodec {
 }
 
 impl ParquetCodec {
-    /// Rows per row group. 128k one-minute bars are about three months of a 24h market.
-    /// Measured on 1M bars, encode time and file size barely move between 64k and 1M rows
-    /// per group, while a one-day range read drops from ~20 ms (one group) to ~3 ms.
+    /// Rows per row group. 128k one-minute bars are about three months of a 24h market:
+    /// small enough that a one-day range read decodes one group, large enough that encode
+    /// time and file size do not move (docs/BENCHMARKS.md, "Tuning constants").
     pub const DEFAULT_ROW_GROUP_ROWS: usize = 128 * 1024;
 
     pub fn new(compression: ParquetCompression) -> Self {

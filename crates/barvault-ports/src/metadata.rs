@@ -44,7 +44,7 @@ pub struct FileMetadata {
     pub backup_checksum: Option<String>,
     /// A cheap proof of the file's bytes for the next write, written with the checksum by
     /// the store that wrote the file; `None` in records written before it existed or by
-    /// repairs, whose readers then compute the MD5 as before.
+    /// repairs, whose readers then compute the MD5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
 }

@@ -91,8 +91,8 @@ impl Vault {
 
 #[cfg(test)]
 mod tests {
-    use barvault_domain::{ExtraColumn, Instrument, MergePolicy, Period, ValidationPolicy};
     use crate::WriteMode;
+    use barvault_domain::{ExtraColumn, Instrument, MergePolicy, Period, ValidationPolicy};
 
     use super::*;
     use crate::{StorageConfig, StorageFactory};

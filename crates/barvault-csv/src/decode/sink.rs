@@ -142,8 +142,8 @@ impl Columns {
 /// A row refused may leave some of its extras behind, but then the decode fails.
 ///
 /// The row decoders take a `dyn Sink`: one copy of them, with the number and timestamp
-/// parsers inlined as before, serves both sinks for one indirect call per row (two
-/// monomorphized copies measured ~4% slower on one thread, their parsers no longer inlined).
+/// parsers inlined, serves both sinks for one indirect call per row (two monomorphized
+/// copies are slower: docs/BENCHMARKS.md, "Tuning constants").
 pub(super) trait Sink {
     fn push_extra(&mut self, column: usize, value: Option<f64>);
     fn push(&mut self, ts: i64, open: f64, high: f64, low: f64, close: f64, volume: f64);

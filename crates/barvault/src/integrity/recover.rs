@@ -82,7 +82,7 @@ impl Vault {
             drop(guard);
         }
         // Per-format lock files (`.{SYMBOL}.{ext}.lock`) were taken by earlier versions
-        // beside the series lock; nothing takes them now, so they go (each while held).
+        // beside the series lock; nothing takes them any more, so they go (each while held).
         for entry in survey.of(EntryKind::Lock).filter(|e| e.format.is_some()) {
             if entry.series.as_ref().is_some_and(|s| scope.covers(s)) && self.housekeeping.discard(entry, ctx).await? {
                 report.actions.push(action(
