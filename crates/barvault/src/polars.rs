@@ -6,7 +6,9 @@
 //! for bit (`-0.0`, NaN and subnormals survive), a missing extra value is a null.
 
 use barvault_domain::{Bars, CORE_COLUMNS, DomainError, ExtraColumn, MergePolicy, RawBars, SeriesKey, TimeRange};
-use barvault_ports::{BarStore, OpContext, StorageError};
+use barvault_ports::{OpContext, StorageError};
+
+use crate::dual::DualStorageManager;
 use polars::prelude::{
     Column, DataFrame, DataType, Float64Chunked, Int64Chunked, IntoColumn, IntoSeries, NewChunkedArray, PolarsError,
     TimeUnit, TimeZone,
@@ -116,14 +118,15 @@ pub fn dataframe_to_bars(df: &DataFrame) -> Result<Bars, DataFrameError> {
     Ok(raw.into_bars(MergePolicy::ErrorOnConflict)?.0)
 }
 
-/// Loads `series` (within `range`) from `store` as a frame; `None` if nothing is stored.
+/// Loads `series` (within `range`) through `manager` (with its fallback to the other copy)
+/// as a frame; `None` if nothing is stored.
 pub async fn load_dataframe(
-    store: &dyn BarStore,
+    manager: &DualStorageManager,
     series: &SeriesKey,
     range: Option<TimeRange>,
     ctx: &OpContext,
 ) -> Result<Option<DataFrame>, StorageError> {
-    let Some(bars) = store.load(series, range, ctx).await? else {
+    let Some(bars) = manager.load_with_fallback(series, range, ctx).await? else {
         return Ok(None);
     };
     bars_to_dataframe(&bars)
@@ -136,8 +139,10 @@ mod tests {
     use std::sync::Arc;
 
     use barvault_domain::{Instrument, Period};
-    use barvault_ports::PersistOptions;
-    use barvault_ports::memory::InMemoryBarStore;
+    use barvault_ports::memory::{InMemoryBarStore, InMemoryLocks, InMemoryMetadataStore};
+
+    use crate::dual::DualSettings;
+    use crate::receipt::PersistOptions;
 
     use super::*;
 
@@ -265,16 +270,22 @@ mod tests {
 
     #[tokio::test]
     async fn loads_a_stored_series_as_a_frame() {
-        let store: Arc<dyn BarStore> = Arc::new(InMemoryBarStore::new());
+        let manager = DualStorageManager::new(
+            Arc::new(InMemoryBarStore::new()),
+            None,
+            Arc::new(InMemoryMetadataStore::new()),
+            Arc::new(InMemoryLocks::new()),
+            DualSettings { validation: barvault_domain::ValidationPolicy::Off, ..DualSettings::default() },
+        );
         let series = SeriesKey::new(Instrument::stock("AAPL").unwrap(), Period::D1);
         let ctx = OpContext::new();
-        assert!(load_dataframe(store.as_ref(), &series, None, &ctx).await.unwrap().is_none());
+        assert!(load_dataframe(&manager, &series, None, &ctx).await.unwrap().is_none());
         let bars = sample();
-        store.persist(&bars, &series, PersistOptions::default(), &ctx).await.unwrap();
-        let df = load_dataframe(store.as_ref(), &series, None, &ctx).await.unwrap().unwrap();
+        manager.persist(&bars, &series, PersistOptions::default(), &ctx).await.unwrap();
+        let df = load_dataframe(&manager, &series, None, &ctx).await.unwrap().unwrap();
         assert_eq!(dataframe_to_bars(&df).unwrap(), bars);
         let range = TimeRange::new(Some(0), Some(1)).unwrap();
-        let df = load_dataframe(store.as_ref(), &series, Some(range), &ctx).await.unwrap().unwrap();
+        let df = load_dataframe(&manager, &series, Some(range), &ctx).await.unwrap().unwrap();
         assert_eq!(df.height(), 2);
         assert_eq!(dataframe_to_bars(&df).unwrap(), bars.slice(&range));
     }
