@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use barvault_domain::{ExtraColumn, RawBars, TimeRange};
 use barvault_ports::CodecError;
 
-use crate::number::{parse_extra, parse_f64};
+use crate::number::{is_missing, parse_extra, parse_f64};
 use crate::timestamp::{TimestampError, TimestampParser, is_time_of_day};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -332,8 +332,15 @@ pub(crate) fn decode_slice(input: &[u8], range: Option<TimeRange>) -> Result<Raw
         let low = core_value(input, &record, l)?;
         let close = core_value(input, &record, c)?;
         let volume = match &layout.volume {
-            Some(v) => core_value(input, &record, v)?,
-            None => 0.0,
+            Some((index, name)) => {
+                let cell = record.get(*index).unwrap_or_default();
+                match parse_f64(cell) {
+                    Some(v) => v,
+                    None if is_missing(cell) => f64::NAN,
+                    None => return Err(cell_error(line_of(input, &record), name, cell, "not a number")),
+                }
+            }
+            None => f64::NAN,
         };
         let keep = range.contains(ts);
         for (col, values) in layout.extras.iter().zip(&mut extras) {
