@@ -16,6 +16,7 @@
 mod atomic;
 mod digest;
 mod fs;
+mod inflight;
 mod layout;
 mod lock;
 mod reuse;
@@ -26,6 +27,7 @@ pub use atomic::{
     write_atomic_unrecorded,
 };
 pub use fs::{Fault, FaultyFs, Fs, FsFile, FsInPlace, RealFs};
+pub use inflight::{in_flight_count, remove_in_flight};
 pub use layout::{
     DataFile, Layout, LockFile, Scan, TempFile, backup_path_of, is_valid_ext, parse_temp_name, spare_path_in,
     temp_path_in,
