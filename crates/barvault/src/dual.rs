@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use barvault_domain::{
-    Bars, MergePolicy, MergeStats, SeriesKey, TimeRange, ValidationPolicy, ValidationReport, merge, validate,
+    Bars, MergePolicy, MergeStats, SeriesKey, TimeRange, ValidationPolicy, ValidationReport, check_grid, merge,
+    replace_stats, validate,
 };
 use barvault_ports::{
     BackupPolicy, BarStore, DateRange, FileInfo, FileMetadata, MetadataStore, OpContext, PersistOptions,
@@ -156,10 +157,7 @@ impl DualStorageManager {
         ctx: &OpContext,
     ) -> Result<PersistOutcome, StorageError> {
         let started = Instant::now();
-        let (bars, report) = validate(bars.clone(), validation).map_err(|e| StorageError::validation(series, e))?;
-        if report.dropped > 0 {
-            tracing::warn!(dropped = report.dropped, samples = ?report.samples, "invalid bars dropped");
-        }
+        let (bars, mut report) = validate(bars.clone(), validation).map_err(|e| StorageError::validation(series, e))?;
         // No bars for a series that has no file and no record: nothing to write, and taking
         // the lock would create the series directory and a lock file for a series without
         // data (which `verify` reports as a stale lock) — e.g. a header-only input file.
@@ -183,6 +181,7 @@ impl DualStorageManager {
             WriteMode::Replace | WriteMode::Overwrite => None,
         };
         let mut state = self.read_state(series, from, ctx).await?;
+        let bars = on_grid(bars, series, &state, options.mode, validation, &mut report)?;
         let (next, stats, staged) = loop {
             let (result, stats) = self.combine(&state, &bars, series, options)?;
             if state.skipped > 0 {
@@ -326,14 +325,8 @@ impl DualStorageManager {
                 merge(existing, bars, options.policy).map_err(|e| StorageError::merge_failed(series, e))?
             }
             WriteMode::Replace | WriteMode::Overwrite => {
-                let unchanged = options.mode == WriteMode::Replace && *existing == *bars;
-                let stats = MergeStats {
-                    existing_rows: existing.len(),
-                    new_rows: bars.len(),
-                    result_rows: bars.len(),
-                    unchanged,
-                    ..MergeStats::default()
-                };
+                let mut stats = replace_stats(existing, bars);
+                stats.unchanged &= options.mode == WriteMode::Replace;
                 (bars.clone(), stats)
             }
         };
@@ -761,6 +754,32 @@ struct Staged {
     need_secondary: bool,
     primary: Option<Result<Box<dyn StagedWrite>, StorageError>>,
     secondary: Option<Result<Box<dyn StagedWrite>, StorageError>>,
+}
+
+/// `bars` checked against the series' time grid (`check_grid`): for a merge, the grid of
+/// the stored bars `state` holds (the series' own convention: its last rows when only
+/// those were read), for a replace the grid of `bars` themselves. What it finds is added to
+/// `report`, and dropped bars are logged readably.
+fn on_grid(
+    bars: Bars,
+    series: &SeriesKey,
+    state: &StoredState,
+    mode: WriteMode,
+    validation: ValidationPolicy,
+    report: &mut ValidationReport,
+) -> Result<Bars, StorageError> {
+    let stored = match mode {
+        WriteMode::Merge => state.bars.as_ref(),
+        WriteMode::Replace | WriteMode::Overwrite => None,
+    };
+    let (bars, grid) =
+        check_grid(bars, series.period, stored, validation).map_err(|e| StorageError::validation(series, e))?;
+    report.absorb(grid);
+    if report.dropped > 0 {
+        let first: Vec<String> = report.samples.iter().map(ToString::to_string).collect();
+        tracing::info!(dropped = report.dropped, rules = %report.summary(), first = %first.join("; "), "invalid bars dropped");
+    }
+    Ok(bars)
 }
 
 /// A copy that was damaged is not kept as `.backup`: it would push out a sound one.

@@ -73,6 +73,32 @@ pub enum IssueKind {
     StaleLock,
 }
 
+impl IssueKind {
+    /// The kind's name, as `verify`, `health` and their JSON output spell it (`missing_file`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            IssueKind::ChecksumMismatch => "checksum_mismatch",
+            IssueKind::Unparsable => "unparsable",
+            IssueKind::MissingFile => "missing_file",
+            IssueKind::MissingMetadata => "missing_metadata",
+            IssueKind::MissingCopy => "missing_copy",
+            IssueKind::Inconsistent => "inconsistent",
+            IssueKind::BadMetadata => "bad_metadata",
+            IssueKind::OrphanedFile => "orphaned_file",
+            IssueKind::BadBackup => "bad_backup",
+            IssueKind::BadFingerprint => "bad_fingerprint",
+            IssueKind::StaleTemp => "stale_temp",
+            IssueKind::StaleLock => "stale_lock",
+        }
+    }
+}
+
+impl std::fmt::Display for IssueKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One problem found by `verify`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Issue {
@@ -268,17 +294,20 @@ impl Vault {
                 ));
             }
         }
-        if *scope == Scope::All {
-            for t in &scan.temps {
-                let dead = t.pid.is_none_or(|p| !pid_alive(p));
-                if dead || t.age > STALE_TEMP_AGE {
-                    report.issues.push(issue(
-                        IssueKind::StaleTemp,
-                        None,
-                        &t.path,
-                        format!("temp file of an interrupted write of {} ({}s old)", t.target_name, t.age.as_secs()),
-                    ));
-                }
+        for t in &scan.temps {
+            // A series' own verify reports its temp files; `--all` every one.
+            let owner = self.temp_series(t);
+            if !(*scope == Scope::All || owner.as_ref().is_some_and(|s| scope.covers(s))) {
+                continue;
+            }
+            let dead = t.pid.is_none_or(|p| !pid_alive(p));
+            if dead || t.age > STALE_TEMP_AGE {
+                report.issues.push(issue(
+                    IssueKind::StaleTemp,
+                    owner.as_ref(),
+                    &t.path,
+                    format!("temp file of an interrupted write of {} ({}s old)", t.target_name, t.age.as_secs()),
+                ));
             }
         }
         let recorded: BTreeSet<&SeriesKey> = records.keys().map(|(s, _)| s).collect();
@@ -646,4 +675,33 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
             items.chunks(chunk).map(|c| scope.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
         handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     })
+}
+
+#[cfg(test)]
+mod kind_names {
+    use super::IssueKind;
+
+    /// `health` and `verify` print kinds with `as_str`, `--json` with serde: one vocabulary.
+    #[test]
+    fn kind_names_are_the_json_names() {
+        use IssueKind::*;
+        let all = [
+            ChecksumMismatch,
+            Unparsable,
+            MissingFile,
+            MissingMetadata,
+            MissingCopy,
+            Inconsistent,
+            BadMetadata,
+            OrphanedFile,
+            BadBackup,
+            BadFingerprint,
+            StaleTemp,
+            StaleLock,
+        ];
+        for kind in all {
+            assert_eq!(serde_json::to_value(kind).unwrap(), serde_json::Value::from(kind.as_str()));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+    }
 }

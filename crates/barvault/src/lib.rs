@@ -11,21 +11,26 @@
 mod cleanup;
 mod config;
 mod dual;
+mod export;
 mod health;
+mod input;
 mod integrity;
 pub mod process;
+mod series_admin;
 mod vault;
 
 #[cfg(feature = "polars")]
 pub mod polars;
 
-pub use cleanup::{CleanupPlan, CleanupReport, SeriesTrim};
+pub use cleanup::{CleanupOptions, CleanupPlan, CleanupReport, MAX_UNCONFIRMED_SHARE, SeriesTrim};
 pub use config::{
     ConfigError, ConfigSources, DEFAULT_CONFIG_FILE, ENV_PREFIX, FIELDS, LoadedConfig, Origin, StorageConfig,
 };
 pub use dual::{DualSettings, DualStorageManager, PersistOutcome};
 pub use health::{DiskUsage, HealthReport, HealthStatus};
+pub use input::{InputOptions, STDIN, Tz, is_stdin, parse_zone, symbol_from_file_name};
 pub use integrity::{Issue, IssueKind, RecoveryAction, RecoveryReport, Scope, VerifyReport};
+pub use series_admin::{DeleteReport, RenameReport};
 pub use vault::{
     ExportFormat, FileImport, ImportLimits, ImportOptions, SeriesInfo, SeriesSummary, StorageFactory, Vault,
 };

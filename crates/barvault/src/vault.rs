@@ -14,14 +14,15 @@ use barvault_fs::{FileLocks, FileStore, Fs, Layout, LockScope, RealFs, WriteOutc
 use barvault_metadata::FileMetadataStore;
 use barvault_parquet::ParquetCodec;
 use barvault_ports::{
-    BarCodec, BarStore, CodecError, CodecInput, FileMetadata, Fingerprint, IoStep, MetadataStore, OpContext,
-    PersistOptions, StorageError, WriteMode,
+    BarCodec, BarStore, CodecError, FileMetadata, Fingerprint, IoStep, MetadataStore, OpContext, PersistOptions,
+    StorageError, WriteMode,
 };
 use serde::Serialize;
 use tracing::Instrument as _;
 
 use crate::config::StorageConfig;
 use crate::dual::{DualSettings, DualStorageManager};
+use crate::input::InputOptions;
 
 /// One stored copy of every series in one format, with the file-level operations integrity
 /// checks and recovery need (they work on paths and bytes, below the `BarStore` port).
@@ -122,7 +123,8 @@ impl StorageFactory {
         let base = config.output_directory.clone();
         barvault_fs::create_dir_durable(fs.as_ref(), &base)?;
         let timeout = config.lock_timeout();
-        let csv = FileStore::builder(base.clone(), CsvCodec).fs(Arc::clone(&fs)).lock_timeout(timeout).build()?;
+        let csv_codec = CsvCodec::with_utc_marker(config.csv_utc_marker);
+        let csv = FileStore::builder(base.clone(), csv_codec).fs(Arc::clone(&fs)).lock_timeout(timeout).build()?;
         let parquet = FileStore::builder(base.clone(), ParquetCodec::new(config.compression))
             .fs(Arc::clone(&fs))
             .lock_timeout(timeout)
@@ -196,6 +198,19 @@ pub struct ImportOptions {
     pub validation: ValidationPolicy,
     pub mode: WriteMode,
     pub policy: MergePolicy,
+    /// How inputs are read (the zone of naive timestamps, progress).
+    pub input: InputOptions,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            validation: ValidationPolicy::Strict,
+            mode: WriteMode::Merge,
+            policy: MergePolicy::KeepLast,
+            input: InputOptions::default(),
+        }
+    }
 }
 
 /// What importing one file did.
@@ -209,10 +224,17 @@ pub struct FileImport {
     pub added: usize,
     /// Stored rows whose values changed.
     pub replaced: usize,
-    /// Rows that were already stored with the same values (including repeats within the file).
+    /// Rows that were already stored with the same values.
     pub unchanged: usize,
+    /// Rows whose timestamp an earlier row of the same file already had: folded into it
+    /// under the merge policy (keep-last: the later row's values win, cell by cell).
+    pub duplicates: usize,
+    /// Stored rows the file's bars did not keep (`--replace`).
+    pub removed: usize,
     /// Rows removed by `--on-invalid drop`.
     pub dropped_invalid: usize,
+    /// Up to ten of the dropped rows, each as `line N at TIME: rule`.
+    pub dropped_rows: Vec<String>,
     /// Rows in the series afterwards.
     pub rows_stored: usize,
     pub written: bool,
@@ -299,16 +321,24 @@ impl Vault {
     ) -> Result<FileImport, StorageError> {
         let span = ctx.span("import", Some(series));
         async {
-            let raw = read_input(file).await?;
+            let crate::input::Input { raw, mut origin } = read_input(file, options.input).await?;
+            origin.remember_order(&raw);
             let rows_read = raw.len();
-            let (bars, _folded) = raw.into_bars(options.policy).map_err(|e| match e {
+            let (bars, duplicates) = raw.into_bars(options.policy).map_err(|e| match e {
                 barvault_domain::DomainError::Conflict { .. } => StorageError::merge_failed(series, e),
                 other => CodecError::Domain(other).at(file),
             })?;
+            let keep_last = options.policy == MergePolicy::KeepLast;
             let persist = PersistOptions { mode: options.mode, policy: options.policy, ..PersistOptions::default() };
-            let outcome = self.manager.persist_with_backup(&bars, series, persist, options.validation, ctx).await?;
+            let outcome = match self.manager.persist_with_backup(&bars, series, persist, options.validation, ctx).await
+            {
+                Ok(outcome) => outcome,
+                Err(e) => return Err(crate::input::located_refusal(e, file, &origin, &bars, keep_last)),
+            };
             let stats = outcome.receipt.merge;
             let dropped = outcome.validation.dropped;
+            let dropped_rows =
+                origin.locate(&bars, &outcome.validation.samples, keep_last).into_iter().map(|l| l.text).collect();
             let warning = match &outcome.receipt.secondary {
                 Some(barvault_ports::SecondaryStatus::Failed { format, error, .. }) => {
                     Some(format!("{format} copy not written: {error}"))
@@ -321,8 +351,11 @@ impl Vault {
                 rows_read,
                 added: stats.rows_added,
                 replaced: stats.rows_changed,
-                unchanged: rows_read.saturating_sub(dropped + stats.rows_added + stats.rows_changed),
+                unchanged: rows_read.saturating_sub(duplicates + dropped + stats.rows_added + stats.rows_changed),
+                duplicates,
+                removed: stats.rows_removed(),
                 dropped_invalid: dropped,
+                dropped_rows,
                 rows_stored: outcome.receipt.rows_written,
                 written: outcome.receipt.written,
                 location: outcome.receipt.location,
@@ -414,7 +447,8 @@ impl Vault {
         Ok(removed)
     }
 
-    /// The series an input file goes to: `symbol`, or the file's stem.
+    /// The series an input file goes to: `symbol`, or the one its name gives (see
+    /// [`crate::symbol_from_file_name`]; standard input needs `symbol`).
     pub fn series_for_file(
         file: &Path,
         kind: InstrumentKind,
@@ -423,13 +457,12 @@ impl Vault {
     ) -> Result<SeriesKey, StorageError> {
         let symbol = match symbol {
             Some(s) => s.to_string(),
-            None => file
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .ok_or_else(|| {
-                    StorageError::invalid(format!("{}: cannot take a symbol from this file name", file.display()))
-                })?
-                .to_string(),
+            None if crate::input::is_stdin(file) => {
+                return Err(StorageError::invalid("standard input (-) has no file name: give --symbol"));
+            }
+            None => crate::input::symbol_from_file_name(file, period).ok_or_else(|| {
+                StorageError::invalid(format!("{}: cannot take a symbol from this file name", file.display()))
+            })?,
         };
         let instrument =
             Instrument::new(kind, &symbol).map_err(|e| StorageError::invalid(format!("{}: {e}", file.display())))?;
@@ -454,9 +487,9 @@ impl Vault {
         let rows = bars.len();
         let encode = |w: &mut (dyn Write + Send)| -> Result<(), CodecError> {
             match format {
-                ExportFormat::Csv => CsvCodec.encode(&bars, series, w),
+                ExportFormat::Csv => CsvCodec::with_utc_marker(self.config.csv_utc_marker).encode(&bars, series, w),
                 ExportFormat::Parquet => ParquetCodec::new(self.config.compression).encode(&bars, series, w),
-                ExportFormat::Json => write_json_lines(&bars, w),
+                ExportFormat::Json => crate::export::write_json_lines(&bars, w),
             }
         };
         match out {
@@ -556,58 +589,12 @@ fn summary_of(series: &SeriesKey) -> SeriesSummary {
     }
 }
 
-/// Decodes an input file with the codec its extension names (`.parquet`, else CSV).
-async fn read_input(file: &Path) -> Result<barvault_domain::RawBars, StorageError> {
+/// Reads one input (see [`crate::input`]) on the blocking pool.
+async fn read_input(file: &Path, options: InputOptions) -> Result<crate::input::Input, StorageError> {
     let path = file.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let handle = std::fs::File::open(&path).map_err(|e| StorageError::io(IoStep::Read, &path, e))?;
-        let is_parquet = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
-        let decoded = if is_parquet {
-            ParquetCodec::default().decode(CodecInput::File(handle), None)
-        } else {
-            CsvCodec.decode(CodecInput::File(handle), None)
-        };
-        decoded.map_err(|e| e.at(&path))
-    })
-    .await
-    .map_err(|e| StorageError::io(IoStep::Read, file, std::io::Error::other(e.to_string())))?
-}
-
-fn write_json_lines(bars: &Bars, w: &mut (dyn Write + Send)) -> Result<(), CodecError> {
-    let extras = bars.extras();
-    for i in 0..bars.len() {
-        let mut obj = serde_json::Map::new();
-        obj.insert("timestamp".into(), barvault_domain::format_timestamp(bars.timestamps()[i]).into());
-        for (name, col) in [
-            ("open", bars.open()),
-            ("high", bars.high()),
-            ("low", bars.low()),
-            ("close", bars.close()),
-            ("volume", bars.volume()),
-        ] {
-            obj.insert(name.into(), json_number(col[i]));
-        }
-        for e in extras {
-            obj.insert(e.name().into(), e.values()[i].map_or(serde_json::Value::Null, json_number));
-        }
-        serde_json::to_writer(&mut *w, &obj).map_err(|e| CodecError::Io(std::io::Error::other(e)))?;
-        w.write_all(b"\n")?;
-    }
-    Ok(())
-}
-
-/// A finite float as a JSON number (serde_json prints the shortest round-trip form);
-/// NaN and infinities, which JSON cannot hold, as the strings `"NaN"`, `"inf"`, `"-inf"`.
-fn json_number(v: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(v).map(serde_json::Value::Number).unwrap_or_else(|| {
-        serde_json::Value::String(if v.is_nan() {
-            "NaN".into()
-        } else if v > 0.0 {
-            "inf".into()
-        } else {
-            "-inf".into()
-        })
-    })
+    tokio::task::spawn_blocking(move || crate::input::read(&path, options))
+        .await
+        .map_err(|e| StorageError::io(IoStep::Read, file, std::io::Error::other(e.to_string())))?
 }
 
 #[cfg(test)]
@@ -648,11 +635,7 @@ mod tests {
         let mut seen = Vec::new();
         let limits = ImportLimits { series: 2, bytes: 1 };
         assert_eq!(limits.weight(60), 2, "each series takes every permit");
-        let options = ImportOptions {
-            validation: ValidationPolicy::Strict,
-            mode: WriteMode::Merge,
-            policy: MergePolicy::KeepLast,
-        };
+        let options = ImportOptions::default();
         vault
             .import_many(jobs, options, limits, &OpContext::new(), |file, result| {
                 let r = result.expect("import");
