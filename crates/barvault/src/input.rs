@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use barvault_csv::CsvCodec;
-use barvault_domain::{Bars, DomainError, Period, RawBars, RuleViolation, format_timestamp};
+use barvault_domain::{Bars, DomainError, Period, RawBars, Rule, RuleViolation, format_timestamp};
 use barvault_parquet::ParquetCodec;
 use barvault_ports::{BarCodec, CodecInput, IoStep, StorageError};
 use chrono::TimeZone as _;
@@ -380,11 +380,13 @@ impl Origin {
                 let line = row.and_then(|_| lines.next().flatten());
                 let at = format_timestamp(v.timestamp);
                 let place = match (line, row) {
-                    (Some(l), _) => format!("line {l} at {at}"),
-                    (None, Some(r)) if self.parquet => format!("row {} at {at}", r + 1),
+                    (Some(l), _) => format!("line {l} ({at})"),
+                    (None, Some(r)) if self.parquet => format!("row {} ({at})", r + 1),
                     _ => at,
                 };
-                Located { line, text: format!("{place}: {}", v.rule) }
+                // Off-grid bars all break the one rule the message already names.
+                let text = if v.rule == Rule::OnGrid { place } else { format!("{place}: {}", v.rule) };
+                Located { line, text }
             })
             .collect()
     }
@@ -420,7 +422,7 @@ pub(crate) fn located_refusal(
     let reason = format!(
         "{count} bar(s) {what}: {}{more}; --on-invalid drop imports the file without them, --on-invalid keep \
          stores them as they are",
-        shown.join("; ")
+        shown.join(", ")
     );
     StorageError::Decode { path: file.to_path_buf(), line, column: None, value: None, reason }
 }

@@ -40,7 +40,7 @@ pub use barvault_domain as domain;
 pub use barvault_domain::{
     Bars, Instrument, InstrumentKind, MergePolicy, MergeStats, Period, SeriesKey, Symbol, TimeRange, ValidationPolicy,
 };
-pub use barvault_fs::{Fault, FaultyFs, Fs, RealFs};
+pub use barvault_fs::{Fault, FaultyFs, Fs, RealFs, remove_in_flight};
 pub use barvault_parquet::{ParquetCodec, ParquetCompression};
 pub use barvault_ports as ports;
 pub use barvault_ports::{

@@ -229,7 +229,7 @@ impl Vault {
             [] => {
                 let stored = self.list(None, None, ctx).await.unwrap_or_default();
                 let what = format!(
-                    "{} {symbol}{}",
+                    "series {}:{symbol} at any period{}",
                     kind.as_str(),
                     hint(&SeriesKey::new(instrument.clone(), Period::D1), &stored)
                 );

@@ -233,7 +233,9 @@ pub struct FileImport {
     pub removed: usize,
     /// Rows removed by `--on-invalid drop`.
     pub dropped_invalid: usize,
-    /// Up to ten of the dropped rows, each as `line N at TIME: rule`.
+    /// Why rows were dropped, by rule: `high < low: 2, not on the series' time grid: 1`.
+    pub dropped_why: String,
+    /// Up to ten of the dropped rows, each as `line N (TIME)[: rule]`.
     pub dropped_rows: Vec<String>,
     /// Rows in the series afterwards.
     pub rows_stored: usize,
@@ -355,6 +357,7 @@ impl Vault {
                 duplicates,
                 removed: stats.rows_removed(),
                 dropped_invalid: dropped,
+                dropped_why: outcome.validation.summary(),
                 dropped_rows,
                 rows_stored: outcome.receipt.rows_written,
                 written: outcome.receipt.written,
