@@ -176,17 +176,19 @@ impl SeriesArgs {
 }
 
 impl SeriesLooseArgs {
+    /// Refuses an invalid symbol before anything is opened.
+    fn check(&self) -> anyhow::Result<()> {
+        series_key(self.kind, &self.symbol, self.period.unwrap_or(Period::D1)).map(|_| ())
+    }
+
     /// The series; without `--period`, the one period the symbol is stored at.
     async fn key(&self, vault: &Vault, ctx: &OpContext) -> anyhow::Result<SeriesKey> {
         let period = match self.period {
             Some(p) => p,
-            None => {
-                series_key(self.kind, &self.symbol, Period::D1)?;
-                vault.only_period(self.kind.into(), &self.symbol, ctx).await.map_err(|e| match e {
-                    StorageError::InvalidInput { message, .. } => anyhow::Error::new(UsageError(message)),
-                    other => other.into(),
-                })?
-            }
+            None => vault.only_period(self.kind.into(), &self.symbol, ctx).await.map_err(|e| match e {
+                StorageError::InvalidInput { message, .. } => anyhow::Error::new(UsageError(message)),
+                other => other.into(),
+            })?,
         };
         series_key(self.kind, &self.symbol, period)
     }
@@ -511,6 +513,7 @@ async fn export(config: &StorageConfig, args: ExportArgs, ctx: &OpContext) -> an
         FormatArg::Parquet => ExportFormat::Parquet,
         FormatArg::Json => ExportFormat::Json,
     };
+    args.series.check()?;
     let vault = open_existing(config)?;
     let series = args.series.key(&vault, ctx).await?;
     match vault.export(&series, range, format, out.as_deref(), ctx).await {
@@ -548,6 +551,7 @@ fn size_text(bytes: u64) -> String {
 }
 
 async fn info(config: &StorageConfig, args: InfoArgs, ctx: &OpContext) -> anyhow::Result<u8> {
+    args.series.check()?;
     let vault = open_existing(config)?;
     let series = args.series.key(&vault, ctx).await?;
     let Some(info) = vault.info(&series, ctx).await? else {

@@ -201,6 +201,33 @@ impl Vault {
         Ok(report)
     }
 
+    /// After an import into a series that does not exist was refused: removes the lock
+    /// files the attempt left, so that `verify` finds no stale lock of a series without
+    /// data. Best effort: a lock another writer holds (the series is being created) is left.
+    pub(crate) async fn forget_refused_new_series(&self, series: &SeriesKey, ctx: &OpContext) {
+        let stored = BarStore::exists(&self.manager, series, ctx).await.unwrap_or(true);
+        let mut recorded = false;
+        for copy in &self.copies {
+            recorded |= !matches!(self.metadata.get(series, copy.format(), ctx).await, Ok(None));
+        }
+        if stored || recorded {
+            return;
+        }
+        let (this, key) = (self.clone(), series.clone());
+        let removed = tokio::task::spawn_blocking(move || {
+            // The series lock first, without waiting: held, it means another writer.
+            this.series_locks.remove_stale_lock_blocking(&key, std::time::Duration::ZERO)?;
+            for copy in &this.copies {
+                copy.remove_lock_file(&key)?;
+            }
+            Ok::<(), StorageError>(())
+        })
+        .await;
+        if let Ok(Err(e)) = removed {
+            tracing::debug!(error = %e, "lock files of a refused new series left in place");
+        }
+    }
+
     /// The series keys the store knows (from records and data files).
     async fn stored_keys(&self, ctx: &OpContext) -> Result<Vec<SeriesKey>, StorageError> {
         let mut keys: BTreeSet<SeriesKey> = BarStore::list(&self.manager, ctx).await?.into_iter().collect();

@@ -335,7 +335,12 @@ impl Vault {
             let outcome = match self.manager.persist_with_backup(&bars, series, persist, options.validation, ctx).await
             {
                 Ok(outcome) => outcome,
-                Err(e) => return Err(crate::input::located_refusal(e, file, &origin, &bars, keep_last)),
+                Err(e) => {
+                    if matches!(e, StorageError::Validation { .. }) {
+                        self.forget_refused_new_series(series, ctx).await;
+                    }
+                    return Err(crate::input::located_refusal(e, file, &origin, &bars, keep_last));
+                }
             };
             let stats = outcome.receipt.merge;
             let dropped = outcome.validation.dropped;
