@@ -347,7 +347,8 @@ impl Origin {
 
     /// The 1-based physical lines of input rows `rows` (0-based, input order).
     fn lines_of_input_rows(&self, rows: &[usize]) -> Vec<Option<u64>> {
-        if self.parquet {
+        // Nothing to find (an import that refused or dropped nothing) reads nothing again.
+        if self.parquet || rows.is_empty() {
             return vec![None; rows.len()];
         }
         match self.bytes() {
