@@ -41,9 +41,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         tracing::info_span!("barvault", command = command_name(&cli.command), correlation_id = %ctx.correlation_id());
     check_store_path(&loaded)?;
     let config = loaded.config;
+    watch_for_interrupts();
     runtime.block_on(
         async move {
-            watch_for_interrupts();
             match cli.command {
                 Command::Import(args) => import(&config, args, verbose, &ctx).await,
                 Command::Export(args) => export(&config, args, &ctx).await,
@@ -112,27 +112,42 @@ fn show_config(loaded: &LoadedConfig, args: &JsonArg) -> anyhow::Result<u8> {
 
 /// On SIGINT or SIGTERM: removes the temp files of the writes in progress (the stored
 /// versions are untouched: a write is published only by its final rename) and exits
-/// 130 or 143, as a shell reports a process its signal stopped.
+/// 130 or 143, as a shell reports a process its signal stopped. The signals are awaited
+/// on a thread of their own, so a command busy on the main thread (an export writing to
+/// a slow pipe) still stops at once.
 fn watch_for_interrupts() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
-        tracing::warn!("cannot watch for SIGINT/SIGTERM; an interrupted write leaves its temp file for `recover`");
-        return;
-    };
-    tokio::spawn(async move {
-        let code = tokio::select! {
-            _ = interrupt.recv() => exit::INTERRUPTED,
-            _ = terminate.recv() => exit::TERMINATED,
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let watcher = std::thread::Builder::new().name("barvault-signals".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let _ = ready_tx.send(false);
+            return;
         };
-        let removed = barvault::remove_in_flight();
-        eprintln!(
-            "\ninterrupted: stopped before finishing; {} temp file(s) of unfinished writes removed, the stored data is as \
-             it was before them",
-            removed.len()
-        );
-        std::process::exit(i32::from(code));
+        rt.block_on(async move {
+            let (Ok(mut interrupt), Ok(mut terminate)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+            else {
+                let _ = ready_tx.send(false);
+                return;
+            };
+            let _ = ready_tx.send(true);
+            let code = tokio::select! {
+                _ = interrupt.recv() => exit::INTERRUPTED,
+                _ = terminate.recv() => exit::TERMINATED,
+            };
+            let removed = barvault::remove_in_flight();
+            eprintln!(
+                "\ninterrupted: stopped before finishing; {} temp file(s) of unfinished writes removed, the stored data \
+                 is as it was before them",
+                removed.len()
+            );
+            std::process::exit(i32::from(code));
+        });
     });
+    // Wait until the handlers are installed, so that no signal falls between.
+    if watcher.is_err() || !ready_rx.recv().unwrap_or(false) {
+        tracing::warn!("cannot watch for SIGINT/SIGTERM; an interrupted write leaves its temp file for `recover`");
+    }
 }
 
 /// A store path that exists but is a file (`--data-dir README.md`) is refused for every

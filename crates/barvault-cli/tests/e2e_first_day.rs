@@ -586,6 +586,27 @@ fn an_interrupted_import_removes_its_temp_files() {
         ok(bv(&store, &["verify", "--all"]));
         assert_eq!(out(&ok(bv(&store, &["export", "--type", "stock", "--symbol", "BIG"]))), stored, "{signal}");
     }
+    // A command blocked on its output (an export into a pipe nobody reads) stops at once too.
+    let pipe = tmp.path().join("PIPE.csv");
+    std::fs::write(&pipe, format!("timestamp,open,high,low,close,volume\n{}", (0..5000).map(row).collect::<String>()))
+        .unwrap();
+    ok(bv(&store, &["import", "--type", "stock", "--period", "1m", s(&pipe)]));
+    let mut blocked = common::retry_exec(|| {
+        cmd(&store)
+            .args(["export", "--type", "stock", "--symbol", "PIPE"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(blocked.try_wait().unwrap().is_none(), "the export should wait on the full pipe");
+    assert!(Command::new("kill").arg("-INT").arg(blocked.id().to_string()).status().unwrap().success());
+    let started = Instant::now();
+    while blocked.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(10), "Ctrl-C did not stop a blocked export");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(blocked.wait().unwrap().code(), Some(130));
 }
 
 /// `verify` of one series reports that series' stale temp files (and only its own), and
