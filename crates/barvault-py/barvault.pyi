@@ -130,7 +130,9 @@ class Receipt:
     replaced: int
     """Stored rows whose values changed."""
     unchanged: int
-    """Rows that were already stored with the same values (including repeats in the frame)."""
+    """Rows that were already stored with the same values."""
+    duplicates: int
+    """Rows whose timestamp an earlier row of the frame already had (folded into it, keep-last)."""
     dropped_invalid: int
     """Rows left out by on_invalid="drop"."""
     written: bool

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use barvault::{
-    IssueKind, MetadataStore, PersistOptions, Scope, StorageConfig, StorageError, StorageFactory, TimeRange,
-    ValidationPolicy,
+    CleanupOptions, IssueKind, MetadataStore, PersistOptions, Scope, StorageConfig, StorageError, StorageFactory,
+    TimeRange, ValidationPolicy,
 };
 use barvault_domain::datetime_to_nanos;
 use barvault_metadata::FileMetadataStore;
@@ -162,7 +162,7 @@ fn set_mtime(path: &Path, t: SystemTime) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_dry_run_is_exactly_what_a_real_run_removes() {
     let dir = tempfile::tempdir().unwrap();
-    let config = StorageConfig { retention_days: 30, cleanup_enabled: false, ..common::config(dir.path()) };
+    let config = StorageConfig { retention_days: Some(30), cleanup_enabled: false, ..common::config(dir.path()) };
     let vault = StorageFactory::open(&config).unwrap();
     let ctx = common::ctx();
     let now = at(2024, 6, 1);
@@ -210,8 +210,16 @@ async fn cleanup_dry_run_is_exactly_what_a_real_run_removes() {
     planned_backups.sort();
     assert_eq!(planned_backups, backups);
 
-    let real = vault.cleanup_at(now, false, true, &ctx).await.unwrap();
-    assert!(!real.dry_run);
+    // GONE would lose every row: a dry run says so, and a run without confirmation
+    // changes nothing.
+    assert!(dry.needs_confirmation.as_deref().is_some_and(|w| w.contains("every row of 1 series")), "{dry:?}");
+    let unconfirmed = vault.cleanup_at(now, false, true, &ctx).await.unwrap();
+    assert!(!unconfirmed.applied && unconfirmed.needs_confirmation.is_some());
+    assert!(snapshot(dir.path()) == before, "an unconfirmed cleanup changed files");
+
+    let confirmed = CleanupOptions { dry_run: false, force: true, confirm: true };
+    let real = vault.cleanup_with(now, confirmed, &ctx).await.unwrap();
+    assert!(!real.dry_run && real.applied);
     assert_eq!(real.plan, dry.plan, "the real run planned differently");
     for p in real.plan.temp_files.iter().chain(&real.plan.backups) {
         assert!(!p.exists(), "{} survived cleanup", p.display());
@@ -234,4 +242,47 @@ async fn cleanup_dry_run_is_exactly_what_a_real_run_removes() {
     let unexpected: Vec<_> =
         report.issues.iter().filter(|i| !(i.kind == IssueKind::StaleTemp && i.path == new_temp)).collect();
     assert!(unexpected.is_empty(), "{unexpected:#?}");
+}
+
+/// Without `retention_days` cleanup has nothing to apply and says how to opt in; with it,
+/// removing more than half of the stored rows needs confirmation even when no series is
+/// emptied, while a small trim does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_deletes_nothing_by_default_and_confirms_large_removals() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx();
+    let now = at(2024, 6, 1);
+    let unset = StorageConfig { cleanup_enabled: true, ..common::config(dir.path()) };
+    let vault = StorageFactory::open(&unset).unwrap();
+    let history = sample_bars(100, ns(at(2024, 1, 1)), DAY_NS, 1);
+    vault.manager().persist(&history, &stock("HIST"), PersistOptions::default(), &ctx).await.unwrap();
+    let before = snapshot(dir.path());
+    for dry_run in [true, false] {
+        let refused = vault.cleanup_with(now, CleanupOptions { dry_run, force: true, confirm: true }, &ctx).await;
+        match refused {
+            Err(StorageError::Config { field, message }) => {
+                assert_eq!(field, "retention_days");
+                assert!(message.contains("removes nothing") && message.contains("retention_days = N"), "{message}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    assert!(snapshot(dir.path()) == before);
+
+    // 100 daily bars from January 1st (to April 9th): on June 1st, 101 days' retention
+    // keeps those from February 21st on (51 of 100 removed), 150 days those from January
+    // 3rd (2 removed).
+    for (days, confirm_needed) in [(101, true), (150, false)] {
+        let config = StorageConfig { retention_days: Some(days), ..unset.clone() };
+        let vault = StorageFactory::open(&config).unwrap();
+        let plan = vault.cleanup_with(now, CleanupOptions { dry_run: true, ..CleanupOptions::default() }, &ctx).await;
+        let plan = plan.unwrap();
+        assert_eq!(plan.plan.rows_stored, 100);
+        assert_eq!(plan.needs_confirmation.is_some(), confirm_needed, "{days} days: {plan:?}");
+        let run = vault.cleanup_with(now, CleanupOptions::default(), &ctx).await.unwrap();
+        assert_eq!(run.applied, !confirm_needed, "{days} days");
+        let stored = common::served(vault.manager(), &stock("HIST")).await.unwrap().len();
+        let expected = if confirm_needed { 100 } else { 100 - plan.plan.rows_removed };
+        assert_eq!(stored, expected, "{days} days");
+    }
 }

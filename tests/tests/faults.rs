@@ -178,7 +178,7 @@ impl Seeded {
         for kind in kinds {
             let found = report.issues.iter().find(|i| i.kind == *kind && i.series.as_deref() == Some("stock:AAPL@1d"));
             let i = found.unwrap_or_else(|| panic!("verify lacks {kind:?}: {:#?}", report.issues));
-            let line = format!("{}: {}", i.kind.name(), i.path.display());
+            let line = format!("{}: {}", i.kind, i.path.display());
             assert!(health.consistency_issues.iter().any(|c| c.starts_with(&line)), "{line} not in {health:#?}");
         }
     }

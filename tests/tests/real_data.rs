@@ -7,8 +7,8 @@ mod common;
 use std::path::Path;
 
 use barvault::{
-    Bars, CsvCodec, ExportFormat, ImportOptions, Instrument, InstrumentKind, MergePolicy, ParquetCodec, Period, Scope,
-    SeriesKey, ValidationPolicy, WriteMode,
+    Bars, CsvCodec, ExportFormat, ImportOptions, InputOptions, Instrument, InstrumentKind, MergePolicy, ParquetCodec,
+    Period, Scope, SeriesKey, ValidationPolicy, WriteMode,
 };
 use barvault_fs::FileStore;
 use barvault_ports::BarCodec;
@@ -57,8 +57,13 @@ const SAMPLES: [Sample; 4] = [
     },
 ];
 
-const IMPORT: ImportOptions =
-    ImportOptions { validation: ValidationPolicy::Off, mode: WriteMode::Merge, policy: MergePolicy::KeepLast };
+const IMPORT: ImportOptions = ImportOptions {
+    validation: ValidationPolicy::Off,
+    mode: WriteMode::Merge,
+    policy: MergePolicy::KeepLast,
+    input: NAIVE_UTC,
+};
+const NAIVE_UTC: InputOptions = InputOptions { tz: None, progress: None };
 
 /// The bars an input file holds, decoded independently of the store.
 fn expected_bars(file: &Path) -> Bars {

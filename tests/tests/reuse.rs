@@ -102,8 +102,8 @@ async fn a_tail_update_gives_the_bytes_of_a_full_encode() {
     assert!(std::fs::read(store.backup_path_of(&series())).unwrap() == encode_to_vec(&old));
 }
 
-/// The stored bytes of unchanged rows are kept as they are: a row stored as `1500.0`
-/// (as another writer might format it) stays so, while the file still loads exactly.
+/// The stored bytes of unchanged rows are kept as they are: a row stored as `1500`
+/// (as barvault 0.1 and other writers format it) stays so, while the file still loads exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stored_bytes_of_unchanged_rows_are_kept() {
     let dir = tempfile::tempdir().unwrap();
@@ -111,7 +111,7 @@ async fn the_stored_bytes_of_unchanged_rows_are_kept() {
     let old = daily(3000, usize::MAX, 0.0);
     let path = store.path_of(&series());
     let text = String::from_utf8(encode_to_vec(&old)).unwrap();
-    let odd = text.replacen(",1500,", ",1500.0,", 1);
+    let odd = text.replacen(",1500.0,", ",1500,", 1);
     assert_ne!(odd, text);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, &odd).unwrap();
@@ -143,7 +143,7 @@ async fn hints_that_do_not_match_the_stored_file_are_ignored() {
     for h in wrong {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
-        let odd = String::from_utf8(encode_to_vec(&old)).unwrap().replacen(",1500,", ",1500.0,", 1);
+        let odd = String::from_utf8(encode_to_vec(&old)).unwrap().replacen(",1500.0,", ",1500,", 1);
         let path = store.path_of(&series());
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &odd).unwrap();
@@ -168,7 +168,7 @@ async fn a_wider_timestamp_fraction_rewrites_every_line() {
     let md5 = rewrite(&store, &new, h).await;
     let bytes = assert_stored(&store, &new, &md5);
     assert!(bytes == encode_to_vec(&new));
-    assert!(String::from_utf8(bytes).unwrap().contains("2006-01-02 00:00:00.00,"));
+    assert!(String::from_utf8(bytes).unwrap().contains("2006-01-02 00:00:00.00Z,"));
 }
 
 /// A token of a file that was replaced after it was proven (another inode, the same text)
@@ -183,7 +183,7 @@ async fn a_file_changed_after_its_proof_is_a_conflict_never_a_mix() {
     let old = daily(1500, usize::MAX, 0.0);
     let new = daily(1501, 1499, 2.0);
     let path = store.path_of(&s);
-    let odd = String::from_utf8(encode_to_vec(&old)).unwrap().replacen(",1500,", ",1500.0,", 1);
+    let odd = String::from_utf8(encode_to_vec(&old)).unwrap().replacen(",1500.0,", ",1500,", 1);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, &odd).unwrap();
     let proven = prove(&store).await;
@@ -269,7 +269,7 @@ async fn a_damaged_primary_is_rewritten_whole() {
     let (csv, _) = common::paths(&vault, &s);
     // Same length, one digit changed in an early row: only the checksum can tell.
     let text = String::from_utf8(common::read(&csv)).unwrap();
-    let damaged = text.replacen(",1500,", ",1600,", 1);
+    let damaged = text.replacen(",1500.0,", ",1600.0,", 1);
     assert_ne!(damaged, text);
     std::fs::write(&csv, &damaged).unwrap();
     let new = daily(3001, 2999, 1.0);

@@ -20,7 +20,7 @@ const EIO: i32 = 5;
 async fn seeded() -> (tempfile::TempDir, FaultyFs, Vault) {
     let dir = tempfile::tempdir().unwrap();
     let fs = FaultyFs::real();
-    let config = StorageConfig { retention_days: 30, ..common::config(&dir.path().join("store")) };
+    let config = StorageConfig { retention_days: Some(30), ..common::config(&dir.path().join("store")) };
     let vault = StorageFactory::open_with_fs(&config, Arc::new(fs.clone())).unwrap();
     let bars = sample_bars(40, BASE_NS, DAY_NS, 1);
     vault.manager().persist(&bars, &stock("AAPL"), PersistOptions::default(), &common::ctx()).await.unwrap();
@@ -101,8 +101,12 @@ async fn an_input_file_that_cannot_be_read_is_named_and_stores_nothing() {
     let input = dir.path().join("input.csv");
     std::fs::write(&input, "timestamp,open,high,low,close,volume\n2030-01-02,1,2,0.5,1.5,10\n").unwrap();
     fs.inject(Fault::once(FsOp::Read, 1, EIO).on_paths_containing("input.csv"));
-    let options =
-        ImportOptions { validation: ValidationPolicy::Strict, mode: WriteMode::Merge, policy: MergePolicy::KeepLast };
+    let options = ImportOptions {
+        validation: ValidationPolicy::Strict,
+        mode: WriteMode::Merge,
+        policy: MergePolicy::KeepLast,
+        ..ImportOptions::default()
+    };
     let err = vault.import_file(&input, &stock("AAPL"), options, &common::ctx()).await.unwrap_err();
     assert!(names(&err, IoStep::Read, "input.csv"), "{err:?}");
     assert_eq!(common::served(vault.manager(), &stock("AAPL")).await.map(|b| b.len()), Some(40));

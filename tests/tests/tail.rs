@@ -212,7 +212,7 @@ async fn merges_the_last_rows_cannot_serve_read_the_whole_series() {
 
     let path = s.csv_store.path_of(&series());
     let text = String::from_utf8(common::read(&path)).unwrap();
-    let damaged = text.replacen(",1500,", ",1600,", 1);
+    let damaged = text.replacen(",1500.0,", ",1600.0,", 1);
     assert_ne!(damaged, text);
     std::fs::write(&path, damaged).unwrap();
     let update = from_row(&expected, expected.len() - 1);

@@ -14,15 +14,20 @@ pub const USAGE: u8 = 2;
 pub const CONFIG: u8 = 3;
 /// Another writer holds the series lock; retry later.
 pub const LOCKED: u8 = 4;
+/// Stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it.
+pub const INTERRUPTED: u8 = 130;
+/// Stopped by SIGTERM: 128 + 15.
+pub const TERMINATED: u8 = 143;
 
 /// The text `--help` shows after the options.
 pub const HELP: &str = "\
 Exit codes:
   0  success; verify found nothing; health is healthy
   1  failure or problems found (a file failed, verify found issues, health warning, storage error)
-  2  command-line usage error; health status error
-  3  configuration error (invalid value, unknown field, unreadable config file, cleanup disabled)
-  4  the series is locked by another writer: retry later";
+  2  command-line usage error (also: cleanup needs --confirm-removal); health status error
+  3  configuration error (invalid value, unknown field, unreadable config file, cleanup disabled or no retention_days)
+  4  the series is locked by another writer: retry later
+  130, 143  stopped by SIGINT (Ctrl-C) or SIGTERM; temp files of unfinished writes are removed";
 
 /// A command-line value that clap could not check on its own (a symbol invalid for its
 /// instrument type, a range that ends before it starts).

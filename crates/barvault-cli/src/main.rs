@@ -54,7 +54,7 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Merge CSV or Parquet files into the store (keep-last on repeated timestamps).
+    /// Merge CSV or Parquet files (or standard input, gzip or zstd) into the store (keep-last on repeated timestamps).
     #[command(after_help = exit::HELP)]
     Import(ImportArgs),
     /// Write the stored bars of one series as CSV, Parquet or JSON lines.
@@ -63,6 +63,12 @@ pub enum Command {
     /// Show rows, range, columns, files, sizes, checksums and generation of one series.
     #[command(after_help = exit::HELP)]
     Info(InfoArgs),
+    /// Delete one series: its data, backups, metadata records, lock, spare and temp files.
+    #[command(after_help = exit::HELP)]
+    Delete(DeleteArgs),
+    /// Store one series under another symbol, type or period (for a series imported under the wrong name).
+    #[command(after_help = exit::HELP)]
+    Rename(RenameArgs),
     /// List every stored series with its rows and time range.
     #[command(after_help = exit::HELP)]
     List(ListArgs),
@@ -75,7 +81,7 @@ pub enum Command {
     /// Check disk space, permissions, consistency and file sizes (exit 0 healthy, 1 warning, 2 error).
     #[command(after_help = exit::HELP)]
     Health(JsonArg),
-    /// Apply the retention policy (retention_days): trim old bars, delete old backups and temp files.
+    /// Apply the retention policy, if retention_days is set: trim old bars, delete old backups and temp files.
     #[command(after_help = exit::HELP)]
     Cleanup(CleanupArgs),
     /// Show the effective configuration and where each value came from.
@@ -102,19 +108,29 @@ impl From<KindArg> for InstrumentKind {
 }
 
 fn parse_period(s: &str) -> Result<Period, String> {
-    s.parse().map_err(|_| {
+    Period::parse_lenient(s).map_err(|_| {
         let all: Vec<&str> = Period::ALL.iter().map(|p| p.as_str()).collect();
-        format!("unknown period {s:?}; one of {} (1m is a minute, 1M a month)", all.join(", "))
+        format!(
+            "unknown period {s:?}; one of {} (1m is a minute, 1M a month; also 1D, 1H, 1w, 60m, daily, weekly, \
+             monthly, quarterly)",
+            all.join(", ")
+        )
     })
 }
 
-/// What to do with rows that break a bar rule (high below low, negative volume, ...).
+/// The help of every `--period`.
+const PERIOD_HELP: &str = "Bar period: 1s 5s 15s 30s 1m 2m 5m 10m 15m 20m 30m 1h 4h 1d 1W 1M 3M (1m is a minute, 1M a month); \
+                           1D, 1H, 1w, 60m, daily, weekly, monthly and quarterly are understood too";
+
+/// What to do with rows that break a bar rule (high below low, negative volume, a bar off the series' time grid, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnInvalid {
-    /// Refuse the whole file, naming the offending rows.
+    /// Refuse the whole file, naming the offending rows by line.
     Reject,
-    /// Leave the offending rows out and report how many.
+    /// Leave the offending rows out and name them in a warning.
     Drop,
+    /// Store every row as it is (validation off), e.g. ticks kept in a minute series.
+    Keep,
 }
 
 #[derive(Debug, Args)]
@@ -122,19 +138,21 @@ pub struct ImportArgs {
     /// Instrument type of the series.
     #[arg(long = "type", value_enum, value_name = "TYPE")]
     kind: KindArg,
-    /// Symbol of the series; without it each file's name without extension is the symbol (NVDA.csv is NVDA).
+    /// Symbol of the series; without it each file's name gives it: without extension, compression suffix and a trailing period suffix (NVDA.csv, NVDA-1d.csv and NVDA_1d.csv.gz are NVDA for --period 1d). Required for standard input.
     #[arg(long)]
     symbol: Option<String>,
-    /// Bar period, e.g. 1m, 5m, 1h, 1d, 1W, 1M.
-    #[arg(long, value_parser = parse_period)]
+    #[arg(long, value_parser = parse_period, help = PERIOD_HELP)]
     period: Period,
-    /// Whether a file with invalid rows is refused (reject) or imported without them (drop); default: the configured validation.
+    /// Rows that break a rule or sit off the series' time grid: refuse the file (reject), import it without them (drop), or store them anyway (keep); default: the configured validation.
     #[arg(long, value_enum, value_name = "POLICY")]
     on_invalid: Option<OnInvalid>,
-    /// Replace the stored series with the file's bars instead of merging into it.
+    /// The IANA time zone of naive timestamps (America/New_York, Europe/Berlin); default UTC. Refused for input whose timestamps carry offsets.
+    #[arg(long, value_name = "ZONE")]
+    tz: Option<String>,
+    /// Replace the stored series with the file's bars instead of merging into it (reports the stored rows it removes).
     #[arg(long)]
     replace: bool,
-    /// Files to import (CSV in common dialects, or .parquet); a directory imports every file in it.
+    /// Files to import: CSV in common dialects or Parquet, plain or compressed (gzip, zstd); `-` reads standard input; a directory imports every file in it.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
 }
@@ -148,35 +166,58 @@ pub struct SeriesArgs {
     /// Symbol of the series (case-insensitive; stored upper-case).
     #[arg(long)]
     symbol: String,
-    /// Bar period, e.g. 1m, 5m, 1h, 1d, 1W, 1M.
-    #[arg(long, value_parser = parse_period)]
+    #[arg(long, value_parser = parse_period, help = PERIOD_HELP)]
     period: Period,
+}
+
+/// One series, whose period may be left out when the symbol is stored at one period only.
+#[derive(Debug, Args)]
+pub struct SeriesLooseArgs {
+    /// Instrument type of the series.
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
+    kind: KindArg,
+    /// Symbol of the series (case-insensitive; stored upper-case).
+    #[arg(long)]
+    symbol: String,
+    /// Bar period (see import --help); may be left out when the symbol is stored at one period only.
+    #[arg(long, value_parser = parse_period)]
+    period: Option<Period>,
 }
 
 /// Output format of `export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
-    /// The store's CSV format (nanosecond timestamps, shortest round-trip numbers).
+    /// The store's CSV format (UTC timestamps, shortest round-trip numbers).
     Csv,
     /// Parquet with a UTC nanosecond timestamp column.
     Parquet,
-    /// One JSON object per line.
+    /// One JSON object per line, keys in the CSV's column order.
     Json,
+}
+
+impl FormatArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            FormatArg::Csv => "csv",
+            FormatArg::Parquet => "parquet",
+            FormatArg::Json => "json",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     #[command(flatten)]
-    series: SeriesArgs,
+    series: SeriesLooseArgs,
     /// First time to include (RFC 3339, YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS", UTC; inclusive).
     #[arg(long, value_name = "TIME", value_parser = timearg::parse_from)]
     from: Option<i64>,
     /// Last time to include (same forms, inclusive; a bare date includes that whole day).
     #[arg(long, value_name = "TIME", value_parser = timearg::parse_to)]
     to: Option<i64>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Csv)]
-    format: FormatArg,
+    /// Output format; default: the one -o's extension names (.csv, .parquet, .json / .jsonl / .ndjson), else csv. Parquet is not written to a terminal.
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
     /// File to write (atomically); `-` or no -o writes to standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -185,7 +226,7 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct InfoArgs {
     #[command(flatten)]
-    series: SeriesArgs,
+    series: SeriesLooseArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -196,7 +237,7 @@ pub struct ListArgs {
     /// Only series of this instrument type.
     #[arg(long = "type", value_enum, value_name = "TYPE")]
     kind: Option<KindArg>,
-    /// Only series of this period.
+    /// Only series of this period (see import --help for the spellings).
     #[arg(long, value_parser = parse_period)]
     period: Option<Period>,
     /// Print JSON instead of a table.
@@ -237,9 +278,39 @@ pub struct VerifyArgs {
 pub struct RecoverArgs {
     #[command(flatten)]
     scope: ScopeArgs,
+    /// Also forget a series whose every copy is gone (no data file and no backup left): remove its metadata records and lock files.
+    #[arg(long)]
+    forget_missing: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    series: SeriesArgs,
+    /// List what would be deleted and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    #[command(flatten)]
+    series: SeriesArgs,
+    /// The new symbol (default: the same).
+    #[arg(long, value_name = "SYMBOL", required_unless_present_any = ["to_type", "to_period"])]
+    to_symbol: Option<String>,
+    /// The new instrument type (default: the same).
+    #[arg(long, value_enum, value_name = "TYPE")]
+    to_type: Option<KindArg>,
+    /// The new period (default: the same); the bars must sit on its grid.
+    #[arg(long, value_parser = parse_period, value_name = "PERIOD")]
+    to_period: Option<Period>,
 }
 
 #[derive(Debug, Args)]
@@ -257,6 +328,9 @@ pub struct CleanupArgs {
     /// Run even when cleanup_enabled is false in the configuration.
     #[arg(long)]
     force: bool,
+    /// Carry out a plan that removes every row of a series, or more than half of the rows stored (refused without it).
+    #[arg(long)]
+    confirm_removal: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,

@@ -115,12 +115,12 @@ fn imports_the_real_files() {
     assert!(out.contains("futures:FESX@1m") || out.contains("future:FESX@1m"), "{out}");
     assert!(out.contains("read 30889, added 30889"), "{out}");
     let ticks = data("real/ticks-2015-09-23.csv");
-    let out = stdout(&ok(bv(
-        &s,
-        &["import", "--type", "future", "--symbol", "ES_TICKS", "--period", "1m", ticks.to_str().unwrap()],
-    )));
-    // One timestamp repeats in the file: the later row is kept, the earlier counts as unchanged.
-    assert!(out.contains("read 135, added 134, replaced 0, unchanged 1"), "{out}");
+    // Ticks are not minute bars: kept as they are only when asked to.
+    let args = ["import", "--type", "future", "--symbol", "ES_TICKS", "--period", "1m", ticks.to_str().unwrap()];
+    assert_eq!(code(&bv(&s, &args)), 1);
+    let out = stdout(&ok(bv(&s, &[&args[..], &["--on-invalid", "keep"]].concat())));
+    // One timestamp repeats in the file: the later row is kept, and the repeat is counted as such.
+    assert!(out.contains("read 135, added 134, replaced 0, unchanged 0, duplicates 1"), "{out}");
 
     let list = json(&stdout(&ok(bv(&s, &["list", "--json"]))));
     let rows: BTreeMap<String, u64> = list
@@ -358,7 +358,7 @@ fn exit_codes() {
         &["verify"],
         &["import", "--type", "bond", "--period", "1d", "x.csv"],
         &["export", "--type", "stock", "--symbol", "A", "--period", "1d", "--from", "someday"],
-        &["export", "--type", "stock", "--symbol", "A", "--period", "7d"],
+        &["export", "--type", "stock", "--symbol", "A", "--period", "7x"],
         &["export", "--type", "stock", "--symbol", "../etc", "--period", "1d"],
         &["list", "--no-such-flag"],
     ] {
@@ -379,15 +379,21 @@ fn exit_codes() {
     assert_one_line_error(&o);
     import_daily(&s);
     let o = bv(&s, &["cleanup"]);
+    assert_eq!(code(&o), 3, "there is no retention by default");
+    assert!(stderr(&o).contains("retention_days"));
+    let o =
+        cmd(tmp.path()).arg("--data-dir").arg(&s).arg("cleanup").env("BARVAULT_RETENTION_DAYS", "30").output().unwrap();
     assert_eq!(code(&o), 3, "cleanup is disabled by default");
     assert!(stderr(&o).contains("cleanup_enabled"));
-    assert_eq!(code(&bv(&s, &["cleanup", "--dry-run"])), 0);
+    let mut dry = cmd(tmp.path());
+    dry.args(["--data-dir", s.to_str().unwrap(), "cleanup", "--dry-run"]).env("BARVAULT_RETENTION_DAYS", "30");
+    assert_eq!(code(&dry.output().unwrap()), 0);
 
     // 1: a storage failure, one line, no backtrace; -v shows the chain on one line too.
     let o = bv(&s, &["export", "--type", "stock", "--symbol", "MSFT", "--period", "1d"]);
     assert_eq!(code(&o), 1);
     assert_one_line_error(&o);
-    assert!(stderr(&o).contains("stock:MSFT@1d: not found"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stock:MSFT@1d (") && stderr(&o).contains("): not found"), "{}", stderr(&o));
     let o = bv(&s, &["-v", "import", "--type", "stock", "--period", "1d", "/no/such/FILE.csv"]);
     assert_eq!(code(&o), 1);
     let err = stderr(&o);
@@ -420,7 +426,9 @@ fn help_explains_exit_codes_and_every_flag() {
     let o = ok(cmd(tmp.path()).arg("--help").output().unwrap());
     let help = stdout(&o);
     assert!(help.contains("Exit codes:") && help.contains("4  the series is locked"), "{help}");
-    for sub in ["import", "export", "info", "list", "verify", "recover", "health", "cleanup", "config"] {
+    for sub in
+        ["import", "export", "info", "delete", "rename", "list", "verify", "recover", "health", "cleanup", "config"]
+    {
         let o = ok(cmd(tmp.path()).args([sub, "--help"]).output().unwrap());
         assert!(stdout(&o).contains("Exit codes:"), "{sub}");
         // In the short help every option line has its sentence beside it.

@@ -24,7 +24,7 @@ fn corpus_dir() -> PathBuf {
 const REASONS: &[(&str, &str)] = &[
     ("bad_magic.parquet", "not a readable Parquet file"),
     ("bad_utc_offset.csv", "invalid UTC offset"),
-    ("binary_garbage.csv", "not valid UTF-8"),
+    ("binary_garbage.csv", "binary data, not CSV text"),
     ("binary_garbage.parquet", "not a readable Parquet file"),
     ("close_above_high.csv", "high < max(open, close)"),
     ("corrupted_pages.parquet", "Parquet"),
@@ -38,8 +38,8 @@ const REASONS: &[(&str, &str)] = &[
     ("high_below_low.csv", "high < low"),
     ("impossible_date.csv", "invalid day of month"),
     ("inf_price.csv", "finite"),
-    ("invalid_utf8.csv", "invalid UTF-8"),
-    ("invalid_utf8_header.csv", "not valid UTF-8"),
+    ("invalid_utf8.csv", "invalid UTF-8 at offset"),
+    ("invalid_utf8_header.csv", "invalid UTF-8 at offset"),
     ("missing_close_column.csv", "missing close column"),
     ("missing_timestamp_column.csv", "missing timestamp column"),
     ("mixed_date_formats.csv", "not a timestamp"),
@@ -48,7 +48,7 @@ const REASONS: &[(&str, &str)] = &[
     ("negative_volume.csv", "volume must be finite and >= 0"),
     ("non_numeric_price.csv", "not a number"),
     ("non_numeric_volume.csv", "not a number"),
-    ("nul_bytes.csv", "not a number"),
+    ("nul_bytes.csv", "a NUL byte"),
     ("only_newlines.csv", "empty input"),
     ("overflow_to_inf.csv", "finite"),
     ("semicolon_delimited.csv", "missing timestamp column"),
@@ -61,7 +61,7 @@ const REASONS: &[(&str, &str)] = &[
     ("unknown_header.csv", "missing timestamp column"),
     ("unparseable_timestamp.csv", "not a timestamp"),
     ("unterminated_quote.csv", "expected 6 fields"),
-    ("utf16.csv", "not valid UTF-8"),
+    ("utf16.csv", "UTF-16 text"),
 ];
 
 /// Inputs the store accepts as "no bars" (documented in docs/RELIABILITY.md).

@@ -26,11 +26,22 @@ const BLOCK_ROWS: usize = 16_384;
 /// cost little when it is not (a store write, where the writer hashes).
 const MAX_FORMATTERS: usize = 2;
 
-/// Writes `bars` as barvault CSV: the core header, then the extras in `Bars` order.
-/// Timestamps share one fraction width, the narrowest that is exact for every row.
-/// The bytes are the same whether or not the work is pipelined.
+/// How timestamps are written (numbers are always written the one way of [`write_f64`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Style {
+    /// Each timestamp ends in `Z`: readers (pandas, polars) then type the column as UTC.
+    pub(crate) utc_marker: bool,
+}
+
+/// The format barvault writes by default: timestamps with the UTC marker.
+pub(crate) const DEFAULT_STYLE: Style = Style { utc_marker: true };
+
+/// Writes `bars` as barvault CSV in the default format (timestamps marked `Z`): the core
+/// header, then the extras in `Bars` order. Timestamps share one fraction width, the
+/// narrowest that is exact for every row. The bytes are the same whether or not the work
+/// is pipelined. [`crate::CsvCodec::with_utc_marker`] chooses the other format.
 pub fn encode_bars<W: Write + ?Sized>(bars: &Bars, out: &mut W) -> io::Result<()> {
-    encode_part(bars, 0..bars.len(), true, out)
+    encode_part(bars, 0..bars.len(), true, DEFAULT_STYLE, out)
 }
 
 /// The header line of `bars`' columns.
@@ -49,10 +60,11 @@ pub(crate) fn header_line(bars: &Bars) -> Vec<u8> {
 /// appear in [`encode_bars`]' output: the fraction width is that of all of `bars`, so
 /// `encode_part(0..k, true) ++ encode_part(k..n, false) == encode_bars`. Rows out of
 /// range are not written.
-pub fn encode_part<W: Write + ?Sized>(
+pub(crate) fn encode_part<W: Write + ?Sized>(
     bars: &Bars,
     rows: std::ops::Range<usize>,
     header: bool,
+    style: Style,
     out: &mut W,
 ) -> io::Result<()> {
     let end = rows.end.min(bars.len());
@@ -61,7 +73,7 @@ pub fn encode_part<W: Write + ?Sized>(
     let head = if header { header_line(bars) } else { Vec::new() };
     if rows.len() < PIPELINE_MIN_ROWS {
         let mut buf = head;
-        format_range(bars, digits, rows, |chunk| {
+        format_range(bars, digits, style, rows, |chunk| {
             buf.extend_from_slice(chunk);
             if buf.len() >= CHUNK {
                 out.write_all(&buf)?;
@@ -88,7 +100,7 @@ pub fn encode_part<W: Write + ?Sized>(
                     let rows = from..(from + BLOCK_ROWS).min(end);
                     let mut buf = Vec::with_capacity(rows.len() * 64);
                     // Formatting into a Vec cannot fail.
-                    let _ = format_range(bars, digits, rows, |chunk| {
+                    let _ = format_range(bars, digits, style, rows, |chunk| {
                         buf.extend_from_slice(chunk);
                         Ok(())
                     });
@@ -112,7 +124,7 @@ pub fn encode_part<W: Write + ?Sized>(
 #[cfg(test)]
 /// Formats every row of `bars`, handing `sink` chunks of about [`CHUNK`] bytes, in order.
 fn format_rows(bars: &Bars, sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
-    format_range(bars, fraction_digits(bars.timestamps()), 0..bars.len(), sink)
+    format_range(bars, fraction_digits(bars.timestamps()), DEFAULT_STYLE, 0..bars.len(), sink)
 }
 
 /// Formats rows `range` of `bars` with `digits` fraction digits, handing `sink` chunks of
@@ -120,12 +132,13 @@ fn format_rows(bars: &Bars, sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Re
 fn format_range(
     bars: &Bars,
     digits: usize,
+    style: Style,
     range: std::ops::Range<usize>,
     mut sink: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut buf = Vec::with_capacity(CHUNK + 1024);
     let extras: Vec<&[Option<f64>]> = bars.extras().iter().map(|e| e.values()).collect();
-    let mut ts_writer = TimestampWriter::new(digits);
+    let mut ts_writer = TimestampWriter::new(digits).utc_marker(style.utc_marker);
     let start = range.start;
     let rows = bars.timestamps()[range.clone()]
         .iter()
@@ -159,9 +172,14 @@ fn format_range(
 
 /// [`encode_bars`] into memory.
 pub fn encode_to_vec(bars: &Bars) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + bars.len() * (60 + 12 * bars.extras().len()));
+    encode_to_vec_styled(bars, DEFAULT_STYLE)
+}
+
+/// The whole encoding of `bars` in `style`, in memory.
+pub(crate) fn encode_to_vec_styled(bars: &Bars, style: Style) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + bars.len() * (64 + 12 * bars.extras().len()));
     // Writing to a Vec cannot fail.
-    let _ = encode_bars(bars, &mut out);
+    let _ = encode_part(bars, 0..bars.len(), true, style, &mut out);
     out
 }
 
@@ -189,9 +207,11 @@ mod tests {
         assert_eq!(
             text,
             "timestamp,open,high,low,close,volume,adj_close,open_interest\n\
-             1970-01-01 00:00:00.0,100,101.5,-0,NaN,1500,99.25,\n\
-             1970-01-01 00:00:01.5,0.00000871,1e300,-inf,inf,0.5,,7\n"
+             1970-01-01 00:00:00.0Z,100.0,101.5,-0.0,NaN,1500.0,99.25,\n\
+             1970-01-01 00:00:01.5Z,0.00000871,1e300,-inf,inf,0.5,,7.0\n"
         );
+        let naive = String::from_utf8(encode_to_vec_styled(&bars, Style { utc_marker: false })).unwrap();
+        assert_eq!(naive, text.replace("Z,", ","), "the naive format differs only by the marker");
     }
 
     #[test]
@@ -258,13 +278,13 @@ mod tests {
         let whole = encode_to_vec(&bars);
         for k in [0, 1, 9, 10, 777, BLOCK_ROWS + 3, n - PIPELINE_MIN_ROWS, n - 1, n, n + 5] {
             let mut parts = Vec::new();
-            encode_part(&bars, 0..k, true, &mut parts).unwrap();
-            encode_part(&bars, k..n, false, &mut parts).unwrap();
+            encode_part(&bars, 0..k, true, DEFAULT_STYLE, &mut parts).unwrap();
+            encode_part(&bars, k..n, false, DEFAULT_STYLE, &mut parts).unwrap();
             assert!(parts == whole, "split at {k}");
         }
         let mut one = Vec::new();
-        encode_part(&bars, 0..1, false, &mut one).unwrap();
-        assert_eq!(one, b"1970-01-01 00:00:00.00,0.5,0.5,0.5,0.5,0.5,0\n");
+        encode_part(&bars, 0..1, false, DEFAULT_STYLE, &mut one).unwrap();
+        assert_eq!(one, b"1970-01-01 00:00:00.00Z,0.5,0.5,0.5,0.5,0.5,0.0\n");
     }
 
     #[test]

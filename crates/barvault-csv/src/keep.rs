@@ -8,7 +8,8 @@
 //! - the line that ends there is, byte for byte, this codec's encoding of row `k - 1` of
 //!   the new version. Timestamps are unique, so this pins the row count, and it also
 //!   catches a change of the timestamps' shared fraction width, which changes every line,
-//!   and a file written by another encoder (`1500.0` beside `1500`).
+//!   and a file written by another encoder or style (`1500` beside `1500.0`, a naive
+//!   timestamp beside one with `Z`): such a file is rewritten whole, in this codec's style.
 //!
 //! The caller vouches that those rows are value for value the stored ones; the store
 //! vouches that the bytes are the file it read.
@@ -17,7 +18,7 @@ use std::io;
 
 use barvault_ports::{CodecError, Continuation, Keep, KeptPrefix, StoredBytes};
 
-use crate::encode::{encode_part, header_line};
+use crate::encode::{Style, encode_part, header_line};
 
 /// Bytes read at a time while counting line ends back from the end, at most.
 const MAX_PIECE: usize = 256 * 1024;
@@ -48,6 +49,7 @@ pub(crate) fn keepable(
     stored: &dyn StoredBytes,
     next: Continuation<'_>,
     keep: Keep,
+    style: Style,
 ) -> Result<Option<KeptPrefix>, CodecError> {
     let k = keep.unchanged;
     // The last kept row is checked against its stored line, so it must be among the new rows.
@@ -65,7 +67,7 @@ pub(crate) fn keepable(
     // (plus one) from the end.
     let Some(end) = newline_from_end(stored, after + 1)? else { return Ok(None) };
     let mut line = Vec::new();
-    encode_part(next.bars, last..last + 1, false, &mut line)?;
+    encode_part(next.bars, last..last + 1, false, style, &mut line)?;
     if line.is_empty() {
         return Ok(None);
     }
@@ -85,10 +87,59 @@ pub(crate) fn keepable(
 pub(crate) fn encode_after(
     kept: KeptPrefix,
     next: Continuation<'_>,
+    style: Style,
     out: &mut (dyn io::Write + Send),
 ) -> Result<(), CodecError> {
     let from = kept.rows.checked_sub(next.skipped).ok_or_else(|| {
         CodecError::Corrupt(format!("{} rows kept, fewer than the {} skipped", kept.rows, next.skipped))
     })?;
-    encode_part(next.bars, from..next.bars.len(), false, out).map_err(CodecError::Io)
+    encode_part(next.bars, from..next.bars.len(), false, style, out).map_err(CodecError::Io)
+}
+
+#[cfg(test)]
+mod tests {
+    use barvault_domain::{Bars, Instrument, Period, SeriesKey};
+    use barvault_ports::{BarCodec, Continuation, Keep};
+
+    use crate::CsvCodec;
+
+    fn daily(n: i64) -> Bars {
+        let day = 86_400_000_000_000;
+        let p: Vec<f64> = (0..n).map(|i| 100.0 + i as f64).collect();
+        Bars::new(
+            (0..n).map(|i| i * day).collect(),
+            p.clone(),
+            p.clone(),
+            p.clone(),
+            p,
+            vec![1500.0; n as usize],
+            vec![],
+        )
+        .unwrap()
+    }
+
+    /// The next version is the stored one's rows plus one: a file of this codec's style keeps
+    /// its bytes, a file of the other style (naive beside `Z` timestamps) keeps nothing and
+    /// is rewritten whole, so a file never mixes the two.
+    #[test]
+    fn only_a_file_of_the_codecs_own_style_is_kept() {
+        let series = SeriesKey::new(Instrument::stock("AAPL").unwrap(), Period::D1);
+        let (stored, next) = (daily(5), daily(6));
+        let keep = Keep { stored_rows: 5, unchanged: 5 };
+        for (writer, reader, kept) in
+            [(true, true, true), (false, false, true), (false, true, false), (true, false, false)]
+        {
+            let bytes = CsvCodec::with_utc_marker(writer).encode_to_vec(&stored);
+            let codec = CsvCodec::with_utc_marker(reader);
+            let cont = || Continuation { bars: &next, skipped: 0, series: &series };
+            let prefix = codec.keepable(&bytes, cont(), keep).unwrap();
+            assert_eq!(prefix.is_some(), kept, "written with Z: {writer}, kept by Z: {reader}");
+            if let Some(prefix) = prefix {
+                assert_eq!(prefix.bytes, bytes.len() as u64);
+                let mut whole = bytes[..prefix.bytes as usize].to_vec();
+                codec.encode_after(&bytes, prefix, cont(), &mut whole).unwrap();
+                assert_eq!(whole, codec.encode_to_vec(&next));
+            }
+        }
+    }
 }

@@ -3,14 +3,19 @@
 //!
 //! # Writing: one canonical form
 //!
-//! The stored file must come back bit-for-bit and diff cleanly, and pandas must read it
-//! with a plain `read_csv(index_col='timestamp', parse_dates=True)`. So every float is
-//! written in a shortest round-trip form, never with fixed decimals that would lose
-//! `0.00000871`: plain decimals when the value is exactly one with at most 8 fraction digits
-//! (what prices are, and several times cheaper than ryu), ryu's form otherwise (`1e300`);
-//! integral values below 2^53 drop the `.0` because that is how volumes and round prices
-//! look in every source file; `-0` keeps its sign; `NaN`, `inf`, `-inf`
-//! are the spellings pandas reads. Timestamps are UTC `YYYY-MM-DD HH:MM:SS`, with a fraction only
+//! The stored file must come back bit-for-bit and diff cleanly, and pandas and polars must
+//! read it with a plain `read_csv(index_col='timestamp', parse_dates=True)` /
+//! `read_csv(try_parse_dates=True)` into the same types the Parquet copy gives: float64
+//! columns and a UTC timestamp. So every float is written in a shortest round-trip form,
+//! never with fixed decimals that would lose `0.00000871`: plain decimals when the value is
+//! exactly one with at most 8 fraction digits (what prices are, and several times cheaper
+//! than ryu), ryu's form otherwise (`1e300`); integral values below 2^53 keep a `.0`
+//! (`1500.0`), because a column of whole numbers without a point reads as int64 in pandas
+//! and polars; `-0.0` keeps its sign; `NaN`, `inf`, `-inf` are the spellings pandas reads.
+//! Timestamps are UTC `YYYY-MM-DD HH:MM:SSZ`: the `Z` makes readers type the column as
+//! UTC, as they type the Parquet copy's, so the two can be joined
+//! ([`CsvCodec::with_utc_marker`]`(false)` writes them naive, as barvault 0.1 did, for
+//! tools that cannot read the marker). A fraction appears only
 //! when some row of the file has a sub-second part, so daily and minute files stay short
 //! while tick data keeps full nanosecond precision. The fraction has one width per file (the
 //! narrowest exact for every row, `.146`/`.000` for millisecond ticks) rather than a trimmed
@@ -27,14 +32,20 @@
 //! of the usual exports (Yahoo's `Adj Close`, Barchart's `Last` and `Open Int`, Vortex's
 //! `Datetime`, pandas' unnamed index column); any other column becomes an extra.
 //! Timestamps may be dates, ISO date-times with `T` or a space, up to 9 fractional digits and
-//! a `Z`/`±HH:MM`/`±HHMM` offset (converted to UTC; naive times are taken as UTC). Slash
+//! a `Z`/`±HH:MM`/`±HHMM` offset (converted to UTC; naive times are taken as UTC, and an
+//! application that knows their zone converts them after decoding: [`first_utc_offset`]
+//! tells whether an input has any offsets). Slash
 //! dates are read only year-first: `01/02/2024` is ambiguous between the US and European
 //! orders, and guessing would silently corrupt a series.
 //!
 //! Decisions a user can rely on:
-//! - **No volume column → volume 0.0.** FX and index quotes often carry no volume; 0 passes
-//!   validation and sums correctly when bars are resampled, whereas refusing would make such
-//!   feeds unusable and NaN would fail every strict validation.
+//! - **No volume column → volume missing (NaN).** FX and index quotes often carry no
+//!   volume. Refusing them would make such feeds unusable, and an invented 0 would read
+//!   as "nothing traded" and be summed into resampled bars. A NaN volume is how barvault
+//!   holds a missing one: validation accepts it (a negative or infinite volume is still
+//!   refused), a merge never lets it erase a stored volume, and pandas reads it as missing.
+//!   An empty volume cell (or `N/A`, `NULL`, …) is missing in the same way; an empty price
+//!   cell is still an error.
 //! - **Split `date,time` rows are supported.** Some exports (backtrader's ESTX50 minute file)
 //!   name one `Date` column but write the date and time as two fields. When the first data
 //!   row has exactly one field more than the header and its timestamp field and the next are
@@ -68,6 +79,7 @@ mod decode;
 mod encode;
 mod keep;
 mod number;
+mod rows;
 mod timestamp;
 
 use std::io::Write;
@@ -79,20 +91,65 @@ use barvault_ports::{
 
 pub use encode::{encode_bars, encode_to_vec};
 pub use number::{parse_f64, write_f64};
-pub use timestamp::{TimestampError, format_timestamp_csv, fraction_digits, parse_timestamp};
+pub use rows::{data_row_lines, first_utc_offset};
+pub use timestamp::{TimestampError, format_timestamp_csv, fraction_digits, has_utc_offset, parse_timestamp};
 
 /// The CSV [`BarCodec`] (format and extension `csv`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CsvCodec;
+///
+/// Writes timestamps with the UTC marker `Z` by default ([`CsvCodec::with_utc_marker`]
+/// chooses naive timestamps); reads both, and every dialect of the crate docs, whatever it
+/// writes. `CsvCodec` is also a constant of the default codec, so the name alone is a
+/// value as it was when the codec had no settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CsvCodec {
+    style: encode::Style,
+}
+
+/// The codec with the default format, as a value: `CsvCodec.encode(..)`, `FileStore::new(dir, CsvCodec)`.
+#[allow(non_upper_case_globals)]
+pub const CsvCodec: CsvCodec = CsvCodec::new();
+
+impl Default for CsvCodec {
+    fn default() -> Self {
+        CsvCodec::new()
+    }
+}
 
 impl CsvCodec {
+    /// The default format: timestamps end in `Z`.
     pub const fn new() -> Self {
-        CsvCodec
+        CsvCodec { style: encode::DEFAULT_STYLE }
+    }
+
+    /// Timestamps end in `Z` (UTC) when `on`, or are naive (and still UTC) otherwise.
+    pub const fn with_utc_marker(on: bool) -> Self {
+        CsvCodec { style: encode::Style { utc_marker: on } }
+    }
+
+    /// Whether written timestamps end in `Z`.
+    pub const fn utc_marker(&self) -> bool {
+        self.style.utc_marker
     }
 
     /// Decodes CSV held in memory; see the crate docs for what is accepted.
     pub fn decode_bytes(&self, bytes: &[u8], range: Option<TimeRange>) -> Result<RawBars, CodecError> {
         decode::decode_slice(bytes, range)
+    }
+
+    /// Decodes CSV from a stream of about `size` bytes (0 when unknown: standard input, a
+    /// decompressor), read piece by piece as a file is.
+    pub fn decode_reader(
+        &self,
+        reader: impl std::io::Read,
+        size: usize,
+        range: Option<TimeRange>,
+    ) -> Result<RawBars, CodecError> {
+        decode::decode_reader(reader, size, range)
+    }
+
+    /// The whole encoding of `bars` in this codec's format, in memory.
+    pub fn encode_to_vec(&self, bars: &Bars) -> Vec<u8> {
+        encode::encode_to_vec_styled(bars, self.style)
     }
 }
 
@@ -102,7 +159,7 @@ impl BarCodec for CsvCodec {
     }
 
     fn encode(&self, bars: &Bars, _series: &SeriesKey, out: &mut (dyn Write + Send)) -> Result<(), CodecError> {
-        encode_bars(bars, out)?;
+        encode::encode_part(bars, 0..bars.len(), true, self.style, out)?;
         Ok(())
     }
 
@@ -133,7 +190,7 @@ impl BarCodec for CsvCodec {
         next: Continuation<'_>,
         keep: Keep,
     ) -> Result<Option<KeptPrefix>, CodecError> {
-        keep::keepable(stored, next, keep)
+        keep::keepable(stored, next, keep, self.style)
     }
 
     fn encode_after(
@@ -143,6 +200,6 @@ impl BarCodec for CsvCodec {
         next: Continuation<'_>,
         out: &mut (dyn Write + Send),
     ) -> Result<(), CodecError> {
-        keep::encode_after(kept, next, out)
+        keep::encode_after(kept, next, self.style, out)
     }
 }

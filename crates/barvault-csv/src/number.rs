@@ -3,13 +3,17 @@
 /// 2^53: below it every integral f64 is an exact i64 and prints the same as an integer.
 const EXACT_INT_LIMIT: f64 = 9_007_199_254_740_992.0;
 
-/// Appends `v` in the shortest text that parses back to the same bits.
+/// Appends `v` in the shortest text that parses back to the same bits and that every
+/// reader types as a float.
 ///
-/// Integral values below 2^53 print as integers (`1500`, `-0` for negative zero); values that
-/// are exactly a decimal of at most 8 fraction digits print in plain form (`4500.25`,
-/// `0.00000871`); everything else in ryu's shortest round-trip form (`1e300`, `1e-9`,
-/// `0.3333333333333333`). NaN, +inf and -inf print as `NaN`, `inf` and `-inf`; a NaN's sign
-/// and payload are not kept. The same value always gives the same text.
+/// Integral values below 2^53 print as integers with `.0` (`1500.0`, `-0.0` for negative
+/// zero): without the point pandas and polars read a column of whole numbers (volumes,
+/// round futures prices) as int64, where the Parquet copy and every other reader give
+/// float64. Values that are exactly a decimal of at most 8 fraction digits print in plain
+/// form (`4500.25`, `0.00000871`); everything else in ryu's shortest round-trip form
+/// (`1e300`, `1e-9`, `0.3333333333333333`, `1e16`). NaN, +inf and -inf print as `NaN`,
+/// `inf` and `-inf`; a NaN's sign and payload are not kept. The same value always gives
+/// the same text.
 pub fn write_f64(v: f64, out: &mut Vec<u8>) {
     if v.is_nan() || v.abs() >= EXACT_INT_LIMIT {
         return write_f64_general(v, out);
@@ -18,11 +22,7 @@ pub fn write_f64(v: f64, out: &mut Vec<u8>) {
     // call to libm's `trunc`; integers (volumes) are printed here as the general path
     // prints them, without its checks.
     if (v as i64) as f64 == v {
-        if v == 0.0 && v.is_sign_negative() {
-            return out.extend_from_slice(b"-0");
-        }
-        let mut buf = itoa::Buffer::new();
-        return out.extend_from_slice(buf.format(v as i64).as_bytes());
+        return write_integral(v, out);
     }
     match fixed_grid_decimal(v) {
         Grid::Decimal { mantissa, fraction_digits } => push_grid_decimal(v < 0.0, mantissa, fraction_digits, out),
@@ -39,16 +39,22 @@ fn write_f64_general(v: f64, out: &mut Vec<u8>) {
     } else if v.is_infinite() {
         out.extend_from_slice(if v > 0.0 { b"inf" } else { b"-inf" });
     } else if v == v.trunc() && v.abs() < EXACT_INT_LIMIT {
-        if v == 0.0 && v.is_sign_negative() {
-            out.extend_from_slice(b"-0");
-        } else {
-            // Exact: |v| < 2^53 and integral.
-            let mut buf = itoa::Buffer::new();
-            out.extend_from_slice(buf.format(v as i64).as_bytes());
-        }
+        write_integral(v, out);
     } else if !write_short_decimal(v, out) {
         write_ryu(v, out);
     }
+}
+
+/// An integral `v` with `|v| < 2^53`: its integer digits and `.0`.
+#[inline]
+fn write_integral(v: f64, out: &mut Vec<u8>) {
+    if v == 0.0 && v.is_sign_negative() {
+        return out.extend_from_slice(b"-0.0");
+    }
+    // Exact: |v| < 2^53 and integral.
+    let mut buf = itoa::Buffer::new();
+    out.extend_from_slice(buf.format(v as i64).as_bytes());
+    out.extend_from_slice(b".0");
 }
 
 fn write_ryu(v: f64, out: &mut Vec<u8>) {
@@ -365,6 +371,11 @@ fn has_thousands_groups(s: &[u8]) -> bool {
 /// are not also float spellings: `NaN` stays a value so that it round-trips).
 const MISSING_TOKENS: [&[u8]; 9] = [b"", b"N/A", b"n/a", b"NA", b"<NA>", b"#N/A", b"NULL", b"null", b"None"];
 
+/// Whether a cell is one of the spellings of "no value" (an empty cell among them).
+pub(crate) fn is_missing(text: &[u8]) -> bool {
+    MISSING_TOKENS.contains(&text.trim_ascii())
+}
+
 /// Why an extra-column cell was not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NotANumber;
@@ -400,11 +411,11 @@ mod tests {
 
     #[test]
     fn writes_shortest_exact_forms() {
-        assert_eq!(text(1500.0), "1500");
-        assert_eq!(text(100.0), "100");
-        assert_eq!(text(-3.0), "-3");
-        assert_eq!(text(0.0), "0");
-        assert_eq!(text(-0.0), "-0");
+        assert_eq!(text(1500.0), "1500.0");
+        assert_eq!(text(100.0), "100.0");
+        assert_eq!(text(-3.0), "-3.0");
+        assert_eq!(text(0.0), "0.0");
+        assert_eq!(text(-0.0), "-0.0");
         assert_eq!(text(0.00000871), "0.00000871");
         assert_eq!(text(0.000000001), "1e-9");
         assert_eq!(text(4500.25), "4500.25");
@@ -417,7 +428,8 @@ mod tests {
         assert_eq!(text(f64::NAN), "NaN");
         assert_eq!(text(f64::INFINITY), "inf");
         assert_eq!(text(f64::NEG_INFINITY), "-inf");
-        assert_eq!(text(9_007_199_254_740_991.0), "9007199254740991");
+        assert_eq!(text(9_007_199_254_740_991.0), "9007199254740991.0");
+        assert_eq!(text(1e16), "1e16");
         assert_eq!(parse_f64(text(9_007_199_254_740_992.0).as_bytes()), Some(9_007_199_254_740_992.0));
         assert_eq!(text(f64::MIN_POSITIVE / 2.0).parse::<f64>().unwrap(), f64::MIN_POSITIVE / 2.0);
     }

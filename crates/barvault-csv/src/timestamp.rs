@@ -79,7 +79,7 @@ fn write_date(days: i64, out: &mut Vec<u8>) {
 }
 
 /// Formats one UTC instant: `YYYY-MM-DD HH:MM:SS`, plus `.f…` with trailing zeros trimmed
-/// only when there is a sub-second part.
+/// only when there is a sub-second part, without the UTC marker.
 ///
 /// A whole file uses one fraction width instead (see [`fraction_digits`]): pandas infers a
 /// single format from the first row and leaves the column unparsed when rows differ.
@@ -116,13 +116,20 @@ pub fn fraction_digits(timestamps: &[i64]) -> usize {
 #[derive(Debug)]
 pub(crate) struct TimestampWriter {
     digits: usize,
+    utc_marker: bool,
     last: Option<(i64, [u8; 10])>,
 }
 
 impl TimestampWriter {
     /// `digits` must be at least [`fraction_digits`] of everything written, or precision is lost.
     pub(crate) fn new(digits: usize) -> Self {
-        Self { digits: digits.min(9), last: None }
+        Self { digits: digits.min(9), utc_marker: false, last: None }
+    }
+
+    /// Ends every timestamp with `Z` (UTC) when `on`.
+    pub(crate) fn utc_marker(mut self, on: bool) -> Self {
+        self.utc_marker = on;
+        self
     }
 
     pub(crate) fn write(&mut self, nanos: i64, out: &mut Vec<u8>) {
@@ -159,6 +166,9 @@ impl TimestampWriter {
             }
             out.push(b'.');
             out.extend_from_slice(digits.get(..self.digits).unwrap_or(&digits));
+        }
+        if self.utc_marker {
+            out.push(b'Z');
         }
     }
 }
@@ -368,18 +378,23 @@ impl TimestampParser {
         }
     }
 
-    /// The two shapes nearly every file writes, `YYYY-MM-DD HH:MM:SS` (or with `T`) and
-    /// `YYYY-MM-DD`, untrimmed: the value [`Self::parse`] gives, or `None` for any other
-    /// cell, valid or not, for [`Self::parse`] to decide (and word its error).
+    /// The shapes nearly every file writes, `YYYY-MM-DD HH:MM:SS` (or with `T`, and with
+    /// or without barvault's `Z`) and `YYYY-MM-DD`, untrimmed: the value [`Self::parse`]
+    /// gives, or `None` for any other cell, valid or not, for [`Self::parse`] to decide (and
+    /// word its error).
     ///
-    /// Same value: the cell starts and ends with a digit, so `parse`'s trim is a no-op; the
-    /// date goes through the same [`Self::date_prefix`]; and for the 8 bytes after the
-    /// separator `time_of_day` reads `HH:MM:SS` with these range checks, no fraction and
-    /// no offset (0), which is what is combined here.
+    /// Same value: the cell starts with a digit and ends with a digit or `Z`, so `parse`'s
+    /// trim is a no-op; the date goes through the same [`Self::date_prefix`]; and for the
+    /// 8 bytes after the separator `time_of_day` reads `HH:MM:SS` with these range checks,
+    /// no fraction and no offset (0, also for `Z`), which is what is combined here.
     #[inline]
     pub(crate) fn parse_common(&mut self, s: &[u8]) -> Option<i64> {
         let days = self.date_prefix(s).ok()??;
-        let secs = match s.get(10..)? {
+        let time = match s.get(10..)? {
+            [time @ .., b'Z'] if time.len() == 9 => time,
+            time => time,
+        };
+        let secs = match time {
             [] => 0,
             [b' ' | b'T' | b't', h1, h2, b':', m1, m2, b':', s1, s2] => {
                 let pair = |a: u8, b: u8| Some(digit(a)? * 10 + digit(b)?);
@@ -412,6 +427,24 @@ impl TimestampParser {
     }
 }
 
+/// Whether a cell is a timestamp (or a time of day) written with an explicit UTC offset or
+/// `Z`, as opposed to a naive one (or something else: a price, a date alone).
+pub fn has_utc_offset(text: &[u8]) -> bool {
+    let s = text.trim_ascii();
+    let is_time = TimestampParser::default().parse(s).is_ok() || time_of_day(s).is_ok();
+    if !is_time {
+        return false;
+    }
+    if s.ends_with(b"Z") || s.ends_with(b"z") || s.ends_with(b"UTC") {
+        return true;
+    }
+    // A sign after the time's first `:` starts an offset (a date's `-` comes before it).
+    match s.iter().position(|&b| b == b':') {
+        Some(colon) => s.get(colon..).is_some_and(|rest| rest.iter().any(|&b| b == b'+' || b == b'-')),
+        None => false,
+    }
+}
+
 /// Whether a cell is a bare time of day (`HH:MM[:SS[.f]]`), for detecting the split layout.
 pub(crate) fn is_time_of_day(text: &[u8]) -> bool {
     time_of_day(text.trim_ascii()).is_ok()
@@ -430,6 +463,40 @@ mod tests {
 
     fn chrono_nanos(s: &str) -> i64 {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc).timestamp_nanos_opt().unwrap()
+    }
+
+    #[test]
+    fn offsets_are_told_from_naive_times() {
+        for aware in ["2024-01-02 10:00:00Z", "2024-01-02T10:00:00-05:00", " 2024-01-02 10:00+0100 ", "10:00:00+01:00"]
+        {
+            assert!(has_utc_offset(aware.as_bytes()), "{aware}");
+        }
+        for naive in [
+            "2024-01-02",
+            "2024-01-02 10:00:00",
+            "20240102",
+            "-5",
+            "1.5",
+            "10:00",
+            "abc+1",
+            "",
+            "2024-01-02 10:00:00.5",
+        ] {
+            assert!(!has_utc_offset(naive.as_bytes()), "{naive}");
+        }
+    }
+
+    #[test]
+    fn the_utc_marker_ends_every_timestamp_and_reads_back() {
+        let mut w = TimestampWriter::new(3).utc_marker(true);
+        let mut out = Vec::new();
+        w.write(146_000_000, &mut out);
+        assert_eq!(out, b"1970-01-01 00:00:00.146Z");
+        assert_eq!(parse_timestamp(&out), Ok(146_000_000));
+        let mut p = TimestampParser::default();
+        assert_eq!(p.parse_common(b"1970-01-02 00:00:01Z"), Some(86_401 * NANOS_PER_SEC));
+        assert_eq!(p.parse_common(b"1970-01-02 00:00:01"), Some(86_401 * NANOS_PER_SEC));
+        assert_eq!(p.parse_common(b"1970-01-02Z"), None);
     }
 
     #[test]

@@ -95,10 +95,16 @@ fn pandas_unnamed_index_column() {
     assert_eq!(b.ts, vec![ts("2024-01-01")]);
 }
 
+/// A volume that is not there is missing (NaN), never an invented 0: no column, an empty
+/// cell, or one of the usual "no value" spellings.
 #[test]
-fn missing_volume_column_reads_as_zero() {
+fn missing_volumes_read_as_nan() {
     let b = ok("timestamp,open,high,low,close\n2024-01-01,1,2,0.5,1.5\n");
-    assert_eq!(b.volume, vec![0.0]);
+    assert!(b.volume[0].is_nan(), "{:?}", b.volume);
+    let b = ok("timestamp,open,high,low,close,volume\n2024-01-01,1,2,0.5,1.5,\n2024-01-02,1,2,0.5,1.5, N/A \n\
+                2024-01-03,1,2,0.5,1.5,7\n");
+    assert!(b.volume[0].is_nan() && b.volume[1].is_nan(), "{:?}", b.volume);
+    assert_eq!(b.volume[2], 7.0);
 }
 
 #[test]
@@ -210,7 +216,7 @@ fn row_errors_name_line_column_and_value() {
     let cases: [(&str, Option<&str>, &str, &str); 9] = [
         ("2024-01-02,1,1,1,abc,1", Some("Close"), "abc", "not a number"),
         ("2024-01-02,1,,1,1,1", Some("High"), "", "empty value"),
-        ("2024-01-02,1,1,1,1, ", Some("Volume"), " ", "empty value"),
+        ("2024-01-02,1,1,1,1,x", Some("Volume"), "x", "not a number"),
         ("2024-13-02,1,1,1,1,1", Some("Date"), "2024-13-02", "invalid month"),
         ("1600-01-01,1,1,1,1,1", Some("Date"), "1600-01-01", "outside the range"),
         ("2300-01-01,1,1,1,1,1", Some("Date"), "2300-01-01", "outside the range"),

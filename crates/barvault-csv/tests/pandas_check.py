@@ -32,6 +32,9 @@ def main() -> int:
 
     if not pd.api.types.is_datetime64_any_dtype(df.index.dtype):
         errors.append(f"index was not parsed as datetimes: dtype {df.index.dtype}")
+    elif expected.get("utc", True) and str(df.index.tz) != "UTC":
+        # The Parquet copy reads as UTC: the CSV must too, or the two cannot be joined.
+        errors.append(f"index is not UTC-aware: dtype {df.index.dtype}")
     else:
         got = [int(v) for v in df.index.as_unit("ns").asi8]
         if got != expected["index_ns"]:
@@ -43,6 +46,9 @@ def main() -> int:
     for name, want_col in expected["values"].items():
         if name not in df.columns:
             continue
+        if str(df[name].dtype) != "float64":
+            # Parquet holds float64; whole numbers written as `3602` would read as int64.
+            errors.append(f"{name}: dtype {df[name].dtype}, expected float64")
         got_col = df[name].tolist()
         if len(got_col) != len(want_col):
             errors.append(f"{name}: expected {len(want_col)} rows, got {len(got_col)}")

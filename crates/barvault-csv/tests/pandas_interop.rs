@@ -2,6 +2,7 @@
 //! parse_dates=True)` and get every value bit-for-bit. Needs `BARVAULT_PYTHON` (a Python
 //! with pandas); skipped locally without it, an error in CI.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,7 +16,13 @@ fn python() -> Option<String> {
             panic!("BARVAULT_PYTHON is not set: CI must point it at a Python with pandas installed")
         }
         _ => {
-            eprintln!("skipping pandas interop: set BARVAULT_PYTHON to a Python with pandas to run it");
+            // Straight to the process's stderr, past the test harness's capture, so that a
+            // local `cargo test` says what it did not run instead of reporting it passed.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED pandas interop (barvault-csv): BARVAULT_PYTHON is not set; point it at a Python \
+                 with pandas to run it (CI does: .ci/run)"
+            );
             None
         }
     }
@@ -79,6 +86,37 @@ fn run_check(python: &str, csv: &Path, expected: &Path) -> (bool, String) {
     let out = Command::new(python).arg(script()).arg(csv).arg(expected).output().expect("run BARVAULT_PYTHON");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
+}
+
+/// Bars of whole numbers only (a futures contract's prices, volumes): pandas must still
+/// type every column float64, as it does reading the Parquet copy, and the index UTC.
+#[test]
+fn pandas_types_whole_numbers_as_float64_and_the_index_as_utc() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let day = 86_400_000_000_000;
+    let bars = Bars::new(
+        vec![1_136_160_000_000_000_000, 1_136_160_000_000_000_000 + day],
+        vec![3602.0, 3600.0],
+        vec![3603.0, 3601.0],
+        vec![3597.0, 3598.0],
+        vec![3599.0, 3599.0],
+        vec![5699.0, 0.0],
+        vec![ExtraColumn::new("openinterest", vec![Some(0.0), Some(0.0)]).unwrap()],
+    )
+    .unwrap();
+    let csv = dir.path().join("whole.csv");
+    std::fs::write(&csv, encode_to_vec(&bars)).unwrap();
+    let expected = dir.path().join("expected.json");
+    std::fs::write(&expected, expected_json(&bars)).unwrap();
+    let (ok, text) = run_check(&python, &csv, &expected);
+    assert!(ok, "pandas disagrees with barvault:\n{text}");
+    // The check fails on what the encoder wrote before: `3602` and naive timestamps.
+    let old = "timestamp,open,high,low,close,volume,openinterest\n\
+               2006-01-02 00:00:00,3602,3603,3597,3599,5699,0\n2006-01-03 00:00:00,3600,3601,3598,3599,0,0\n";
+    std::fs::write(&csv, old).unwrap();
+    let (ok, text) = run_check(&python, &csv, &expected);
+    assert!(!ok && text.contains("int64") && text.contains("UTC"), "checker missed int64 columns:\n{text}");
 }
 
 #[test]

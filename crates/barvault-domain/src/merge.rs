@@ -10,8 +10,9 @@ use crate::time::format_timestamp;
 /// How two rows with the same timestamp combine.
 ///
 /// Cell rule, for every policy: the winning row gives each value it has; a value the
-/// winner is missing (an extra column it lacks, or an empty cell) comes from the other
-/// row. A missing value therefore never erases a stored one.
+/// winner is missing (an extra column it lacks, an empty cell, or a NaN volume, which is
+/// how a missing volume is held) comes from the other row. A missing value therefore never
+/// erases a stored one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MergePolicy {
@@ -66,6 +67,48 @@ pub struct MergeStats {
     pub rows_changed: usize,
     /// The result equals `existing` exactly, so nothing needs writing.
     pub unchanged: bool,
+}
+
+impl MergeStats {
+    /// Stored rows the write removed: none for a merge, the stored timestamps the new
+    /// bars lack for a replace (see [`replace_stats`]).
+    pub fn rows_removed(&self) -> usize {
+        (self.existing_rows + self.rows_added).saturating_sub(self.result_rows)
+    }
+}
+
+/// What replacing `existing` with `new` does, in the merge's vocabulary: timestamps of
+/// `new` that were not stored are added, stored ones whose values differ (bit for bit, an
+/// extra column one side lacks counting as missing there) are changed, and the rest are
+/// kept (`duplicates_removed`); [`MergeStats::rows_removed`] counts the stored rows `new`
+/// lacks.
+pub fn replace_stats(existing: &Bars, new: &Bars) -> MergeStats {
+    let names = union_names(existing, new);
+    let (emap, nmap) = (column_map(&names, existing), column_map(&names, new));
+    let value = |b: &Bars, map: &[Option<usize>], k: usize, row: usize| map[k].and_then(|m| b.extras[m].values()[row]);
+    let same = |i: usize, j: usize| {
+        core_cols(existing).iter().zip(core_cols(new)).all(|(a, b)| a[i].to_bits() == b[j].to_bits())
+            && (0..names.len())
+                .all(|k| value(existing, &emap, k, i).map(f64::to_bits) == value(new, &nmap, k, j).map(f64::to_bits))
+    };
+    let mut stats = MergeStats {
+        existing_rows: existing.len(),
+        new_rows: new.len(),
+        result_rows: new.len(),
+        unchanged: existing == new,
+        ..MergeStats::default()
+    };
+    let (mut i, et) = (0, existing.timestamps());
+    for (j, t) in new.timestamps().iter().enumerate() {
+        i += et[i..].partition_point(|e| e < t);
+        if et.get(i) == Some(t) {
+            stats.duplicates_removed += 1;
+            stats.rows_changed += usize::from(!same(i, j));
+        } else {
+            stats.rows_added += 1;
+        }
+    }
+    stats
 }
 
 /// Merges `new` into `existing`. The result is sorted with unique timestamps and holds
@@ -180,6 +223,8 @@ struct Builder {
 }
 
 const CORE_NAMES: [&str; 5] = ["open", "high", "low", "close", "volume"];
+/// The index of `volume` in [`CORE_NAMES`].
+const VOLUME: usize = 4;
 
 fn core_cols(b: &Bars) -> [&[f64]; 5] {
     [&b.open, &b.high, &b.low, &b.close, &b.volume]
@@ -231,7 +276,8 @@ impl Builder {
         let last = self.ts.len() - 1;
         if policy == MergePolicy::ErrorOnConflict {
             for ((dst, col), name) in self.core.iter().zip(core_cols(src)).zip(CORE_NAMES) {
-                if dst[last].to_bits() != col[row].to_bits() {
+                let missing = name == "volume" && (dst[last].is_nan() || col[row].is_nan());
+                if dst[last].to_bits() != col[row].to_bits() && !missing {
                     return Err(conflict(ts, name, dst[last], col[row]));
                 }
             }
@@ -246,11 +292,19 @@ impl Builder {
         let later_wins = policy == MergePolicy::KeepLast;
         let mut changed = false;
         if later_wins {
-            for (dst, col) in self.core.iter_mut().zip(core_cols(src)) {
+            for (dst, col) in self.core.iter_mut().zip(core_cols(src)).take(VOLUME) {
                 changed |= dst[last].to_bits() != col[row].to_bits();
                 dst[last] = col[row];
             }
         }
+        // A NaN volume is a missing one: like an empty extra cell, it never erases a value.
+        let (earlier, later) = (self.core[VOLUME][last], src.volume[row]);
+        let volume = match (later_wins, earlier.is_nan(), later.is_nan()) {
+            (true, _, false) | (false, true, _) => later,
+            _ => earlier,
+        };
+        changed |= volume.to_bits() != earlier.to_bits();
+        self.core[VOLUME][last] = volume;
         for ((_, dst), m) in self.extras.iter_mut().zip(map) {
             let earlier = dst[last];
             let later = m.and_then(|m| src.extras[m].values()[row]);
@@ -376,6 +430,42 @@ mod tests {
         let zero = bars(&[1], &[0.0], None);
         let neg_zero = bars(&[1], &[-0.0], None);
         assert!(merge(&zero, &neg_zero, MergePolicy::ErrorOnConflict).is_err(), "-0.0 and 0.0 differ in storage");
+    }
+
+    /// A NaN volume is missing: it fills from the other row under every policy and is
+    /// never a conflict, while a stored NaN volume takes a new value.
+    #[test]
+    fn a_missing_volume_never_erases_a_stored_one() {
+        let row = |ts: i64, close: f64, volume: f64| {
+            Bars::new(vec![ts], vec![1.0], vec![9.0], vec![0.5], vec![close], vec![volume], vec![]).unwrap()
+        };
+        let stored = row(1, 2.0, 100.0);
+        let (out, stats) = merge(&stored, &row(1, 3.0, f64::NAN), MergePolicy::KeepLast).unwrap();
+        assert_eq!((out.close(), out.volume(), stats.rows_changed), (&[3.0][..], &[100.0][..], 1));
+        let (out, stats) = merge(&stored, &row(1, 2.0, f64::NAN), MergePolicy::KeepLast).unwrap();
+        assert_eq!((out.volume(), stats.unchanged), (&[100.0][..], true));
+        let missing = row(1, 2.0, f64::NAN);
+        for policy in [MergePolicy::KeepLast, MergePolicy::KeepFirst, MergePolicy::ErrorOnConflict] {
+            let (out, stats) = merge(&missing, &row(1, 2.0, 7.0), policy).unwrap();
+            assert_eq!((out.volume(), stats.rows_changed), (&[7.0][..], 1), "{policy}");
+        }
+        let (out, _) = merge(&stored, &row(1, 2.0, f64::NAN), MergePolicy::ErrorOnConflict).unwrap();
+        assert_eq!(out.volume(), &[100.0]);
+        assert!(merge(&stored, &row(1, 2.0, 7.0), MergePolicy::ErrorOnConflict).is_err());
+    }
+
+    #[test]
+    fn replace_stats_count_added_changed_kept_and_removed() {
+        let old = bars(&[1, 2, 3, 4], &[1.0, 2.0, 3.0, 4.0], Some(&[Some(1.0), None, None, None]));
+        let new = bars(&[2, 3, 5], &[2.0, 3.5, 5.0], None);
+        let stats = replace_stats(&old, &new);
+        assert_eq!((stats.rows_added, stats.rows_changed, stats.duplicates_removed), (1, 1, 2));
+        assert_eq!((stats.rows_removed(), stats.result_rows, stats.unchanged), (2, 3, false));
+        assert!(replace_stats(&old, &old).unchanged);
+        assert_eq!(replace_stats(&old, &old).rows_removed(), 0);
+        let empty = replace_stats(&Bars::empty(), &new);
+        assert_eq!((empty.rows_added, empty.rows_removed()), (3, 0));
+        assert_eq!(merge(&old, &new, MergePolicy::KeepLast).unwrap().1.rows_removed(), 0);
     }
 
     #[test]

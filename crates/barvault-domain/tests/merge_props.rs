@@ -1,6 +1,7 @@
 //! Properties of `merge` and `RawBars::into_bars`, checked against a naive reference model:
 //! a map from timestamp to row, filled batch after batch in arrival order with the cell
-//! rule of `MergePolicy` (the winner's value unless missing, then the loser's).
+//! rule of `MergePolicy` (the winner's value unless missing, then the loser's; a NaN
+//! volume is missing).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -41,16 +42,23 @@ impl Model {
                 self.rows.insert(ts, new);
                 continue;
             };
+            let nan = |bits: u64| f64::from_bits(bits).is_nan();
             if policy == MergePolicy::ErrorOnConflict {
                 let cell_clash = new.cells.iter().any(|(c, v)| old.cells.get(c).is_some_and(|o| o != v));
-                if old.core != new.core || cell_clash {
+                let volume_clash = old.core[4] != new.core[4] && !nan(old.core[4]) && !nan(new.core[4]);
+                if old.core[..4] != new.core[..4] || volume_clash || cell_clash {
                     return Err(ModelConflict);
                 }
             }
             let (winner, loser) = if policy == MergePolicy::KeepLast { (new, old.clone()) } else { (old.clone(), new) };
             let mut cells = loser.cells;
             cells.extend(winner.cells);
-            *old = ModelRow { core: winner.core, cells };
+            // A NaN volume is missing, like an absent cell.
+            let mut core = winner.core;
+            if nan(core[4]) {
+                core[4] = loser.core[4];
+            }
+            *old = ModelRow { core, cells };
         }
         Ok(())
     }
@@ -232,7 +240,11 @@ proptest! {
         let after = Model::from_bars(&out);
         for (ts, row) in Model::from_bars(&a).rows {
             let kept = &after.rows[&ts];
-            prop_assert_eq!(kept.core, row.core);
+            prop_assert_eq!(&kept.core[..4], &row.core[..4]);
+            // A stored NaN volume is a missing one, which the new row may fill.
+            if !f64::from_bits(row.core[4]).is_nan() {
+                prop_assert_eq!(kept.core[4], row.core[4]);
+            }
             for (c, v) in &row.cells {
                 prop_assert_eq!(kept.cells.get(c), Some(v));
             }

@@ -92,6 +92,7 @@ fn discard(fs: &dyn Fs, temp: &Path) {
     {
         tracing::warn!(path = %temp.display(), error = %e, "could not remove temp file");
     }
+    crate::inflight::forget(temp);
 }
 
 /// Creates `dir` and any missing ancestors, fsyncing the parent of each directory it
@@ -293,6 +294,7 @@ impl Staged {
             discard(fs, &temp);
             return Err(StorageError::io(IoStep::Rename, &target, e));
         }
+        crate::inflight::forget(&temp);
         if keep_backup && !backup_created {
             // A new file: its first update will find an inode waiting.
             leave_spare(fs, dir, &name);
@@ -421,6 +423,7 @@ fn keep_previous(fs: &dyn Fs, dir: &Path, name: &str, target: &Path) -> Result<b
             tracing::debug!(path = %staged.display(), error = %e, "old backup not recycled");
             discard(fs, &staged);
         }
+        crate::inflight::forget(&staged);
         return Ok(true);
     }
     if let Err(e) = fs.rename(&staged, &backup) {

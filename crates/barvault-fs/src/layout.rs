@@ -94,7 +94,10 @@ pub fn is_valid_ext(ext: &str) -> bool {
 /// recognisable by [`parse_temp_name`].
 pub fn temp_path_in(dir: &Path, name: &str) -> PathBuf {
     let random = uuid::Uuid::new_v4().simple().to_string();
-    dir.join(format!(".{name}{TEMP_MARK}{}.{}", std::process::id(), &random[..16]))
+    let path = dir.join(format!(".{name}{TEMP_MARK}{}.{}", std::process::id(), &random[..16]));
+    // Until it is renamed or removed, a signal handler may remove it (see `inflight`).
+    crate::inflight::register(&path);
+    path
 }
 
 /// `(target name, pid)` of a temp file name made by [`temp_path_in`].

@@ -17,6 +17,7 @@ mod atomic;
 mod digest;
 mod fs;
 mod housekeeping;
+mod inflight;
 mod keep;
 mod layout;
 mod lock;
@@ -31,6 +32,7 @@ pub use atomic::{
 };
 pub use fs::{CallHook, Fault, FaultyFs, Fs, FsFile, FsInPlace, FsOp, FsSpace, RealFs};
 pub use housekeeping::FsHousekeeping;
+pub use inflight::{in_flight_count, remove_in_flight};
 pub use layout::{
     DataFile, Layout, LockFile, Scan, TempFile, backup_path_of, is_valid_ext, parse_temp_name, spare_path_in,
     temp_path_in,

@@ -367,6 +367,28 @@ impl MetadataStore for FileMetadataStore {
         })
         .await
     }
+
+    async fn locations(
+        &self,
+        series: &SeriesKey,
+        format: &str,
+        _ctx: &OpContext,
+    ) -> Result<Vec<PathBuf>, StorageError> {
+        let inner = self.inner.clone();
+        let (series, format) = (series.clone(), format.to_string());
+        blocking(self.record_path(&series, &format), move || {
+            let mut found = Vec::new();
+            for path in [inner.path(&series, &format, RECORD_EXT), inner.path(&series, &format, LEGACY_EXT)] {
+                match inner.fs.symlink_metadata(&path) {
+                    Ok(_) => found.push(path),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StorageError::io(IoStep::Stat, &path, e)),
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -546,12 +568,15 @@ mod tests {
         assert!(!legacy.exists());
         assert!(store.record_path(&series, "csv").exists());
         std::fs::write(&legacy, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+        let both = vec![store.record_path(&series, "csv"), legacy.clone()];
+        assert_eq!(store.locations(&series, "csv", &ctx).await.unwrap(), both, "a delete lists both");
         assert_eq!(store.get(&series, "csv", &ctx).await.unwrap().unwrap().generation, 8);
         let list = store.scan().unwrap();
         assert_eq!((list.records.len(), list.unreadable.len()), (1, 0));
         assert_eq!(list.records[0].generation, 8);
         assert!(store.remove(&series, "csv", &ctx).await.unwrap());
         assert!(!legacy.exists() && !store.record_path(&series, "csv").exists());
+        assert!(store.locations(&series, "csv", &ctx).await.unwrap().is_empty());
         assert_eq!(store.get(&series, "csv", &ctx).await.unwrap(), None);
     }
 }

@@ -93,7 +93,13 @@ fn pandas_pyarrow_and_polars_read_exact_values() {
         if std::env::var_os("CI").is_some() {
             panic!("BARVAULT_PYTHON is not set; CI must point it at a Python with pandas, pyarrow (and polars)");
         }
-        eprintln!("skipped: set BARVAULT_PYTHON to a Python with pandas, pyarrow and polars to run this test");
+        // Straight to the process's stderr, past the harness's capture: a local `cargo test`
+        // says what it did not run instead of only reporting it passed.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED pandas/pyarrow/polars interop (barvault-parquet): BARVAULT_PYTHON is not set; point it at \
+              a Python with pandas, pyarrow and polars to run it (CI does: .ci/run)\n",
+        );
         return;
     };
     let series = SeriesKey::new(Instrument::future("CL", None).unwrap(), Period::Mo1);

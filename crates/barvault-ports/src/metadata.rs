@@ -133,4 +133,12 @@ pub trait MetadataStore: Send + Sync + Debug {
 
     /// Removes the record (also an unreadable one); returns whether it existed.
     async fn remove(&self, series: &SeriesKey, format: &str, ctx: &OpContext) -> Result<bool, StorageError>;
+
+    /// Where the record of `series` in `format` is kept now (also an unreadable one, and
+    /// one an earlier version left where it kept records then), for a person deciding
+    /// what a delete removes. Empty where the backend cannot tell.
+    async fn locations(&self, series: &SeriesKey, format: &str, ctx: &OpContext) -> Result<Vec<PathBuf>, StorageError> {
+        let _ = (series, format, ctx);
+        Ok(Vec::new())
+    }
 }

@@ -127,7 +127,12 @@ pub fn persist_options(vault: &Vault, on_invalid: Option<&str>, replace: bool) -
         }
     };
     let policy: MergePolicy = vault.config().merge_policy;
-    Ok(ImportOptions { validation, mode: if replace { WriteMode::Replace } else { WriteMode::Merge }, policy })
+    Ok(ImportOptions {
+        validation,
+        mode: if replace { WriteMode::Replace } else { WriteMode::Merge },
+        policy,
+        ..ImportOptions::default()
+    })
 }
 
 /// Reads a frame's columns as rows and merges them into `series`.

@@ -32,8 +32,10 @@ pub struct Receipt {
     pub added: usize,
     /// Stored rows whose values changed.
     pub replaced: usize,
-    /// Rows that were already stored with the same values (including repeats in the frame).
+    /// Rows that were already stored with the same values.
     pub unchanged: usize,
+    /// Rows whose timestamp an earlier row of the frame already had (folded into it, keep-last).
+    pub duplicates: usize,
     /// Rows left out by on_invalid="drop".
     pub dropped_invalid: usize,
     /// Whether any file was written (False when the frame changed nothing).
@@ -56,6 +58,7 @@ impl From<RowsPersisted> for Receipt {
             added: r.added,
             replaced: r.replaced,
             unchanged: r.unchanged,
+            duplicates: r.duplicates,
             dropped_invalid: r.dropped_invalid,
             written: r.written,
             backup_created: r.backup_created,

@@ -51,8 +51,9 @@ def test_validation_error_names_rows_and_rules_and_changes_nothing(stored):
     with pytest.raises(barvault.ValidationError) as err:
         vault.persist(bad, "stock", "KEEP", "1m")
     message = str(err.value)
-    assert "2 row(s) break validation rules" in message and "row 3" in message and "high < low" in message
-    assert "row 7" in message and "volume" in message
+    # Bars are counted from 1 in time order, and named by their timestamp too.
+    assert "2 row(s) break validation rules" in message and "bar 4 at" in message and "high < low" in message
+    assert "bar 8 at" in message and "volume" in message
     assert store_bytes(root) == before
 
 

@@ -174,7 +174,7 @@ def test_repeats_and_disorder_inside_one_frame_keep_the_last_row(vault):
     df = frame(6)
     shuffled = pd.concat([df.iloc[3:], df.iloc[:3], df.iloc[[1]].assign(close=df["close"].iloc[1] + 0.5, high=1e6)])
     receipt = vault.persist(shuffled, "stock", "DUP", "1m")
-    assert (receipt.rows_read, receipt.added, receipt.unchanged) == (7, 6, 1)
+    assert (receipt.rows_read, receipt.added, receipt.unchanged, receipt.duplicates) == (7, 6, 0, 1)
     loaded = vault.load("stock", "DUP", "1m")
     assert loaded.index.is_monotonic_increasing and len(loaded) == 6
     assert loaded["close"].iloc[1] == df["close"].iloc[1] + 0.5

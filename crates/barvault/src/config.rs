@@ -19,7 +19,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "barvault.toml";
 pub const ENV_PREFIX: &str = "BARVAULT_";
 
 /// Every configuration field, in display order.
-pub const FIELDS: [&str; 9] = [
+pub const FIELDS: [&str; 10] = [
     "output_directory",
     "backup_enabled",
     "compression",
@@ -29,6 +29,7 @@ pub const FIELDS: [&str; 9] = [
     "lock_timeout_secs",
     "validation",
     "merge_policy",
+    "csv_utc_marker",
 ];
 
 /// Storage configuration (the seed's `StorageConfig`, plus locking, validation and merge policy).
@@ -44,12 +45,17 @@ pub struct StorageConfig {
     pub max_file_size_mb: u64,
     /// Whether `cleanup` runs without `--force`.
     pub cleanup_enabled: bool,
-    /// Bars, backups and temp files older than this many days are removed by cleanup.
-    pub retention_days: u32,
+    /// Bars, backups and temp files older than this many days are removed by cleanup;
+    /// `None` (the default): no retention, cleanup removes nothing. A bar store keeps
+    /// history, so deleting it must be asked for.
+    pub retention_days: Option<u32>,
     /// How long a writer waits for another writer of the same series.
     pub lock_timeout_secs: f64,
     pub validation: ValidationPolicy,
     pub merge_policy: MergePolicy,
+    /// Timestamps of the CSV copy end in `Z` (UTC), so that readers type them as the
+    /// Parquet copy's; `false` writes them naive, as barvault 0.1 did.
+    pub csv_utc_marker: bool,
 }
 
 impl Default for StorageConfig {
@@ -60,10 +66,11 @@ impl Default for StorageConfig {
             compression: ParquetCompression::default(),
             max_file_size_mb: 100,
             cleanup_enabled: false,
-            retention_days: 365,
+            retention_days: None,
             lock_timeout_secs: 30.0,
             validation: ValidationPolicy::Strict,
             merge_policy: MergePolicy::KeepLast,
+            csv_utc_marker: true,
         }
     }
 }
@@ -180,9 +187,10 @@ impl LoadedConfig {
                     "compression" => c.compression.to_string(),
                     "max_file_size_mb" => c.max_file_size_mb.to_string(),
                     "cleanup_enabled" => c.cleanup_enabled.to_string(),
-                    "retention_days" => c.retention_days.to_string(),
+                    "retention_days" => c.retention_days.map_or_else(|| "none".to_string(), |d| d.to_string()),
                     "lock_timeout_secs" => c.lock_timeout_secs.to_string(),
                     "validation" => c.validation.to_string(),
+                    "csv_utc_marker" => c.csv_utc_marker.to_string(),
                     _ => c.merge_policy.to_string(),
                 };
                 (f, v, self.origins.get(f).unwrap_or(&Origin::Default))
@@ -260,7 +268,13 @@ fn apply(cfg: &mut StorageConfig, field: &str, value: &str) -> Result<(), String
                 v.to_ascii_lowercase().parse().map_err(|_| "one of snappy, zstd, lz4, gzip, none".to_string())?;
         }
         "max_file_size_mb" => cfg.max_file_size_mb = parse_int(v, 1, 1000)?,
-        "retention_days" => cfg.retention_days = parse_int(v, 1, 36_500)? as u32,
+        "retention_days" => {
+            cfg.retention_days = match v.to_ascii_lowercase().as_str() {
+                "" | "none" | "off" => None,
+                _ => Some(parse_int(v, 1, 36_500).map_err(|e| format!("{e}, or none (no retention)"))? as u32),
+            }
+        }
+        "csv_utc_marker" => cfg.csv_utc_marker = parse_bool(v)?,
         "lock_timeout_secs" => {
             let t: f64 = v.parse().map_err(|_| "a number of seconds from 0 to 86400".to_string())?;
             if !(0.0..=86_400.0).contains(&t) {
@@ -337,7 +351,8 @@ mod tests {
         assert_eq!(c.compression, ParquetCompression::Lz4);
         assert_eq!(c.max_file_size_mb, 100);
         assert!(!c.cleanup_enabled);
-        assert_eq!(c.retention_days, 365);
+        assert_eq!(c.retention_days, None, "no retention unless asked for");
+        assert!(c.csv_utc_marker);
         assert!(loaded.origins.values().all(|o| *o == Origin::Default));
     }
 
@@ -357,7 +372,7 @@ mod tests {
         let e = env(&[("BARVAULT_OUTPUT_DIRECTORY", "/tmp/from-env"), ("BARVAULT_RETENTION_DAYS", "60")]);
         let loaded = StorageConfig::load_with_env(&sources, &e).unwrap();
         assert_eq!(loaded.config.output_directory, PathBuf::from("/tmp/from-flag"));
-        assert_eq!(loaded.config.retention_days, 60);
+        assert_eq!(loaded.config.retention_days, Some(60));
         assert!(!loaded.config.backup_enabled);
         assert_eq!(loaded.origins["output_directory"], Origin::Flag);
         assert_eq!(loaded.origins["retention_days"], Origin::Env("BARVAULT_RETENTION_DAYS".into()));
@@ -398,6 +413,21 @@ mod tests {
         assert!(err.to_string().contains(&p.display().to_string()), "{err}");
         let missing = ConfigSources { file: Some(dir.path().join("nope.toml")), ..Default::default() };
         assert!(matches!(StorageConfig::load_with_env(&missing, &BTreeMap::new()), Err(ConfigError::File { .. })));
+    }
+
+    #[test]
+    fn retention_can_be_set_and_unset() {
+        let dir = empty_dir();
+        let sources = ConfigSources { working_dir: Some(dir.path().into()), ..Default::default() };
+        let load = |v: &str| StorageConfig::load_with_env(&sources, &env(&[("BARVAULT_RETENTION_DAYS", v)]));
+        assert_eq!(load("730").unwrap().config.retention_days, Some(730));
+        assert_eq!(load("none").unwrap().config.retention_days, None);
+        assert_eq!(load("").unwrap().config.retention_days, None);
+        let err = load("0").unwrap_err().to_string();
+        assert!(err.contains("none (no retention)"), "{err}");
+        let loaded = load("none").unwrap();
+        let shown = loaded.entries().into_iter().find(|(f, _, _)| *f == "retention_days").unwrap();
+        assert_eq!(shown.1, "none");
     }
 
     #[test]

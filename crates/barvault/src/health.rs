@@ -101,7 +101,7 @@ impl Vault {
         let mut consistency_issues = Vec::new();
         let mut stale_temp_files = Vec::new();
         for i in &report.issues {
-            let line = format!("{}: {}: {}", i.kind.name(), i.path.display(), i.detail);
+            let line = format!("{}: {}: {}", i.kind, i.path.display(), i.detail);
             match i.kind {
                 IssueKind::StaleTemp => {
                     stale_temp_files.push(i.path.display().to_string());

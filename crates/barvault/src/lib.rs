@@ -12,9 +12,12 @@ pub mod arrow;
 mod cleanup;
 mod config;
 mod dual;
+mod export;
 mod health;
+mod input;
 mod integrity;
 mod receipt;
+mod series_admin;
 mod session;
 pub mod timearg;
 mod vault;
@@ -22,14 +25,16 @@ mod vault;
 #[cfg(feature = "polars")]
 pub mod polars;
 
-pub use cleanup::{CleanupPlan, CleanupReport, SeriesTrim};
+pub use cleanup::{CleanupOptions, CleanupPlan, CleanupReport, MAX_UNCONFIRMED_SHARE, SeriesTrim};
 pub use config::{
     ConfigError, ConfigSources, DEFAULT_CONFIG_FILE, ENV_PREFIX, FIELDS, LoadedConfig, Origin, StorageConfig,
 };
 pub use dual::{DualSettings, DualStorageManager, MAX_ATTEMPTS, PersistOutcome};
 pub use health::{DiskUsage, HealthReport, HealthStatus};
+pub use input::{InputOptions, STDIN, Tz, is_stdin, parse_zone, symbol_from_file_name};
 pub use integrity::{Issue, IssueKind, RecoveryAction, RecoveryReport, Scope, VerifyReport};
 pub use receipt::{PersistOptions, SecondaryStatus, StorageReceipt, WriteMode};
+pub use series_admin::{DeleteReport, RenameReport};
 pub use session::RowsPersisted;
 pub use vault::{
     ExportFormat, FileImport, ImportLimits, ImportOptions, SeriesFile, SeriesInfo, SeriesSummary, StorageFactory, Vault,
@@ -40,7 +45,7 @@ pub use barvault_domain as domain;
 pub use barvault_domain::{
     Bars, Instrument, InstrumentKind, MergePolicy, MergeStats, Period, SeriesKey, Symbol, TimeRange, ValidationPolicy,
 };
-pub use barvault_fs::{Fault, FaultyFs, Fs, FsOp, RealFs};
+pub use barvault_fs::{Fault, FaultyFs, Fs, FsOp, RealFs, remove_in_flight};
 pub use barvault_parquet::{ParquetCodec, ParquetCompression};
 pub use barvault_ports as ports;
 pub use barvault_ports::{

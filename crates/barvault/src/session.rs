@@ -21,10 +21,17 @@ pub struct RowsPersisted {
     pub added: usize,
     /// Stored rows whose values changed.
     pub replaced: usize,
-    /// Rows that were already stored with the same values (including repeats among the rows given).
+    /// Rows that were already stored with the same values.
     pub unchanged: usize,
+    /// Rows whose timestamp an earlier row given already had: folded into it under the
+    /// merge policy (keep-last: the later row's values win, cell by cell).
+    pub duplicates: usize,
+    /// Stored rows the new bars did not keep (a replace).
+    pub removed: usize,
     /// Rows removed by the `drop` validation policy.
     pub dropped_invalid: usize,
+    /// Why rows were dropped, by rule: `high < low: 2, not on the series' time grid: 1`.
+    pub dropped_why: String,
     /// Rows in the series afterwards.
     pub rows_stored: usize,
     /// Whether any file was written (false when the rows changed nothing).
@@ -39,8 +46,9 @@ pub struct RowsPersisted {
 }
 
 impl RowsPersisted {
-    /// The counts of a persist of `rows_read` rows that ended in `outcome`.
-    pub fn of(series: &SeriesKey, rows_read: usize, outcome: &PersistOutcome) -> Self {
+    /// The counts of a persist of `rows_read` rows, `duplicates` of them folded into
+    /// others, that ended in `outcome`.
+    pub fn of(series: &SeriesKey, rows_read: usize, duplicates: usize, outcome: &PersistOutcome) -> Self {
         let stats = outcome.receipt.merge;
         let dropped = outcome.validation.dropped;
         let warning = match &outcome.receipt.secondary {
@@ -52,8 +60,11 @@ impl RowsPersisted {
             rows_read,
             added: stats.rows_added,
             replaced: stats.rows_changed,
-            unchanged: rows_read.saturating_sub(dropped + stats.rows_added + stats.rows_changed),
+            unchanged: rows_read.saturating_sub(duplicates + dropped + stats.rows_added + stats.rows_changed),
+            duplicates,
+            removed: stats.rows_removed(),
             dropped_invalid: dropped,
+            dropped_why: outcome.validation.summary(),
             rows_stored: outcome.receipt.rows_written,
             written: outcome.receipt.written,
             location: outcome.receipt.location.clone(),
@@ -79,10 +90,11 @@ impl Vault {
         let span = ctx.span("persist_rows", Some(series));
         async {
             let rows_read = rows.len();
-            let (bars, _folded) = rows.into_bars(options.policy).map_err(|e| StorageError::merge_failed(series, e))?;
+            let (bars, duplicates) =
+                rows.into_bars(options.policy).map_err(|e| StorageError::merge_failed(series, e))?;
             let persist = PersistOptions { mode: options.mode, policy: options.policy };
             let outcome = self.manager().persist_with_backup(&bars, series, persist, options.validation, ctx).await?;
-            Ok(RowsPersisted::of(series, rows_read, &outcome))
+            Ok(RowsPersisted::of(series, rows_read, duplicates, &outcome))
         }
         .instrument(span)
         .await
@@ -97,19 +109,20 @@ mod tests {
     use super::*;
     use crate::{StorageConfig, StorageFactory};
 
-    fn rows(ts: &[i64], close: &[f64]) -> RawBars {
-        let mut raw = RawBars::with_capacity(ts.len());
-        for (&t, &c) in ts.iter().zip(close) {
-            raw.push(t, c, c + 1.0, c - 1.0, c, 10.0);
+    /// Rows at `secs` seconds after the epoch.
+    fn rows(secs: &[i64], close: &[f64]) -> RawBars {
+        let mut raw = RawBars::with_capacity(secs.len());
+        for (&t, &c) in secs.iter().zip(close) {
+            raw.push(t * 1_000_000_000, c, c + 1.0, c - 1.0, c, 10.0);
         }
         raw
     }
 
     fn options(validation: ValidationPolicy, mode: WriteMode, policy: MergePolicy) -> ImportOptions {
-        ImportOptions { validation, mode, policy }
+        ImportOptions { validation, mode, policy, ..ImportOptions::default() }
     }
 
-    /// Counted as an import counts a file: a repeat folds keep-last and counts as unchanged,
+    /// Counted as an import counts a file: a repeat folds keep-last and counts as a duplicate,
     /// a second batch adds and replaces, an identical batch writes nothing.
     #[tokio::test]
     async fn rows_merge_keep_last_and_are_counted_like_an_import() {
@@ -120,7 +133,7 @@ mod tests {
         let opts = options(ValidationPolicy::Strict, WriteMode::Merge, MergePolicy::KeepLast);
 
         let first = vault.persist_rows(rows(&[60, 0, 60], &[5.0, 1.0, 6.0]), &series, opts, &ctx).await.unwrap();
-        assert_eq!((first.rows_read, first.added, first.replaced, first.unchanged), (3, 2, 0, 1));
+        assert_eq!((first.rows_read, first.added, first.replaced, first.unchanged, first.duplicates), (3, 2, 0, 0, 1));
         assert_eq!((first.rows_stored, first.written, first.backup_created), (2, true, false));
         assert_eq!(first.correlation_id, "cid-1");
         assert!(first.location.ends_with("stocks/1m/AAA.csv"), "{}", first.location);
@@ -142,11 +155,11 @@ mod tests {
         let series = SeriesKey::new(Instrument::stock("BBB").unwrap(), Period::D1);
         let ctx = OpContext::new();
         let strict = options(ValidationPolicy::Strict, WriteMode::Merge, MergePolicy::KeepLast);
-        let mut bad = rows(&[0, 86_400_000_000_000], &[1.0, 2.0]);
+        let mut bad = rows(&[0, 86_400], &[1.0, 2.0]);
         bad.high[1] = 0.0; // high < low
         let err = vault.persist_rows(bad.clone(), &series, strict, &ctx).await.unwrap_err();
         assert!(matches!(err, StorageError::Validation { .. }), "{err}");
-        assert!(err.to_string().contains("row 1"), "{err}");
+        assert!(err.to_string().contains("bar 2 at 1970-01-02"), "{err}");
         assert!(vault.manager().primary().file_info(&series, &ctx).await.unwrap().is_none());
 
         let conflict = options(ValidationPolicy::Strict, WriteMode::Merge, MergePolicy::ErrorOnConflict);

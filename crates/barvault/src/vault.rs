@@ -9,19 +9,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use barvault_csv::CsvCodec;
-use barvault_domain::{Bars, Instrument, InstrumentKind, MergePolicy, Period, SeriesKey, TimeRange, ValidationPolicy};
+use barvault_domain::{Instrument, InstrumentKind, MergePolicy, Period, SeriesKey, TimeRange, ValidationPolicy};
 use barvault_fs::{FileLocks, FileStore, Fs, FsHousekeeping, RealFs, write_atomic_unrecorded};
 use barvault_metadata::FileMetadataStore;
 use barvault_parquet::ParquetCodec;
 use barvault_ports::{
-    BarCodec, BarStore, CodecError, CodecInput, FileMetadata, Housekeeping, IoStep, MetadataStore, OpContext, Rows,
-    SeriesLocks, StorageError,
+    BarCodec, BarStore, CodecError, FileMetadata, Housekeeping, IoStep, MetadataStore, OpContext, SeriesLocks,
+    StorageError,
 };
 use serde::Serialize;
 use tracing::Instrument as _;
 
 use crate::config::StorageConfig;
 use crate::dual::{DualSettings, DualStorageManager};
+use crate::input::InputOptions;
 use crate::receipt::{PersistOptions, WriteMode};
 
 /// Builds stores from a [`StorageConfig`] (the seed's StorageFactory).
@@ -77,9 +78,12 @@ impl StorageFactory {
         // take none of their own.
         let store = |codec| -> Result<Arc<dyn BarStore>, StorageError> {
             Ok(match codec {
-                Formats::CsvOnly => {
-                    Arc::new(FileStore::builder(base.clone(), CsvCodec).fs(Arc::clone(&fs)).locked_by_caller().build()?)
-                }
+                Formats::CsvOnly => Arc::new(
+                    FileStore::builder(base.clone(), CsvCodec::with_utc_marker(config.csv_utc_marker))
+                        .fs(Arc::clone(&fs))
+                        .locked_by_caller()
+                        .build()?,
+                ),
                 _ => Arc::new(
                     FileStore::builder(base.clone(), ParquetCodec::new(config.compression))
                         .fs(Arc::clone(&fs))
@@ -150,6 +154,19 @@ pub struct ImportOptions {
     pub validation: ValidationPolicy,
     pub mode: WriteMode,
     pub policy: MergePolicy,
+    /// How inputs are read (the zone of naive timestamps, progress).
+    pub input: InputOptions,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            validation: ValidationPolicy::Strict,
+            mode: WriteMode::Merge,
+            policy: MergePolicy::KeepLast,
+            input: InputOptions::default(),
+        }
+    }
 }
 
 /// What importing one file did.
@@ -163,10 +180,19 @@ pub struct FileImport {
     pub added: usize,
     /// Stored rows whose values changed.
     pub replaced: usize,
-    /// Rows that were already stored with the same values (including repeats within the file).
+    /// Rows that were already stored with the same values.
     pub unchanged: usize,
+    /// Rows whose timestamp an earlier row of the same file already had: folded into it
+    /// under the merge policy (keep-last: the later row's values win, cell by cell).
+    pub duplicates: usize,
+    /// Stored rows the file's bars did not keep (`--replace`).
+    pub removed: usize,
     /// Rows removed by `--on-invalid drop`.
     pub dropped_invalid: usize,
+    /// Why rows were dropped, by rule: `high < low: 2, not on the series' time grid: 1`.
+    pub dropped_why: String,
+    /// Up to ten of the dropped rows, each as `line N (TIME)[: rule]`.
+    pub dropped_rows: Vec<String>,
     /// Rows in the series afterwards.
     pub rows_stored: usize,
     pub written: bool,
@@ -282,15 +308,28 @@ impl Vault {
     ) -> Result<FileImport, StorageError> {
         let span = ctx.span("import", Some(series));
         async {
-            let raw = read_input(Arc::clone(&self.io), file).await?;
+            let crate::input::Input { raw, mut origin } = read_input(Arc::clone(&self.io), file, options.input).await?;
+            origin.remember_order(&raw);
             let rows_read = raw.len();
-            let (bars, _folded) = raw.into_bars(options.policy).map_err(|e| match e {
+            let (bars, duplicates) = raw.into_bars(options.policy).map_err(|e| match e {
                 barvault_domain::DomainError::Conflict { .. } => StorageError::merge_failed(series, e),
                 other => CodecError::Domain(other).at(file),
             })?;
+            let keep_last = options.policy == MergePolicy::KeepLast;
             let persist = PersistOptions { mode: options.mode, policy: options.policy };
-            let outcome = self.manager.persist_with_backup(&bars, series, persist, options.validation, ctx).await?;
-            let counts = crate::RowsPersisted::of(series, rows_read, &outcome);
+            let outcome = match self.manager.persist_with_backup(&bars, series, persist, options.validation, ctx).await
+            {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    if matches!(e, StorageError::Validation { .. }) {
+                        self.forget_refused_new_series(series, ctx).await;
+                    }
+                    return Err(crate::input::located_refusal(e, file, &origin, &bars, keep_last));
+                }
+            };
+            let counts = crate::RowsPersisted::of(series, rows_read, duplicates, &outcome);
+            let dropped_rows =
+                origin.locate(&bars, &outcome.validation.samples, keep_last).into_iter().map(|l| l.text).collect();
             let result = FileImport {
                 file: file.to_path_buf(),
                 series: counts.series,
@@ -298,7 +337,11 @@ impl Vault {
                 added: counts.added,
                 replaced: counts.replaced,
                 unchanged: counts.unchanged,
+                duplicates,
+                removed: counts.removed,
                 dropped_invalid: counts.dropped_invalid,
+                dropped_why: counts.dropped_why,
+                dropped_rows,
                 rows_stored: counts.rows_stored,
                 written: counts.written,
                 location: counts.location,
@@ -385,7 +428,8 @@ impl Vault {
         Ok(removed)
     }
 
-    /// The series an input file goes to: `symbol`, or the file's stem.
+    /// The series an input file goes to: `symbol`, or the one its name gives (see
+    /// [`crate::symbol_from_file_name`]; standard input needs `symbol`).
     pub fn series_for_file(
         file: &Path,
         kind: InstrumentKind,
@@ -394,13 +438,12 @@ impl Vault {
     ) -> Result<SeriesKey, StorageError> {
         let symbol = match symbol {
             Some(s) => s.to_string(),
-            None => file
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .ok_or_else(|| {
-                    StorageError::invalid(format!("{}: cannot take a symbol from this file name", file.display()))
-                })?
-                .to_string(),
+            None if crate::input::is_stdin(file) => {
+                return Err(StorageError::invalid("standard input (-) has no file name: give --symbol"));
+            }
+            None => crate::input::symbol_from_file_name(file, period).ok_or_else(|| {
+                StorageError::invalid(format!("{}: cannot take a symbol from this file name", file.display()))
+            })?,
         };
         let instrument =
             Instrument::new(kind, &symbol).map_err(|e| StorageError::invalid(format!("{}: {e}", file.display())))?;
@@ -425,9 +468,9 @@ impl Vault {
         let rows = bars.len();
         let encode = |w: &mut (dyn Write + Send)| -> Result<(), CodecError> {
             match format {
-                ExportFormat::Csv => CsvCodec.encode(&bars, series, w),
+                ExportFormat::Csv => CsvCodec::with_utc_marker(self.config.csv_utc_marker).encode(&bars, series, w),
                 ExportFormat::Parquet => ParquetCodec::new(self.config.compression).encode(&bars, series, w),
-                ExportFormat::Json => write_json_lines(&bars, w),
+                ExportFormat::Json => crate::export::write_json_lines(&bars, w),
             }
         };
         match out {
@@ -561,59 +604,12 @@ fn summary_of(series: &SeriesKey) -> SeriesSummary {
     }
 }
 
-/// Decodes an input file with the codec its extension names (`.parquet`, else CSV), read
-/// through the `Fs` seam.
-async fn read_input(io: Arc<dyn Fs>, file: &Path) -> Result<barvault_domain::RawBars, StorageError> {
+/// Reads one input (see [`crate::input`]) on the blocking pool, through `io`.
+async fn read_input(io: Arc<dyn Fs>, file: &Path, options: InputOptions) -> Result<crate::input::Input, StorageError> {
     let path = file.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let handle = io.open_read(&path).map_err(|e| StorageError::io(IoStep::Read, &path, e))?;
-        let is_parquet = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
-        let decoded = if is_parquet {
-            ParquetCodec::default().decode(CodecInput::File(handle), Rows::All)
-        } else {
-            CsvCodec.decode(CodecInput::File(handle), Rows::All)
-        };
-        decoded.map(|d| d.raw).map_err(|e| e.at(&path))
-    })
-    .await
-    .map_err(|e| StorageError::io(IoStep::Read, file, std::io::Error::other(e.to_string())))?
-}
-
-fn write_json_lines(bars: &Bars, w: &mut (dyn Write + Send)) -> Result<(), CodecError> {
-    let extras = bars.extras();
-    for i in 0..bars.len() {
-        let mut obj = serde_json::Map::new();
-        obj.insert("timestamp".into(), barvault_domain::format_timestamp(bars.timestamps()[i]).into());
-        for (name, col) in [
-            ("open", bars.open()),
-            ("high", bars.high()),
-            ("low", bars.low()),
-            ("close", bars.close()),
-            ("volume", bars.volume()),
-        ] {
-            obj.insert(name.into(), json_number(col[i]));
-        }
-        for e in extras {
-            obj.insert(e.name().into(), e.values()[i].map_or(serde_json::Value::Null, json_number));
-        }
-        serde_json::to_writer(&mut *w, &obj).map_err(|e| CodecError::Io(std::io::Error::other(e)))?;
-        w.write_all(b"\n")?;
-    }
-    Ok(())
-}
-
-/// A finite float as a JSON number (serde_json prints the shortest round-trip form);
-/// NaN and infinities, which JSON cannot hold, as the strings `"NaN"`, `"inf"`, `"-inf"`.
-fn json_number(v: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(v).map(serde_json::Value::Number).unwrap_or_else(|| {
-        serde_json::Value::String(if v.is_nan() {
-            "NaN".into()
-        } else if v > 0.0 {
-            "inf".into()
-        } else {
-            "-inf".into()
-        })
-    })
+    tokio::task::spawn_blocking(move || crate::input::read(io, &path, options))
+        .await
+        .map_err(|e| StorageError::io(IoStep::Read, file, std::io::Error::other(e.to_string())))?
 }
 
 #[cfg(test)]
@@ -654,11 +650,7 @@ mod tests {
         let mut seen = Vec::new();
         let limits = ImportLimits { series: 2, bytes: 1 };
         assert_eq!(limits.weight(60), 2, "each series takes every permit");
-        let options = ImportOptions {
-            validation: ValidationPolicy::Strict,
-            mode: WriteMode::Merge,
-            policy: MergePolicy::KeepLast,
-        };
+        let options = ImportOptions::default();
         vault
             .import_many(jobs, options, limits, &OpContext::new(), |file, result| {
                 let r = result.expect("import");

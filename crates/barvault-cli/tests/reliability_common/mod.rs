@@ -108,7 +108,8 @@ pub fn parse_export(text: &str) -> Model {
     let mut model = Model::new();
     for line in lines {
         let cells: Vec<&str> = line.split(',').collect();
-        let t = chrono::NaiveDateTime::parse_from_str(cells[0], "%Y-%m-%d %H:%M:%S")
+        // The store writes the UTC marker `Z` (csv_utc_marker, on by default).
+        let t = chrono::NaiveDateTime::parse_from_str(cells[0].trim_end_matches('Z'), "%Y-%m-%d %H:%M:%S")
             .unwrap_or_else(|e| panic!("bad exported timestamp {line:?}: {e}"));
         let m = (t - base).num_minutes();
         let mut r = [0.0; 5];

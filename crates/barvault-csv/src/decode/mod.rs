@@ -18,7 +18,8 @@ mod source;
 
 use header::Layout;
 use parallel::decode_parallel;
-use scan::{Fields, Rows, csv_error, decode_piece, has_quote, line_of, scan_records, shift_line};
+pub(crate) use scan::{Fields, is_ignorable, line_of};
+use scan::{Rows, csv_error, decode_piece, has_quote, scan_records, shift_line};
 use sink::Columns;
 use source::{ReadSource, SliceSource, Source};
 

@@ -9,11 +9,11 @@ use barvault_ports::CodecError;
 
 use super::header::{Layout, TsCols};
 use super::sink::Sink;
-use crate::number::{decimal_prefix, parse_extra, parse_f64};
+use crate::number::{decimal_prefix, is_missing, parse_extra, parse_f64};
 use crate::timestamp::{TimestampError, TimestampParser};
 
 /// The fields of one record, however it was split: by csv's reader or by [`scan_records`].
-pub(super) trait Fields {
+pub(crate) trait Fields {
     fn count(&self) -> usize;
     fn field(&self, i: usize) -> Option<&[u8]>;
     fn fields(&self) -> impl Iterator<Item = &[u8]> {
@@ -160,7 +160,7 @@ pub(super) fn cell_error(line: u64, column: &str, value: &[u8], reason: &str) ->
 
 /// The 1-based physical line a record starts on. csv's own position is where the read
 /// began, before the rest of a CRLF and any blank lines it skipped, so it can be early.
-pub(super) fn line_of(input: &[u8], record: &csv::ByteRecord) -> u64 {
+pub(crate) fn line_of(input: &[u8], record: &csv::ByteRecord) -> u64 {
     let from = record.position().map_or(0, csv::Position::byte);
     let from = usize::try_from(from).unwrap_or(usize::MAX).min(input.len());
     let rest = input.get(from..).unwrap_or_default();
@@ -189,7 +189,7 @@ pub(super) fn shift_line(e: CodecError, lines_before: u64) -> CodecError {
 
 /// A record to pass over silently: all cells blank, or Barchart's closing
 /// `Downloaded from Barchart.com as of …` line.
-pub(super) fn is_ignorable(record: &impl Fields) -> bool {
+pub(crate) fn is_ignorable(record: &impl Fields) -> bool {
     const FOOTER: &[u8] = b"downloaded from barchart";
     let mut cells = record.fields();
     let first = cells.next().unwrap_or_default().trim_ascii();
@@ -335,9 +335,18 @@ impl Rows {
         let high = core_value(record, h, &line)?;
         let low = core_value(record, l, &line)?;
         let close = core_value(record, c, &line)?;
+        // A missing volume (no column, an empty or `N/A` cell) is NaN, which the domain
+        // reads as missing: it passes validation and never erases a stored volume.
         let volume = match &layout.volume {
-            Some(v) => core_value(record, v, &line)?,
-            None => 0.0,
+            Some((index, name)) => {
+                let cell = record.field(*index).unwrap_or_default();
+                match parse_f64(cell) {
+                    Some(v) => v,
+                    None if is_missing(cell) => f64::NAN,
+                    None => return Err(cell_error(line(), name, cell, "not a number")),
+                }
+            }
+            None => f64::NAN,
         };
         let keep = self.range.contains(ts);
         for (k, col) in layout.extras.iter().enumerate() {
@@ -398,9 +407,10 @@ pub(super) fn decode_piece(
 /// each field's value is the one `row` would parse from it.
 #[inline]
 pub(super) fn canonical_record(text: &[u8], parser: &mut TimestampParser) -> Option<(i64, [f64; 5], usize)> {
-    let ts_len = match (text.get(10), text.get(19)) {
-        (Some(b','), _) => 10,
-        (_, Some(b',')) => 19,
+    let ts_len = match (text.get(10), text.get(19), text.get(20)) {
+        (Some(b','), _, _) => 10,
+        (_, Some(b','), _) => 19,
+        (_, Some(b'Z'), Some(b',')) => 20,
         _ => return None,
     };
     let ts = parser.parse_common(text.get(..ts_len)?)?;

@@ -7,10 +7,13 @@
 //! is published, and the attempt starts again from a fresh read; an error always means
 //! nothing new was stored.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use barvault_domain::{Bars, MergeStats, SeriesKey, ValidationPolicy, merge, validate};
+use barvault_domain::{
+    Bars, MergeStats, SeriesKey, ValidationPolicy, ValidationReport, merge, off_grid, replace_stats, validate,
+};
 use barvault_ports::{
     BackupPolicy, DateRange, FileMetadata, Keep, OpContext, Persisted, PutMode, PutOptions, Revision, StagedWrite,
     StorageError,
@@ -41,6 +44,8 @@ struct Attempt {
     receipt: StorageReceipt,
     generation: Option<u64>,
     repaired: Vec<String>,
+    /// What the time grid check of this attempt found (see [`on_grid`]).
+    grid: ValidationReport,
 }
 
 /// A staged write of one copy, or why it could not be staged.
@@ -72,10 +77,7 @@ impl DualStorageManager {
         ctx: &OpContext,
     ) -> Result<PersistOutcome, StorageError> {
         let started = Instant::now();
-        let (bars, report) = validate(bars.clone(), validation).map_err(|e| StorageError::validation(series, e))?;
-        if report.dropped > 0 {
-            tracing::warn!(dropped = report.dropped, samples = ?report.samples, "invalid bars dropped");
-        }
+        let (bars, mut report) = validate(bars.clone(), validation).map_err(|e| StorageError::validation(series, e))?;
         // No bars for a series that has no file and no record: nothing to write, and taking
         // the lock would create the series directory and a lock file for a series without
         // data (which `verify` reports as a stale lock) — e.g. a header-only input file.
@@ -89,6 +91,7 @@ impl DualStorageManager {
                 location: self.location(series, s.name()),
             });
             receipt.duration = started.elapsed();
+            log_dropped(&report);
             let outcome =
                 PersistOutcome { receipt, validation: report, generation: None, repaired: Vec::new(), retries: 0 };
             return Ok(outcome);
@@ -103,7 +106,7 @@ impl DualStorageManager {
         };
         let mut retries = 0;
         let attempt = loop {
-            match self.attempt(&bars, series, options, from, ctx).await {
+            match self.attempt(&bars, series, options, validation, from, ctx).await {
                 Err(e) if e.is_version_conflict() && retries + 1 < MAX_ATTEMPTS => {
                     retries += 1;
                     tracing::warn!(error = %e, retries, "a copy changed since it was read; reading and merging again");
@@ -111,6 +114,8 @@ impl DualStorageManager {
                 other => break other?,
             }
         };
+        report.absorb(attempt.grid);
+        log_dropped(&report);
         let mut receipt = attempt.receipt;
         receipt.duration = started.elapsed();
         receipt.correlation_id = ctx.correlation_id().to_string();
@@ -139,6 +144,7 @@ impl DualStorageManager {
         bars: &Bars,
         series: &SeriesKey,
         options: PersistOptions,
+        validation: ValidationPolicy,
         from: Option<i64>,
         ctx: &OpContext,
     ) -> Result<Attempt, StorageError> {
@@ -148,7 +154,8 @@ impl DualStorageManager {
             tracing::debug!("a copy needs repair; reading the series whole");
             state = self.read_state(series, None, ctx).await?;
         }
-        let (result, stats) = self.combine(&state, bars, series, options)?;
+        let (bars, grid) = on_grid(bars, series, &state, options.mode, validation)?;
+        let (result, stats) = self.combine(&state, &bars, series, options)?;
         let first = if state.skipped > 0 { state.first } else { result.first_timestamp() };
         let next = Next { bars: Arc::new(result), skipped: state.skipped, first };
         let (staged_primary, staged_secondary) = self.stage_copies(&state, &next, stats, series, ctx).await?;
@@ -176,7 +183,7 @@ impl DualStorageManager {
             receipt.secondary = Some(status);
         }
         let recorded = receipt.written.then_some(state.generation + 1);
-        Ok(Attempt { receipt, generation: recorded, repaired })
+        Ok(Attempt { receipt, generation: recorded, repaired, grid })
     }
 
     /// Stages the copies the merge needs written, both at once (one core each) against the
@@ -335,16 +342,7 @@ impl DualStorageManager {
             WriteMode::Merge => {
                 merge(existing, bars, options.policy).map_err(|e| StorageError::merge_failed(series, e))?
             }
-            WriteMode::Replace => {
-                let stats = MergeStats {
-                    existing_rows: existing.len(),
-                    new_rows: bars.len(),
-                    result_rows: bars.len(),
-                    unchanged: *existing == *bars,
-                    ..MergeStats::default()
-                };
-                (bars.clone(), stats)
-            }
+            WriteMode::Replace => (bars.clone(), replace_stats(existing, bars)),
         };
         stats.existing_rows += state.skipped;
         stats.result_rows += state.skipped;
@@ -400,4 +398,39 @@ fn written_receipt(written: &Persisted, rows: usize, stats: MergeStats, ctx: &Op
     receipt.file_size = Some(written.info.size);
     receipt.fingerprint = written.fingerprint.clone();
     receipt
+}
+
+/// `bars` checked against the series' time grid (`check_grid`): for a merge, the grid of
+/// the stored bars `state` holds (the series' own convention: its last rows when only
+/// those were read), for a replace the grid of `bars` themselves.
+fn on_grid<'a>(
+    bars: &'a Bars,
+    series: &SeriesKey,
+    state: &StoredState,
+    mode: WriteMode,
+    validation: ValidationPolicy,
+) -> Result<(Cow<'a, Bars>, ValidationReport), StorageError> {
+    let stored = match mode {
+        WriteMode::Merge => state.bars.as_ref(),
+        WriteMode::Replace => None,
+    };
+    let (keep, report) =
+        off_grid(bars, series.period, stored, validation).map_err(|e| StorageError::validation(series, e))?;
+    let bars = match keep {
+        None => Cow::Borrowed(bars),
+        Some(keep) => {
+            let mut kept = bars.clone();
+            kept.retain_rows(&keep);
+            Cow::Owned(kept)
+        }
+    };
+    Ok((bars, report))
+}
+
+/// Dropped bars are logged readably: how many, by rule, and the first of them.
+fn log_dropped(report: &ValidationReport) {
+    if report.dropped > 0 {
+        let first: Vec<String> = report.samples.iter().map(ToString::to_string).collect();
+        tracing::info!(dropped = report.dropped, rules = %report.summary(), first = %first.join("; "), "invalid bars dropped");
+    }
 }

@@ -84,8 +84,8 @@ pub enum IssueKind {
 }
 
 impl IssueKind {
-    /// The snake_case name used in text and JSON output.
-    pub fn name(self) -> &'static str {
+    /// The kind's name, as `verify`, `health` and their JSON output spell it (`missing_file`).
+    pub const fn as_str(self) -> &'static str {
         match self {
             IssueKind::ChecksumMismatch => "checksum_mismatch",
             IssueKind::Unparsable => "unparsable",
@@ -101,6 +101,12 @@ impl IssueKind {
             IssueKind::StaleLock => "stale_lock",
             IssueKind::ForeignEntry => "foreign_entry",
         }
+    }
+}
+
+impl std::fmt::Display for IssueKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -228,4 +234,34 @@ where
     })
     .await;
     results.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod kind_names {
+    use super::IssueKind;
+
+    /// `health` and `verify` print kinds with `as_str`, `--json` with serde: one vocabulary.
+    #[test]
+    fn kind_names_are_the_json_names() {
+        use IssueKind::*;
+        let all = [
+            ChecksumMismatch,
+            Unparsable,
+            MissingFile,
+            MissingMetadata,
+            MissingCopy,
+            Inconsistent,
+            BadMetadata,
+            OrphanedFile,
+            BadBackup,
+            BadFingerprint,
+            StaleTemp,
+            StaleLock,
+            ForeignEntry,
+        ];
+        for kind in all {
+            assert_eq!(serde_json::to_value(kind).unwrap(), serde_json::Value::from(kind.as_str()));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+    }
 }

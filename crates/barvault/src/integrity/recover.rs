@@ -34,10 +34,10 @@ impl Vault {
     pub async fn recover(&self, scope: Scope) -> Result<RecoveryReport, StorageError> {
         let ctx = OpContext::new();
         let span = tracing::info_span!("recover", correlation_id = %ctx.correlation_id());
-        self.recover_with(&scope, &ctx).instrument(span).await
+        self.recover_in(&scope, &ctx).instrument(span).await
     }
 
-    async fn recover_with(&self, scope: &Scope, ctx: &OpContext) -> Result<RecoveryReport, StorageError> {
+    async fn recover_in(&self, scope: &Scope, ctx: &OpContext) -> Result<RecoveryReport, StorageError> {
         let mut report = RecoveryReport::default();
         self.forget_unreadable_records(scope, ctx, &mut report).await?;
         let verify = self.verify_with(scope, false, ctx).await?;
