@@ -92,6 +92,15 @@ fn show_config(loaded: &LoadedConfig, args: &JsonArg) -> anyhow::Result<u8> {
                 serde_json::json!({ "value": value, "origin": origin, "from": origin.to_string() }),
             );
         }
+        let store: serde_json::Map<String, serde_json::Value> = loaded
+            .object_store_entries()
+            .into_iter()
+            .map(|(key, value, origin)| {
+                let from = origin.map(ToString::to_string);
+                (key.to_string(), serde_json::json!({ "value": value, "origin": origin, "from": from }))
+            })
+            .collect();
+        obj.insert("object_store".to_string(), serde_json::Value::Object(store));
         say!("{}", serde_json::to_string_pretty(&obj)?);
     } else {
         let width = entries.iter().map(|(f, v, _)| f.len() + v.len() + 3).max().unwrap_or(0);
@@ -99,21 +108,29 @@ fn show_config(loaded: &LoadedConfig, args: &JsonArg) -> anyhow::Result<u8> {
             let kv = format!("{field} = {value}");
             say!("{kv:width$}  # {origin}");
         }
+        for (key, value, origin) in loaded.object_store_entries() {
+            let kv = format!("object_store.{key} = {value}");
+            say!("{kv:width$}  # {}", origin.map_or_else(|| "default".to_string(), ToString::to_string));
+        }
     }
     Ok(exit::OK)
 }
 
 /// The store, which must already exist (only `import` creates one): a mistyped
 /// `--data-dir` must not silently create an empty store and report it clean.
-fn open_existing(config: &StorageConfig) -> anyhow::Result<Vault> {
-    let dir = &config.output_directory;
-    if !dir.is_dir() {
-        return Err(anyhow!(
-            "no store at {}: the directory does not exist (import into it first, or pass --data-dir)",
-            dir.display()
-        ));
+async fn open_existing(config: &StorageConfig) -> anyhow::Result<Vault> {
+    if !StorageFactory::store_exists(config).await? {
+        return Err(anyhow!("{} (import into it first, or pass --data-dir)", missing_store(config)));
     }
     Ok(StorageFactory::open(config)?)
+}
+
+/// Why there is no store where `config` points.
+fn missing_store(config: &StorageConfig) -> String {
+    match config.bucket() {
+        Some(url) => format!("no store at {url}: nothing is stored under that prefix"),
+        None => format!("no store at {}: the directory does not exist", config.output_directory.display()),
+    }
 }
 
 fn series_key(kind: KindArg, symbol: &str, period: Period) -> anyhow::Result<SeriesKey> {
@@ -331,7 +348,7 @@ async fn export(config: &StorageConfig, args: ExportArgs, ctx: &OpContext) -> an
         FormatArg::Json => ExportFormat::Json,
     };
     let out = args.output.filter(|p| p.as_os_str() != "-");
-    let vault = open_existing(config)?;
+    let vault = open_existing(config).await?;
     match vault.export(&series, range, format, out.as_deref(), ctx).await {
         Ok(rows) => {
             match &out {
@@ -367,7 +384,7 @@ fn size_text(bytes: u64) -> String {
 
 async fn info(config: &StorageConfig, args: InfoArgs, ctx: &OpContext) -> anyhow::Result<u8> {
     let series = args.series.key()?;
-    let vault = open_existing(config)?;
+    let vault = open_existing(config).await?;
     let info =
         vault.info(&series, ctx).await?.ok_or_else(|| StorageError::NotFound { what: format!("series {series}") })?;
     if args.json {
@@ -403,7 +420,7 @@ async fn info(config: &StorageConfig, args: InfoArgs, ctx: &OpContext) -> anyhow
 }
 
 async fn list(config: &StorageConfig, args: ListArgs, ctx: &OpContext) -> anyhow::Result<u8> {
-    let vault = open_existing(config)?;
+    let vault = open_existing(config).await?;
     let all = vault.list(args.kind.map(Into::into), args.period, ctx).await?;
     if args.json {
         say!("{}", json_text(&all)?);
@@ -455,7 +472,7 @@ fn kind_name<T: serde::Serialize>(kind: &T) -> String {
 
 async fn verify(config: &StorageConfig, args: VerifyArgs) -> anyhow::Result<u8> {
     let scope = args.scope.scope()?;
-    let vault = open_existing(config)?;
+    let vault = open_existing(config).await?;
     let report = vault.verify(scope, args.deep).await?;
     if args.json {
         say!("{}", json_text(&report)?);
@@ -481,7 +498,7 @@ async fn verify(config: &StorageConfig, args: VerifyArgs) -> anyhow::Result<u8> 
 
 async fn recover(config: &StorageConfig, args: RecoverArgs) -> anyhow::Result<u8> {
     let scope = args.scope.scope()?;
-    let vault = open_existing(config)?;
+    let vault = open_existing(config).await?;
     let report = vault.recover(scope).await?;
     if args.json {
         say!("{}", json_text(&report)?);
@@ -500,9 +517,9 @@ async fn recover(config: &StorageConfig, args: RecoverArgs) -> anyhow::Result<u8
 }
 
 async fn health(config: &StorageConfig, args: JsonArg) -> anyhow::Result<u8> {
-    if !config.output_directory.is_dir() {
+    if !StorageFactory::store_exists(config).await? {
         // A probe must not create the store it checks; a missing store is an error status.
-        let msg = format!("no store at {}: the directory does not exist", config.output_directory.display());
+        let msg = missing_store(config);
         if args.json {
             say!("{}", json_text(&serde_json::json!({ "overall_status": "error", "issues": [msg] }))?);
         } else {
@@ -549,7 +566,7 @@ async fn health(config: &StorageConfig, args: JsonArg) -> anyhow::Result<u8> {
 }
 
 async fn cleanup(config: &StorageConfig, args: CleanupArgs, ctx: &OpContext) -> anyhow::Result<u8> {
-    let vault = open_existing(config)?;
+    let vault = open_existing(config).await?;
     let report = vault.cleanup(args.dry_run, args.force, ctx).await?;
     if args.json {
         say!("{}", json_text(&report)?);

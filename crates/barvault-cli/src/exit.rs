@@ -12,7 +12,8 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 /// The configuration is invalid.
 pub const CONFIG: u8 = 3;
-/// Another writer holds the series lock; retry later.
+/// Another writer holds the series lock (or, on object storage, kept changing the series
+/// through every retry); retry later.
 pub const LOCKED: u8 = 4;
 
 /// The text `--help` shows after the options.
@@ -22,7 +23,7 @@ Exit codes:
   1  failure or problems found (a file failed, verify found issues, health warning, storage error)
   2  command-line usage error; health status error
   3  configuration error (invalid value, unknown field, unreadable config file, cleanup disabled)
-  4  the series is locked by another writer: retry later";
+  4  the series is locked by another writer (on object storage: other writers changed it through every retry): retry later";
 
 /// A command-line value that clap could not check on its own (a symbol invalid for its
 /// instrument type, a range that ends before it starts).

@@ -13,6 +13,8 @@ mod config;
 mod dual;
 mod health;
 mod integrity;
+mod object_config;
+mod on_bucket;
 mod receipt;
 mod vault;
 
@@ -42,3 +44,4 @@ pub use barvault_ports as ports;
 pub use barvault_ports::{
     BarStore, FileInfo, FileMetadata, Housekeeping, MetadataStore, OpContext, SeriesLocks, StorageError,
 };
+pub use barvault_s3 as s3;

@@ -120,7 +120,7 @@ fn classify(meta: Option<&FileMetadata>, read: Result<Option<Loaded>, StorageErr
 
 impl DualStorageManager {
     /// Reads one copy (`rows` of it) and classifies it against its metadata record.
-    async fn read_copy(
+    pub(super) async fn read_copy(
         store: &dyn BarStore,
         meta: Option<&FileMetadata>,
         series: &SeriesKey,
@@ -181,11 +181,14 @@ impl DualStorageManager {
         from: Option<i64>,
         ctx: &OpContext,
     ) -> Result<StoredState, StorageError> {
-        let pmeta = self.metadata.get(series, self.primary.name(), ctx).await?;
-        let smeta = match &self.secondary {
-            Some(s) => self.metadata.get(series, s.name(), ctx).await?,
-            None => None,
-        };
+        // Both records at once: on object storage each is a round trip.
+        let (pmeta, smeta) = tokio::join!(self.metadata.get(series, self.primary.name(), ctx), async {
+            match &self.secondary {
+                Some(s) => self.metadata.get(series, s.name(), ctx).await,
+                None => Ok(None),
+            }
+        });
+        let (pmeta, smeta) = (pmeta?, smeta?);
         let generation = pmeta.iter().chain(smeta.iter()).map(|m| m.generation).max().unwrap_or(0);
         let state = |bars: Option<Bars>, primary: CopyState, secondary: CopyState| StoredState {
             bars,
@@ -199,7 +202,9 @@ impl DualStorageManager {
         let ok = |version: Option<Version>| CopyState { ok: true, proven: false, version, meta: None };
         let bad = |version: Option<Version>| CopyState { ok: false, proven: false, version, meta: None };
 
-        if let Some(sec) = self.same_generation_secondary(pmeta.as_ref(), smeta.as_ref()) {
+        if let Some(sec) =
+            self.same_generation_secondary(pmeta.as_ref(), smeta.as_ref()).filter(|_| !self.settings.lock_free)
+        {
             // The primary is not decoded, but its checksum is still proved (in parallel), so a
             // damaged primary is rewritten and never kept as the `.backup`.
             let rows = from.map_or(Rows::All, Rows::From);
@@ -220,7 +225,7 @@ impl DualStorageManager {
             }
             tracing::warn!(reason = ?read.copy.reason(), "preferred secondary copy unusable; reading the primary");
         }
-        let primary = Self::read_copy(self.primary.as_ref(), pmeta.as_ref(), series, Rows::All, ctx).await?;
+        let primary = self.read_one(self.primary.as_ref(), pmeta.as_ref(), series, Rows::All, ctx).await?;
         let (pversion, pproven) = (primary.version.clone(), primary.proven);
         if let Copy::Good(bars) = primary.copy {
             let secondary = match &self.secondary {
@@ -249,7 +254,7 @@ impl DualStorageManager {
                 Copy::Good(bars) => Ok(state(Some(bars), proven(pversion, pproven), ok(None))),
             };
         };
-        let secondary = Self::read_copy(sec.as_ref(), smeta.as_ref(), series, Rows::All, ctx).await?;
+        let secondary = self.read_one(sec.as_ref(), smeta.as_ref(), series, Rows::All, ctx).await?;
         let (sversion, sproven) = (secondary.version.clone(), secondary.proven);
         match (primary.copy, secondary.copy) {
             (Copy::Absent, Copy::Absent) => Ok(state(None, ok(None), ok(None))),
@@ -289,6 +294,7 @@ impl DualStorageManager {
         async {
             let pmeta = self.metadata.get(series, self.primary.name(), ctx).await?;
             if self.settings.prefer_secondary_reads
+                && !self.settings.lock_free
                 && let Some(sec) = &self.secondary
             {
                 // An unreadable secondary record only means the secondary is not preferred:
@@ -310,7 +316,7 @@ impl DualStorageManager {
                     }
                 }
             }
-            let primary = Self::read_copy(self.primary.as_ref(), pmeta.as_ref(), series, rows, ctx).await?.copy;
+            let primary = self.read_one(self.primary.as_ref(), pmeta.as_ref(), series, rows, ctx).await?.copy;
             let primary = match primary {
                 Copy::Good(bars) => {
                     tracing::debug!(rows = bars.len(), "loaded from primary");
@@ -335,7 +341,7 @@ impl DualStorageManager {
                 tracing::warn!(reason = %why, fallback = sec.name(), "primary copy unusable; falling back");
             }
             let smeta = self.metadata.get(series, sec.name(), ctx).await?;
-            let secondary = Self::read_copy(sec.as_ref(), smeta.as_ref(), series, rows, ctx).await?.copy;
+            let secondary = self.read_one(sec.as_ref(), smeta.as_ref(), series, rows, ctx).await?.copy;
             match (primary, secondary) {
                 (Copy::Absent, Copy::Absent) => Ok(None),
                 (_, Copy::Good(bars)) => Ok(Some(bars)),

@@ -11,14 +11,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use barvault_domain::{Bars, MergeStats, SeriesKey, ValidationPolicy, merge, validate};
-use barvault_ports::{
-    BackupPolicy, DateRange, FileMetadata, Keep, OpContext, Persisted, PutMode, PutOptions, Revision, StagedWrite,
-    StorageError,
-};
+use barvault_ports::{DateRange, FileMetadata, Keep, OpContext, Persisted, Revision, StagedWrite, StorageError};
 use chrono::Utc;
 
 use super::read::{CopyState, StoredState};
-use super::{DualStorageManager, MAX_ATTEMPTS, PersistOutcome};
+use super::{DualStorageManager, PersistOutcome};
 use crate::receipt::{PersistOptions, SecondaryStatus, StorageReceipt, WriteMode};
 
 /// The next version of a series: `bars` after `skipped` stored rows, the first at `first`.
@@ -41,22 +38,6 @@ struct Attempt {
     receipt: StorageReceipt,
     generation: Option<u64>,
     repaired: Vec<String>,
-}
-
-/// A copy that was damaged is not kept as `.backup`: it would push out a sound one.
-fn backup_for(sound: bool) -> BackupPolicy {
-    if sound { BackupPolicy::Keep } else { BackupPolicy::Skip }
-}
-
-/// How a copy is written: against the version read, as a new file where none was, or over
-/// whatever is there when the copy is damaged (a repair, under the series lock).
-fn put_options(copy: &CopyState) -> PutOptions {
-    let mode = match (&copy.version, copy.ok) {
-        (Some(v), true) => PutMode::Update(v.clone()),
-        (None, true) => PutMode::Create,
-        (_, false) => PutMode::Overwrite,
-    };
-    PutOptions { mode, backup: backup_for(copy.ok) }
 }
 
 impl DualStorageManager {
@@ -95,15 +76,17 @@ impl DualStorageManager {
         // stores can read by the tail and write revisions that skip stored rows (see
         // `Rows::From`); anything else reads the series whole.
         let from = match options.mode {
-            WriteMode::Merge if self.revisions_everywhere() => bars.first_timestamp(),
+            WriteMode::Merge if self.revisions_everywhere() && !self.settings.lock_free => bars.first_timestamp(),
             WriteMode::Merge | WriteMode::Replace => None,
         };
         let mut retries = 0;
         let attempt = loop {
             match self.attempt(&bars, series, options, from, ctx).await {
-                Err(e) if e.is_version_conflict() && retries + 1 < MAX_ATTEMPTS => {
+                Err(e) if e.is_version_conflict() && retries + 1 < self.settings.max_attempts.max(1) => {
                     retries += 1;
-                    tracing::warn!(error = %e, retries, "a copy changed since it was read; reading and merging again");
+                    let pause = self.backoff(retries);
+                    tracing::warn!(error = %e, retries, pause_ms = pause.as_millis() as u64, "a copy changed since it was read; reading and merging again");
+                    tokio::time::sleep(pause).await;
                 }
                 other => break other?,
             }
@@ -152,7 +135,7 @@ impl DualStorageManager {
 
         let stage = |store: &Arc<dyn barvault_ports::BarStore>, copy: &CopyState| {
             let revision = Self::revision_for(&state, copy, &next);
-            let options = put_options(copy);
+            let options = self.put_options_for(copy);
             let store = Arc::clone(store);
             async move { store.stage(series, &revision, &options, ctx).await }
         };
@@ -188,7 +171,10 @@ impl DualStorageManager {
             repaired.push(self.location(series, &pformat));
         }
         let generation = state.generation + 1;
-        let never_stored = state.bars.is_none();
+        // Without locks a new primary may already hold another writer's merge on top of it:
+        // it is never removed again.
+        let never_stored = state.bars.is_none() && !self.settings.lock_free;
+        let mut primary_version = state.primary.version.clone();
         let mut receipt = match staged_primary {
             Some(staged) => {
                 let written = match staged {
@@ -197,6 +183,7 @@ impl DualStorageManager {
                 };
                 let written = written
                     .inspect_err(|e| tracing::error!(error = %e, "primary write failed; stored data unchanged"))?;
+                primary_version = Some(written.info.version.clone());
                 if let Err(e) = self.record(series, &next, &written, generation, state.primary.meta.as_ref(), ctx).await
                 {
                     // A stored series keeps its old record, which no longer matches the file,
@@ -221,8 +208,9 @@ impl DualStorageManager {
         };
         receipt.merge = stats;
         if let Some(sec) = &self.secondary {
+            let primary = primary_version.as_ref();
             let status =
-                self.publish_secondary(sec.name(), series, &state, &next, staged_secondary, &receipt, ctx).await;
+                self.publish_secondary(sec, series, &state, &next, staged_secondary, (&receipt, primary), ctx).await;
             if let SecondaryStatus::Written { location, .. } = &status
                 && stats.unchanged
             {
@@ -240,23 +228,24 @@ impl DualStorageManager {
     #[allow(clippy::too_many_arguments)]
     async fn publish_secondary(
         &self,
-        format: &str,
+        store: &Arc<dyn barvault_ports::BarStore>,
         series: &SeriesKey,
         state: &StoredState,
         next: &Next,
         staged: Option<Result<Box<dyn StagedWrite>, StorageError>>,
-        primary: &StorageReceipt,
+        (primary, primary_version): (&StorageReceipt, Option<&barvault_ports::Version>),
         ctx: &OpContext,
     ) -> SecondaryStatus {
-        let format = format.to_string();
+        let format = store.name().to_string();
         let location = self.location(series, &format);
         let Some(staged) = staged else { return SecondaryStatus::Unchanged { format, location } };
         let written = match staged {
-            Ok(staged) => staged.commit(ctx).await,
+            Ok(staged) => self.commit_secondary(store, series, &next.bars, staged, primary_version, ctx).await,
             Err(e) => Err(e),
         };
         let written = match written {
-            Ok(w) => w,
+            Ok(Some(w)) => w,
+            Ok(None) => return SecondaryStatus::Unchanged { format, location },
             Err(e) => {
                 tracing::error!(error = %e, "secondary write failed; the series is inconsistent until the next persist or recover");
                 return SecondaryStatus::Failed { format, location, error: e.to_string() };
@@ -271,6 +260,12 @@ impl DualStorageManager {
         };
         match self.record(series, next, &written, generation, state.secondary.meta.as_ref(), ctx).await {
             Ok(()) => SecondaryStatus::Written { format, location: written.info.location },
+            Err(e) if self.settings.lock_free && e.is_version_conflict() => {
+                // Another writer's secondary replaced this one before its record: the record
+                // is theirs to write.
+                tracing::info!(error = %e, "secondary replaced by a newer writer before its record");
+                SecondaryStatus::Written { format, location: written.info.location }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "secondary metadata write failed; the series is inconsistent until the next persist or recover");
                 SecondaryStatus::Failed { format, location: written.info.location, error: e.to_string() }
