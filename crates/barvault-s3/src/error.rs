@@ -61,10 +61,8 @@ impl S3Error {
             }
             // A missing key is an answer, handled by the callers; a missing bucket says so in
             // the error body (and a listing or an upload cannot miss anything else).
-            object_store::Error::NotFound { .. }
-                if source.to_string().contains("NoSuchBucket")
-                    || matches!(action, "s3:ListBucket" | "s3:PutObject") =>
-            {
+            _ if source.to_string().contains("NoSuchBucket") => S3Error::NoBucket { step, bucket, key, source },
+            object_store::Error::NotFound { .. } if matches!(action, "s3:ListBucket" | "s3:PutObject") => {
                 S3Error::NoBucket { step, bucket, key, source }
             }
             _ => S3Error::Request { step, action, bucket, key, source },

@@ -90,7 +90,7 @@ impl ObjectHousekeeping {
             let Some(relative) = self.bucket.relative(&upload.key) else { continue };
             let parsed = layout.parse(Path::new(relative.strip_suffix(".backup").unwrap_or(relative)));
             let age = upload.initiated.map(|t| now - t);
-            let stale = age.is_none_or(|a| a > stale_after);
+            let stale = age.is_none_or(|a| a >= stale_after);
             let mut e = self.entry(EntryKind::Leftover, relative, parsed.clone().map(|p| p.0), parsed.map(|p| p.1));
             e.location = PathBuf::from(format!("{}{UPLOAD_MARK}{}", self.bucket.location(relative), upload.id));
             e.modified = upload.initiated;
