@@ -103,12 +103,14 @@ fn show_config(loaded: &LoadedConfig, args: &JsonArg) -> anyhow::Result<u8> {
         obj.insert("object_store".to_string(), serde_json::Value::Object(store));
         say!("{}", serde_json::to_string_pretty(&obj)?);
     } else {
-        let width = entries.iter().map(|(f, v, _)| f.len() + v.len() + 3).max().unwrap_or(0);
+        let store = loaded.object_store_entries();
+        let width = entries.iter().map(|(f, v, _)| f.len() + v.len() + 3);
+        let width = width.chain(store.iter().map(|(k, v, _)| k.len() + v.len() + 16)).max().unwrap_or(0);
         for (field, value, origin) in entries {
             let kv = format!("{field} = {value}");
             say!("{kv:width$}  # {origin}");
         }
-        for (key, value, origin) in loaded.object_store_entries() {
+        for (key, value, origin) in store {
             let kv = format!("object_store.{key} = {value}");
             say!("{kv:width$}  # {}", origin.map_or_else(|| "default".to_string(), ToString::to_string));
         }
