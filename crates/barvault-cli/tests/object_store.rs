@@ -360,3 +360,36 @@ fn a_server_stopped_during_a_multipart_upload_leaves_the_old_version_and_recover
     assert!(block(client.pending()).is_empty(), "a pending upload is left after recover");
     assert!(stdout(&ok(store.run(&["verify", "--all"]))).contains("clean"));
 }
+
+/// `config` shows every object storage option and where it came from, secrets masked.
+#[test]
+fn config_shows_the_object_store_options_with_their_origins_and_secrets_masked() {
+    let cwd = TempDir::new().unwrap();
+    std::fs::write(
+        cwd.path().join("barvault.toml"),
+        "output_directory = \"s3://desk/bars\"\n[object_store]\nregion = \"eu-west-1\"\nsecret_access_key = \"file-secret-value-xyz\"\n",
+    )
+    .unwrap();
+    let mut c = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BARVAULT_") || k.starts_with("AWS_") {
+            c.env_remove(k);
+        }
+    }
+    let o = ok(c
+        .current_dir(cwd.path())
+        .env("AWS_REGION", "us-east-2")
+        .env("AWS_ACCESS_KEY_ID", "AKID")
+        .arg("config")
+        .output()
+        .unwrap());
+    let out = stdout(&o);
+    assert!(out.contains("output_directory = s3://desk/bars"), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("object_store.region = us-east-2") && l.contains("environment AWS_REGION")),
+        "{out}"
+    );
+    let secret = out.lines().find(|l| l.starts_with("object_store.secret_access_key")).unwrap_or_default();
+    assert!(secret.contains("****yz") && secret.contains("barvault.toml"), "{out}");
+    assert!(!out.contains("file-secret-value"), "{out}");
+}

@@ -243,8 +243,9 @@ impl<C: BarCodec + 'static> ObjectStaged<C> {
             PutError::Conflict(reason) => inner.conflict(&key, reason),
             PutError::Failed(e) => StorageError::from(e),
         };
-        // Fail before copying anything when another writer already changed the object.
-        inner.bucket.check(&key, &self.condition).await.map_err(on_conflict)?;
+        // Staging checked the condition a moment ago; the PUT checks it again, atomically.
+        // A writer that loses the race in between has copied the winner's version to the
+        // backup, which is a previous version of the series all the same.
         let keep = inner.keep_backups && self.backup == BackupPolicy::Keep && self.condition != Condition::Absent;
         let backup_created = match keep {
             true => inner.bucket.copy(&key, &(key.clone() + BACKUP_SUFFIX)).await?,

@@ -47,8 +47,8 @@ pub struct DualSettings {
     /// collided do not collide again in step. Zero (the default) retries at once: under a
     /// series lock a conflict means a writer outside the lock, not a race to sit out.
     pub retry_backoff: Duration,
-    /// Writers of one series do not exclude each other (object storage: the locks are
-    /// [`ConditionalWrites`](barvault_ports::SeriesLocks)-style no-ops). Every write is then
+    /// Writers of one series do not exclude each other (object storage, whose series locks
+    /// exclude nobody). Every write is then
     /// conditional on the version read, the primary copy is where a version is committed
     /// (a primary that parses is the newest version even when its record lags behind it),
     /// and the secondary copy is brought up to the primary by whichever writer committed
