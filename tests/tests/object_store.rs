@@ -279,3 +279,31 @@ fn an_s3_address_that_does_not_parse_is_a_configuration_error() {
     assert!(matches!(err, StorageError::Config { .. }), "{err}");
     assert!(err.to_string().contains("bucket name"), "{err}");
 }
+
+/// A writer that meets a conflict on every attempt gives up after `max_attempts` with the
+/// conflict (the CLI's exit 4), having waited between attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_on_every_attempt_end_in_a_conflict_after_the_configured_attempts() {
+    let bucket = Bucket::in_memory("store");
+    let csv = UnreliableStore::new(Arc::new(ObjectBarStore::new(bucket.clone(), barvault::CsvCodec)));
+    csv.fail_from(Op::Stage, 1, Injected::Conflict);
+    let settings = DualSettings {
+        validation: ValidationPolicy::Off,
+        max_attempts: 4,
+        retry_backoff: std::time::Duration::from_millis(20),
+        ..DualSettings::default()
+    }
+    .lock_free();
+    assert_eq!(settings.max_attempts, 20, "lock-free settings raise the attempts to 20");
+    let settings = DualSettings { max_attempts: 4, ..settings };
+    let metadata = Arc::new(ObjectMetadataStore::new(bucket.clone()));
+    let manager = DualStorageManager::new(Arc::new(csv.clone()), None, metadata, Arc::new(ConditionalWrites), settings);
+    let started = std::time::Instant::now();
+    let err =
+        manager.persist(&sample_bars(3, BASE_NS, DAY_NS, 1), &stock("BUSY"), PersistOptions::default(), &ctx()).await;
+    let err = err.expect_err("every attempt met a conflict");
+    assert!(err.is_version_conflict(), "{err}");
+    assert_eq!(csv.calls(Op::Stage), 4, "one stage per attempt");
+    // Three pauses of at least 10, 20 and 40 ms (half of 20 × 1, 2, 4).
+    assert!(started.elapsed() >= std::time::Duration::from_millis(70), "{:?}", started.elapsed());
+}
