@@ -90,6 +90,10 @@ impl MotoServer {
             eprintln!("skipped: {why}");
             return None;
         };
+        // Held until the server listens, so that no other server of this process is given
+        // the same free port meanwhile (tests run in parallel threads).
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _starting = STARTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let port = free_port();
         let mut command = match (threaded, interpreter_of(&script)) {
             (false, Some(python)) => {
@@ -117,6 +121,9 @@ impl MotoServer {
             }
             assert!(Instant::now() < deadline, "moto did not listen on 127.0.0.1:{port} within 60 s");
             std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!("moto ({}) exited with {status}: port {port} was taken", script.display());
         }
         Some(server)
     }
