@@ -99,12 +99,27 @@ fn show_config(loaded: &LoadedConfig, args: &JsonArg) -> anyhow::Result<u8> {
                 serde_json::json!({ "value": value, "origin": origin, "from": origin.to_string() }),
             );
         }
+        let store: serde_json::Map<String, serde_json::Value> = loaded
+            .object_store_entries()
+            .into_iter()
+            .map(|(key, value, origin)| {
+                let from = origin.map(ToString::to_string);
+                (key.to_string(), serde_json::json!({ "value": value, "origin": origin, "from": from }))
+            })
+            .collect();
+        obj.insert("object_store".to_string(), serde_json::Value::Object(store));
         say!("{}", serde_json::to_string_pretty(&obj)?);
     } else {
-        let width = entries.iter().map(|(f, v, _)| f.len() + v.len() + 3).max().unwrap_or(0);
+        let store = loaded.object_store_entries();
+        let width = entries.iter().map(|(f, v, _)| f.len() + v.len() + 3);
+        let width = width.chain(store.iter().map(|(k, v, _)| k.len() + v.len() + 16)).max().unwrap_or(0);
         for (field, value, origin) in entries {
             let kv = format!("{field} = {value}");
             say!("{kv:width$}  # {origin}");
+        }
+        for (key, value, origin) in store {
+            let kv = format!("object_store.{key} = {value}");
+            say!("{kv:width$}  # {}", origin.map_or_else(|| "default".to_string(), ToString::to_string));
         }
     }
     Ok(exit::OK)
@@ -167,15 +182,19 @@ fn check_store_path(loaded: &LoadedConfig) -> anyhow::Result<()> {
 
 /// The store, which must already exist (only `import` creates one): a mistyped
 /// `--data-dir` must not silently create an empty store and report it clean.
-fn open_existing(config: &StorageConfig) -> anyhow::Result<Vault> {
-    let dir = &config.output_directory;
-    if !dir.is_dir() {
-        return Err(anyhow!(
-            "no store at {}: the directory does not exist (import into it first, or pass --data-dir)",
-            dir.display()
-        ));
+async fn open_existing(config: &StorageConfig) -> anyhow::Result<Vault> {
+    if !StorageFactory::store_exists(config).await? {
+        return Err(anyhow!("{} (import into it first, or pass --data-dir)", missing_store(config)));
     }
     Ok(StorageFactory::open(config)?)
+}
+
+/// Why there is no store where `config` points.
+fn missing_store(config: &StorageConfig) -> String {
+    match config.bucket() {
+        Some(url) => format!("no store at {url}: nothing is stored under that prefix"),
+        None => format!("no store at {}: the directory does not exist", config.output_directory.display()),
+    }
 }
 
 fn series_key(kind: KindArg, symbol: &str, period: Period) -> anyhow::Result<SeriesKey> {
@@ -529,7 +548,7 @@ async fn export(config: &StorageConfig, args: ExportArgs, ctx: &OpContext) -> an
         FormatArg::Json => ExportFormat::Json,
     };
     args.series.check()?;
-    let vault = open_existing(config)?;
+    let vault = open_existing(config).await?;
     let series = args.series.key(&vault, ctx).await?;
     match vault.export(&series, range, format, out.as_deref(), ctx).await {
         Ok(rows) => {
@@ -567,7 +586,7 @@ fn size_text(bytes: u64) -> String {
 
 async fn info(config: &StorageConfig, args: InfoArgs, ctx: &OpContext) -> anyhow::Result<u8> {
     args.series.check()?;
-    let vault = open_existing(config)?;
+    let vault = open_existing(config).await?;
     let series = args.series.key(&vault, ctx).await?;
     let Some(info) = vault.info(&series, ctx).await? else {
         return Err(vault.not_found(&series, ctx).await.into());
@@ -605,7 +624,7 @@ async fn info(config: &StorageConfig, args: InfoArgs, ctx: &OpContext) -> anyhow
 }
 
 async fn list(config: &StorageConfig, args: ListArgs, ctx: &OpContext) -> anyhow::Result<u8> {
-    let vault = open_existing(config)?;
+    let vault = open_existing(config).await?;
     let all = vault.list(args.kind.map(Into::into), args.period, ctx).await?;
     if args.json {
         say!("{}", json_text(&all)?);
@@ -657,7 +676,7 @@ fn kind_name<T: serde::Serialize>(kind: &T) -> String {
 
 async fn verify(config: &StorageConfig, args: VerifyArgs) -> anyhow::Result<u8> {
     let scope = args.scope.scope()?;
-    let vault = open_existing(config)?;
+    let vault = open_existing(config).await?;
     let report = vault.verify(scope, args.deep).await?;
     if args.json {
         say!("{}", json_text(&report)?);
@@ -683,7 +702,7 @@ async fn verify(config: &StorageConfig, args: VerifyArgs) -> anyhow::Result<u8> 
 
 async fn recover(config: &StorageConfig, args: RecoverArgs) -> anyhow::Result<u8> {
     let scope = args.scope.scope()?;
-    let vault = open_existing(config)?;
+    let vault = open_existing(config).await?;
     let report = vault.recover_with(scope, args.forget_missing).await?;
     if args.json {
         say!("{}", json_text(&report)?);
@@ -702,9 +721,9 @@ async fn recover(config: &StorageConfig, args: RecoverArgs) -> anyhow::Result<u8
 }
 
 async fn health(config: &StorageConfig, args: JsonArg) -> anyhow::Result<u8> {
-    if !config.output_directory.is_dir() {
+    if !StorageFactory::store_exists(config).await? {
         // A probe must not create the store it checks; a missing store is an error status.
-        let msg = format!("no store at {}: the directory does not exist", config.output_directory.display());
+        let msg = missing_store(config);
         if args.json {
             say!("{}", json_text(&serde_json::json!({ "overall_status": "error", "issues": [msg] }))?);
         } else {
@@ -751,7 +770,7 @@ async fn health(config: &StorageConfig, args: JsonArg) -> anyhow::Result<u8> {
 }
 
 async fn cleanup(config: &StorageConfig, args: CleanupArgs, ctx: &OpContext) -> anyhow::Result<u8> {
-    let vault = open_existing(config)?;
+    let vault = open_existing(config).await?;
     let options = CleanupOptions { dry_run: args.dry_run, force: args.force, confirm: args.confirm_removal };
     let report = vault.cleanup_with(chrono::Utc::now(), options, ctx).await?;
     let refused = !report.dry_run && !report.applied;
@@ -800,7 +819,7 @@ async fn cleanup(config: &StorageConfig, args: CleanupArgs, ctx: &OpContext) -> 
 
 async fn delete(config: &StorageConfig, args: DeleteArgs, ctx: &OpContext) -> anyhow::Result<u8> {
     let series = args.series.key()?;
-    let vault = open_existing(config)?;
+    let vault = open_existing(config).await?;
     let report = vault.delete_series(&series, args.dry_run, ctx).await?;
     if args.json {
         say!("{}", json_text(&report)?);
@@ -824,7 +843,7 @@ async fn rename(config: &StorageConfig, args: RenameArgs, ctx: &OpContext) -> an
     let symbol = args.to_symbol.as_deref().unwrap_or(&args.series.symbol);
     let to = series_key(kind, symbol, args.to_period.unwrap_or(args.series.period))
         .map_err(|e| UsageError(e.to_string().replace("--symbol", "--to-symbol")))?;
-    let vault = open_existing(config)?;
+    let vault = open_existing(config).await?;
     let report = vault.rename_series(&from, &to, ctx).await?;
     say!("{} is now {} ({} rows)", report.from, report.to, report.rows);
     Ok(exit::OK)

@@ -12,7 +12,8 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 /// The configuration is invalid.
 pub const CONFIG: u8 = 3;
-/// Another writer holds the series lock; retry later.
+/// Another writer holds the series lock (or, on object storage, kept changing the series
+/// through every retry); retry later.
 pub const LOCKED: u8 = 4;
 /// Stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it.
 pub const INTERRUPTED: u8 = 130;
@@ -26,7 +27,7 @@ Exit codes:
   1  failure or problems found (a file failed, verify found issues, health warning, storage error)
   2  command-line usage error (also: cleanup needs --confirm-removal); health status error
   3  configuration error (invalid value, unknown field, unreadable config file, cleanup disabled or no retention_days)
-  4  the series is locked by another writer: retry later
+  4  the series is locked by another writer, or other writers changed it through every retry: retry later
   130, 143  stopped by SIGINT (Ctrl-C) or SIGTERM; temp files of unfinished writes are removed";
 
 /// A command-line value that clap could not check on its own (a symbol invalid for its

@@ -18,7 +18,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "barvault", version, about, after_help = exit::HELP, propagate_version = true)]
 pub struct Cli {
-    /// Base directory of the store; overrides output_directory from the environment and the config file.
+    /// Base directory of the store, or s3://BUCKET/PREFIX for a store on object storage; overrides output_directory from the environment and the config file.
     #[arg(long, global = true, help_heading = "Global options", value_name = "DIR")]
     data_dir: Option<PathBuf>,
 

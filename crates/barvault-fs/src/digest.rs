@@ -198,6 +198,23 @@ impl FileHashes {
     }
 }
 
+/// The MD5 (lower-case hex) of `bytes` and the fingerprint a file store records for a file
+/// of exactly these bytes: the same a durable write of them returns, so a store that keeps
+/// bytes elsewhere (object storage) records what a file store would.
+pub fn fingerprint_bytes(bytes: &[u8]) -> (String, Fingerprint) {
+    let mut hashes = FileHashes::new();
+    hashes.update(bytes);
+    hashes.finish()
+}
+
+/// The MD5 (lower-case hex) of `bytes` and whether `fingerprint` (CRC-32 and MD5
+/// checkpoints) describes them.
+pub fn audit_bytes(bytes: &[u8], fingerprint: &Fingerprint) -> (String, bool) {
+    let mut check = FingerprintCheck::new(fingerprint);
+    check.update(bytes);
+    check.finish()
+}
+
 /// Streams a file's bytes and tells whether a recorded fingerprint describes them: the
 /// same CRC-32 and, at every recorded offset, the same MD5 state. Also yields the MD5.
 #[derive(Debug)]

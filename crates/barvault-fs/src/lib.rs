@@ -30,6 +30,7 @@ pub use atomic::{
     Staged, WriteOutcome, create_dir_durable, md5_hex, remove_durable, stage_atomic, write_atomic,
     write_atomic_unrecorded,
 };
+pub use digest::{audit_bytes, fingerprint_bytes};
 pub use fs::{CallHook, Fault, FaultyFs, Fs, FsFile, FsInPlace, FsOp, FsSpace, RealFs};
 pub use housekeeping::FsHousekeeping;
 pub use inflight::{in_flight_count, remove_in_flight};
@@ -38,4 +39,5 @@ pub use layout::{
     temp_path_in,
 };
 pub use lock::{FileLockGuard, FileLocks};
+pub use read::into_bars as decoded_into_bars;
 pub use store::{DEFAULT_LOCK_TIMEOUT, FileStore, FileStoreBuilder};

@@ -39,8 +39,10 @@ fn trim_raw(raw: RawBars, range: &TimeRange) -> Result<RawBars, DomainError> {
     })
 }
 
-/// What a decode gave, as bars: the rows, the rows skipped before them, the first timestamp.
-fn into_bars(decoded: Decoded, rows: Rows, path: &Path) -> Result<(Bars, usize, Option<i64>), StorageError> {
+/// What a decode gave, as bars: the rows (trimmed to the range asked for, sorted and
+/// unique), the rows skipped before them, the first timestamp. Shared by every store that
+/// decodes through a [`BarCodec`], so that they all read a file the same way.
+pub fn into_bars(decoded: Decoded, rows: Rows, path: &Path) -> Result<(Bars, usize, Option<i64>), StorageError> {
     let domain = |e: DomainError| CodecError::Domain(e).at(path);
     let Decoded { skipped, first, raw } = decoded;
     let raw = match rows {

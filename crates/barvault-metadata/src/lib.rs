@@ -142,24 +142,14 @@ impl Inner {
         std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, MAX_RECORD_FILE + 1), &mut bytes)
             .map_err(|e| StorageError::io(IoStep::Read, path, e))?;
         let legacy = path.extension().is_some_and(|e| e == LEGACY_EXT);
-        let payload = if legacy {
-            &bytes[..]
-        } else {
-            let slots = slots::Slots::split(&bytes).map_err(|r| MetaError::Slots(r).at(path))?;
-            match slots.newest() {
-                Some((_, _, payload)) => payload,
-                None => return Err(MetaError::Slots(slots.reasons()).at(path)),
-            }
-        };
-        let meta: FileMetadata = serde_json::from_slice(payload).map_err(|e| MetaError::Parse(e).at(path))?;
+        let (meta, _) = decode_record_file(&bytes, legacy).map_err(|e| e.at(path))?;
         let ext = if legacy { LEGACY_EXT } else { RECORD_EXT };
         let series = meta.try_series().map_err(|e| {
             MetaError::Misplaced { found: e.to_string(), expected: path.display().to_string() }.at(path)
         })?;
         // A record is never trusted to address a file: its path field must name exactly
         // the data file its own location belongs to.
-        let expected_file = format!("{}.{}", series.relative_stem(), meta.format);
-        if self.path(&series, &meta.format, ext) != path || meta.file_path != expected_file {
+        if self.path(&series, &meta.format, ext) != path || meta.file_path != record_file_path(&meta)? {
             return Err(
                 MetaError::Misplaced { found: meta.file_path.clone(), expected: path.display().to_string() }.at(path)
             );
@@ -285,6 +275,59 @@ impl Inner {
         list.unreadable.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(list)
     }
+}
+
+/// A record file that cannot be read: what is wrong with it, without its location (the
+/// store that read it adds that, as a [`StorageError::Corrupt`]).
+#[derive(Debug, Error)]
+#[error(transparent)]
+pub struct RecordFileError(MetaError);
+
+impl RecordFileError {
+    /// The error, at the record file `location` (a path, or an object's URL).
+    pub fn at(self, location: &Path) -> StorageError {
+        self.0.at(location)
+    }
+}
+
+/// The record a record file holds, and the sequence number of its slot (0 for a legacy JSON
+/// record): the newest valid slot of a slotted `.meta` file, or the whole of a legacy
+/// `.json` one. Shared by every store that keeps record files (on disk, in a bucket), so
+/// that a record file copied from one to the other reads the same.
+pub fn decode_record_file(bytes: &[u8], legacy: bool) -> Result<(FileMetadata, u64), RecordFileError> {
+    if bytes.len() as u64 > MAX_RECORD_FILE {
+        let reason = format!("{} bytes, more than any record ({MAX_RECORD_FILE})", bytes.len());
+        return Err(RecordFileError(MetaError::Slots(reason)));
+    }
+    let (payload, seq) = if legacy {
+        (bytes, 0)
+    } else {
+        let slots = slots::Slots::split(bytes).map_err(|r| RecordFileError(MetaError::Slots(r)))?;
+        match slots.newest() {
+            Some((_, seq, payload)) => (payload, seq),
+            None => return Err(RecordFileError(MetaError::Slots(slots.reasons()))),
+        }
+    };
+    let meta = serde_json::from_slice(payload).map_err(|e| RecordFileError(MetaError::Parse(e)))?;
+    Ok((meta, seq))
+}
+
+/// A whole slotted record file holding `meta` in its first slot with sequence number `seq`
+/// and an empty second slot: what a store that replaces record files whole (object
+/// storage) writes, and what [`FileMetadataStore`] reads and then updates in place.
+pub fn encode_record_file(meta: &FileMetadata, seq: u64) -> Result<Vec<u8>, RecordFileError> {
+    let mut payload = serde_json::to_vec_pretty(meta).map_err(|e| RecordFileError(MetaError::Parse(e)))?;
+    payload.push(b'\n');
+    let slot_size = slots::slot_size_for(payload.len());
+    let mut file = slots::encode(seq, &payload, slot_size);
+    file.resize(2 * slot_size, 0);
+    Ok(file)
+}
+
+/// The `file_path` a record of its series and format must carry, `{kind}/{period}/{SYMBOL}.{format}`:
+/// a record is never trusted to address a file other than the one its location names.
+pub fn record_file_path(meta: &FileMetadata) -> Result<String, StorageError> {
+    Ok(format!("{}.{}", meta.try_series()?.relative_stem(), meta.format))
 }
 
 /// The series and format a record file's location names (`{SYMBOL}.{format}.meta` under

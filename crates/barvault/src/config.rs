@@ -35,7 +35,8 @@ pub const FIELDS: [&str; 10] = [
 /// Storage configuration (the seed's `StorageConfig`, plus locking, validation and merge policy).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StorageConfig {
-    /// Base directory of the store; always absolute once loaded.
+    /// Base directory of the store; always absolute once loaded. Or `s3://BUCKET/PREFIX`:
+    /// the store on object storage (see [`StorageConfig::bucket`]).
     pub output_directory: PathBuf,
     /// Keep a Parquet copy of every series beside the CSV.
     pub backup_enabled: bool,
@@ -56,6 +57,11 @@ pub struct StorageConfig {
     /// Timestamps of the CSV copy end in `Z` (UTC), so that readers type them as the
     /// Parquet copy's; `false` writes them naive, as barvault 0.1 did.
     pub csv_utc_marker: bool,
+    /// How to reach object storage: `object_store` keys (region, endpoint, credentials,
+    /// ...), from the `[object_store]` table of the config file and the `AWS_*`
+    /// environment, the environment winning. Secrets are masked when serialized.
+    #[serde(serialize_with = "crate::object_config::masked_options")]
+    pub object_store: BTreeMap<String, String>,
 }
 
 impl Default for StorageConfig {
@@ -71,14 +77,16 @@ impl Default for StorageConfig {
             validation: ValidationPolicy::Strict,
             merge_policy: MergePolicy::KeepLast,
             csv_utc_marker: true,
+            object_store: BTreeMap::new(),
         }
     }
 }
 
 impl StorageConfig {
-    /// Defaults with `dir` as the output directory (made absolute).
+    /// Defaults with `dir` as the output directory (made absolute; an `s3://` address is
+    /// kept as it is).
     pub fn with_output_directory(dir: impl AsRef<Path>) -> Self {
-        Self { output_directory: absolute(dir.as_ref()), ..Self::default() }
+        Self { output_directory: crate::object_config::store_path(dir.as_ref()), ..Self::default() }
     }
 
     pub fn lock_timeout(&self) -> Duration {
@@ -87,17 +95,21 @@ impl StorageConfig {
 
     /// Loads the configuration from the process environment and `sources`.
     pub fn load(sources: &ConfigSources) -> Result<LoadedConfig, ConfigError> {
-        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) || k.starts_with(crate::object_config::AWS_PREFIX))
+            .collect();
         Self::load_with_env(sources, &env)
     }
 
     /// Loads the configuration with an explicit environment (for tests and embedding).
     pub fn load_with_env(sources: &ConfigSources, env: &BTreeMap<String, String>) -> Result<LoadedConfig, ConfigError> {
         let mut raw: BTreeMap<&'static str, (String, Origin)> = BTreeMap::new();
-        if let Some((path, values)) = read_file(sources)? {
+        let mut object_store = crate::object_config::from_env(env);
+        if let Some((path, values, table)) = read_file(sources)? {
             for (field, value) in values {
                 raw.insert(field, (value, Origin::File(path.clone())));
             }
+            object_store = crate::object_config::from_file(&path, table)?.merged_under(object_store);
         }
         for field in FIELDS {
             let var = format!("{ENV_PREFIX}{}", field.to_ascii_uppercase());
@@ -127,7 +139,14 @@ impl StorageConfig {
             })?;
             origins.insert(field, origin);
         }
-        Ok(LoadedConfig { config: cfg, origins })
+        cfg.object_store = object_store.values();
+        Ok(LoadedConfig { config: cfg, origins, object_store: object_store.origins() })
+    }
+
+    /// The bucket and prefix of a store on object storage; `None` for a directory.
+    pub fn bucket(&self) -> Option<barvault_s3::S3Url> {
+        let text = self.output_directory.to_str()?;
+        barvault_s3::S3Url::is_object_url(text).then(|| barvault_s3::S3Url::parse(text).ok()).flatten()
     }
 }
 
@@ -172,9 +191,16 @@ impl fmt::Display for Origin {
 pub struct LoadedConfig {
     pub config: StorageConfig,
     pub origins: BTreeMap<&'static str, Origin>,
+    /// The origin of every `[object_store]` option set (file table or `AWS_*` variable).
+    pub object_store: BTreeMap<String, Origin>,
 }
 
 impl LoadedConfig {
+    /// `(key, value as shown, origin)` of every `[object_store]` option set, secrets masked.
+    pub fn object_store_entries(&self) -> Vec<(&str, String, Option<&Origin>)> {
+        crate::object_config::shown(&self.config.object_store, &self.object_store)
+    }
+
     /// `(field, value as text, origin)` for every field, in [`FIELDS`] order.
     pub fn entries(&self) -> Vec<(&'static str, String, &Origin)> {
         let c = &self.config;
@@ -211,8 +237,8 @@ pub enum ConfigError {
     File { path: PathBuf, reason: String },
 }
 
-/// A configuration file and the raw text of each field it sets.
-type FileValues = (PathBuf, Vec<(&'static str, String)>);
+/// A configuration file, the raw text of each field it sets, and its `[object_store]` table.
+type FileValues = (PathBuf, Vec<(&'static str, String)>, BTreeMap<String, config::Value>);
 
 fn read_file(sources: &ConfigSources) -> Result<Option<FileValues>, ConfigError> {
     let path = match &sources.file {
@@ -236,7 +262,21 @@ fn read_file(sources: &ConfigSources) -> Result<Option<FileValues>, ConfigError>
         .map_err(|e| file_err(e.to_string()))?;
     let table: BTreeMap<String, config::Value> = cfg.try_deserialize().map_err(|e| file_err(e.to_string()))?;
     let mut values = Vec::new();
+    let mut object_store = BTreeMap::new();
     for (key, value) in table {
+        if key == crate::object_config::TABLE {
+            object_store = value
+                .into_table()
+                .map_err(|e| ConfigError::Invalid {
+                    field: crate::object_config::TABLE,
+                    value: String::new(),
+                    origin: Origin::File(path.clone()),
+                    allowed: format!("a table of object_store options: {e}"),
+                })?
+                .into_iter()
+                .collect();
+            continue;
+        }
         let Some(field) = FIELDS.iter().find(|f| **f == key.as_str()) else {
             return Err(ConfigError::UnknownField { field: key, origin: Origin::File(path.clone()) });
         };
@@ -248,7 +288,7 @@ fn read_file(sources: &ConfigSources) -> Result<Option<FileValues>, ConfigError>
         })?;
         values.push((*field, text));
     }
-    Ok(Some((path, values)))
+    Ok(Some((path, values, object_store)))
 }
 
 /// Parses `value` into `field` of `cfg`; on failure returns what is allowed.
@@ -257,9 +297,12 @@ fn apply(cfg: &mut StorageConfig, field: &str, value: &str) -> Result<(), String
     match field {
         "output_directory" => {
             if v.is_empty() {
-                return Err("a directory path is required".into());
+                return Err("a directory path (or s3://BUCKET/PREFIX) is required".into());
             }
-            cfg.output_directory = absolute(Path::new(v));
+            if barvault_s3::S3Url::is_object_url(v) {
+                barvault_s3::S3Url::parse(v)?;
+            }
+            cfg.output_directory = crate::object_config::store_path(Path::new(v));
         }
         "backup_enabled" => cfg.backup_enabled = parse_bool(v)?,
         "cleanup_enabled" => cfg.cleanup_enabled = parse_bool(v)?,
@@ -308,7 +351,7 @@ fn parse_int(v: &str, min: u64, max: u64) -> Result<u64, String> {
 
 /// Makes `p` absolute against the current directory, without touching the file system
 /// beyond reading the current directory (the directory need not exist yet).
-fn absolute(p: &Path) -> PathBuf {
+pub(crate) fn absolute(p: &Path) -> PathBuf {
     let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {

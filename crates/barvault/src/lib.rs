@@ -16,6 +16,8 @@ mod export;
 mod health;
 mod input;
 mod integrity;
+mod object_config;
+mod on_bucket;
 mod receipt;
 mod series_admin;
 mod session;
@@ -51,3 +53,4 @@ pub use barvault_ports as ports;
 pub use barvault_ports::{
     BarStore, FileInfo, FileMetadata, Housekeeping, MetadataStore, OpContext, SeriesLocks, StorageError,
 };
+pub use barvault_s3 as s3;

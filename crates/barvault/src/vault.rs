@@ -52,7 +52,8 @@ impl StorageFactory {
         Ok(Self::build(config, Formats::ParquetOnly, Arc::new(RealFs))?.manager)
     }
 
-    /// The whole file-backed store with every operator operation.
+    /// The whole store with every operator operation: on files, or on object storage when
+    /// `output_directory` is `s3://BUCKET/PREFIX`.
     pub fn open(config: &StorageConfig) -> Result<Vault, StorageError> {
         Self::open_with_fs(config, Arc::new(RealFs))
     }
@@ -71,6 +72,14 @@ impl StorageFactory {
     }
 
     fn build(config: &StorageConfig, formats: Formats, fs: Arc<dyn Fs>) -> Result<Vault, StorageError> {
+        if let Some(url) = crate::on_bucket::bucket_of(config)? {
+            let parquet_only = match formats {
+                Formats::Dual => None,
+                Formats::CsvOnly => Some(false),
+                Formats::ParquetOnly => Some(true),
+            };
+            return Self::build_on_bucket(config, &url, parquet_only, fs);
+        }
         let base = config.output_directory.clone();
         barvault_fs::create_dir_durable(fs.as_ref(), &base)?;
         let timeout = config.lock_timeout();
@@ -105,6 +114,7 @@ impl StorageFactory {
             validation: config.validation,
             merge_policy: config.merge_policy,
             prefer_secondary_reads: formats == Formats::Dual,
+            ..DualSettings::default()
         };
         let manager = DualStorageManager::new(primary, secondary, metadata, locks, settings).with_base_dir(base);
         Ok(Vault::from_parts(config.clone(), manager, housekeeping, fs))

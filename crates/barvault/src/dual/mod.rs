@@ -9,6 +9,7 @@
 //! `read` holds the read side (the stored state of a series, loads with fallback), `write`
 //! the persist that stages both copies at once and publishes them primary first.
 
+mod concurrent;
 mod read;
 mod write;
 
@@ -38,6 +39,21 @@ pub struct DualSettings {
     /// faster than the CSV and hashes fewer bytes. A copy that fails its checksum or does not
     /// parse is never served; the other copy is tried as usual.
     pub prefer_secondary_reads: bool,
+    /// How often a persist re-reads and merges after a version conflict before it gives up
+    /// (at least 1); [`MAX_ATTEMPTS`] by default.
+    pub max_attempts: usize,
+    /// The pause before the first re-read after a conflict, doubled after each further one
+    /// (up to 32×) and jittered to between half and all of it, so that writers that
+    /// collided do not collide again in step. Zero (the default) retries at once: under a
+    /// series lock a conflict means a writer outside the lock, not a race to sit out.
+    pub retry_backoff: Duration,
+    /// Writers of one series do not exclude each other (object storage, whose series locks
+    /// exclude nobody). Every write is then
+    /// conditional on the version read, the primary copy is where a version is committed
+    /// (a primary that parses is the newest version even when its record lags behind it),
+    /// and the secondary copy is brought up to the primary by whichever writer committed
+    /// the primary last. See docs/DECISIONS.md, "Writers without locks".
+    pub lock_free: bool,
 }
 
 impl Default for DualSettings {
@@ -47,7 +63,24 @@ impl Default for DualSettings {
             validation: ValidationPolicy::Strict,
             merge_policy: MergePolicy::KeepLast,
             prefer_secondary_reads: false,
+            max_attempts: MAX_ATTEMPTS,
+            retry_backoff: Duration::ZERO,
+            lock_free: false,
         }
+    }
+}
+
+impl DualSettings {
+    /// Settings for writers that share a store without locks (object storage): 20
+    /// attempts, 50 ms first backoff, conditional writes only.
+    pub fn lock_free(mut self) -> Self {
+        self.lock_free = true;
+        self.prefer_secondary_reads = false;
+        self.max_attempts = self.max_attempts.max(20);
+        if self.retry_backoff.is_zero() {
+            self.retry_backoff = Duration::from_millis(50);
+        }
+        self
     }
 }
 

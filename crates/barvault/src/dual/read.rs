@@ -156,7 +156,7 @@ fn classify(meta: Option<&FileMetadata>, read: Result<Option<Loaded>, StorageErr
 
 impl DualStorageManager {
     /// Reads one copy (`rows` of it) and classifies it against its metadata record.
-    async fn read_copy(
+    pub(super) async fn read_copy(
         store: &dyn BarStore,
         meta: Option<&FileMetadata>,
         series: &SeriesKey,
@@ -217,17 +217,23 @@ impl DualStorageManager {
         from: Option<i64>,
         ctx: &OpContext,
     ) -> Result<StoredState, StorageError> {
-        let pmeta = self.metadata.get(series, self.primary.name(), ctx).await?;
-        let smeta = match &self.secondary {
-            Some(s) => self.metadata.get(series, s.name(), ctx).await?,
-            None => None,
-        };
+        // Both records at once: on object storage each is a round trip.
+        let (pmeta, smeta) = tokio::join!(self.metadata.get(series, self.primary.name(), ctx), async {
+            match &self.secondary {
+                Some(s) => self.metadata.get(series, s.name(), ctx).await,
+                None => Ok(None),
+            }
+        });
+        let (pmeta, smeta) = (pmeta?, smeta?);
         let records = Records {
             generation: pmeta.iter().chain(smeta.iter()).map(|m| m.generation).max().unwrap_or(0),
             pmeta,
             smeta,
         };
+        // Without locks, equal generations prove nothing (two racing writers may record the
+        // same one for different contents): the primary is read (see `concurrent.rs`).
         if let Some(sec) = self.same_generation_secondary(records.pmeta.as_ref(), records.smeta.as_ref())
+            && !self.settings.lock_free
             && let Some(state) = self.read_secondary_first(sec.as_ref(), &records, series, from, ctx).await?
         {
             return Ok(state);
@@ -274,7 +280,7 @@ impl DualStorageManager {
         ctx: &OpContext,
     ) -> Result<StoredState, StorageError> {
         let (pmeta, smeta) = (records.pmeta.as_ref(), records.smeta.as_ref());
-        let primary = Self::read_copy(self.primary.as_ref(), pmeta, series, Rows::All, ctx).await?;
+        let primary = self.read_one(self.primary.as_ref(), pmeta, series, Rows::All, ctx).await?;
         let proven_primary =
             CopyState { ok: true, proven: primary.proven, version: primary.version.clone(), meta: None };
         let bad_primary = CopyState { ok: false, proven: false, version: primary.version.clone(), meta: None };
@@ -304,7 +310,7 @@ impl DualStorageManager {
                 Copy::Good(bars) => Ok(records.state(Some(bars), proven_primary, CopyState::ok(None))),
             };
         };
-        let secondary = Self::read_copy(sec.as_ref(), smeta, series, Rows::All, ctx).await?;
+        let secondary = self.read_one(sec.as_ref(), smeta, series, Rows::All, ctx).await?;
         let bad_secondary = CopyState { ok: false, proven: false, version: secondary.version.clone(), meta: None };
         match (primary.copy, secondary.copy) {
             (Copy::Absent, Copy::Absent) => Ok(records.state(None, CopyState::ok(None), CopyState::ok(None))),
@@ -338,6 +344,7 @@ impl DualStorageManager {
         async {
             let pmeta = self.metadata.get(series, self.primary.name(), ctx).await?;
             if self.settings.prefer_secondary_reads
+                && !self.settings.lock_free
                 && let Some(sec) = &self.secondary
             {
                 // An unreadable secondary record only means the secondary is not preferred:
@@ -359,7 +366,7 @@ impl DualStorageManager {
                     }
                 }
             }
-            let primary = Self::read_copy(self.primary.as_ref(), pmeta.as_ref(), series, rows, ctx).await?.copy;
+            let primary = self.read_one(self.primary.as_ref(), pmeta.as_ref(), series, rows, ctx).await?.copy;
             let primary = match primary {
                 Copy::Good(bars) => {
                     tracing::debug!(rows = bars.len(), "loaded from primary");
@@ -384,7 +391,7 @@ impl DualStorageManager {
                 tracing::warn!(reason = %why, fallback = sec.name(), "primary copy unusable; falling back");
             }
             let smeta = self.metadata.get(series, sec.name(), ctx).await?;
-            let secondary = Self::read_copy(sec.as_ref(), smeta.as_ref(), series, rows, ctx).await?.copy;
+            let secondary = self.read_one(sec.as_ref(), smeta.as_ref(), series, rows, ctx).await?.copy;
             match (primary, secondary) {
                 (Copy::Absent, Copy::Absent) => Ok(None),
                 (_, Copy::Good(bars)) => Ok(Some(bars)),

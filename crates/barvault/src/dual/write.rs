@@ -15,13 +15,12 @@ use barvault_domain::{
     Bars, MergeStats, SeriesKey, ValidationPolicy, ValidationReport, merge, off_grid, replace_stats, validate,
 };
 use barvault_ports::{
-    BackupPolicy, DateRange, FileMetadata, Keep, OpContext, Persisted, PutMode, PutOptions, Revision, StagedWrite,
-    StorageError,
+    DateRange, FileMetadata, Keep, OpContext, Persisted, Revision, StagedWrite, StorageError, Version,
 };
 use chrono::Utc;
 
 use super::read::{CopyState, StoredState};
-use super::{DualStorageManager, MAX_ATTEMPTS, PersistOutcome};
+use super::{DualStorageManager, PersistOutcome};
 use crate::receipt::{PersistOptions, SecondaryStatus, StorageReceipt, WriteMode};
 
 /// The next version of a series: `bars` after `skipped` stored rows, the first at `first`.
@@ -50,22 +49,6 @@ struct Attempt {
 
 /// A staged write of one copy, or why it could not be staged.
 type StageResult = Result<Box<dyn StagedWrite>, StorageError>;
-
-/// A copy that was damaged is not kept as `.backup`: it would push out a sound one.
-fn backup_for(sound: bool) -> BackupPolicy {
-    if sound { BackupPolicy::Keep } else { BackupPolicy::Skip }
-}
-
-/// How a copy is written: against the version read, as a new file where none was, or over
-/// whatever is there when the copy is damaged (a repair, under the series lock).
-fn put_options(copy: &CopyState) -> PutOptions {
-    let mode = match (&copy.version, copy.ok) {
-        (Some(v), true) => PutMode::Update(v.clone()),
-        (None, true) => PutMode::Create,
-        (_, false) => PutMode::Overwrite,
-    };
-    PutOptions { mode, backup: backup_for(copy.ok) }
-}
 
 impl DualStorageManager {
     pub(super) async fn persist_inner(
@@ -101,15 +84,17 @@ impl DualStorageManager {
         // stores can read by the tail and write revisions that skip stored rows (see
         // `Rows::From`); anything else reads the series whole.
         let from = match options.mode {
-            WriteMode::Merge if self.revisions_everywhere() => bars.first_timestamp(),
+            WriteMode::Merge if self.revisions_everywhere() && !self.settings.lock_free => bars.first_timestamp(),
             WriteMode::Merge | WriteMode::Replace => None,
         };
         let mut retries = 0;
         let attempt = loop {
             match self.attempt(&bars, series, options, validation, from, ctx).await {
-                Err(e) if e.is_version_conflict() && retries + 1 < MAX_ATTEMPTS => {
+                Err(e) if e.is_version_conflict() && retries + 1 < self.settings.max_attempts.max(1) => {
                     retries += 1;
-                    tracing::warn!(error = %e, retries, "a copy changed since it was read; reading and merging again");
+                    let pause = self.backoff(retries);
+                    tracing::warn!(error = %e, retries, pause_ms = pause.as_millis() as u64, "a copy changed since it was read; reading and merging again");
+                    tokio::time::sleep(pause).await;
                 }
                 other => break other?,
             }
@@ -165,16 +150,23 @@ impl DualStorageManager {
         if stats.unchanged && !state.primary.ok && staged_primary.is_some() {
             repaired.push(self.location(series, &pformat));
         }
+        // The primary version this attempt left (for the secondary's handover without locks).
+        let mut primary_version = state.primary.version.clone();
         let mut receipt = match staged_primary {
-            Some(staged) => self.publish_primary(series, &state, &next, staged, stats, ctx).await?,
+            Some(staged) => {
+                let (receipt, version) = self.publish_primary(series, &state, &next, staged, stats, ctx).await?;
+                primary_version = Some(version);
+                receipt
+            }
             None => {
                 StorageReceipt::unwritten(self.location(series, &pformat), pformat.clone(), next.rows(), stats, ctx)
             }
         };
         receipt.merge = stats;
         if let Some(sec) = &self.secondary {
+            let primary = primary_version.as_ref();
             let status =
-                self.publish_secondary(sec.name(), series, &state, &next, staged_secondary, &receipt, ctx).await;
+                self.publish_secondary(sec, series, &state, &next, staged_secondary, (&receipt, primary), ctx).await;
             if let SecondaryStatus::Written { location, .. } = &status
                 && stats.unchanged
             {
@@ -200,7 +192,7 @@ impl DualStorageManager {
         let (need_primary, need_secondary) = self.needs(state, next.rows(), stats);
         let stage = |store: &Arc<dyn barvault_ports::BarStore>, copy: &CopyState| {
             let revision = Self::revision_for(state, copy, next);
-            let options = put_options(copy);
+            let options = self.put_options_for(copy);
             let store = Arc::clone(store);
             async move { store.stage(series, &revision, &options, ctx).await }
         };
@@ -228,8 +220,9 @@ impl DualStorageManager {
         Ok((primary, secondary))
     }
 
-    /// Commits and records the staged primary: the call's success. A failure is the call's
-    /// error, with nothing new stored (the staged secondary is dropped, i.e. discarded).
+    /// Commits and records the staged primary: the call's success, and the version written.
+    /// A failure is the call's error, with nothing new stored (the staged secondary is
+    /// dropped, i.e. discarded).
     async fn publish_primary(
         &self,
         series: &SeriesKey,
@@ -238,7 +231,7 @@ impl DualStorageManager {
         staged: StageResult,
         stats: MergeStats,
         ctx: &OpContext,
-    ) -> Result<StorageReceipt, StorageError> {
+    ) -> Result<(StorageReceipt, Version), StorageError> {
         let written = match staged {
             Ok(staged) => staged.commit(ctx).await,
             Err(e) => Err(e),
@@ -251,7 +244,9 @@ impl DualStorageManager {
             // reads fall back to the untouched secondary. A new series has no record to
             // disagree with: its file would be served although the call failed, so it is
             // removed (best effort; `verify` reports it if that fails too).
-            if state.bars.is_none() {
+            // Without locks a new primary may already hold another writer's merge on top of
+            // it: it is never removed again.
+            if state.bars.is_none() && !self.settings.lock_free {
                 match self.primary.remove(series, ctx).await {
                     Ok(_) => tracing::warn!("primary record failed; the new series' file was removed"),
                     Err(undo) => {
@@ -261,7 +256,7 @@ impl DualStorageManager {
             }
             return Err(e);
         }
-        Ok(written_receipt(&written, next.rows(), stats, ctx))
+        Ok((written_receipt(&written, next.rows(), stats, ctx), written.info.version.clone()))
     }
 
     /// Commits and records the staged secondary (if any). The primary is stored and
@@ -270,23 +265,24 @@ impl DualStorageManager {
     #[allow(clippy::too_many_arguments)]
     async fn publish_secondary(
         &self,
-        format: &str,
+        store: &Arc<dyn barvault_ports::BarStore>,
         series: &SeriesKey,
         state: &StoredState,
         next: &Next,
         staged: Option<StageResult>,
-        primary: &StorageReceipt,
+        (primary, primary_version): (&StorageReceipt, Option<&Version>),
         ctx: &OpContext,
     ) -> SecondaryStatus {
-        let format = format.to_string();
+        let format = store.name().to_string();
         let location = self.location(series, &format);
         let Some(staged) = staged else { return SecondaryStatus::Unchanged { format, location } };
         let written = match staged {
-            Ok(staged) => staged.commit(ctx).await,
+            Ok(staged) => self.commit_secondary(store, series, &next.bars, staged, primary_version, ctx).await,
             Err(e) => Err(e),
         };
         let written = match written {
-            Ok(w) => w,
+            Ok(Some(w)) => w,
+            Ok(None) => return SecondaryStatus::Unchanged { format, location },
             Err(e) => {
                 tracing::error!(error = %e, "secondary write failed; the series is inconsistent until the next persist or recover");
                 return SecondaryStatus::Failed { format, location, error: e.to_string() };
@@ -301,6 +297,12 @@ impl DualStorageManager {
         };
         match self.record(series, next, &written, generation, state.secondary.meta.as_ref(), ctx).await {
             Ok(()) => SecondaryStatus::Written { format, location: written.info.location },
+            Err(e) if self.settings.lock_free && e.is_version_conflict() => {
+                // Another writer's secondary replaced this one before its record: the record
+                // is theirs to write.
+                tracing::info!(error = %e, "secondary replaced by a newer writer before its record");
+                SecondaryStatus::Written { format, location: written.info.location }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "secondary metadata write failed; the series is inconsistent until the next persist or recover");
                 SecondaryStatus::Failed { format, location: written.info.location, error: e.to_string() }

@@ -191,6 +191,15 @@ impl Vault {
         ctx: &OpContext,
     ) -> Option<Best> {
         let rec = |c: &Arc<dyn BarStore>| records.get(&(series.clone(), c.name().to_string()));
+        // Without locks the primary is where versions are committed: one that parses but
+        // disagrees with its record was written after it (its writer stopped before
+        // recording), and putting an older copy back over it would undo a committed write.
+        if self.manager.settings().lock_free
+            && let (Some(c), Some(CopyState::Parses(b))) = (copies.first(), examined.first().map(|e| &e.state))
+        {
+            let source = format!("the {} copy (the newest version, written after its record)", c.name());
+            return Some(Best { bars: b.clone(), generation: max_gen + 1, source });
+        }
         let mut best: Option<Best> = None;
         for (c, found) in copies.iter().zip(examined) {
             if let CopyState::Good(b) = &found.state {
