@@ -76,7 +76,10 @@ class Vault:
         timestamp keeps its last row; stored rows at the same timestamps are replaced
         (keep-last). `replace=True` makes the series exactly these bars. `on_invalid` is
         "reject" (refuse the frame, naming the rows and rules: ValidationError) or "drop"
-        (leave invalid rows out); by default the store's `validation` setting. In a pandas
+        (leave invalid rows out); by default the store's `validation` setting. Timestamps
+        must sit on the period's grid (intraday: multiples of the period; daily and longer:
+        one bar per calendar day at the series' time of day); off-grid bars are invalid rows,
+        stored as given only with `validation="off"`. In a pandas
         frame NaN in an extra column is a missing value. A refused persist changes no file.
         """
     def load(

@@ -73,7 +73,9 @@ impl Vault {
     /// its last row, and stored rows at the same timestamps are replaced (keep-last). With
     /// `replace=True` the series becomes exactly these bars. `on_invalid` is "reject" (refuse
     /// the whole frame, naming the rows and rules) or "drop" (leave invalid rows out); by
-    /// default the store's `validation` setting. A refused persist changes no file.
+    /// default the store's `validation` setting. Timestamps must sit on the period's grid
+    /// (intraday: multiples of the period; daily and longer: one bar per calendar day at the
+    /// series' time of day); off-grid bars are invalid rows. A refused persist changes no file.
     #[pyo3(signature = (data, kind, symbol, period, *, replace = false, on_invalid = None, correlation_id = None))]
     #[allow(clippy::too_many_arguments)]
     fn persist(

@@ -16,11 +16,20 @@ import barvault
 
 REPO = Path(__file__).resolve().parents[3]
 MINUTE_NS = 60_000_000_000
+HOUR_NS = 60 * MINUTE_NS
+DAY_NS = 24 * HOUR_NS
 
 
 @pytest.fixture
 def vault(tmp_path: Path) -> barvault.Vault:
     return barvault.open(tmp_path / "store")
+
+
+@pytest.fixture
+def loose_vault(tmp_path: Path) -> barvault.Vault:
+    """A store with validation off: timestamps off every period's grid (nanoseconds apart)
+    are stored as given, for the tests of exact round trips."""
+    return barvault.open(tmp_path / "store", validation="off")
 
 
 def frame(n: int, start: str = "2024-01-02 09:30", *, step_ns: int = MINUTE_NS, seed: int = 0, **extras) -> pd.DataFrame:

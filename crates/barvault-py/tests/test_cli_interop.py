@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
-from conftest import REPO, assert_frame_equal, frame, run_cli
+from conftest import DAY_NS, REPO, assert_frame_equal, frame, run_cli
 
 import barvault
 
@@ -35,7 +35,8 @@ def test_the_cli_exports_exactly_what_python_stored(vault, tmp_path, cli):
     out = tmp_path / "export.csv"
     run_cli(cli, store, "export", "--type", "stock", "--symbol", "EXP", "--period", "1m", "--output", str(out))
     exported = pd.read_csv(out, index_col="timestamp", parse_dates=True).astype("float64")
-    exported.index = exported.index.tz_localize("UTC").as_unit("ns")
+    # The CSV copy carries the UTC marker (`Z`), so pandas parses it as aware.
+    exported.index = pd.to_datetime(exported.index, utc=True).as_unit("ns")
     assert_frame_equal(exported, df)
 
 
@@ -67,7 +68,7 @@ def test_cli_imports_load_in_python(tmp_path, cli):
 
 
 def test_health_matches_the_cli_json(vault, tmp_path, cli):
-    vault.persist(frame(10), "stock", "HLT", "1d")
+    vault.persist(frame(10, step_ns=DAY_NS), "stock", "HLT", "1d")
     ours = vault.health()
     theirs = json.loads(run_cli(cli, tmp_path / "store", "health", "--json").stdout)
     assert set(ours) == set(theirs)

@@ -14,7 +14,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
-from conftest import frame, store_bytes
+from conftest import DAY_NS, frame, store_bytes
 
 import barvault
 
@@ -221,7 +221,7 @@ def test_storage_error_when_a_series_directory_is_a_file(tmp_path):
 def hostile_frames():
     """Frames of every awkward shape and type: each must raise a BarvaultError (never a
     PanicException, which is not an Exception) or be stored."""
-    base = frame(4, adj_close=True)
+    base = frame(4, step_ns=DAY_NS, adj_close=True)
     yield base.iloc[:0]
     yield base.assign(adj_close=np.inf)
     yield base.assign(volume=np.nan)
@@ -307,3 +307,13 @@ def test_a_path_like_store(tmp_path):
 
     vault = barvault.open(Where())
     assert Path(vault.path) == tmp_path / "pl-store"
+
+
+def test_bars_off_the_period_grid_are_refused_or_dropped(vault):
+    minutes = frame(3)  # 09:30, 09:31, 09:32: three bars on one day of a daily series
+    with pytest.raises(barvault.ValidationError, match=r"2 bar\(s\) off the series' time grid.*bar 2 at 2024-01-02T09:31:00Z"):
+        vault.persist(minutes, "stock", "GRID", "1d")
+    assert not vault.exists("stock", "GRID", "1d")
+    receipt = vault.persist(minutes, "stock", "GRID", "1d", on_invalid="drop")
+    assert (receipt.rows_stored, receipt.dropped_invalid) == (1, 2)
+    assert vault.load("stock", "GRID", "1d").index.tolist() == [minutes.index[0]]

@@ -9,7 +9,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
-from conftest import MINUTE_NS, assert_frame_equal, frame
+from conftest import DAY_NS, HOUR_NS, MINUTE_NS, assert_frame_equal, frame
 
 import barvault
 
@@ -47,7 +47,8 @@ def bits(values) -> list[int]:
     return np.asarray(values, dtype="float64").view("int64").tolist()
 
 
-def test_pandas_round_trip_is_exact(vault):
+def test_pandas_round_trip_is_exact(loose_vault):
+    vault = loose_vault
     df = exact_frame()
     receipt = vault.persist(df, "future", "CL", "1m")
     assert (receipt.added, receipt.rows_stored, receipt.written) == (7, 7, True)
@@ -61,7 +62,8 @@ def test_pandas_round_trip_is_exact(vault):
     assert all(str(t) == "float64" for t in loaded.dtypes)
 
 
-def test_arrow_round_trip_is_exact_and_typed(vault):
+def test_arrow_round_trip_is_exact_and_typed(loose_vault):
+    vault = loose_vault
     df = exact_frame()
     table = pa.Table.from_pandas(df.reset_index(), preserve_index=False)
     vault.persist(table, "future", "CL", "1m")
@@ -74,7 +76,8 @@ def test_arrow_round_trip_is_exact_and_typed(vault):
     assert bits(loaded.column("close").to_numpy()) == bits(EXACT)
 
 
-def test_polars_round_trip_is_exact(vault):
+def test_polars_round_trip_is_exact(loose_vault):
+    vault = loose_vault
     df = exact_frame()
     pdf = pl.from_pandas(df.reset_index())
     vault.persist(pdf, "future", "CL", "1m")
@@ -128,7 +131,7 @@ def test_timestamp_column_naive_index_and_any_unit_are_utc(vault):
 
 
 def test_yahoo_style_names_are_normalized(vault):
-    df = frame(5)
+    df = frame(5, step_ns=DAY_NS)
     yahoo = df.rename(columns=str.title)
     yahoo["Adj Close"] = yahoo["Close"] * 0.5
     yahoo.index.name = "Date"
@@ -220,7 +223,8 @@ def test_range_loads(vault, start, end, rows):
     assert vault.load_polars("stock", "RNG", "1m", start=start, end=end).height == len(rows)
 
 
-def test_range_bounds_are_exact_to_the_nanosecond(vault):
+def test_range_bounds_are_exact_to_the_nanosecond(loose_vault):
+    vault = loose_vault
     df = frame(3, step_ns=1)
     vault.persist(df, "stock", "NS", "1m")
     middle = df.index[1]
@@ -239,7 +243,7 @@ def test_missing_series_load_none_and_do_not_exist(vault):
 def test_exists_file_info_and_list(vault, tmp_path):
     df = frame(20, adj_close=True)
     vault.persist(df, "stock", "aapl", "1m")
-    vault.persist(frame(3, "2024-03-01"), "forex", "EUR/USD", "1h")
+    vault.persist(frame(3, "2024-03-01", step_ns=HOUR_NS), "forex", "EUR/USD", "1h")
     assert vault.exists("stock", "AAPL", "1m")
     info = vault.file_info("stock", "AAPL", "1m")
     assert info.path == str(tmp_path / "store" / "stocks" / "1m" / "AAPL.csv")
@@ -258,9 +262,9 @@ def test_exists_file_info_and_list(vault, tmp_path):
 def test_backup_disabled_keeps_csv_only(tmp_path):
     vault = barvault.open(tmp_path / "csv-only", backup_enabled=False, compression="zstd")
     assert vault.backup_enabled is False
-    vault.persist(frame(5), "stock", "ONE", "1d")
+    vault.persist(frame(5, step_ns=DAY_NS), "stock", "ONE", "1d")
     assert not (tmp_path / "csv-only" / "stocks" / "1d" / "ONE.parquet").exists()
-    assert_frame_equal(vault.load("stock", "ONE", "1d"), frame(5))
+    assert_frame_equal(vault.load("stock", "ONE", "1d"), frame(5, step_ns=DAY_NS))
 
 
 def test_empty_frame_into_a_missing_series_writes_nothing(vault, tmp_path):
@@ -270,9 +274,9 @@ def test_empty_frame_into_a_missing_series_writes_nothing(vault, tmp_path):
 
 
 def test_correlation_id_is_on_the_receipt(vault):
-    receipt = vault.persist(frame(2), "stock", "CID", "1d", correlation_id="nightly-42")
+    receipt = vault.persist(frame(2, step_ns=DAY_NS), "stock", "CID", "1d", correlation_id="nightly-42")
     assert receipt.correlation_id == "nightly-42"
-    assert len(vault.persist(frame(2, seed=9), "stock", "CID", "1d").correlation_id) == 36
+    assert len(vault.persist(frame(2, step_ns=DAY_NS, seed=9), "stock", "CID", "1d").correlation_id) == 36
 
 
 def test_verify_and_recover_from_python(vault, tmp_path):
@@ -293,7 +297,7 @@ def test_verify_and_recover_from_python(vault, tmp_path):
 
 
 def test_health_is_a_dict(vault):
-    vault.persist(frame(3), "stock", "H", "1d")
+    vault.persist(frame(3, step_ns=DAY_NS), "stock", "H", "1d")
     health = vault.health()
     assert health["overall_status"] == "healthy"
     assert health["series"] == 1 and health["csv_files"] == 1 and health["parquet_files"] == 1
@@ -301,7 +305,7 @@ def test_health_is_a_dict(vault):
 
 
 def test_load_is_a_new_frame_each_time(vault):
-    vault.persist(frame(3), "stock", "MUT", "1d")
+    vault.persist(frame(3, step_ns=DAY_NS), "stock", "MUT", "1d")
     a = vault.load("stock", "MUT", "1d")
     a.iloc[0, 0] = -1.0
     b = vault.load("stock", "MUT", "1d")
