@@ -19,6 +19,9 @@ copied before each run):
   P3  export a 1M-bar series to CSV
   P4  nightly update of 300 daily series (two revised bars and one new, each)
   P5  verify a store of 300 daily series
+  P8  append to one series: 1 bar to 1M bars (P8a), 1 bar to 100 bars (P8b), 100 bars to 1M
+      bars (P8c); the issue's bound is P8a <= 2x P8b, and P8a, P8c <= 10 ms
+  P9  one import of 500 one-bar files into 500 stored 1m series of 20,000 bars each
 """
 import argparse
 import hashlib
@@ -54,8 +57,14 @@ def bars_csv(path, rows, start, step, seed, price=100.0, vol=0.001, revise_from=
 
 def data():
     d = W / "data"
-    if (d / "done").exists():
-        return d
+    if not (d / "done").exists():
+        base_data(d)
+    if not (d / "done-p8").exists():
+        append_data(d)
+    return d
+
+
+def base_data(d):
     d.mkdir(parents=True, exist_ok=True)
     minute = timedelta(minutes=1)
     bars_csv(d / "m1.csv", 1_000_000, datetime(2015, 1, 2), minute, 1)
@@ -72,7 +81,26 @@ def data():
         lines = full.read_text().splitlines()
         full.write_text("\n".join([lines[0]] + lines[-3:]) + "\n")
     (d / "done").write_text("ok")
-    return d
+
+
+def append_data(d):
+    minute = timedelta(minutes=1)
+    # P8: the bars after the end of m1.csv (1M minutes from its start), a 100-bar series.
+    end = datetime(2015, 1, 2) + 1_000_000 * minute
+    bars_csv(d / "a1.csv", 1, end, minute, 3)
+    bars_csv(d / "a100.csv", 100, end, minute, 4)
+    bars_csv(d / "s100.csv", 100, datetime(2015, 1, 2), minute, 5)
+    bars_csv(d / "s100_a1.csv", 1, datetime(2015, 1, 2) + 100 * minute, minute, 6)
+    # P9: 500 series of 20,000 minute bars (one file, linked 500 times) and one new bar each.
+    (d / "p9hist").mkdir(exist_ok=True)
+    (d / "p9new").mkdir(exist_ok=True)
+    bars_csv(d / "p9.csv", 20_000, datetime(2024, 1, 2), minute, 7)
+    for i in range(500):
+        link = d / "p9hist" / f"M{i:04d}.csv"
+        if not link.exists():
+            os.link(d / "p9.csv", link)
+        bars_csv(d / "p9new" / f"M{i:04d}.csv", 1, datetime(2024, 1, 2) + 20_000 * minute, minute, 1000 + i)
+    (d / "done-p8").write_text("ok")
 
 
 def timed(cmd):
@@ -98,9 +126,14 @@ def prepared(binary, kind, d):
     p = W / f"prep-{tag(binary)}-{kind}"
     if not (p / ".ready").exists():
         fresh(p)
-        if kind == "1m":
+        if kind in ("1m", "s100"):
+            src = d / ("m1.csv" if kind == "1m" else "s100.csv")
             subprocess.run([binary, "--data-dir", str(p), "import", "--type", "stock", "--symbol", "AAPL",
-                            "--period", "1m", str(d / "m1.csv")], check=True, stdout=subprocess.DEVNULL)
+                            "--period", "1m", str(src)], check=True, stdout=subprocess.DEVNULL)
+        elif kind == "p9":
+            files = sorted(str(f) for f in (d / "p9hist").glob("*.csv"))
+            subprocess.run([binary, "--data-dir", str(p), "import", "--type", "stock", "--period", "1m"] + files,
+                           check=True, stdout=subprocess.DEVNULL)
         else:
             files = sorted(str(f) for f in (d / "hist").glob("*.csv"))
             subprocess.run([binary, "--data-dir", str(p), "import", "--type", "stock", "--period", "1d"] + files,
@@ -116,6 +149,9 @@ def run_dir(binary):
 def copy_of(src, dst):
     fresh(dst)
     shutil.copytree(src, dst, symlinks=True)
+    # Untimed: the copy's dirty pages would otherwise be written by the run's first fsync
+    # of each file (an append's fdatasync of a 52 MB CSV would write all of it).
+    os.sync()
     return dst
 
 
@@ -146,7 +182,22 @@ def p5(b, d):
     return timed([b, "--data-dir", str(prepared(b, "1d", d)), "verify", "--all"])
 
 
-WORK = {"P1": p1, "P2": p2, "P3": p3, "P4": p4, "P5": p5}
+def append_to(kind, new):
+    def run(b, d):
+        st = copy_of(prepared(b, kind, d), run_dir(b))
+        return timed([b, "--data-dir", str(st), "import", "--type", "stock", "--symbol", "AAPL", "--period", "1m",
+                      str(d / new)])
+    return run
+
+
+def p9(b, d):
+    st = copy_of(prepared(b, "p9", d), run_dir(b))
+    files = sorted(str(f) for f in (d / "p9new").glob("*.csv"))
+    return timed([b, "--data-dir", str(st), "import", "--type", "stock", "--period", "1m"] + files)
+
+
+WORK = {"P1": p1, "P2": p2, "P3": p3, "P4": p4, "P5": p5, "P8a": append_to("1m", "a1.csv"),
+        "P8b": append_to("s100", "s100_a1.csv"), "P8c": append_to("1m", "a100.csv"), "P9": p9}
 
 
 def loadavg():
@@ -170,7 +221,7 @@ def main():
     d = data()
     print(f"load average at start: {loadavg()}", flush=True)
     for name, fn in WORK.items():
-        if only and name not in only:
+        if only and name not in only and name.rstrip("abc") not in only:
             continue
         if a.mode == "run":
             b = str(Path(a.bin).resolve())
