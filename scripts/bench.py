@@ -6,7 +6,8 @@ workloads, and side-by-side comparisons of two binaries in alternating runs.
   python3 scripts/bench.py ab --a OLD_BIN --b NEW_BIN [--pairs 7] [--only P1,P4]
 
 Every figure is wall seconds, CPU seconds (user + system) and peak RSS of the whole
-process, from /usr/bin/time. `ab` runs A B A B ... (at least 7 pairs), and reports the
+process: wall from a monotonic clock, CPU and peak RSS from the child's rusage (wait4).
+`ab` runs A B A B ... (at least 7 pairs), and reports the
 medians of each and the median of the pair-by-pair ratios B/A for wall and CPU time: on a
 shared, noisy machine, pairs run back to back see the same load, so their ratio is stable
 where the raw times are not. The load average is printed at the start and the end.
@@ -19,6 +20,9 @@ copied before each run):
   P3  export a 1M-bar series to CSV
   P4  nightly update of 300 daily series (two revised bars and one new, each)
   P5  verify a store of 300 daily series
+  P8  append to one series: 1 bar to 1M bars (P8a), 1 bar to 100 bars (P8b), 100 bars to 1M
+      bars (P8c); the issue's bound is P8a <= 2x P8b, and P8a, P8c <= 10 ms
+  P9  one import of 500 one-bar files into 500 stored 1m series of 20,000 bars each
 """
 import argparse
 import hashlib
@@ -29,6 +33,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -54,8 +59,14 @@ def bars_csv(path, rows, start, step, seed, price=100.0, vol=0.001, revise_from=
 
 def data():
     d = W / "data"
-    if (d / "done").exists():
-        return d
+    if not (d / "done").exists():
+        base_data(d)
+    if not (d / "done-p8").exists():
+        append_data(d)
+    return d
+
+
+def base_data(d):
     d.mkdir(parents=True, exist_ok=True)
     minute = timedelta(minutes=1)
     bars_csv(d / "m1.csv", 1_000_000, datetime(2015, 1, 2), minute, 1)
@@ -72,16 +83,41 @@ def data():
         lines = full.read_text().splitlines()
         full.write_text("\n".join([lines[0]] + lines[-3:]) + "\n")
     (d / "done").write_text("ok")
-    return d
+
+
+def append_data(d):
+    minute = timedelta(minutes=1)
+    # P8: the bars after the end of m1.csv (1M minutes from its start), a 100-bar series.
+    end = datetime(2015, 1, 2) + 1_000_000 * minute
+    bars_csv(d / "a1.csv", 1, end, minute, 3)
+    bars_csv(d / "a100.csv", 100, end, minute, 4)
+    bars_csv(d / "s100.csv", 100, datetime(2015, 1, 2), minute, 5)
+    bars_csv(d / "s100_a1.csv", 1, datetime(2015, 1, 2) + 100 * minute, minute, 6)
+    # P9: 500 series of 20,000 minute bars (one file, linked 500 times) and one new bar each.
+    (d / "p9hist").mkdir(exist_ok=True)
+    (d / "p9new").mkdir(exist_ok=True)
+    bars_csv(d / "p9.csv", 20_000, datetime(2024, 1, 2), minute, 7)
+    for i in range(500):
+        link = d / "p9hist" / f"M{i:04d}.csv"
+        if not link.exists():
+            os.link(d / "p9.csv", link)
+        bars_csv(d / "p9new" / f"M{i:04d}.csv", 1, datetime(2024, 1, 2) + 20_000 * minute, minute, 1000 + i)
+    (d / "done-p8").write_text("ok")
 
 
 def timed(cmd):
-    r = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M"] + cmd, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-2000:]}")
-    wall, user, sys_, rss = r.stderr.strip().splitlines()[-1].split()
-    return {"wall": float(wall), "cpu": float(user) + float(sys_), "rss_mb": int(rss) / 1024}
+    """Wall seconds (perf_counter), CPU seconds and peak RSS of the child (wait4's rusage),
+    to the microsecond: appends take milliseconds, below /usr/bin/time's resolution."""
+    t = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - t
+    stderr = child.stderr.read().decode(errors="replace")
+    child.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"failed ({code}): {' '.join(cmd)}\n{stderr[-2000:]}")
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024}
 
 
 def fresh(path):
@@ -98,9 +134,14 @@ def prepared(binary, kind, d):
     p = W / f"prep-{tag(binary)}-{kind}"
     if not (p / ".ready").exists():
         fresh(p)
-        if kind == "1m":
+        if kind in ("1m", "s100"):
+            src = d / ("m1.csv" if kind == "1m" else "s100.csv")
             subprocess.run([binary, "--data-dir", str(p), "import", "--type", "stock", "--symbol", "AAPL",
-                            "--period", "1m", str(d / "m1.csv")], check=True, stdout=subprocess.DEVNULL)
+                            "--period", "1m", str(src)], check=True, stdout=subprocess.DEVNULL)
+        elif kind == "p9":
+            files = sorted(str(f) for f in (d / "p9hist").glob("*.csv"))
+            subprocess.run([binary, "--data-dir", str(p), "import", "--type", "stock", "--period", "1m"] + files,
+                           check=True, stdout=subprocess.DEVNULL)
         else:
             files = sorted(str(f) for f in (d / "hist").glob("*.csv"))
             subprocess.run([binary, "--data-dir", str(p), "import", "--type", "stock", "--period", "1d"] + files,
@@ -116,6 +157,9 @@ def run_dir(binary):
 def copy_of(src, dst):
     fresh(dst)
     shutil.copytree(src, dst, symlinks=True)
+    # Untimed: the copy's dirty pages would otherwise be written by the run's first fsync
+    # of each file (an append's fdatasync of a 52 MB CSV would write all of it).
+    os.sync()
     return dst
 
 
@@ -146,7 +190,22 @@ def p5(b, d):
     return timed([b, "--data-dir", str(prepared(b, "1d", d)), "verify", "--all"])
 
 
-WORK = {"P1": p1, "P2": p2, "P3": p3, "P4": p4, "P5": p5}
+def append_to(kind, new):
+    def run(b, d):
+        st = copy_of(prepared(b, kind, d), run_dir(b))
+        return timed([b, "--data-dir", str(st), "import", "--type", "stock", "--symbol", "AAPL", "--period", "1m",
+                      str(d / new)])
+    return run
+
+
+def p9(b, d):
+    st = copy_of(prepared(b, "p9", d), run_dir(b))
+    files = sorted(str(f) for f in (d / "p9new").glob("*.csv"))
+    return timed([b, "--data-dir", str(st), "import", "--type", "stock", "--period", "1m"] + files)
+
+
+WORK = {"P1": p1, "P2": p2, "P3": p3, "P4": p4, "P5": p5, "P8a": append_to("1m", "a1.csv"),
+        "P8b": append_to("s100", "s100_a1.csv"), "P8c": append_to("1m", "a100.csv"), "P9": p9}
 
 
 def loadavg():
@@ -170,13 +229,13 @@ def main():
     d = data()
     print(f"load average at start: {loadavg()}", flush=True)
     for name, fn in WORK.items():
-        if only and name not in only:
+        if only and name not in only and name.rstrip("abc") not in only:
             continue
         if a.mode == "run":
             b = str(Path(a.bin).resolve())
             res = [fn(b, d) for _ in range(a.runs)]
             med = {k: statistics.median(x[k] for x in res) for k in ("wall", "cpu")}
-            print(f"{name}: wall {med['wall']:.3f} s, cpu {med['cpu']:.3f} s, peak {max(x['rss_mb'] for x in res):.0f} MB"
+            print(f"{name}: wall {med['wall']:.4f} s, cpu {med['cpu']:.4f} s, peak {max(x['rss_mb'] for x in res):.0f} MB"
                   f" (median of {a.runs})", flush=True)
         else:
             ba, bb = str(Path(a.a).resolve()), str(Path(a.b).resolve())
@@ -185,8 +244,8 @@ def main():
                 pairs.append((fn(ba, d), fn(bb, d)))
             med = lambda side, k: statistics.median(p[side][k] for p in pairs)
             ratio = lambda k: statistics.median(p[1][k] / p[0][k] for p in pairs if p[0][k] > 0)
-            print(f"{name}: A wall {med(0, 'wall'):.3f} s cpu {med(0, 'cpu'):.3f} s | B wall {med(1, 'wall'):.3f} s "
-                  f"cpu {med(1, 'cpu'):.3f} s | B/A wall {ratio('wall'):.3f} cpu {ratio('cpu'):.3f} "
+            print(f"{name}: A wall {med(0, 'wall'):.4f} s cpu {med(0, 'cpu'):.4f} s | B wall {med(1, 'wall'):.4f} s "
+                  f"cpu {med(1, 'cpu'):.4f} s | B/A wall {ratio('wall'):.3f} cpu {ratio('cpu'):.3f} "
                   f"({a.pairs} pairs; peak A {max(p[0]['rss_mb'] for p in pairs):.0f} MB, "
                   f"B {max(p[1]['rss_mb'] for p in pairs):.0f} MB)", flush=True)
     print(f"load average at end: {loadavg()}", flush=True)

@@ -51,6 +51,7 @@ fn record_of(receipt: &Persisted, bars: &Bars) -> FileMetadata {
         generation: 1,
         backup_checksum: None,
         fingerprint: receipt.fingerprint.clone(),
+        appended: None,
     }
 }
 

@@ -696,6 +696,9 @@ async fn verify(config: &StorageConfig, args: VerifyArgs) -> anyhow::Result<u8> 
             }
             say!("run `barvault recover` to repair");
         }
+        for n in &report.notes {
+            say!("  note: {}  {}  {}", kind_name(&n.kind), n.path.display(), n.detail);
+        }
     }
     Ok(if report.is_clean() { exit::OK } else { exit::FAILURE })
 }

@@ -16,6 +16,7 @@
 
 use std::io;
 
+use barvault_domain::{Bars, MergePolicy, merge};
 use barvault_ports::{CodecError, Continuation, Keep, KeptPrefix, StoredBytes};
 
 use crate::encode::{Style, encode_part, header_line};
@@ -96,6 +97,46 @@ pub(crate) fn encode_after(
     encode_part(next.bars, from..next.bars.len(), false, style, out).map_err(CodecError::Io)
 }
 
+/// [`BarCodec::append_after`](barvault_ports::BarCodec::append_after) for CSV: the lines of
+/// `bars` after a stored file that has this codec's header for their columns, ends in a
+/// line end, and whose last line is, byte for byte, this codec's encoding of its row next
+/// to `bars` (so the fraction width and the UTC marker are the stored file's; else `None`).
+pub(crate) fn append_after(stored: &dyn StoredBytes, bars: &Bars, style: Style) -> Result<Option<Vec<u8>>, CodecError> {
+    let head = header_line(bars);
+    let len = stored.len();
+    if bars.is_empty() || len < head.len() as u64 + 1 || *stored.read(0, head.len())? != head[..] {
+        return Ok(None);
+    }
+    if *stored.read(len - 1, 1)? != b"\n"[..] {
+        return Ok(None);
+    }
+    // The last line starts after the line end before the file's last one (the header's
+    // at the latest: a file without rows has nothing to continue).
+    let Some(before) = newline_from_end(stored, 2)? else { return Ok(None) };
+    let start = before + 1;
+    if start < head.len() as u64 {
+        return Ok(None);
+    }
+    let line = stored.read(start, usize::try_from(len - start).map_err(io::Error::other)?)?;
+    let mut text = head.clone();
+    text.extend_from_slice(&line);
+    let raw = crate::decode::decode_slice(&text, None)?;
+    let (last, _) = raw.into_bars(MergePolicy::KeepLast).map_err(CodecError::Domain)?;
+    match (last.last_timestamp(), bars.first_timestamp()) {
+        (Some(a), Some(b)) if a < b && last.len() == 1 => {}
+        _ => return Ok(None),
+    }
+    let (both, _) = merge(&last, bars, MergePolicy::KeepLast).map_err(CodecError::Domain)?;
+    let mut again = Vec::with_capacity(line.len());
+    encode_part(&both, 0..1, false, style, &mut again)?;
+    if again[..] != line[..] {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(bars.len() * line.len() + 64);
+    encode_part(&both, 1..both.len(), false, style, &mut out)?;
+    Ok(Some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use barvault_domain::{Bars, Instrument, Period, SeriesKey};
@@ -141,5 +182,35 @@ mod tests {
                 assert_eq!(whole, codec.encode_to_vec(&next));
             }
         }
+    }
+
+    /// Appending gives exactly the bytes of the whole encoding, for a file of the codec's
+    /// own style only, and only for rows after the last stored one.
+    #[test]
+    fn appended_lines_make_the_whole_encoding_of_the_codecs_own_style_only() {
+        let (stored, next) = (daily(5), daily(8));
+        let new = next.slice_rows(5, 8);
+        for (writer, reader, appended) in
+            [(true, true, true), (false, false, true), (false, true, false), (true, false, false)]
+        {
+            let bytes = CsvCodec::with_utc_marker(writer).encode_to_vec(&stored);
+            let codec = CsvCodec::with_utc_marker(reader);
+            let tail = codec.append_after(&bytes, &new).unwrap();
+            assert_eq!(tail.is_some(), appended, "written with Z: {writer}, appended by Z: {reader}");
+            if let Some(tail) = tail {
+                assert_eq!([bytes.clone(), tail].concat(), codec.encode_to_vec(&next));
+            }
+        }
+        let codec = CsvCodec::new();
+        let bytes = codec.encode_to_vec(&stored);
+        // Not after the last row; no rows; a file without rows or without its last line end.
+        assert!(codec.append_after(&bytes, &next.slice_rows(4, 6)).unwrap().is_none());
+        assert!(codec.append_after(&bytes, &Bars::empty()).unwrap().is_none());
+        assert!(codec.append_after(&codec.encode_to_vec(&Bars::empty()), &new).unwrap().is_none());
+        assert!(codec.append_after(&&bytes[..bytes.len() - 1], &new).unwrap().is_none());
+        // A sub-second new row would widen every stored timestamp: the file is written whole.
+        let ms = 5 * 86_400_000_000_000 + 1_000_000;
+        let fine = Bars::new(vec![ms], vec![1.0], vec![1.0], vec![1.0], vec![1.0], vec![1.0], vec![]).unwrap();
+        assert!(codec.append_after(&bytes, &fine).unwrap().is_none());
     }
 }

@@ -202,4 +202,9 @@ impl BarCodec for CsvCodec {
     ) -> Result<(), CodecError> {
         keep::encode_after(kept, next, self.style, out)
     }
+
+    /// The lines of the new rows, when the stored file is of this codec's style (see `keep`).
+    fn append_after(&self, stored: &dyn StoredBytes, bars: &Bars) -> Result<Option<Vec<u8>>, CodecError> {
+        keep::append_after(stored, bars, self.style)
+    }
 }

@@ -13,6 +13,7 @@
 // `StorageError` is the ports' shared error type (144 bytes); boxing it is the ports'
 // decision, not one adapter's.
 
+mod append;
 mod atomic;
 mod digest;
 mod fs;

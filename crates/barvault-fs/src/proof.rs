@@ -87,13 +87,18 @@ pub(crate) struct Evidence {
     /// Ascending, starting with [`Checkpoint::START`].
     pub(crate) checkpoints: Vec<Checkpoint>,
     pub(crate) bytes: Option<Arc<Vec<u8>>>,
+    /// How many leading bytes of the file the evidence vouches for: its length, or the
+    /// committed length of its record when an interrupted append left bytes after it
+    /// (those are never read, and the next version is made of the committed bytes only).
+    pub(crate) committed: u64,
 }
 
 impl Evidence {
     /// Evidence of identity only (a file not read): a write keeping its bytes hashes them
     /// from the start.
     pub(crate) fn identity(path: &Path, meta: &Metadata) -> Self {
-        Evidence { path: path.to_path_buf(), id: FileId::of(meta), checkpoints: vec![Checkpoint::START], bytes: None }
+        let id = FileId::of(meta);
+        Evidence { path: path.to_path_buf(), committed: id.len, id, checkpoints: vec![Checkpoint::START], bytes: None }
     }
 
     /// The version token carrying this evidence.
@@ -144,7 +149,7 @@ pub(crate) fn prove(path: &Path, mut file: File, meta: &Metadata) -> io::Result<
     let step = checkpoint_step(id.len);
     let mut checkpoints = vec![Checkpoint::START];
     let bytes = read_chunks(&mut file, id.len, |chunk| md5.update_checkpointing_every(chunk, step, &mut checkpoints))?;
-    Ok((md5.finish_hex(), Evidence { path: path.to_path_buf(), id, checkpoints, bytes }))
+    Ok((md5.finish_hex(), Evidence { path: path.to_path_buf(), committed: id.len, id, checkpoints, bytes }))
 }
 
 /// The MD5 of the open `file` and whether `fingerprint` describes it (same CRC-32 and
@@ -206,7 +211,7 @@ fn vouched(
         }
         checkpoints.push(c);
     }
-    Some((record.checksum.clone(), Evidence { path: path.to_path_buf(), id, checkpoints, bytes }))
+    Some((record.checksum.clone(), Evidence { path: path.to_path_buf(), committed: id.len, id, checkpoints, bytes }))
 }
 
 /// [`prove`] of a file already read whole into `bytes` (`meta` taken from the open file
@@ -223,11 +228,38 @@ pub(crate) fn prove_bytes(
     {
         return found;
     }
+    hashed(path, meta, bytes, kept)
+}
+
+/// The MD5 of `bytes`, the first bytes of the file `meta` describes (all of it, or its
+/// committed length), with evidence vouching for exactly those bytes.
+fn hashed(path: &Path, meta: &Metadata, bytes: &[u8], kept: Option<Arc<Vec<u8>>>) -> (String, Evidence) {
     let id = FileId::of(meta);
     let mut md5 = Md5Stream::new();
     let mut checkpoints = vec![Checkpoint::START];
     md5.update_checkpointing_every(bytes, checkpoint_step(bytes.len() as u64), &mut checkpoints);
-    (md5.finish_hex(), Evidence { path: path.to_path_buf(), id, checkpoints, bytes: kept })
+    let committed = bytes.len() as u64;
+    (md5.finish_hex(), Evidence { path: path.to_path_buf(), id, checkpoints, bytes: kept, committed })
+}
+
+/// The MD5 of the first `committed` bytes of the open `file` (longer than that: an append
+/// was interrupted after writing bytes but before recording them), always computed, with
+/// evidence for those bytes only; also the bytes.
+pub(crate) fn prove_committed(
+    path: &Path,
+    file: File,
+    meta: &Metadata,
+    committed: u64,
+) -> io::Result<(String, Evidence, Arc<Vec<u8>>)> {
+    let mut bytes = Vec::with_capacity(usize::try_from(committed).unwrap_or(0));
+    file.take(committed).read_to_end(&mut bytes)?;
+    if (bytes.len() as u64) < committed {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file ended before its committed length"));
+    }
+    let bytes = Arc::new(bytes);
+    let kept = (committed <= KEPT_BYTES).then(|| Arc::clone(&bytes));
+    let (md5, evidence) = hashed(path, meta, &bytes, kept);
+    Ok((md5, evidence, bytes))
 }
 
 /// The MD5 of the bytes the evidence's file holds before `offset`: the last checkpoint at

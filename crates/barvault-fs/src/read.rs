@@ -11,7 +11,7 @@ use barvault_ports::{
     BarCodec, Checksum, CodecError, CodecInput, Decoded, IoStep, LoadOptions, Loaded, Rows, StorageError,
 };
 
-use crate::proof::{Evidence, audit, prove, prove_against, prove_bytes};
+use crate::proof::{Evidence, audit, prove, prove_against, prove_bytes, prove_committed};
 use crate::store::Inner;
 
 /// Keeps only the rows of `raw` inside `range` (codecs may return more).
@@ -84,6 +84,11 @@ impl<C: BarCodec + 'static> Inner<C> {
     pub(crate) fn load(&self, path: &Path, options: &LoadOptions) -> Result<Option<Loaded>, StorageError> {
         let Some((mut file, meta)) = self.open(path)? else { return Ok(None) };
         let read_err = |e: io::Error| StorageError::io(IoStep::Read, path, e);
+        if let Checksum::Record(record) = &options.checksum
+            && meta.len() > record.file_size
+        {
+            return self.load_committed(path, file, &meta, record.file_size, options.rows).map(Some);
+        }
         let mut fingerprint_ok = None;
         let (evidence, checksum, decoded) = match (&options.checksum, options.rows) {
             (Checksum::Skip, Rows::Nothing) => (Evidence::identity(path, &meta), None, None),
@@ -138,5 +143,37 @@ impl<C: BarCodec + 'static> Inner<C> {
             "loaded"
         );
         Ok(Some(Loaded { info, bars, skipped, first, checksum, fingerprint_ok }))
+    }
+
+    /// A load of a file longer than its record's `committed` length: an append wrote bytes
+    /// after it and was interrupted before recording them. Only the committed bytes are
+    /// hashed (always: the fingerprint describes them, not the file) and decoded; the rest
+    /// is never read, and the next write or `recover` cuts it.
+    fn load_committed(
+        &self,
+        path: &Path,
+        file: File,
+        meta: &Metadata,
+        committed: u64,
+        rows: Rows,
+    ) -> Result<Loaded, StorageError> {
+        let (md5, evidence, bytes) =
+            prove_committed(path, file, meta, committed).map_err(|e| StorageError::io(IoStep::Read, path, e))?;
+        tracing::warn!(
+            path = %path.display(),
+            committed,
+            uncommitted = meta.len() - committed,
+            "bytes after the committed length (an interrupted append) ignored"
+        );
+        let decoded = match rows {
+            Rows::Nothing => None,
+            rows => Some(self.decode(CodecInput::Bytes(&bytes), rows, path)?),
+        };
+        let info = self.file_info(path, meta, evidence);
+        let (bars, skipped, first) = match decoded {
+            Some((bars, skipped, first)) => (Some(bars), skipped, first),
+            None => (None, 0, None),
+        };
+        Ok(Loaded { info, bars, skipped, first, checksum: Some(md5), fingerprint_ok: None })
     }
 }

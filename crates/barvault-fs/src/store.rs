@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use barvault_domain::SeriesKey;
+use barvault_domain::{Bars, SeriesKey};
 use barvault_ports::{
-    BarCodec, BarStore, Capabilities, FileInfo, IoStep, LoadOptions, Loaded, OpContext, PutOptions, Revision,
-    StagedWrite, StorageError,
+    BarCodec, BarStore, Capabilities, FileInfo, FileMetadata, IoStep, LoadOptions, Loaded, OpContext, Persisted,
+    PutOptions, Revision, StagedWrite, StorageError,
 };
 use chrono::{DateTime, Utc};
 
@@ -291,5 +291,20 @@ impl<C: BarCodec + 'static> BarStore for FileStore<C> {
         let span = ctx.span("remove", Some(series));
         let (inner, key) = (Arc::clone(&self.inner), series.clone());
         off_executor(IoStep::Remove, self.path_of(series), span, move || inner.remove(&key)).await
+    }
+
+    async fn append(
+        &self,
+        series: &SeriesKey,
+        bars: &Bars,
+        record: &FileMetadata,
+        ctx: &OpContext,
+    ) -> Result<Option<Persisted>, StorageError> {
+        let span = ctx.span("append", Some(series));
+        let (inner, key, bars, record) = (Arc::clone(&self.inner), series.clone(), bars.clone(), record.clone());
+        off_executor(IoStep::Append, self.path_of(series), span, move || {
+            crate::append::append(&inner, &key, &bars, &record)
+        })
+        .await
     }
 }

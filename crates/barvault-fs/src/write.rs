@@ -38,6 +38,10 @@ pub(crate) struct FileStaged<C: BarCodec + 'static> {
     backup: BackupPolicy,
     rows: usize,
     start: Instant,
+    /// The committed length of the file replaced, when an interrupted append left bytes
+    /// after it: they are cut right before the commit, so the `.backup` is the committed
+    /// version its record's checksum describes.
+    cut_to: Option<u64>,
 }
 
 impl<C: BarCodec + 'static> Drop for FileStaged<C> {
@@ -106,6 +110,7 @@ pub(crate) fn stage<C: BarCodec + 'static>(
         )));
     }
     check(inner, &path, &expect)?;
+    let cut_to = evidence.filter(|e| e.committed < e.id.len).map(|e| e.committed);
     let staged = match evidence {
         Some(evidence) if revision.skipped > 0 || revision.keep.is_some() => {
             stage_update(inner, series, &path, revision, evidence)?
@@ -120,6 +125,7 @@ pub(crate) fn stage<C: BarCodec + 'static>(
         backup: options.backup,
         rows: revision.rows(),
         start,
+        cut_to,
     })
 }
 
@@ -177,7 +183,7 @@ fn open_source<C: BarCodec + 'static>(
     evidence: &Evidence,
 ) -> Result<Source, StorageError> {
     if let Some(bytes) = &evidence.bytes
-        && bytes.len() as u64 == evidence.id.len
+        && bytes.len() as u64 == evidence.committed
     {
         return Ok(Source::Memory(Arc::clone(bytes)));
     }
@@ -187,7 +193,8 @@ fn open_source<C: BarCodec + 'static>(
     if FileId::of(&meta) != evidence.id {
         return Err(conflict(path, "the file was replaced or changed since it was read"));
     }
-    Ok(Source::file(file, meta.len()))
+    // Only the committed bytes: what an interrupted append left after them is never kept.
+    Ok(Source::file(file, evidence.committed.min(meta.len())))
 }
 
 /// The whole new version of a revision: the stored file's first `skipped` rows, decoded
@@ -244,6 +251,15 @@ impl<C: BarCodec + 'static> FileStaged<C> {
         if let Err(e) = check(&inner, &path, &self.expect) {
             staged.discard(inner.fs.as_ref());
             return Err(e);
+        }
+        if let (Some(committed), Expect::Identity(id)) = (self.cut_to, &self.expect) {
+            match crate::append::cut_uncommitted(inner.fs.as_ref(), &path, id, committed) {
+                Ok(cut) => self.expect = Expect::Identity(cut),
+                Err(e) => {
+                    staged.discard(inner.fs.as_ref());
+                    return Err(e);
+                }
+            }
         }
         let keep_backup = inner.keep_backups && self.backup == BackupPolicy::Keep;
         let outcome = staged.commit(inner.fs.as_ref(), keep_backup)?;

@@ -191,4 +191,15 @@ pub trait BarCodec: Send + Sync + Debug {
         let _ = (stored, kept, next, out);
         Err(CodecError::Corrupt(format!("the {} codec keeps no stored bytes", self.format())))
     }
+
+    /// The bytes that, written right after the end of `stored` (a complete file of this
+    /// format), make it one complete file of its rows followed by `bars`, each of which is
+    /// later than every stored row; `None` when this format, or this stored file's style,
+    /// cannot be continued that way (then the caller writes the file whole). A codec must
+    /// check what it relies on against `stored` itself (header, last row, style), so that
+    /// a wrong claim appends nothing rather than a wrong file. The default appends nothing.
+    fn append_after(&self, stored: &dyn StoredBytes, bars: &Bars) -> Result<Option<Vec<u8>>, CodecError> {
+        let _ = (stored, bars);
+        Ok(None)
+    }
 }

@@ -24,6 +24,8 @@ pub enum IoStep {
     Remove,
     WriteMetadata,
     List,
+    /// Writing rows after the committed end of a data file, or making them durable.
+    Append,
 }
 
 impl fmt::Display for IoStep {
@@ -43,6 +45,7 @@ impl fmt::Display for IoStep {
             IoStep::Remove => "remove",
             IoStep::WriteMetadata => "write metadata",
             IoStep::List => "list directory",
+            IoStep::Append => "append in place",
         })
     }
 }

@@ -29,7 +29,9 @@ pub use context::OpContext;
 pub use error::{IoStep, StorageError};
 pub use housekeeping::{Capacity, Entry, EntryKind, Housekeeping, Survey};
 pub use lock::{SeriesGuard, SeriesLocks};
-pub use metadata::{DateRange, FileMetadata, Fingerprint, Md5Checkpoint, MetadataStore, RecordList, UnreadableRecord};
+pub use metadata::{
+    Appended, DateRange, FileMetadata, Fingerprint, Md5Checkpoint, MetadataStore, RecordList, UnreadableRecord,
+};
 pub use store::{
     BackupPolicy, BarStore, Capabilities, Checksum, FileInfo, Keep, LoadOptions, Loaded, Persisted, PutMode,
     PutOptions, Revision, Rows, StagedWrite, Version, Which,

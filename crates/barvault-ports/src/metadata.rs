@@ -47,6 +47,21 @@ pub struct FileMetadata {
     /// repairs, whose readers then compute the MD5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
+    /// Set in the primary copy's record when this version was made by appending rows in
+    /// place to a version both copies held: the secondary copy deliberately lags by
+    /// `rows` rows (see [`Appended`]). `None` for a version written whole or by kept bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appended: Option<Appended>,
+}
+
+/// Rows appended in place since both copies last held the same rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    /// The generation both copies held before the first of these appends (the generation
+    /// the secondary copy's record still carries).
+    pub base_generation: u64,
+    /// Rows appended since then: the secondary copy holds the first `row_count - rows`.
+    pub rows: u64,
 }
 
 /// What lets a store trust a file it is about to replace without hashing all of it again,

@@ -415,4 +415,23 @@ pub trait BarStore: Send + Sync + Debug {
     async fn remove(&self, _series: &SeriesKey, _ctx: &OpContext) -> Result<bool, StorageError> {
         Err(StorageError::unsupported("remove", self.name()))
     }
+
+    /// Appends `bars`, every one later than the last stored row, to the version `record`
+    /// describes, in place: the stored bytes stay where they are and the new rows' bytes
+    /// are written after the committed length (`record.file_size`), made durable, and
+    /// returned as the new version to record. Any bytes a crashed append left after the
+    /// committed length are cut first. `Ok(None)`: this store cannot append these rows to
+    /// this version (no fingerprint to resume the checksums from, a stored style the codec
+    /// would not continue, a file with more than one name...) and nothing was changed;
+    /// the caller then writes a whole version. The caller holds the series lock, or the
+    /// store takes it. The default appends nothing.
+    async fn append(
+        &self,
+        _series: &SeriesKey,
+        _bars: &Bars,
+        _record: &FileMetadata,
+        _ctx: &OpContext,
+    ) -> Result<Option<Persisted>, StorageError> {
+        Ok(None)
+    }
 }

@@ -107,7 +107,11 @@ impl Vault {
                     stale_temp_files.push(i.path.display().to_string());
                     raise(HealthStatus::Warning, &mut status);
                 }
-                IssueKind::StaleLock | IssueKind::OrphanedFile | IssueKind::MissingCopy | IssueKind::ForeignEntry => {
+                IssueKind::StaleLock
+                | IssueKind::OrphanedFile
+                | IssueKind::MissingCopy
+                | IssueKind::ForeignEntry
+                | IssueKind::UncommittedTail => {
                     raise(HealthStatus::Warning, &mut status);
                     consistency_issues.push(line);
                 }

@@ -31,7 +31,7 @@ pub use cleanup::{CleanupOptions, CleanupPlan, CleanupReport, MAX_UNCONFIRMED_SH
 pub use config::{
     ConfigError, ConfigSources, DEFAULT_CONFIG_FILE, ENV_PREFIX, FIELDS, LoadedConfig, Origin, StorageConfig,
 };
-pub use dual::{DualSettings, DualStorageManager, MAX_ATTEMPTS, PersistOutcome};
+pub use dual::{APPEND_LAG_ROWS, DualSettings, DualStorageManager, MAX_ATTEMPTS, PersistOutcome};
 pub use health::{DiskUsage, HealthReport, HealthStatus};
 pub use input::{InputOptions, STDIN, Tz, is_stdin, parse_zone, symbol_from_file_name};
 pub use integrity::{Issue, IssueKind, RecoveryAction, RecoveryReport, Scope, VerifyReport};

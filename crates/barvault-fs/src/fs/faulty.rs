@@ -309,6 +309,12 @@ impl Fs for FaultyFs {
         Ok(Box::new(FaultyInPlace { inner, watched: self.watch(path) }))
     }
 
+    fn open_sole_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>> {
+        self.check(FsOp::OpenInPlace, path)?;
+        let inner = self.inner.open_sole_in_place(path)?;
+        Ok(Box::new(FaultyInPlace { inner, watched: self.watch(path) }))
+    }
+
     fn exchange(&self, a: &Path, b: &Path) -> io::Result<()> {
         self.check(FsOp::Recycle, b)?;
         self.inner.exchange(a, b)?;
@@ -367,5 +373,10 @@ impl FsInPlace for FaultyInPlace {
     fn sync_data(&mut self) -> io::Result<()> {
         self.watched.check(FsOp::SyncInPlace)?;
         self.inner.sync_data()
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.watched.check(FsOp::WriteInPlace)?;
+        self.inner.set_len(len)
     }
 }

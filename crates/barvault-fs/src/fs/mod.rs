@@ -126,6 +126,12 @@ pub trait FsInPlace: Send + Debug {
     fn write_all_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()>;
     /// Makes the written bytes durable (`fdatasync`).
     fn sync_data(&mut self) -> io::Result<()>;
+    /// Cuts the file to `len` bytes (`ftruncate`); only appends use it, to cut what a
+    /// crashed append left after the committed length.
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        let _ = len;
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// The filesystem calls of barvault: every write, read, lock, scan and space query of the
@@ -161,6 +167,15 @@ pub trait Fs: Send + Sync + Debug {
     fn open_lock(&self, path: &Path) -> io::Result<File>;
     /// Opens an existing file read-write to update it in place; never creates or truncates.
     fn open_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>>;
+
+    /// [`Fs::open_in_place`] of a data file an append writes to: refuses anything but a
+    /// regular file with one name, opened without following a symbolic link, so that an
+    /// append never writes through a link or into a `.backup` that shares the inode
+    /// ([`FsOp::OpenInPlace`]). The default refuses, and appends then rewrite the file.
+    fn open_sole_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>> {
+        let _ = path;
+        Err(io::ErrorKind::Unsupported.into())
+    }
 
     /// Atomically swaps the names `a` and `b`, both of which must exist
     /// (`renameat2(RENAME_EXCHANGE)`).

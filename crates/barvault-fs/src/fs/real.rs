@@ -11,11 +11,18 @@ use super::{Fs, FsFile, FsInPlace, FsSpace};
 /// never be emptied or written (that would empty or write the other file).
 #[cfg(unix)]
 fn open_sole(path: &Path) -> io::Result<File> {
+    open_sole_with(path, false)
+}
+
+/// `path` opened for writing (and reading, with `read`) without following a symbolic
+/// link, if it is a regular file with exactly one name.
+#[cfg(unix)]
+fn open_sole_with(path: &Path, read: bool) -> io::Result<File> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let file = OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    let file = OpenOptions::new().read(read).write(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() || meta.nlink() != 1 {
-        let why = format!("not a regular file with one name ({} names); not recycled", meta.nlink());
+        let why = format!("not a regular file with one name ({} names); not written", meta.nlink());
         return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
     }
     Ok(file)
@@ -23,6 +30,11 @@ fn open_sole(path: &Path) -> io::Result<File> {
 
 #[cfg(not(unix))]
 fn open_sole(_path: &Path) -> io::Result<File> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+#[cfg(not(unix))]
+fn open_sole_with(_path: &Path, _read: bool) -> io::Result<File> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
@@ -47,6 +59,10 @@ impl FsInPlace for RealInPlace {
 
     fn sync_data(&mut self) -> io::Result<()> {
         self.0.sync_data()
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
     }
 }
 
@@ -193,6 +209,10 @@ impl Fs for RealFs {
 
     fn open_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>> {
         Ok(Box::new(RealInPlace(OpenOptions::new().read(true).write(true).open(path)?)))
+    }
+
+    fn open_sole_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>> {
+        Ok(Box::new(RealInPlace(open_sole_with(path, true)?)))
     }
 
     #[cfg(target_os = "linux")]

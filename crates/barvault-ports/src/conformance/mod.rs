@@ -188,6 +188,7 @@ pub fn sample_metadata(series: &SeriesKey, format: &str, generation: u64) -> Fil
         generation,
         backup_checksum: None,
         fingerprint: None,
+        appended: None,
     }
 }
 

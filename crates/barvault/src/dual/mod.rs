@@ -9,6 +9,7 @@
 //! `read` holds the read side (the stored state of a series, loads with fallback), `write`
 //! the persist that stages both copies at once and publishes them primary first.
 
+mod append;
 mod concurrent;
 mod read;
 mod write;
@@ -54,7 +55,17 @@ pub struct DualSettings {
     /// and the secondary copy is brought up to the primary by whichever writer committed
     /// the primary last. See docs/DECISIONS.md, "Writers without locks".
     pub lock_free: bool,
+    /// How many rows the primary copy may take by appends in place (bars that all follow
+    /// the stored ones) before the secondary copy is written again: between those writes
+    /// the secondary lags by the rows appended, which the primary's record states
+    /// ([`barvault_ports::Appended`]). 0 writes both copies every time. See
+    /// docs/DECISIONS.md, "Appends in place".
+    pub append_lag_rows: u64,
 }
+
+/// The default of [`DualSettings::append_lag_rows`]: a bit under three days of minute bars
+/// (a full write of a 1M-row series' Parquet copy every 4,096 appended bars).
+pub const APPEND_LAG_ROWS: u64 = 4096;
 
 impl Default for DualSettings {
     fn default() -> Self {
@@ -66,6 +77,7 @@ impl Default for DualSettings {
             max_attempts: MAX_ATTEMPTS,
             retry_backoff: Duration::ZERO,
             lock_free: false,
+            append_lag_rows: APPEND_LAG_ROWS,
         }
     }
 }

@@ -80,6 +80,12 @@ impl DualStorageManager {
             return Ok(outcome);
         }
         let _guard = self.locks.lock(series, self.settings.lock_timeout, ctx).await?;
+        if let Some(mut outcome) = self.try_append(&bars, series, options, validation, ctx).await? {
+            report.absorb(std::mem::take(&mut outcome.validation));
+            outcome.validation = report;
+            outcome.receipt.duration = started.elapsed();
+            return Ok(outcome);
+        }
         // A merge reads only the stored rows from the new bars' first timestamp on when the
         // stores can read by the tail and write revisions that skip stored rows (see
         // `Rows::From`); anything else reads the series whole.
@@ -386,13 +392,14 @@ impl DualStorageManager {
             generation,
             backup_checksum: if written.backup_created { previous.map(|p| p.checksum.clone()) } else { None },
             fingerprint: written.fingerprint.clone(),
+            appended: None,
         };
         self.metadata.record(&meta, ctx).await
     }
 }
 
 /// The receipt of a persist whose primary copy was written.
-fn written_receipt(written: &Persisted, rows: usize, stats: MergeStats, ctx: &OpContext) -> StorageReceipt {
+pub(super) fn written_receipt(written: &Persisted, rows: usize, stats: MergeStats, ctx: &OpContext) -> StorageReceipt {
     let mut receipt = StorageReceipt::unwritten(&written.info.location, &written.info.format, rows, stats, ctx);
     receipt.written = true;
     receipt.backup_created = written.backup_created;

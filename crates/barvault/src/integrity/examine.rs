@@ -21,6 +21,11 @@ impl Examined {
     pub(crate) fn bad_fingerprint(&self) -> bool {
         self.issues.iter().any(|i| i.kind == IssueKind::BadFingerprint)
     }
+
+    /// The file holds bytes after its committed length (its record's size).
+    pub(crate) fn uncommitted_tail(&self) -> bool {
+        self.issues.iter().any(|i| i.kind == IssueKind::UncommittedTail)
+    }
 }
 
 fn bad_fingerprint(series: &SeriesKey, path: &std::path::Path) -> Issue {
@@ -81,6 +86,12 @@ pub(crate) async fn examine(
     };
     let path = PathBuf::from(&info.location);
     let size = info.size;
+    if let (Some(r), Some(e)) = (record, expected)
+        && size > r.file_size
+        && let Some(found) = committed_part(store, series, r, e, &path, size, ctx).await?
+    {
+        return Ok(found);
+    }
     if let Some(proof) = proof
         && proof.checksum.as_deref() == expected
     {
@@ -135,6 +146,36 @@ pub(crate) async fn examine(
         check_backup(store, series, r, &backup, ctx, &mut issues).await?;
     }
     Ok(Examined { state, bytes: size, issues, path })
+}
+
+/// A copy longer than its record's committed length whose committed bytes are what the
+/// record describes (their MD5 computed, never believed): sound, with the bytes after them
+/// reported. `None` when the committed bytes disagree too (then it is examined as usual).
+async fn committed_part(
+    store: &dyn BarStore,
+    series: &SeriesKey,
+    r: &FileMetadata,
+    expected: &str,
+    path: &std::path::Path,
+    size: u64,
+    ctx: &OpContext,
+) -> Result<Option<Examined>, StorageError> {
+    let options =
+        LoadOptions { rows: Rows::All, which: Which::Current, checksum: Checksum::Record(Box::new(r.clone())) };
+    let loaded = match store.load(series, &options, ctx).await {
+        Ok(Some(l)) if l.checksum.as_deref() == Some(expected) => l,
+        Ok(_) => return Ok(None),
+        Err(e) if e.is_data_error() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let detail = format!(
+        "{} bytes after the committed length {} (an append interrupted before its record): never read; the next write or `recover` cuts them",
+        size - r.file_size,
+        r.file_size
+    );
+    let issues = vec![issue(IssueKind::UncommittedTail, Some(series), path, detail)];
+    let state = CopyState::Good(loaded.into_bars());
+    Ok(Some(Examined { state, bytes: r.file_size, issues, path: path.to_path_buf() }))
 }
 
 /// A `.backup` whose MD5 is neither the recorded backup checksum nor that of the recorded

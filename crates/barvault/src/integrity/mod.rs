@@ -81,6 +81,13 @@ pub enum IssueKind {
     /// Something the store did not create where it keeps data (a symbolic link, a
     /// directory in place of a file); never followed or written through.
     ForeignEntry,
+    /// Bytes after the committed length a data file's record names: an append interrupted
+    /// before its record. Never read; the next write of the series or `recover` cuts them.
+    UncommittedTail,
+    /// Not a problem (a note of [`VerifyReport::notes`]): the secondary copy lags the
+    /// primary by rows appended in place, as the primary's record states; those rows are
+    /// proven in the primary copy only until the secondary is written again.
+    Lagging,
 }
 
 impl IssueKind {
@@ -100,6 +107,8 @@ impl IssueKind {
             IssueKind::StaleTemp => "stale_temp",
             IssueKind::StaleLock => "stale_lock",
             IssueKind::ForeignEntry => "foreign_entry",
+            IssueKind::UncommittedTail => "uncommitted_tail",
+            IssueKind::Lagging => "lagging",
         }
     }
 }
@@ -127,6 +136,9 @@ pub struct VerifyReport {
     pub files_checked: usize,
     pub bytes_checked: u64,
     pub issues: Vec<Issue>,
+    /// What was proven in one copy only, and why (kind [`IssueKind::Lagging`]); not problems.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Issue>,
 }
 
 impl VerifyReport {
@@ -258,6 +270,8 @@ mod kind_names {
             StaleTemp,
             StaleLock,
             ForeignEntry,
+            UncommittedTail,
+            Lagging,
         ];
         for kind in all {
             assert_eq!(serde_json::to_value(kind).unwrap(), serde_json::Value::from(kind.as_str()));

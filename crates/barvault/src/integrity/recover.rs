@@ -153,7 +153,8 @@ impl Vault {
             let r = rec(c);
             let sound = matches!(&found.state, CopyState::Good(b) if b == &best.bars)
                 && r.is_some_and(|r| r.generation == best.generation)
-                && !found.bad_fingerprint();
+                && !found.bad_fingerprint()
+                && !found.uncommitted_tail();
             if sound {
                 continue;
             }
@@ -247,13 +248,17 @@ impl Vault {
         best: &Best,
         ctx: &OpContext,
     ) -> Result<String, StorageError> {
-        let same_content = matches!(&found.state, CopyState::Good(b) | CopyState::Parses(b) if *b == best.bars);
+        // A file with bytes after its committed length is rewritten, which cuts them.
+        let same_content = matches!(&found.state, CopyState::Good(b) | CopyState::Parses(b) if *b == best.bars)
+            && !found.uncommitted_tail();
         let (size, md5, fingerprint, what): (u64, String, Option<Fingerprint>, String) = if same_content {
             let md5 = checksum_of(store, series, Which::Current, ctx).await?.unwrap_or_default();
             let size = store.file_info(series, ctx).await?.map_or(0, |i| i.size);
             (size, md5, None, format!("re-recorded metadata (content agrees with {})", best.source))
         } else {
-            let keep = matches!(found.state, CopyState::Good(_));
+            // A file with bytes after its committed length is not kept as the backup: the
+            // backup before it stays, as its record says.
+            let keep = matches!(found.state, CopyState::Good(_)) && !found.uncommitted_tail();
             let backup = if keep { BackupPolicy::Keep } else { BackupPolicy::Skip };
             let revision = Revision::whole(best.bars.clone());
             let out = store.persist(series, &revision, &PutOptions::overwrite().backup(backup), ctx).await?;
@@ -278,6 +283,7 @@ impl Vault {
             generation: best.generation,
             backup_checksum: backup_checksum_now(store, series, r, ctx).await,
             fingerprint,
+            appended: None,
         };
         self.manager.metadata().record(&meta, ctx).await?;
         Ok(what)

@@ -75,7 +75,9 @@ impl Vault {
         if copies.len() > 1 {
             for s in &series {
                 let found = states.get(s).map(Vec::as_slice).unwrap_or_default();
-                report.issues.extend(compare_copies(s, found, &records));
+                let (issues, lag) = compare_copies(s, found, &records);
+                report.issues.extend(issues);
+                report.notes.extend(lag);
             }
         }
         report.issues.extend(bad_records.iter().map(bad_metadata));
@@ -97,8 +99,9 @@ fn bad_metadata(b: &UnreadableRecord) -> Issue {
 }
 
 /// What is wrong between the copies of one series: a copy missing without a record,
-/// records of different generations, or copies of one generation holding different bars.
-fn compare_copies(s: &SeriesKey, found: &[(String, Examined)], records: &Records) -> Vec<Issue> {
+/// records of different generations (unless the primary's record states the secondary's
+/// lag, which is then the note returned), or copies of one generation holding different bars.
+fn compare_copies(s: &SeriesKey, found: &[(String, Examined)], records: &Records) -> (Vec<Issue>, Option<Issue>) {
     let mut issues = Vec::new();
     let present = found.iter().filter(|(_, e)| !matches!(e.state, CopyState::Missing)).count();
     for (format, e) in found {
@@ -107,15 +110,18 @@ fn compare_copies(s: &SeriesKey, found: &[(String, Examined)], records: &Records
             issues.push(issue(IssueKind::MissingCopy, Some(s), &e.path, format!("no {format} copy")));
         }
     }
-    let Some((_, primary)) = found.first() else { return issues };
+    let Some((_, primary)) = found.first() else { return (issues, None) };
     let gens: BTreeSet<u64> = found
         .iter()
         .filter_map(|(format, _)| records.get(&(s.clone(), format.clone())).map(|r| r.generation))
         .collect();
     if gens.len() > 1 {
+        if let Some(note) = recorded_lag(s, found, records) {
+            return (issues, Some(note));
+        }
         let detail = format!("copies record different generations {gens:?}: the last write reached only one format");
         issues.push(issue(IssueKind::Inconsistent, Some(s), &primary.path, detail));
-        return issues;
+        return (issues, None);
     }
     let bars: Vec<&Bars> = found
         .iter()
@@ -132,7 +138,35 @@ fn compare_copies(s: &SeriesKey, found: &[(String, Examined)], records: &Records
             "the CSV and Parquet copies hold different bars",
         ));
     }
-    issues
+    (issues, None)
+}
+
+/// The note for a secondary copy that lags exactly as the primary's record states (see
+/// [`barvault_ports::Appended`]): the secondary's record is of the stated base generation
+/// and row count, and — when both copies were decoded (`--deep`, or a copy that was read) —
+/// its bars are the primary's first rows. `None` for any other difference of generations.
+fn recorded_lag(s: &SeriesKey, found: &[(String, Examined)], records: &Records) -> Option<Issue> {
+    let [(pformat, primary), (sformat, secondary)] = found else { return None };
+    let p = records.get(&(s.clone(), pformat.clone()))?;
+    let q = records.get(&(s.clone(), sformat.clone()))?;
+    let lag = p.appended?;
+    if lag.base_generation != q.generation || p.row_count.checked_sub(lag.rows) != Some(q.row_count) {
+        return None;
+    }
+    let sound = |e: &Examined| matches!(e.state, CopyState::Good(_) | CopyState::Proven);
+    if !sound(primary) || !sound(secondary) {
+        return None;
+    }
+    if let (CopyState::Good(a), CopyState::Good(b)) = (&primary.state, &secondary.state)
+        && (b.len() > a.len() || a.slice_rows(0, b.len()) != *b)
+    {
+        return None;
+    }
+    let detail = format!(
+        "the {sformat} copy lags by {} rows appended in place since generation {} (its record's): they are held and proven in the {pformat} copy only until the next write of both",
+        lag.rows, lag.base_generation
+    );
+    Some(issue(IssueKind::Lagging, Some(s), &secondary.path, detail))
 }
 
 /// Backups of files that no longer exist, stale temp files, lock files of series without
