@@ -215,3 +215,46 @@ fn every_injected_syscall_fault_keeps_the_previous_version_or_commits() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// fsyncgate: after a failed `fsync` of the series directory (right after the CSV's rename)
+/// or a failed `fdatasync` of the CSV's record, the import fails and its bars are never
+/// served; the next import does not trust the file the failed fsync left (its bytes are not
+/// the recorded ones) but proves it, so what is stored afterwards is exactly the previous
+/// version merged with the next batch, without the batch whose fsync failed.
+#[test]
+fn a_failed_fsync_is_never_committed_nor_trusted_later() {
+    if let Err(why) = strace() {
+        eprintln!("SKIPPED a_failed_fsync_is_never_committed_nor_trusted_later: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cases = 0;
+    for (syscall, rel) in [("fsync", "stocks/1m"), ("fdatasync", ".barvault/meta/stocks/1m/SYM.csv.meta")] {
+        let store = dir.path().join(format!("store-{syscall}"));
+        let mut model = Model::new();
+        for n in [1, 2] {
+            let (file, rows) = batch(dir.path(), n);
+            ok(bv(&store, &["import", "--type", "stock", "--symbol", "SYM", "--period", "1m", file.to_str().unwrap()]));
+            merge_into(&mut model, &rows);
+        }
+        let (failing, _) = batch(dir.path(), 3);
+        let (o, trace) = traced_import(
+            &store,
+            &failing,
+            &dir.path().join("trace"),
+            &[store.join(rel)],
+            &[format!("--trace={syscall}"), format!("--inject={syscall}:error=EIO:when=1")],
+        );
+        assert!(trace.contains("(INJECTED)"), "{syscall}: nothing injected: {trace}");
+        assert_eq!(code(&o), 1, "{syscall}: {}", err(&o));
+        assert!(err(&o).contains("EIO") || err(&o).contains("Input/output error"), "{}", err(&o));
+        assert_eq!(export(&store, "stock", "SYM", "1m").as_ref(), Ok(&model), "{syscall}: failed batch served");
+        let (next, rows) = batch(dir.path(), 4);
+        ok(bv(&store, &["import", "--type", "stock", "--symbol", "SYM", "--period", "1m", next.to_str().unwrap()]));
+        merge_into(&mut model, &rows);
+        assert_eq!(export(&store, "stock", "SYM", "1m").as_ref(), Ok(&model), "{syscall}: after the next import");
+        ok(bv(&store, &["verify", "--all", "--deep"]));
+        cases += 1;
+    }
+    eprintln!("fsyncgate: {cases} failed fsyncs, none committed or trusted afterwards");
+}
