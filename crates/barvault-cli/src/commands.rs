@@ -151,7 +151,7 @@ fn watch_for_interrupts() {
                 _ = terminate.recv() => exit::TERMINATED,
             };
             let removed = barvault::remove_in_flight();
-            eprintln!(
+            tell!(
                 "\ninterrupted: stopped before finishing; {} temp file(s) of unfinished writes removed, the stored data \
                  is as it was before them",
                 removed.len()
@@ -368,7 +368,7 @@ fn warn_one_symbol_for_many(symbol: &str, kind: InstrumentKind, period: Period, 
     names.dedup();
     if names.len() > 1 {
         let listed: Vec<String> = by_name.iter().map(|(n, f)| format!("{} ({n})", f.display())).collect();
-        eprintln!(
+        tell!(
             "warning: --symbol {symbol} puts {} files whose names give {} different symbols into one series (later \
              files win on equal timestamps): {}",
             by_name.len(),
@@ -426,7 +426,7 @@ async fn import(config: &StorageConfig, args: ImportArgs, verbose: bool, ctx: &O
         match series {
             Ok(job) => jobs.push(job),
             Err((path, err)) => {
-                pb.suspend(|| eprintln!("error: {}", file_error(&path, &err, verbose)));
+                pb.suspend(|| tell!("error: {}", file_error(&path, &err, verbose)));
                 failed.push((path, None));
             }
         }
@@ -443,7 +443,7 @@ async fn import(config: &StorageConfig, args: ImportArgs, verbose: bool, ctx: &O
                         if r.dropped_invalid > 0 {
                             let more = r.dropped_invalid.saturating_sub(r.dropped_rows.len());
                             let more = if more > 0 { format!("; … ({more} more)") } else { String::new() };
-                            eprintln!(
+                            tell!(
                                 "warning: {}: dropped {} row(s) ({}): {}{more}",
                                 r.file.display(),
                                 r.dropped_invalid,
@@ -452,7 +452,7 @@ async fn import(config: &StorageConfig, args: ImportArgs, verbose: bool, ctx: &O
                             );
                         }
                         if let Some(w) = &r.warning {
-                            eprintln!("warning: {}: {w} (run `barvault recover` to rebuild it)", r.file.display());
+                            tell!("warning: {}: {w} (run `barvault recover` to rebuild it)", r.file.display());
                         }
                     });
                     done.push(r);
@@ -461,7 +461,7 @@ async fn import(config: &StorageConfig, args: ImportArgs, verbose: bool, ctx: &O
                     let code = exit::storage_code(&e);
                     let err = anyhow::Error::new(e);
                     let series = names.get(file).map_or_else(String::new, |s| format!(" (into {s})"));
-                    pb.suspend(|| eprintln!("error: {}{series}", file_error(file, &err, verbose)));
+                    pb.suspend(|| tell!("error: {}{series}", file_error(file, &err, verbose)));
                     failed.push((file.to_path_buf(), Some(code)));
                 }
             }
@@ -524,7 +524,7 @@ async fn export(config: &StorageConfig, args: ExportArgs, ctx: &OpContext) -> an
     let named = out.as_deref().and_then(format_of);
     let chosen = match (args.format, named) {
         (Some(f), Some(n)) if f != n => {
-            eprintln!(
+            tell!(
                 "warning: writing {} as --format says, although the name {} says {}",
                 f.name(),
                 out.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
@@ -809,7 +809,7 @@ async fn cleanup(config: &StorageConfig, args: CleanupArgs, ctx: &OpContext) -> 
     if let Some(why) = &report.needs_confirmation {
         let note = format!("this cleanup needs --confirm-removal: {why}");
         if refused {
-            eprintln!("error: refused, nothing changed: {note}");
+            tell!("error: refused, nothing changed: {note}");
         } else if !report.applied {
             say!("note: {note}");
         }

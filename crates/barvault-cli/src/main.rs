@@ -3,6 +3,17 @@
 //! A thin shell: parse flags, load the configuration, call the application crate, print,
 //! and map the outcome to an exit code (see [`exit`]). No storage logic lives here.
 
+/// Prints a line on standard error. `eprintln!` panics when the write fails (EIO on a dying
+/// terminal, a closed or full pipe), which would turn an ordinary error into exit 101 with a
+/// backtrace; a message nobody can read is dropped instead and the exit code stays the
+/// command's own (RELIABILITY.md, "Standard output and error").
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod commands;
 mod exit;
 mod logging;
@@ -344,7 +355,7 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {}", exit::message(&err, verbose));
+            tell!("error: {}", exit::message(&err, verbose));
             ExitCode::from(exit::code_of(&err))
         }
     }

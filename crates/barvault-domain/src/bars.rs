@@ -46,7 +46,7 @@ impl ExtraColumn {
 
     /// Extra names are `[a-z][a-z0-9_]{0,63}` and never a core column name.
     pub fn check_name(name: &str) -> Result<(), DomainError> {
-        let bad = |reason: &str| DomainError::InvalidColumn { name: name.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| DomainError::InvalidColumn { name: shown_name(name), reason: reason.to_string() };
         if name.is_empty() || name.len() > 64 {
             return Err(bad("must be 1 to 64 characters"));
         }
@@ -514,5 +514,33 @@ mod tests {
         let a = Bars::new(vec![1], vec![0.0], vec![0.0], vec![0.0], vec![0.0], vec![0.0], vec![]).unwrap();
         let b = Bars::new(vec![1], vec![-0.0], vec![0.0], vec![0.0], vec![0.0], vec![0.0], vec![]).unwrap();
         assert_ne!(a, b);
+    }
+}
+
+/// At most this many characters of a refused name are repeated in its error.
+const SHOWN_NAME_CHARS: usize = 80;
+
+/// `name` as an error shows it: a hostile header of one 200 MB "column name" must not
+/// become a 200 MB message, so a long name is cut, with its length given.
+fn shown_name(name: &str) -> String {
+    match name.char_indices().nth(SHOWN_NAME_CHARS) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &name[..cut], name.len()),
+        None => name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod shown_names {
+    use super::*;
+
+    #[test]
+    fn a_huge_column_name_gives_a_short_error() {
+        let huge = "x".repeat(10 << 20);
+        let e = ExtraColumn::check_name(&huge).expect_err("too long");
+        let text = e.to_string();
+        assert!(text.len() < 300, "{} bytes", text.len());
+        assert!(text.contains("10485760 bytes"), "{text}");
+        let e = ExtraColumn::check_name("Élan").expect_err("upper case");
+        assert!(e.to_string().contains("Élan"), "{e}");
     }
 }

@@ -381,6 +381,16 @@ fn link_impossible(e: &io::Error) -> bool {
 /// Makes `{target}.backup` name the current `target`, atomically; false if there is no target.
 fn keep_previous(fs: &dyn Fs, dir: &Path, name: &str, target: &Path) -> Result<bool, StorageError> {
     let backup = backup_path_of(target);
+    match fs.symlink_metadata(target) {
+        Ok(m) if m.file_type().is_symlink() => {
+            // A planted link is no previous version: it is replaced, never kept or followed.
+            tracing::warn!(path = %target.display(), "replacing a symbolic link at a data file; no backup kept of it");
+            return Ok(false);
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(StorageError::io(IoStep::Stat, target, e)),
+    }
     // Without a backup yet (a series' first update), linking the current version straight
     // to `.backup` is one step: a link never replaces a name, so it fails (and the path
     // below runs) if a backup exists.

@@ -220,6 +220,15 @@ impl Layout {
         let mut scan = Scan::default();
         let now = SystemTime::now();
         for kind in InstrumentKind::ALL {
+            let kind_dir = self.base.join(kind.dir_name());
+            if fs.symlink_metadata(&kind_dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                scan.foreign.push(ForeignEntry {
+                    path: kind_dir,
+                    series: None,
+                    why: "a layout directory that is a symbolic link; not followed".into(),
+                });
+                continue;
+            }
             for period in Period::ALL {
                 let dir = self.base.join(kind.dir_name()).join(period.as_str());
                 match fs.symlink_metadata(&dir) {
@@ -299,6 +308,12 @@ impl Layout {
                     .and_then(|(symbol, _)| instrument_of(kind, symbol))
                     .map(|i| SeriesKey::new(i, period));
                 scan.temps.push(TempFile { path, series, target_name, pid, age });
+            }
+            return Ok(());
+        }
+        if name.starts_with('.') && name.ends_with(SPARE_SUFFIX) {
+            if stat(&path)?.is_some_and(|m| !m.is_file()) {
+                foreign(scan, path, None, "a spare file name");
             }
             return Ok(());
         }

@@ -22,6 +22,7 @@ mod inflight;
 mod keep;
 mod layout;
 mod lock;
+mod nofollow;
 mod proof;
 mod read;
 mod store;
@@ -40,5 +41,6 @@ pub use layout::{
     temp_path_in,
 };
 pub use lock::{FileLockGuard, FileLocks};
+pub use nofollow::{is_symlink_refused, linked_dir_below, open_read_no_follow, symlink_refused};
 pub use read::into_bars as decoded_into_bars;
 pub use store::{DEFAULT_LOCK_TIMEOUT, FileStore, FileStoreBuilder};

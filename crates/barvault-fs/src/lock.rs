@@ -114,6 +114,12 @@ impl FileLocks {
     /// Locks the lock file at `path` (of `series`), creating it if needed.
     fn lock_file(&self, series: &SeriesKey, path: &Path, timeout: Duration) -> Result<FileLockGuard, StorageError> {
         if let Some(dir) = path.parent() {
+            let linked = crate::nofollow::linked_dir_below(self.fs.as_ref(), &self.base, dir)
+                .map_err(|e| StorageError::io(IoStep::Stat, dir, e))?;
+            if let Some(link) = linked {
+                let what = format!("the store directory {}", link.display());
+                return Err(StorageError::io(IoStep::Lock, &link, crate::nofollow::symlink_refused(&what)));
+            }
             create_dir_durable(self.fs.as_ref(), dir)?;
         }
         let start = Instant::now();

@@ -58,9 +58,13 @@ impl<C: BarCodec + 'static> Inner<C> {
     /// Opens the file at `path`: the file and its metadata, from the same open; `None` if
     /// there is none.
     pub(crate) fn open(&self, path: &Path) -> Result<Option<(File, Metadata)>, StorageError> {
-        let file = match self.fs.open_read(path) {
+        let file = match crate::nofollow::open_read_no_follow(self.fs.as_ref(), path, "the file") {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            // A planted link is a damaged copy (served from the other one, replaced by recover).
+            Err(e) if crate::nofollow::is_symlink_refused(&e) => {
+                return Err(StorageError::Corrupt { path: path.to_path_buf(), reason: e.to_string() });
+            }
             Err(e) => return Err(StorageError::io(IoStep::Read, path, e)),
         };
         let meta = file.metadata().map_err(|e| StorageError::io(IoStep::Stat, path, e))?;

@@ -129,9 +129,13 @@ impl Inner {
     /// The record at `path` (slotted or legacy, by extension); `None` if there is no file.
     /// A file larger than any record is refused unread, so a hostile one costs no memory.
     fn read(&self, path: &Path) -> Result<Option<FileMetadata>, StorageError> {
-        let mut file = match self.fs.open_read(path) {
+        let mut file = match barvault_fs::open_read_no_follow(self.fs.as_ref(), path, "the metadata record") {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            // A planted link is an unreadable record (replaced by the next write of it).
+            Err(e) if barvault_fs::is_symlink_refused(&e) => {
+                return Err(StorageError::Corrupt { path: path.to_path_buf(), reason: e.to_string() });
+            }
             Err(e) => return Err(StorageError::io(IoStep::Read, path, e)),
         };
         let len = file.metadata().map_err(|e| StorageError::io(IoStep::Stat, path, e))?.len();
@@ -174,6 +178,11 @@ impl Inner {
         payload.push(b'\n');
         let at = &path;
         let io = |step: IoStep| move |e: std::io::Error| StorageError::io(step, at, e);
+        if self.fs.symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            // Planted: replaced by a new record file (renamed over the link), never written through.
+            tracing::warn!(path = %path.display(), "metadata record is a symbolic link; replacing the link");
+            return self.create(&path, 1, &payload);
+        }
         let mut file = match self.fs.open_in_place(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.create(&path, 1, &payload),

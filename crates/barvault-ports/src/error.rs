@@ -147,7 +147,11 @@ fn decode_message(
     }
     s.push_str(": ");
     if let Some(c) = column {
-        s.push_str(&format!("column {c}: "));
+        // A hostile header's "column name" can be the whole file: never repeat it whole.
+        match c.char_indices().nth(80) {
+            Some((cut, _)) => s.push_str(&format!("column {}… ({} bytes): ", &c[..cut], c.len())),
+            None => s.push_str(&format!("column {c}: ")),
+        }
     }
     s.push_str(reason);
     if let Some(v) = value {

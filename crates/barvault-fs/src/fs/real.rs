@@ -38,6 +38,22 @@ fn open_sole_with(_path: &Path, _read: bool) -> io::Result<File> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
+/// Permissions of the files the store creates, before the umask: never writable by others,
+/// whatever the umask (a umask of 0 gives `rw-rw-r--`); a stricter umask is honoured.
+const FILE_MODE: u32 = 0o664;
+/// Permissions of the directories the store creates, before the umask.
+const DIR_MODE: u32 = 0o775;
+
+/// Creates `path`, which must not exist (not even as a symbolic link: `O_EXCL` never
+/// follows one), for writing, with [`FILE_MODE`].
+fn create_new_file(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    options.open(path)
+}
+
 /// [`FsInPlace`] over a real file.
 #[derive(Debug)]
 struct RealInPlace(File);
@@ -132,11 +148,15 @@ impl FsFile for RealFile {
 
 impl Fs for RealFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+        builder.create(dir)
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
-        Ok(Box::new(RealFile::new(OpenOptions::new().write(true).create_new(true).open(path)?)))
+        Ok(Box::new(RealFile::new(create_new_file(path)?)))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -153,7 +173,7 @@ impl Fs for RealFs {
 
     fn copy(&self, from: &Path, to: &Path) -> io::Result<u64> {
         let mut src = File::open(from)?;
-        let mut dst = OpenOptions::new().write(true).create_new(true).open(to)?;
+        let mut dst = create_new_file(to)?;
         let n = io::copy(&mut src, &mut dst)?;
         dst.sync_all()?;
         Ok(n)
@@ -196,7 +216,7 @@ impl Fs for RealFs {
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            options.custom_flags(libc::O_NOFOLLOW).mode(0o644);
+            options.custom_flags(libc::O_NOFOLLOW).mode(FILE_MODE & 0o644);
         }
         options.open(path).map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
@@ -208,7 +228,14 @@ impl Fs for RealFs {
     }
 
     fn open_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>> {
-        Ok(Box::new(RealInPlace(OpenOptions::new().read(true).write(true).open(path)?)))
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW);
+        }
+        Ok(Box::new(RealInPlace(options.open(path)?)))
     }
 
     fn open_sole_in_place(&self, path: &Path) -> io::Result<Box<dyn FsInPlace>> {
@@ -260,7 +287,7 @@ impl Fs for RealFs {
     }
 
     fn make_spare(&self, spare: &Path) -> io::Result<()> {
-        OpenOptions::new().write(true).create_new(true).open(spare).map(drop)
+        create_new_file(spare).map(drop)
     }
 }
 

@@ -342,7 +342,17 @@ impl DualStorageManager {
         let span = ctx.span("load", Some(series));
         let rows = range.map_or(Rows::All, Rows::Range);
         async {
-            let pmeta = self.metadata.get(series, self.primary.name(), ctx).await?;
+            // An unreadable primary record (damaged, or a planted link) leaves the primary
+            // unproven: it is then read like a copy without a record, and the secondary,
+            // proven by its own record, is what serves the load if it is sound.
+            let pmeta = match self.metadata.get(series, self.primary.name(), ctx).await {
+                Ok(m) => m,
+                Err(e) if e.is_data_error() && self.secondary.is_some() => {
+                    tracing::warn!(error = %e, "primary metadata record unreadable; proving the copies without it");
+                    None
+                }
+                Err(e) => return Err(e),
+            };
             if self.settings.prefer_secondary_reads
                 && !self.settings.lock_free
                 && let Some(sec) = &self.secondary

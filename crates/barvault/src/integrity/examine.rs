@@ -70,9 +70,16 @@ pub(crate) async fn examine(
     // Fast path: a matching checksum proves the content; parse only on disagreement. The
     // fingerprint, if any, is checked in the same pass. The same read tells a missing file.
     let (info, proof) = match (expected, deep) {
-        (Some(_), false) => match store.load(series, &audit(Rows::Nothing), ctx).await? {
-            Some(l) => (Some(l.info.clone()), Some(l)),
-            None => (None, None),
+        (Some(_), false) => match store.load(series, &audit(Rows::Nothing), ctx).await {
+            Ok(Some(l)) => (Some(l.info.clone()), Some(l)),
+            Ok(None) => (None, None),
+            // Not even openable as a file of the store (a planted symbolic link).
+            Err(e) if e.is_data_error() => {
+                let path = base.join(DualStorageManager::relative_path(series, store.name()));
+                issues.push(issue(IssueKind::Unparsable, Some(series), &path, e.to_string()));
+                return Ok(Examined { state: CopyState::Broken, bytes: 0, issues, path });
+            }
+            Err(e) => return Err(e),
         },
         _ => (store.file_info(series, ctx).await?, None),
     };
@@ -125,8 +132,14 @@ pub(crate) async fn examine(
         }
         Ok(None) => CopyState::Missing,
         Err(e) if e.is_data_error() => {
-            let md5 = checksum_of(store, series, Which::Current, ctx).await?.unwrap_or_default();
-            if let Some(e2) = expected
+            // A file that cannot even be hashed (a planted symbolic link, never followed)
+            // is reported as unparsable only.
+            let md5 = match checksum_of(store, series, Which::Current, ctx).await {
+                Ok(md5) => md5,
+                Err(e) if e.is_data_error() => None,
+                Err(e) => return Err(e),
+            };
+            if let (Some(e2), Some(md5)) = (expected, md5)
                 && e2 != md5
             {
                 let detail = format!("file has MD5 {md5}, metadata records {e2}");
