@@ -184,6 +184,8 @@ class VerifyReport:
     """True when no problem was found."""
     problems: list[str]
     """One line per problem: "kind: path: detail"."""
+    notes: list[str]
+    """Not problems, in the same form: a Parquet copy lagging behind appends to the CSV."""
     series_checked: int
     files_checked: int
     bytes_checked: int

@@ -198,6 +198,9 @@ pub struct VerifyReport {
     pub clean: bool,
     /// One line per problem: "kind: path: detail", as `barvault verify` prints them.
     pub problems: Vec<String>,
+    /// What is not a problem but worth knowing, in the same form: a Parquet copy lagging
+    /// behind appends to the CSV ("lagging: path: detail").
+    pub notes: Vec<String>,
     /// Series checked.
     pub series_checked: usize,
     /// Files checked.
@@ -211,15 +214,17 @@ pub fn variant_name<T: serde::Serialize>(kind: &T) -> String {
     serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
+/// "kind: path: detail", as `barvault verify` prints an issue.
+fn issue_line(i: &barvault::Issue) -> String {
+    format!("{}: {}: {}", variant_name(&i.kind), i.path.display(), i.detail)
+}
+
 impl From<barvault::VerifyReport> for VerifyReport {
     fn from(r: barvault::VerifyReport) -> Self {
         Self {
             clean: r.is_clean(),
-            problems: r
-                .issues
-                .iter()
-                .map(|i| format!("{}: {}: {}", variant_name(&i.kind), i.path.display(), i.detail))
-                .collect(),
+            problems: r.issues.iter().map(issue_line).collect(),
+            notes: r.notes.iter().map(issue_line).collect(),
             series_checked: r.series_checked,
             files_checked: r.files_checked,
             bytes_checked: r.bytes_checked,

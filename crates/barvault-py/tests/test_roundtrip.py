@@ -311,3 +311,17 @@ def test_load_is_a_new_frame_each_time(vault):
     b = vault.load("stock", "MUT", "1d")
     assert b.iloc[0, 0] != -1.0
     assert MINUTE_NS == 60 * 10**9
+
+
+def test_an_append_is_clean_and_its_lagging_parquet_copy_is_a_note(vault, tmp_path):
+    df = frame(200)
+    vault.persist(df.iloc[:150], "stock", "APP", "1m")
+    parquet = tmp_path / "store" / "stocks" / "1m" / "APP.parquet"
+    before = parquet.read_bytes()
+    receipt = vault.persist(df.iloc[150:], "stock", "APP", "1m")
+    assert (receipt.added, receipt.rows_stored) == (50, 200)
+    assert parquet.read_bytes() == before, "an append leaves the Parquet copy as it was"
+    report = vault.verify()
+    assert report.clean, report.problems
+    assert len(report.notes) == 1 and report.notes[0].startswith("lagging: "), report.notes
+    assert_frame_equal(vault.load("stock", "APP", "1m"), df)
