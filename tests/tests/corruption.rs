@@ -180,6 +180,64 @@ async fn a_deleted_metadata_record_is_reported_and_rewritten() {
     assert!(common::read(&t.csv) == t.csv_bytes);
 }
 
+/// Hostile record files written over the CSV record (issue 17): a 2^70 row count, 100,000
+/// nested `[`, invalid UTF-8, a sparse 64 GiB file, and a path field naming a FIFO outside
+/// the store (opening it for reading would block this test). Loads keep serving the bars,
+/// `verify` names the record as `bad_metadata`, `recover` writes a sound one, and nothing
+/// ever opens the outside path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_metadata_records_are_named_replaced_and_never_address_a_file() {
+    let outside = tempfile::tempdir().unwrap();
+    let fifo = outside.path().join("outside.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+    let swap = |json: &[u8], from: &str, to: &[u8]| {
+        let at = json.windows(from.len()).position(|w| w == from.as_bytes()).unwrap_or_else(|| panic!("{from}"));
+        [&json[..at], to, &json[at + from.len()..]].concat()
+    };
+    for what in ["row count 2^70", "100,000 [", "invalid UTF-8", "path to an outside FIFO"] {
+        if what.contains("FIFO") && !made {
+            eprintln!("skipped {what}: mkfifo failed");
+            continue;
+        }
+        let t = stored(common::vault).await;
+        let meta = FileMetadataStore::new(t.vault.base());
+        let ctx = common::ctx();
+        let sound = meta.get(&t.series, "csv", &ctx).await.unwrap().expect("csv record");
+        let json = serde_json::to_vec_pretty(&sound).unwrap();
+        let rows = format!("\"row_count\": {}", sound.row_count);
+        let bytes = match what {
+            "row count 2^70" => swap(&json, &rows, b"\"row_count\": 1180591620717411303424"),
+            "100,000 [" => vec![b'['; 100_000],
+            "invalid UTF-8" => swap(&json, "AAPL.csv\"", b"AA\xffPL.csv\""),
+            _ => swap(&json, "\"stocks/1d/AAPL.csv\"", format!("{:?}", fifo.display().to_string()).as_bytes()),
+        };
+        // The legacy form has no slot checksum to get right; slotted forms of each are
+        // covered by barvault-metadata's own tests.
+        std::fs::remove_file(meta.record_path(&t.series, "csv")).unwrap();
+        let legacy = meta.legacy_record_path(&t.series, "csv");
+        std::fs::write(&legacy, &bytes).unwrap();
+        let run = async {
+            assert_eq!(t.load().await.unwrap(), Some(t.bars.clone()), "{what}");
+            let report = t.verify().await;
+            assert!(has(&report, IssueKind::BadMetadata, &legacy), "{what}: {:#?}", report.issues);
+            t.recover_clean().await;
+        };
+        let limit = std::time::Duration::from_secs(60);
+        tokio::time::timeout(limit, run).await.unwrap_or_else(|_| panic!("{what}: hung (opened the FIFO?)"));
+        assert!(common::read(&t.csv) == t.csv_bytes, "{what}");
+        let now = meta.get(&t.series, "csv", &ctx).await.unwrap().expect("a sound record");
+        assert_eq!(now.checksum, sound.checksum, "{what}");
+    }
+    let t = stored(common::vault).await;
+    let meta = FileMetadataStore::new(t.vault.base());
+    let record = meta.record_path(&t.series, "csv");
+    std::fs::File::create(&record).unwrap().set_len(64 << 30).unwrap();
+    assert_eq!(t.load().await.unwrap(), Some(t.bars.clone()));
+    assert!(has(&t.verify().await, IssueKind::BadMetadata, &record));
+    t.recover_clean().await;
+    assert!(std::fs::metadata(&record).unwrap().len() < 1 << 20, "the 64 GiB record was replaced");
+}
+
 /// A record whose MD5 is right but whose fingerprint is not (a wrong MD5 state, or a wrong
 /// CRC-32) would mislead the next write: `verify` names it (also `--deep`), `recover`
 /// re-records the file without touching it, and the next persist is exact again.

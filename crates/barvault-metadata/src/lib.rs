@@ -19,6 +19,9 @@
 
 mod slots;
 
+#[cfg(test)]
+mod hostile_tests;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -27,8 +27,11 @@ use crate::error::{from_arrow_on_read, from_parquet_on_read};
 /// back to the kernel between decodes (glibc's defaults in a fresh process).
 const BATCH_ROWS: usize = 65_536;
 
-/// Cap on the rows reserved up front from the footer's (untrusted) row counts.
-const MAX_RESERVE_ROWS: usize = 1 << 24;
+/// Cap on the values (8 bytes each, over all columns read) reserved up front from the
+/// footer's (untrusted) row counts: 64 MiB, 1.2 million rows of bars with one extra column.
+/// Longer reads grow their columns as the rows arrive, so a footer claiming 10^9 rows costs
+/// no more than this before it is refused.
+const MAX_RESERVE_VALUES: usize = 1 << 23;
 
 /// What one decode did, for logs and for checking that row-group pruning works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -300,6 +303,58 @@ fn check_layout(meta: &ParquetMetaData, file_len: u64) -> Result<(), CodecError>
     Ok(())
 }
 
+/// Refuses footers whose claims the reader would believe although no valid writer makes
+/// them: a row count that a flat column chunk of the group contradicts (the reader then
+/// decodes what the pages hold, so the lie would pass), and column chunks whose byte
+/// ranges overlap (row groups sharing bytes would decode the same rows again and again,
+/// multiplying a small file into any number of rows).
+fn check_claims(meta: &ParquetMetaData) -> Result<(), CodecError> {
+    let mut ranges = Vec::new();
+    for (g, group) in meta.row_groups().iter().enumerate() {
+        for chunk in group.columns() {
+            if chunk.column_descr().max_rep_level() == 0 && chunk.num_values() != group.num_rows() {
+                return Err(CodecError::Corrupt(format!(
+                    "row group {} claims {} rows but its column {} holds {} values",
+                    g + 1,
+                    group.num_rows(),
+                    chunk.column_path(),
+                    chunk.num_values()
+                )));
+            }
+            // Offsets and lengths were checked against the file by `check_layout`.
+            let start = chunk.dictionary_page_offset().unwrap_or(chunk.data_page_offset()).unsigned_abs();
+            let len = chunk.compressed_size().unsigned_abs();
+            if len > 0 {
+                ranges.push((start, start + len, g, chunk.column_path().to_string()));
+            }
+        }
+    }
+    ranges.sort_unstable();
+    for pair in ranges.windows(2) {
+        let ((_, end, g0, c0), (start, _, g1, c1)) = (&pair[0], &pair[1]);
+        if start < end {
+            return Err(CodecError::Corrupt(format!(
+                "row group {} column {c1}: chunk at offset {start} overlaps the chunk of row group {} column {c0}",
+                g1 + 1,
+                g0 + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a read whose pages held a different number of rows than the footer declared
+/// for the row groups read (a lie `check_claims` cannot see, such as a column's value
+/// count changed together with the row count).
+fn check_rows_read(declared: usize, read: usize) -> Result<(), CodecError> {
+    if declared != read {
+        return Err(CodecError::Corrupt(format!(
+            "the footer declares {declared} rows in the row groups read but their pages hold {read}"
+        )));
+    }
+    Ok(())
+}
+
 /// Maps a row of the decoded stream back to its row group, for error messages.
 struct GroupIndex {
     /// (first row in the stream, row group index), ascending.
@@ -475,6 +530,7 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
     let plan = Plan::from_schema(builder.schema())?;
     let meta = builder.metadata().clone();
     check_layout(&meta, file_len)?;
+    check_claims(&meta)?;
     let descr = builder.parquet_schema();
     let ts_leaf = (0..descr.num_columns()).find(|&leaf| descr.get_column_root_idx(leaf) == plan.ts.root);
     let bounds = |g: usize| ts_leaf.and_then(|leaf| group_bounds(&meta, g, leaf, plan.ts_kind));
@@ -501,10 +557,11 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
         .map_err(from_parquet_on_read)?;
     // A read of at most one batch is taken over from the decoded arrays (see `take_values`),
     // so its columns are not reserved here; longer reads are appended into reserved columns.
-    let reserve = if expected <= BATCH_ROWS { 0 } else { expected.min(MAX_RESERVE_ROWS) };
+    let capped = expected.min(MAX_RESERVE_VALUES / (6 + plan.extras.len()));
+    let reserve = if expected <= BATCH_ROWS { 0 } else { capped };
     let mut out = Decoding {
         raw: RawBars::with_capacity(reserve),
-        extras: plan.extras.iter().map(|_| Vec::with_capacity(expected.min(MAX_RESERVE_ROWS))).collect(),
+        extras: plan.extras.iter().map(|_| Vec::with_capacity(capped)).collect(),
         offset: 0,
     };
     for batch in reader {
@@ -512,6 +569,7 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
         out.batch(&plan, &index, batch)?;
     }
     let rows_read = out.raw.ts.len();
+    check_rows_read(expected, rows_read)?;
     let Decoding { mut raw, mut extras, .. } = out;
     if let Some(r) = range {
         trim_to(&mut raw, &mut extras, &r);
