@@ -158,15 +158,16 @@ impl<C: BarCodec + 'static> Inner<C> {
     }
 
     /// Deletes the data file, its backup and its spare: a removed series must not come back
-    /// from a backup, and leaves nothing behind.
+    /// from a backup, and leaves nothing behind. The data file goes last, so a removal
+    /// stopped half-way never leaves a backup of a file that no longer exists.
     fn remove(&self, series: &SeriesKey) -> Result<bool, StorageError> {
         let _guard = match &self.commit_lock {
             Some((locks, timeout)) => Some(locks.lock_blocking(series, *timeout)?),
             None => None,
         };
-        let existed = remove_durable(self.fs.as_ref(), &self.layout.data_path(series))?;
         remove_durable(self.fs.as_ref(), &self.layout.backup_path(series))?;
         remove_durable(self.fs.as_ref(), &self.layout.spare_path(series))?;
+        let existed = remove_durable(self.fs.as_ref(), &self.layout.data_path(series))?;
         tracing::info!(path = %self.layout.data_path(series).display(), existed, "removed");
         Ok(existed)
     }

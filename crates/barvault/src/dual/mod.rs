@@ -244,14 +244,19 @@ impl DualStorageManager {
     }
 
     /// Deletes both copies, their backups and their records under the series lock; whether
-    /// anything was stored.
+    /// anything was stored. The records go first: a removal stopped half-way (a SIGKILL)
+    /// leaves either files without records, which are served and which `recover` records
+    /// again, or nothing; never a record whose every copy is gone, which `recover` would
+    /// call unrecoverable.
     pub async fn remove(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
         let _guard = self.locks.lock(series, self.settings.lock_timeout, ctx).await?;
-        let mut removed = self.primary.remove(series, ctx).await?;
         self.metadata.remove(series, self.primary.name(), ctx).await?;
         if let Some(s) = &self.secondary {
-            removed |= s.remove(series, ctx).await?;
             self.metadata.remove(series, s.name(), ctx).await?;
+        }
+        let mut removed = self.primary.remove(series, ctx).await?;
+        if let Some(s) = &self.secondary {
+            removed |= s.remove(series, ctx).await?;
         }
         Ok(removed)
     }

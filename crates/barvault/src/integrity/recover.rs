@@ -211,8 +211,8 @@ impl Vault {
                 }
             }
         }
-        if best.is_some() {
-            return best;
+        if let Some(b) = best {
+            return Some(unrecorded_primary_extending(copies, examined, records, series, &b, max_gen).unwrap_or(b));
         }
         for (c, found) in copies.iter().zip(examined) {
             let Some(expected) = rec(c).and_then(|r| r.backup_checksum.as_ref()) else { continue };
@@ -288,6 +288,34 @@ impl Vault {
         self.manager.metadata().record(&meta, ctx).await?;
         Ok(what)
     }
+}
+
+/// A primary copy that lost its record and parses into the bars of `best` (a recorded
+/// secondary) followed by more: the shape appends in place leave while the secondary lags
+/// (DECISIONS.md, "Appends in place"). `export` serves those rows, so they are committed
+/// bars to keep, not to cut back to the lagging copy.
+fn unrecorded_primary_extending(
+    copies: &[Arc<dyn BarStore>],
+    examined: &[Examined],
+    records: &Records,
+    series: &SeriesKey,
+    best: &Best,
+    max_gen: u64,
+) -> Option<Best> {
+    let (c, found) = (copies.first()?, examined.first()?);
+    if records.contains_key(&(series.clone(), c.name().to_string())) {
+        return None;
+    }
+    let CopyState::Parses(p) = &found.state else { return None };
+    (p.len() > best.bars.len() && p.slice_rows(0, best.bars.len()) == best.bars).then(|| Best {
+        bars: p.clone(),
+        generation: max_gen + 1,
+        source: format!(
+            "the {} copy as it parses, {} rows appended after the lagging copy",
+            c.name(),
+            p.len() - best.bars.len()
+        ),
+    })
 }
 
 /// The checksum to record for the `.backup` of a copy whose previous record is `r`: a write
