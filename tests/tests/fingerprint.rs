@@ -6,6 +6,7 @@
 
 mod common;
 
+use barvault_ports::BarStoreExt;
 use std::path::Path;
 use std::sync::Arc;
 

@@ -6,6 +6,7 @@
 
 mod common;
 
+use barvault_ports::BarStoreExt;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -3,6 +3,7 @@
 
 mod common;
 
+use barvault_ports::BarStoreExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

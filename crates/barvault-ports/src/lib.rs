@@ -33,8 +33,8 @@ pub use metadata::{
     Appended, DateRange, FileMetadata, Fingerprint, Md5Checkpoint, MetadataStore, RecordList, UnreadableRecord,
 };
 pub use store::{
-    BackupPolicy, BarStore, Capabilities, Checksum, FileInfo, Keep, LoadOptions, Loaded, Persisted, PutMode,
-    PutOptions, Revision, Rows, StagedWrite, Version, Which,
+    BackupPolicy, BarStore, BarStoreExt, Capabilities, Checksum, FileInfo, Keep, LoadOptions, Loaded, Persisted,
+    PutMode, PutOptions, Revision, Rows, StagedWrite, Version, Which,
 };
 
 #[cfg(feature = "mock")]

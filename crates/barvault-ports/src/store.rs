@@ -394,17 +394,6 @@ pub trait BarStore: Send + Sync + Debug {
         ctx: &OpContext,
     ) -> Result<Box<dyn StagedWrite>, StorageError>;
 
-    /// Stages and commits `revision` at once.
-    async fn persist(
-        &self,
-        series: &SeriesKey,
-        revision: &Revision,
-        options: &PutOptions,
-        ctx: &OpContext,
-    ) -> Result<Persisted, StorageError> {
-        self.stage(series, revision, options, ctx).await?.commit(ctx).await
-    }
-
     /// Every stored series ([`Capabilities::list`]).
     async fn list(&self, _ctx: &OpContext) -> Result<Vec<SeriesKey>, StorageError> {
         Err(StorageError::unsupported("list", self.name()))
@@ -435,3 +424,22 @@ pub trait BarStore: Send + Sync + Debug {
         Ok(None)
     }
 }
+
+/// What every [`BarStore`] can do through its required methods, kept out of the port so
+/// that an adapter has nothing more to implement or forward (futures' `StreamExt` is the
+/// model). Bring it into scope to call `store.persist(...)`.
+#[async_trait]
+pub trait BarStoreExt: BarStore {
+    /// Stages and commits `revision` at once.
+    async fn persist(
+        &self,
+        series: &SeriesKey,
+        revision: &Revision,
+        options: &PutOptions,
+        ctx: &OpContext,
+    ) -> Result<Persisted, StorageError> {
+        self.stage(series, revision, options, ctx).await?.commit(ctx).await
+    }
+}
+
+impl<T: BarStore + ?Sized> BarStoreExt for T {}

@@ -1,5 +1,6 @@
 //! The memory adapters against the conformance suite, plus proof that the suite can fail.
 
+use barvault_ports::BarStoreExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

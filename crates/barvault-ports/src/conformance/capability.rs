@@ -2,6 +2,7 @@
 //! capability works exactly, an undeclared one is refused with
 //! [`StorageError::Unsupported`] (or, for tail reads, simply not used).
 
+use crate::BarStoreExt;
 use std::sync::Arc;
 
 use barvault_domain::{MergePolicy, merge};

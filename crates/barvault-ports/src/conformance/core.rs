@@ -1,5 +1,6 @@
 //! What every [`BarStore`] must do: versions, conditional writes, staging, exact values.
 
+use crate::BarStoreExt;
 use std::sync::Arc;
 
 use barvault_domain::{Bars, InstrumentKind, Period, SeriesKey, TimeRange};

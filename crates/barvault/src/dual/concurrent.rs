@@ -21,6 +21,7 @@
 //!   persist starts again from a fresh read: merging bars that are already stored changes
 //!   nothing, so a retry only writes what is missing.
 
+use barvault_ports::BarStoreExt;
 use std::sync::Arc;
 use std::time::Duration;
 

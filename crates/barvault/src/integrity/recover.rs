@@ -1,6 +1,7 @@
 //! `recover`: unreadable records and stale leftovers removed, every damaged series rebuilt
 //! from the best evidence left, stale locks removed.
 
+use barvault_ports::BarStoreExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
