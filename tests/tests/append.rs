@@ -11,7 +11,7 @@ use std::path::Path;
 
 use barvault::{Bars, Instrument, IssueKind, Period, PersistOptions, Scope, SeriesKey, Vault};
 use barvault_csv::CsvCodec;
-use barvault_ports::{Appended, FileMetadata};
+use barvault_ports::{Appended, FileMetadata, MetadataStore};
 use common::{ctx, paths, read, vault};
 
 const MINUTE: i64 = 60_000_000_000;
@@ -174,4 +174,59 @@ async fn only_bars_after_the_last_stored_one_in_the_stored_style_are_appended() 
     assert_eq!((c.appended, c.generation), (None, p.generation));
     assert_eq!(stored(&v).await.len(), 102);
     assert!(v.verify(Scope::All, true).await.unwrap().is_clean());
+}
+
+/// The append is one more call of the port ([`barvault_ports::Capabilities::appends`]):
+/// through a wrapper that forwards it, an append goes in place; one that fails with EIO
+/// fails the persist, naming the step, and leaves the committed bars and both records as
+/// they were; once healed, the same bars append.
+#[tokio::test]
+async fn a_failed_append_fails_the_persist_and_keeps_the_committed_bars() {
+    use std::sync::Arc;
+
+    use barvault::{DualSettings, DualStorageManager};
+    use barvault_fs::FileStore;
+    use barvault_parquet::ParquetCodec;
+    use barvault_ports::memory::{InMemoryLocks, InMemoryMetadataStore};
+    use barvault_ports::unreliable::{Injected, Op, UnreliableStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let csv_store = FileStore::builder(dir.path(), CsvCodec).locked_by_caller().build().unwrap();
+    let parquet = FileStore::builder(dir.path(), ParquetCodec::default()).locked_by_caller().build().unwrap();
+    let csv = Arc::new(UnreliableStore::new(Arc::new(csv_store.clone())));
+    assert!(barvault_ports::BarStore::capabilities(&*csv).appends, "the wrapper hides the capability");
+    let metadata = Arc::new(InMemoryMetadataStore::new());
+    let manager = DualStorageManager::new(
+        csv.clone(),
+        Some(Arc::new(parquet)),
+        metadata.clone(),
+        Arc::new(InMemoryLocks::new()),
+        DualSettings::default(),
+    );
+    let path = csv_store.path_of(&series());
+    let persist = |bars: Bars| {
+        let manager = &manager;
+        async move { manager.persist(&bars, &series(), PersistOptions::default(), &ctx()).await }
+    };
+    persist(minutes(0, 500)).await.unwrap();
+    persist(minutes(500, 501)).await.unwrap();
+    assert_eq!(csv.calls(Op::Append), 1);
+    let records = || async {
+        let (s, c) = (series(), ctx());
+        (metadata.get(&s, "csv", &c).await.unwrap(), metadata.get(&s, "parquet", &c).await.unwrap())
+    };
+    let (bytes, before) = (read(&path), records().await);
+
+    csv.fail_once(Op::Append, 1, Injected::Io(5));
+    let err = persist(minutes(501, 503)).await.expect_err("the injected EIO");
+    assert!(err.to_string().contains("append"), "{err}");
+    assert_eq!(read(&path), bytes, "a failed append changed the CSV");
+    assert!(records().await == before, "a failed append changed a record");
+    assert_eq!(common::served(&manager, &series()).await.unwrap(), minutes(0, 501));
+
+    csv.heal();
+    persist(minutes(501, 503)).await.unwrap();
+    assert_eq!(csv.calls(Op::Append), 3);
+    assert_eq!(read(&path), CsvCodec.encode_to_vec(&minutes(0, 503)));
+    assert_eq!(common::served(&manager, &series()).await.unwrap(), minutes(0, 503));
 }

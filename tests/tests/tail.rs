@@ -66,8 +66,14 @@ fn stack(dir: &Path, refuse: bool) -> Stack {
     let csv = wrap(Arc::new(csv_store.clone()));
     let parquet = wrap(Arc::new(parquet_store.clone()));
     let metadata = Arc::new(InMemoryMetadataStore::new());
-    let settings =
-        DualSettings { validation: ValidationPolicy::Off, prefer_secondary_reads: true, ..DualSettings::default() };
+    // No appends in place (tests/tests/append.rs has them): every merge here, the night
+    // that only adds a bar included, rewrites both copies, by their tails or whole.
+    let settings = DualSettings {
+        validation: ValidationPolicy::Off,
+        prefer_secondary_reads: true,
+        append_lag_rows: 0,
+        ..DualSettings::default()
+    };
     let manager = DualStorageManager::new(
         csv.clone(),
         Some(parquet.clone()),

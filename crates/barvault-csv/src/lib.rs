@@ -207,4 +207,8 @@ impl BarCodec for CsvCodec {
     fn append_after(&self, stored: &dyn StoredBytes, bars: &Bars) -> Result<Option<Vec<u8>>, CodecError> {
         keep::append_after(stored, bars, self.style)
     }
+
+    fn continues_files(&self) -> bool {
+        true
+    }
 }

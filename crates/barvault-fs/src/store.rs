@@ -234,6 +234,7 @@ impl<C: BarCodec + 'static> BarStore for FileStore<C> {
             atomic_updates: self.inner.commit_lock.is_some(),
             list: true,
             remove: true,
+            appends: self.inner.codec.continues_files(),
         }
     }
 
@@ -301,6 +302,9 @@ impl<C: BarCodec + 'static> BarStore for FileStore<C> {
         record: &FileMetadata,
         ctx: &OpContext,
     ) -> Result<Option<Persisted>, StorageError> {
+        if !self.inner.codec.continues_files() {
+            return Err(StorageError::unsupported("append", self.name()));
+        }
         let span = ctx.span("append", Some(series));
         let (inner, key, bars, record) = (Arc::clone(&self.inner), series.clone(), bars.clone(), record.clone());
         off_executor(IoStep::Append, self.path_of(series), span, move || {

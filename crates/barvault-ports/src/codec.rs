@@ -202,4 +202,10 @@ pub trait BarCodec: Send + Sync + Debug {
         let _ = (stored, bars);
         Ok(None)
     }
+
+    /// Whether [`BarCodec::append_after`] can continue files of this format at all (a store
+    /// declares [`Capabilities::appends`](crate::Capabilities::appends) from it).
+    fn continues_files(&self) -> bool {
+        false
+    }
 }

@@ -234,6 +234,7 @@ impl BarStore for InMemoryBarStore {
             atomic_updates: true,
             list: true,
             remove: true,
+            appends: false,
         }
     }
 

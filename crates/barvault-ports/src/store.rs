@@ -353,6 +353,10 @@ pub struct Capabilities {
     pub list: bool,
     /// [`BarStore::remove`] is supported.
     pub remove: bool,
+    /// [`BarStore::append`] is supported: it appends rows later than the stored ones to a
+    /// version this store wrote, in place. Without it, `append` is refused and the caller
+    /// writes whole versions.
+    pub appends: bool,
 }
 
 /// Keeps the versions of many series (the seed's DataStorageProtocol: persist, load,
@@ -413,7 +417,7 @@ pub trait BarStore: Send + Sync + Debug {
     /// this version (no fingerprint to resume the checksums from, a stored style the codec
     /// would not continue, a file with more than one name...) and nothing was changed;
     /// the caller then writes a whole version. The caller holds the series lock, or the
-    /// store takes it. The default appends nothing.
+    /// store takes it ([`Capabilities::appends`]; refused by default).
     async fn append(
         &self,
         _series: &SeriesKey,
@@ -421,7 +425,7 @@ pub trait BarStore: Send + Sync + Debug {
         _record: &FileMetadata,
         _ctx: &OpContext,
     ) -> Result<Option<Persisted>, StorageError> {
-        Ok(None)
+        Err(StorageError::unsupported("append", self.name()))
     }
 }
 

@@ -12,10 +12,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use barvault_domain::SeriesKey;
+use barvault_domain::{Bars, SeriesKey};
 
 use crate::context::OpContext;
 use crate::error::{IoStep, StorageError};
+use crate::metadata::FileMetadata;
 use crate::store::{
     BarStore, Capabilities, FileInfo, LoadOptions, Loaded, Persisted, PutOptions, Revision, Rows, StagedWrite,
 };
@@ -30,6 +31,7 @@ pub enum Op {
     Commit,
     List,
     Remove,
+    Append,
 }
 
 /// The error an injected failure returns.
@@ -54,6 +56,7 @@ impl Injected {
                     Op::Commit => IoStep::Rename,
                     Op::List => IoStep::List,
                     Op::Remove => IoStep::Remove,
+                    Op::Append => IoStep::Append,
                 };
                 StorageError::io(step, path, std::io::Error::from_raw_os_error(errno))
             }
@@ -271,5 +274,16 @@ impl BarStore for UnreliableStore {
     async fn remove(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
         self.check(Op::Remove, Some(series))?;
         self.inner.remove(series, ctx).await
+    }
+
+    async fn append(
+        &self,
+        series: &SeriesKey,
+        bars: &Bars,
+        record: &FileMetadata,
+        ctx: &OpContext,
+    ) -> Result<Option<Persisted>, StorageError> {
+        self.check(Op::Append, Some(series))?;
+        self.inner.append(series, bars, record, ctx).await
     }
 }

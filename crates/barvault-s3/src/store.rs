@@ -296,6 +296,7 @@ impl<C: BarCodec + 'static> BarStore for ObjectBarStore<C> {
             atomic_updates: true,
             list: true,
             remove: true,
+            appends: false,
         }
     }
 

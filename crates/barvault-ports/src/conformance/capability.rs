@@ -5,13 +5,13 @@
 use crate::BarStoreExt;
 use std::sync::Arc;
 
-use barvault_domain::{MergePolicy, merge};
+use barvault_domain::{Bars, MergePolicy, merge, nanos_to_datetime};
 
 use super::core::{assert_bars, assert_conflict, load_all, load_with, overwrite, put, version};
 use super::{BASE_NS, DAY_NS, ctx, sample_bars, sample_metadata, stock};
 use crate::error::StorageError;
-use crate::metadata::{FileMetadata, Fingerprint};
-use crate::store::{BackupPolicy, BarStore, Checksum, Keep, LoadOptions, PutOptions, Revision, Rows, Which};
+use crate::metadata::{DateRange, FileMetadata, Fingerprint};
+use crate::store::{BackupPolicy, BarStore, Checksum, Keep, LoadOptions, Persisted, PutOptions, Revision, Rows, Which};
 
 fn unsupported<T: std::fmt::Debug>(store: &dyn BarStore, what: &str, result: Result<T, StorageError>) {
     match result {
@@ -230,6 +230,57 @@ pub async fn concurrent_updates_lose_nothing(store: &dyn BarStore) {
     assert_eq!(stored.len(), 9, "[{}] lost updates ({attempts:?} retries): {} rows", store.name(), stored.len());
 }
 
+/// With [`Capabilities::appends`](crate::Capabilities::appends): rows later than the stored
+/// ones, appended to the version a record describes, make exactly the stored rows followed
+/// by them, with the checksum of the whole new file; appends chain from the version each
+/// returns; a record that does not describe the stored bytes appends nothing rather than a
+/// wrong file. Without it, an append is refused.
+pub async fn appends_continue_the_stored_version(store: &dyn BarStore) {
+    let s = stock("CF_APPEND");
+    let c = ctx();
+    let record_of = |bars: &Bars, written: &Persisted| FileMetadata {
+        checksum: written.checksum.clone().unwrap_or_default(),
+        file_size: written.info.size,
+        fingerprint: written.fingerprint.clone(),
+        row_count: bars.len() as u64,
+        columns: bars.column_names(),
+        date_range: DateRange {
+            start: bars.first_timestamp().map(nanos_to_datetime),
+            end: bars.last_timestamp().map(nanos_to_datetime),
+        },
+        ..sample_metadata(&s, store.name(), 1)
+    };
+    let mut expected = sample_bars(50, BASE_NS, DAY_NS, 80);
+    let mut written = overwrite(store, &s, &expected).await;
+    let later = |round: i64| sample_bars(3, BASE_NS + (50 + 3 * round) * DAY_NS, DAY_NS, 81 + round as u64);
+    if !store.capabilities().appends {
+        unsupported(store, "append", store.append(&s, &later(0), &record_of(&expected, &written), &c).await);
+        assert_bars(store, "after a refused append", &load_all(store, &s).await, &expected);
+        return;
+    }
+    for round in 0..3 {
+        let next = later(round);
+        let appended = store.append(&s, &next, &record_of(&expected, &written), &c).await;
+        let appended = appended
+            .unwrap_or_else(|e| panic!("[{}] round {round}: append failed: {e}", store.name()))
+            .unwrap_or_else(|| panic!("[{}] round {round}: declares appends but appended nothing", store.name()));
+        expected = merge(&expected, &next, MergePolicy::KeepLast).expect("merge").0;
+        assert_eq!(appended.rows, expected.len(), "[{}] round {round}: rows of the appended version", store.name());
+        assert_bars(store, &format!("append round {round}"), &load_all(store, &s).await, &expected);
+        if store.capabilities().checksums {
+            let loaded = load_with(store, &s, &LoadOptions::default().checksum(Checksum::Compute)).await;
+            let sum = loaded.and_then(|l| l.checksum);
+            assert_eq!(sum, appended.checksum, "[{}] round {round}: append checksum vs the bytes", store.name());
+        }
+        written = appended;
+    }
+    // A record claiming more bytes than are stored does not describe this file.
+    let wrong = FileMetadata { file_size: written.info.size + 7, ..record_of(&expected, &written) };
+    let result = store.append(&s, &later(10), &wrong, &c).await;
+    assert!(!matches!(result, Ok(Some(_))), "[{}] appended to a version its record does not describe", store.name());
+    assert_bars(store, "after an append to a wrong record", &load_all(store, &s).await, &expected);
+}
+
 /// Polls every future to completion on the current task (no extra dependency for join_all).
 async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
@@ -257,4 +308,5 @@ pub async fn run_capabilities(store: &dyn BarStore) {
     checksums_describe_the_stored_bytes(store).await;
     list_and_remove(store).await;
     concurrent_updates_lose_nothing(store).await;
+    appends_continue_the_stored_version(store).await;
 }

@@ -38,7 +38,11 @@ impl DualStorageManager {
         validation: ValidationPolicy,
         ctx: &OpContext,
     ) -> Result<Option<PersistOutcome>, StorageError> {
-        if options.mode != WriteMode::Merge || self.settings.lock_free || bars.is_empty() {
+        if options.mode != WriteMode::Merge
+            || self.settings.lock_free
+            || bars.is_empty()
+            || !self.primary.capabilities().appends
+        {
             return Ok(None);
         }
         let Some(base) = self.append_base(bars, series, ctx).await? else { return Ok(None) };
