@@ -54,12 +54,10 @@ pub(super) fn source_error(e: io::Error, lines_before: u64) -> CodecError {
 /// ended only when `complete`.
 fn check_lines(text: &[u8], complete: bool) -> io::Result<()> {
     let mut start = 0;
-    let mut newlines = 0u64;
-    for end in memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len())) {
+    for (newlines, end) in memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len())).enumerate() {
         if end - start > MAX_LINE {
-            return Err(too_long(newlines, end - start, complete || end < text.len()));
+            return Err(too_long(newlines as u64, end - start, complete || end < text.len()));
         }
-        newlines += 1;
         start = end + 1;
     }
     Ok(())
