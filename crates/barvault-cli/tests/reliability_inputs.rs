@@ -1,5 +1,5 @@
 //! Hostile inputs through the real binary: every file of the corpus in `tests/data/bad/`,
-//! plus a few built at test time (a 10 MB field, a million columns, Parquet files with the
+//! plus a few built at test time (a 10 MB field and a 1 MB one, a million columns, Parquet files with the
 //! wrong schema or column types), is imported into a store that already holds a good
 //! series. Each must be refused with exit code 1 and one `error:` line naming the file, the
 //! line or row (group) where that applies, and the reason, and the store must be byte
@@ -116,23 +116,32 @@ fn generated(dir: &Path) -> Vec<(PathBuf, &'static str)> {
     let header = "timestamp,open,high,low,close,volume\n";
     let mut out = Vec::new();
 
-    // A 10 MB single field.
-    let p = dir.join("ten_mb_field.csv");
-    let mut s = String::from(header);
-    s.push_str("2024-01-01 00:00:00,");
-    s.push_str(&"9".repeat(10 << 20));
-    s.push_str(",11,9,10.5,100\n");
-    std::fs::write(&p, s).unwrap();
-    out.push((p, "finite"));
+    // A 10 MB single field, and one of a million digits (its line within the 1 MiB bound).
+    for (name, len, reason) in
+        [("ten_mb_field.csv", 10 << 20, "a line may have at most"), ("million_digit_field.csv", 1_000_000, "finite")]
+    {
+        let p = dir.join(name);
+        let mut s = String::from(header);
+        s.push_str("2024-01-01 00:00:00,");
+        s.push_str(&"9".repeat(len));
+        s.push_str(",11,9,10.5,100\n");
+        std::fs::write(&p, s).unwrap();
+        out.push((p, reason));
+    }
 
-    // A 10 MB single field of text, quoted.
-    let p = dir.join("ten_mb_text_field.csv");
-    let mut s = String::from(header);
-    s.push_str("2024-01-01 00:00:00,\"");
-    s.push_str(&"x".repeat(10 << 20));
-    s.push_str("\",11,9,10.5,100\n");
-    std::fs::write(&p, s).unwrap();
-    out.push((p, "not a number"));
+    // A 10 MB single field of text, quoted, and one of a million characters.
+    for (name, len, reason) in [
+        ("ten_mb_text_field.csv", 10 << 20, "a line may have at most"),
+        ("million_char_text_field.csv", 1_000_000, "not a number"),
+    ] {
+        let p = dir.join(name);
+        let mut s = String::from(header);
+        s.push_str("2024-01-01 00:00:00,\"");
+        s.push_str(&"x".repeat(len));
+        s.push_str("\",11,9,10.5,100\n");
+        std::fs::write(&p, s).unwrap();
+        out.push((p, reason));
+    }
 
     // A million columns: the bar columns plus 999,994 extras, one short row.
     let p = dir.join("million_columns.csv");

@@ -62,5 +62,22 @@ fn bench_decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_encode, bench_decode);
+/// `CsvCodec::decode_reader` of the same bytes, the path of an imported file (read in pieces).
+fn bench_decode_reader(c: &mut Criterion) {
+    let codec = CsvCodec::new();
+    let series = series();
+    let mut group = c.benchmark_group("csv/decode_reader");
+    for rows in SIZES {
+        let mut bytes = Vec::new();
+        codec.encode(&minute_bars(rows, START_NS, 1), &series, &mut bytes).expect("encode");
+        tune(&mut group, rows);
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(label(rows)), &bytes, |b, bytes| {
+            b.iter(|| codec.decode_reader(black_box(bytes.as_slice()), bytes.len(), None).expect("decode"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_encode, bench_decode, bench_decode_reader);
 criterion_main!(benches);

@@ -71,6 +71,10 @@
 //!   end; a `"` could open a field holding line ends, so from the first piece with a `"` the
 //!   rest of the input is read whole and decoded by csv's reader on one thread (quoted files
 //!   decode the same, just not in parallel).
+//! - **No line longer than 1 MiB** (1,048,576 bytes before its line end; 16 times the
+//!   longest line barvault needs, a header of 1,024 names of 64 characters). A longer line
+//!   is refused as soon as it is seen, naming its line and the bytes seen of it, without
+//!   reading the rest of the input: a file of one endless line costs a few MiB, never its size.
 //!
 //! Every refusal is a [`CodecError::Parse`] carrying the 1-based physical line, the column
 //! as written in the header and the offending text; no input bytes can make the reader panic.

@@ -21,7 +21,7 @@ use parallel::decode_parallel;
 pub(crate) use scan::{Fields, is_ignorable, line_of};
 use scan::{Rows, csv_error, decode_piece, has_quote, scan_records, shift_line};
 use sink::Columns;
-use source::{ReadSource, SliceSource, Source};
+use source::{ReadSource, SliceSource, Source, source_error};
 
 /// The decoder of a whole input, fed its records in file order.
 #[derive(Debug)]
@@ -178,9 +178,11 @@ fn decode_source<S: Source>(mut src: S, range: Option<TimeRange>, tuning: Tuning
     let mut lines_before = 0u64;
     let mut consumed = 0usize;
     while !decoder.settled() {
-        let Some(chunk) = src.next_chunk()? else { return decoder.finish() };
+        let Some(chunk) = src.next_chunk().map_err(|e| source_error(e, lines_before))? else {
+            return decoder.finish();
+        };
         if has_quote(chunk.as_ref()) {
-            let rest = src.rest(vec![chunk])?;
+            let rest = src.rest(vec![chunk]).map_err(|e| source_error(e, lines_before))?;
             decoder.feed_csv(rest.as_ref(), lines_before)?;
             return decoder.finish();
         }
@@ -213,7 +215,7 @@ fn decode_source<S: Source>(mut src: S, range: Option<TimeRange>, tuning: Tuning
         Decoder { layout: None, .. } => None,
     };
     if let Some(chunks) = quoted {
-        let rest = src.rest(chunks)?;
+        let rest = src.rest(chunks).map_err(|e| source_error(e, lines_before))?;
         decoder.feed_csv(rest.as_ref(), lines_before)?;
     }
     decoder.finish()
@@ -228,7 +230,7 @@ fn decode_sequential<S: Source>(
     out: &mut Columns,
     lines_before: &mut u64,
 ) -> Result<Option<Vec<S::Chunk>>, CodecError> {
-    while let Some(chunk) = src.next_chunk()? {
+    while let Some(chunk) = src.next_chunk().map_err(|e| source_error(e, *lines_before))? {
         if has_quote(chunk.as_ref()) {
             return Ok(Some(vec![chunk]));
         }
@@ -244,3 +246,6 @@ mod tests;
 
 #[cfg(test)]
 mod region_tests;
+
+#[cfg(test)]
+mod bound_tests;

@@ -11,7 +11,7 @@ use barvault_ports::CodecError;
 use super::header::Layout;
 use super::scan::{decode_piece, record_bound, shift_line};
 use super::sink::{Columns, Free, Region};
-use super::source::Source;
+use super::source::{Source, source_error};
 
 /// Where a piece's rows go: a region of the final columns, or columns of its own.
 #[derive(Debug)]
@@ -291,7 +291,7 @@ impl<'s, 'o, S: Source> Run<'s, 'o, S> {
     ) -> Result<Decoded<S::Chunk>, CodecError> {
         let Some((first, chunk)) = quoted else {
             return match self.read_error {
-                Some(e) => Err(CodecError::Io(e)),
+                Some(e) => Err(source_error(e, *self.lines_before)),
                 None => Ok((self.parts, None)),
             };
         };
@@ -299,11 +299,13 @@ impl<'s, 'o, S: Source> Run<'s, 'o, S> {
             let (seq, chunk, part, result) = done.recv().map_err(|_| stopped())?;
             self.pending.insert(seq, (chunk, part, result));
         }
-        if let Some(e) = self.read_error {
-            return Err(CodecError::Io(e));
-        }
         let mut chunks = vec![chunk];
         chunks.extend(std::mem::take(&mut self.pending).into_values().map(|(chunk, _, _)| chunk));
+        if let Some(e) = self.read_error {
+            // The read failed after these pieces, whose lines are not counted yet.
+            let undecoded: usize = chunks.iter().map(|c| memchr::memchr_iter(b'\n', c.as_ref()).count()).sum();
+            return Err(source_error(e, *self.lines_before + undecoded as u64));
+        }
         Ok((self.parts, Some(chunks)))
     }
 }
