@@ -1,7 +1,7 @@
 //! Python objects ↔ Arrow ↔ bars, with the GIL held: frames handed to `persist` become Arrow
 //! arrays through the Arrow C Data Interface (no per-value work in Python), loaded bars
-//! become a `pyarrow.Table` over the Rust buffers and from it a pandas or polars frame; time
-//! bounds become UTC nanoseconds.
+//! become a `pyarrow.Table` over the Rust buffers and from it a polars frame (the pandas frame is
+//! built in [`crate::pandas`]); time bounds become UTC nanoseconds.
 
 use arrow_array::ffi_stream::RecordBatchStreamReader;
 use arrow_array::{ArrayRef, RecordBatch, make_array};
@@ -166,19 +166,6 @@ pub fn arrow_table<'py>(py: Python<'py>, bars: Bars) -> PyResult<Bound<'py, PyAn
     let batch = engine::record_batch(bars)?;
     let schema = batch.schema();
     Table::try_new(vec![batch], schema).map_err(|e| arrow_invalid("building the Arrow table", e))?.into_pyarrow(py)
-}
-
-/// The bars as the pandas frame the seed's `load` returned, made exact: a `DatetimeIndex`
-/// named `timestamp` (UTC, nanoseconds), float64 columns, NaN where a value is missing.
-pub fn pandas_frame_of<'py>(py: Python<'py>, bars: Bars) -> PyResult<Bound<'py, PyAny>> {
-    let table = arrow_table(py, bars)?;
-    let kwargs = PyDict::new(py);
-    // The float columns are copied into one writable block, as a pandas user expects of a
-    // frame (a zero-copy frame over the Arrow buffers would be read-only); the table's
-    // buffers are released as they are converted, so the peak holds about one copy more.
-    kwargs.set_item(intern!(py, "self_destruct"), true)?;
-    let df = table.call_method(intern!(py, "to_pandas"), (), Some(&kwargs))?;
-    df.call_method1(intern!(py, "set_index"), (intern!(py, "timestamp"),))
 }
 
 /// The bars as a polars frame (`timestamp` as `Datetime(ns, UTC)`).

@@ -2,13 +2,15 @@
 //!
 //! A thin layer over the application crate: [`engine`] holds every call into it (blocking,
 //! panic-free, no Python), [`convert`] moves frames in and out as Arrow through the Arrow C
-//! Data Interface, [`vault`] is the `Vault` class (GIL released around every I/O and merge),
+//! Data Interface, [`pandas`] builds the frame of a load
+//! over the loaded buffers, [`vault`] is the `Vault` class (GIL released around every I/O and merge),
 //! [`objects`] the result objects and [`errors`] the exception hierarchy.
 
 mod convert;
 mod engine;
 mod errors;
 mod objects;
+mod pandas;
 mod vault;
 
 use pyo3::prelude::*;

@@ -7,10 +7,11 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::convert::{End, arrow_table, frame_of, pandas_frame_of, polars_frame_of, time_bound};
+use crate::convert::{End, arrow_table, frame_of, polars_frame_of, time_bound};
 use crate::engine::{self, OpenOptions};
 use crate::errors::{CorruptError, no_panic};
 use crate::objects::{FileInfo, Receipt, SeriesEntry, VerifyReport};
+use crate::pandas::{self, Columns};
 
 /// A barvault store: CSV primary and Parquet backup copies of every series, with checksummed
 /// metadata, atomic durable writes and a cross-process lock per series.
@@ -60,6 +61,22 @@ fn load_bars(
     let series = engine::series_key(kind, symbol, period)?;
     let range = engine::time_range(time_bound(start, End::Start, "start")?, time_bound(end, End::End, "end")?)?;
     Ok(py.detach(|| engine::load(vault, &series, range))?)
+}
+
+/// The columns of one series' bars, or `None` when it is not stored (GIL released while
+/// loading and while taking the columns).
+fn load_columns(
+    py: Python<'_>,
+    vault: &barvault::Vault,
+    kind: &str,
+    symbol: &str,
+    period: &str,
+    start: Option<&Bound<'_, PyAny>>,
+    end: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<Columns>> {
+    let series = engine::series_key(kind, symbol, period)?;
+    let range = engine::time_range(time_bound(start, End::Start, "start")?, time_bound(end, End::End, "end")?)?;
+    Ok(py.detach(|| engine::load(vault, &series, range).map(|bars| bars.map(Columns::of)))?)
 }
 
 #[pymethods]
@@ -119,7 +136,7 @@ impl Vault {
         end: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         no_panic(|| {
-            load_bars(py, &self.inner, kind, symbol, period, start, end)?.map(|b| pandas_frame_of(py, b)).transpose()
+            load_columns(py, &self.inner, kind, symbol, period, start, end)?.map(|c| pandas::frame(py, c)).transpose()
         })
     }
 

@@ -325,3 +325,41 @@ def test_an_append_is_clean_and_its_lagging_parquet_copy_is_a_note(vault, tmp_pa
     assert report.clean, report.problems
     assert len(report.notes) == 1 and report.notes[0].startswith("lagging: "), report.notes
     assert_frame_equal(vault.load("stock", "APP", "1m"), df)
+
+
+def test_loaded_frame_owns_writable_buffers_that_outlive_the_vault(tmp_path):
+    """The pandas frame of a load is built over the loaded buffers: each column is a
+    writable float64 array of its own (no column shares memory with another or with the
+    index), the index a tz-aware nanosecond DatetimeIndex over int64 instants, and the
+    buffers stay valid after the vault and every other reference are gone."""
+    import gc
+
+    vault = barvault.open(tmp_path / "store")
+    df = frame(500, adj_close=True)
+    vault.persist(df, "stock", "OWN", "1m")
+    loaded = vault.load("stock", "OWN", "1m")
+    del vault
+    gc.collect()
+    assert list(loaded.columns) == ["open", "high", "low", "close", "volume", "adj_close"]
+    assert all(str(t) == "float64" for t in loaded.dtypes)
+    assert isinstance(loaded.index, pd.DatetimeIndex) and str(loaded.index.dtype) == "datetime64[ns, UTC]"
+    assert loaded.index.name == "timestamp"
+    arrays = [loaded[c].to_numpy() for c in loaded.columns]
+    for i, a in enumerate(arrays):
+        assert a.dtype == np.float64 and a.flags.c_contiguous
+        assert not np.shares_memory(a, loaded.index.asi8)
+        for b in arrays[i + 1:]:
+            assert not np.shares_memory(a, b)
+    assert np.isnan(loaded["adj_close"].to_numpy()[::7]).all()
+    loaded.loc[loaded.index[3], "close"] = 1234.5
+    loaded["volume"] *= 2
+    assert loaded["close"].iloc[3] == 1234.5
+    assert loaded["volume"].tolist() == (df["volume"] * 2).tolist()
+    expected = df.copy()
+    expected.loc[expected.index[3], "close"] = 1234.5
+    expected["volume"] *= 2
+    assert_frame_equal(loaded, expected)
+    again = barvault.open(tmp_path / "store").load("stock", "OWN", "1m")
+    assert_frame_equal(again, df)
+    empty = barvault.open(tmp_path / "store").load("stock", "OWN", "1m", start="2030-01-01")
+    assert empty is None or (len(empty) == 0 and list(empty.columns) == list(loaded.columns))
