@@ -17,7 +17,8 @@ fn data(rel: &str) -> PathBuf {
 }
 
 /// A command with no `BARVAULT_*` variables inherited and a working directory without a
-/// `barvault.toml`, so only what a test sets is configured.
+/// `barvault.toml`, so only what a test sets is configured; `health` has no free-space
+/// threshold (its exit code must not depend on the test machine's disk).
 fn cmd(cwd: &Path) -> Command {
     let mut c = Command::new(BIN);
     for (k, _) in std::env::vars() {
@@ -25,6 +26,7 @@ fn cmd(cwd: &Path) -> Command {
             c.env_remove(k);
         }
     }
+    c.env("BARVAULT_MIN_FREE_SPACE_GB", "0");
     c.env("RUST_BACKTRACE", "1").current_dir(cwd);
     c
 }
@@ -235,16 +237,38 @@ fn health_reports_json_with_an_overall_status() {
     import_daily(&s);
     let o = bv(&s, &["health", "--json"]);
     let report = json(&stdout(&o));
-    let status = report["overall_status"].as_str().unwrap().to_string();
-    let expected = match status.as_str() {
-        "healthy" => 0,
-        "warning" => 1,
-        "error" => 2,
-        other => panic!("unknown status {other}"),
-    };
-    assert_eq!(code(&o), expected, "{report}");
+    assert_eq!(report["overall_status"], "healthy", "{report}");
+    assert_eq!(code(&o), 0, "{report}");
+    assert_eq!(report["issues"], serde_json::json!([]), "{report}");
     assert_eq!(report["csv_files"], 2);
     assert_eq!(report["parquet_files"], 2);
+
+    // Under the free-space threshold: warning, exit 1, the figure and the threshold named.
+    let o = cmd(tmp.path())
+        .env("BARVAULT_MIN_FREE_SPACE_GB", "1000000")
+        .arg("--data-dir")
+        .arg(&s)
+        .args(["health", "--json"])
+        .output()
+        .unwrap();
+    let report = json(&stdout(&o));
+    assert_eq!((code(&o), report["overall_status"].as_str()), (1, Some("warning")), "{report}");
+    let issues = report["issues"].as_array().unwrap();
+    assert!(
+        issues.len() == 1 && issues[0].as_str().unwrap().contains("GB available (min_free_space_gb = 1000000)"),
+        "{report}"
+    );
+    // An impossible threshold is a configuration error naming the field and its origin.
+    let o = cmd(tmp.path())
+        .env("BARVAULT_MIN_FREE_SPACE_GB", "-1")
+        .arg("--data-dir")
+        .arg(&s)
+        .args(["health"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 3, "{err}");
+    assert!(err.contains("min_free_space_gb") && err.contains("BARVAULT_MIN_FREE_SPACE_GB"), "{err}");
 
     // A store that does not exist is an error status, and is not created.
     let missing = tmp.path().join("missing");

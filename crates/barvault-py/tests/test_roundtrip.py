@@ -302,6 +302,18 @@ def test_health_is_a_dict(vault):
     assert health["overall_status"] == "healthy"
     assert health["series"] == 1 and health["csv_files"] == 1 and health["parquet_files"] == 1
     assert health["write_permission"] is True
+    assert health["issues"] == []
+
+
+def test_health_warns_under_the_free_space_threshold(tmp_path, monkeypatch):
+    monkeypatch.delenv("BARVAULT_MIN_FREE_SPACE_GB")
+    config = tmp_path / "barvault.toml"
+    config.write_text("min_free_space_gb = 1000000\n")
+    vault = barvault.open(tmp_path / "store", config=config)
+    vault.persist(frame(3, step_ns=DAY_NS), "stock", "H", "1d")
+    health = vault.health()
+    assert health["overall_status"] == "warning", health
+    assert len(health["issues"]) == 1 and "(min_free_space_gb = 1000000)" in health["issues"][0], health
 
 
 def test_load_is_a_new_frame_each_time(vault):

@@ -19,11 +19,12 @@ pub const DEFAULT_CONFIG_FILE: &str = "barvault.toml";
 pub const ENV_PREFIX: &str = "BARVAULT_";
 
 /// Every configuration field, in display order.
-pub const FIELDS: [&str; 10] = [
+pub const FIELDS: [&str; 11] = [
     "output_directory",
     "backup_enabled",
     "compression",
     "max_file_size_mb",
+    "min_free_space_gb",
     "cleanup_enabled",
     "retention_days",
     "lock_timeout_secs",
@@ -44,6 +45,9 @@ pub struct StorageConfig {
     pub compression: ParquetCompression,
     /// Files larger than this are reported by `health` (1..=1000).
     pub max_file_size_mb: u64,
+    /// Under this much space available to the store (GiB), `health` is in warning
+    /// (0..=1000000; 0 turns the check off).
+    pub min_free_space_gb: f64,
     /// Whether `cleanup` runs without `--force`.
     pub cleanup_enabled: bool,
     /// Bars, backups and temp files older than this many days are removed by cleanup;
@@ -71,6 +75,7 @@ impl Default for StorageConfig {
             backup_enabled: true,
             compression: ParquetCompression::default(),
             max_file_size_mb: 100,
+            min_free_space_gb: 1.0,
             cleanup_enabled: false,
             retention_days: None,
             lock_timeout_secs: 30.0,
@@ -212,6 +217,7 @@ impl LoadedConfig {
                     "backup_enabled" => c.backup_enabled.to_string(),
                     "compression" => c.compression.to_string(),
                     "max_file_size_mb" => c.max_file_size_mb.to_string(),
+                    "min_free_space_gb" => c.min_free_space_gb.to_string(),
                     "cleanup_enabled" => c.cleanup_enabled.to_string(),
                     "retention_days" => c.retention_days.map_or_else(|| "none".to_string(), |d| d.to_string()),
                     "lock_timeout_secs" => c.lock_timeout_secs.to_string(),
@@ -311,6 +317,14 @@ fn apply(cfg: &mut StorageConfig, field: &str, value: &str) -> Result<(), String
                 v.to_ascii_lowercase().parse().map_err(|_| "one of snappy, zstd, lz4, gzip, none".to_string())?;
         }
         "max_file_size_mb" => cfg.max_file_size_mb = parse_int(v, 1, 1000)?,
+        "min_free_space_gb" => {
+            let allowed = || "a number of GiB from 0 to 1000000 (0: no check)".to_string();
+            let g: f64 = v.parse().map_err(|_| allowed())?;
+            if !(0.0..=1_000_000.0).contains(&g) {
+                return Err(allowed());
+            }
+            cfg.min_free_space_gb = g;
+        }
         "retention_days" => {
             cfg.retention_days = match v.to_ascii_lowercase().as_str() {
                 "" | "none" | "off" => None,
@@ -393,6 +407,7 @@ mod tests {
         assert!(c.backup_enabled);
         assert_eq!(c.compression, ParquetCompression::Lz4);
         assert_eq!(c.max_file_size_mb, 100);
+        assert_eq!(c.min_free_space_gb, 1.0);
         assert!(!c.cleanup_enabled);
         assert_eq!(c.retention_days, None, "no retention unless asked for");
         assert!(c.csv_utc_marker);
@@ -441,6 +456,14 @@ mod tests {
         assert!(err.to_string().contains("snappy, zstd"), "{err}");
         let err = StorageConfig::load_with_env(&sources, &env(&[("BARVAULT_BACKUP_ENABLED", "maybe")])).unwrap_err();
         assert!(err.to_string().contains("true or false"), "{err}");
+        for bad in ["-1", "NaN", "inf", "1e7", "lots"] {
+            let err = StorageConfig::load_with_env(&sources, &env(&[("BARVAULT_MIN_FREE_SPACE_GB", bad)])).unwrap_err();
+            assert!(err.to_string().contains("min_free_space_gb") && err.to_string().contains("0 to 1000000"), "{err}");
+        }
+        let loaded = StorageConfig::load_with_env(&sources, &env(&[("BARVAULT_MIN_FREE_SPACE_GB", "0.5")])).unwrap();
+        assert_eq!(loaded.config.min_free_space_gb, 0.5);
+        let shown = loaded.entries().into_iter().find(|(f, ..)| *f == "min_free_space_gb").unwrap();
+        assert_eq!(shown.1, "0.5");
     }
 
     #[test]

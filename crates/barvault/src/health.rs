@@ -9,9 +9,6 @@ use serde::Serialize;
 use crate::integrity::{IssueKind, Scope};
 use crate::vault::Vault;
 
-/// Under this much free space the store is in warning.
-const LOW_SPACE_GB: f64 = 1.0;
-
 /// Overall health, ordered from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -75,8 +72,12 @@ impl Vault {
         let disk = match self.housekeeping.capacity(&ctx).await {
             Ok(Some(c)) => {
                 let d = disk_usage(c);
-                if d.available_gb < LOW_SPACE_GB {
-                    issues.push(format!("low disk space: {:.2} GB available", d.available_gb));
+                let min = self.config.min_free_space_gb;
+                if d.available_gb < min {
+                    issues.push(format!(
+                        "low disk space: {:.2} GB available (min_free_space_gb = {min})",
+                        d.available_gb
+                    ));
                     raise(HealthStatus::Warning, &mut status);
                 }
                 Some(d)

@@ -16,10 +16,12 @@ pub fn ctx() -> OpContext {
     OpContext::with_correlation_id(Some("integration-test"))
 }
 
-/// A config over `dir` with validation off, so fixtures with extreme floats are accepted.
+/// A config over `dir` with validation off, so fixtures with extreme floats are accepted,
+/// and no free-space threshold, so `health` does not depend on the test machine's disk.
 pub fn config(dir: &Path) -> StorageConfig {
     StorageConfig {
         validation: ValidationPolicy::Off,
+        min_free_space_gb: 0.0,
         lock_timeout_secs: 5.0,
         ..StorageConfig::with_output_directory(dir)
     }
