@@ -23,6 +23,9 @@ copied before each run):
   P8  append to one series: 1 bar to 1M bars (P8a), 1 bar to 100 bars (P8b), 100 bars to 1M
       bars (P8c); the issue's bound is P8a <= 2x P8b, and P8a, P8c <= 10 ms
   P9  one import of 500 one-bar files into 500 stored 1m series of 20,000 bars each
+  P1-10M, P2-10M  P1 and P2 ten times larger: 10M bars imported into an empty store, and 1M
+      bars (half overlapping) merged into a stored 10M-bar series (the scale target: time
+      and peak memory grow at most linearly from P1 and P2; data made on first use, 600 MB)
 """
 import argparse
 import hashlib
@@ -105,6 +108,16 @@ def append_data(d):
     (d / "done-p8").write_text("ok")
 
 
+def scale_data(d):
+    """The 10M-bar files of the scale cases, made on first use (a minute and 600 MB)."""
+    if not (d / "done-10m").exists():
+        minute = timedelta(minutes=1)
+        bars_csv(d / "m10.csv", 10_000_000, datetime(2005, 1, 3), minute, 11)
+        bars_csv(d / "m10_new.csv", 1_000_000, datetime(2005, 1, 3) + 9_500_000 * minute, minute, 12)
+        (d / "done-10m").write_text("ok")
+    return d
+
+
 def timed(cmd):
     """Wall seconds (perf_counter), CPU seconds and peak RSS of the child (wait4's rusage),
     to the microsecond: appends take milliseconds, below /usr/bin/time's resolution."""
@@ -134,8 +147,8 @@ def prepared(binary, kind, d):
     p = W / f"prep-{tag(binary)}-{kind}"
     if not (p / ".ready").exists():
         fresh(p)
-        if kind in ("1m", "s100"):
-            src = d / ("m1.csv" if kind == "1m" else "s100.csv")
+        if kind in ("1m", "s100", "10m"):
+            src = d / {"1m": "m1.csv", "s100": "s100.csv", "10m": "m10.csv"}[kind]
             subprocess.run([binary, "--data-dir", str(p), "import", "--type", "stock", "--symbol", "AAPL",
                             "--period", "1m", str(src)], check=True, stdout=subprocess.DEVNULL)
         elif kind == "p9":
@@ -198,6 +211,17 @@ def append_to(kind, new):
     return run
 
 
+def p1_10m(b, d):
+    return timed([b, "--data-dir", str(fresh(run_dir(b))), "import", "--type", "stock", "--symbol", "AAPL",
+                  "--period", "1m", str(scale_data(d) / "m10.csv")])
+
+
+def p2_10m(b, d):
+    st = copy_of(prepared(b, "10m", scale_data(d)), run_dir(b))
+    return timed([b, "--data-dir", str(st), "import", "--type", "stock", "--symbol", "AAPL", "--period", "1m",
+                  str(d / "m10_new.csv")])
+
+
 def p9(b, d):
     st = copy_of(prepared(b, "p9", d), run_dir(b))
     files = sorted(str(f) for f in (d / "p9new").glob("*.csv"))
@@ -205,7 +229,10 @@ def p9(b, d):
 
 
 WORK = {"P1": p1, "P2": p2, "P3": p3, "P4": p4, "P5": p5, "P8a": append_to("1m", "a1.csv"),
-        "P8b": append_to("s100", "s100_a1.csv"), "P8c": append_to("1m", "a100.csv"), "P9": p9}
+        "P8b": append_to("s100", "s100_a1.csv"), "P8c": append_to("1m", "a100.csv"), "P9": p9,
+        "P1-10M": p1_10m, "P2-10M": p2_10m}
+# Run only when asked for by name (--only): each takes tens of seconds and 1.5 GB of disk.
+ON_REQUEST = {"P1-10M", "P2-10M"}
 
 
 def loadavg():
@@ -230,6 +257,8 @@ def main():
     print(f"load average at start: {loadavg()}", flush=True)
     for name, fn in WORK.items():
         if only and name not in only and name.rstrip("abc") not in only:
+            continue
+        if not only and name in ON_REQUEST:
             continue
         if a.mode == "run":
             b = str(Path(a.bin).resolve())
