@@ -11,18 +11,18 @@ use arrow_schema::{DataType, Schema, TimeUnit};
 use barvault_domain::{ExtraColumn, RawBars, TimeRange};
 use barvault_ports::CodecError;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::ChunkReader;
 use parquet::file::statistics::Statistics;
 
 use crate::error::{from_arrow_on_read, from_parquet_on_read};
 
-/// Rows per decoded Arrow batch of a read longer than the reserve cap (`MAX_RESERVE_VALUES`):
-/// large enough that per-batch overhead vanishes. A read under the cap gets one batch of
-/// exactly its size: the column readers reserve a whole batch per column up front (512 KiB
-/// at 65,536 rows), and the single batch's columns are then taken over as the bar columns
-/// instead of being copied (`take_values`). Together: decode of a
+/// Rows per decoded Arrow batch: large enough that per-batch overhead vanishes, small
+/// enough that a pruned read of one row group does not over-allocate. A read of fewer rows
+/// gets one batch of exactly its size: the column readers reserve a whole batch per column
+/// up front (512 KiB at 65,536 rows), and the single batch's columns are then taken over
+/// as the bar columns instead of being copied (`take_values`). Together: decode of a
 /// 5,000-row daily file ~−8% with a warmed-up allocator, ~−28% where freed memory goes
 /// back to the kernel between decodes (glibc's defaults in a fresh process).
 const BATCH_ROWS: usize = 65_536;
@@ -515,63 +515,23 @@ fn unexpected_type(column: &str, arr: &dyn Array) -> CodecError {
     CodecError::Corrupt(format!("column {column}: decoded as {} although the schema says otherwise", arr.data_type()))
 }
 
-/// Reads of at least this many rows decode their columns on two threads (when the machine
-/// has two cores): below it a thread costs more than it saves.
-const PARALLEL_MIN_ROWS: usize = 131_072;
-
-fn two_cores() -> bool {
-    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
-}
-
-/// A decode input that can be opened a second time, for the columns read on another thread.
-pub(crate) trait Fork: ChunkReader + Send + Sized + 'static {
-    fn fork(&self) -> Option<Self>;
-}
-
-impl Fork for bytes::Bytes {
-    fn fork(&self) -> Option<Self> {
-        Some(self.clone())
-    }
-}
-
-/// A file is not forked: its clones share one offset, which the parquet reader seeks and
-/// reads through, so two threads would read each other's chunks. Files decode on one thread.
-impl Fork for std::fs::File {
-    fn fork(&self) -> Option<Self> {
-        None
-    }
-}
-
-/// One batch of the columns of two batches of the same rows (left's columns first).
-fn joined(a: RecordBatch, b: RecordBatch) -> Result<RecordBatch, CodecError> {
-    if a.num_rows() != b.num_rows() {
-        return Err(CodecError::Corrupt(format!(
-            "columns decoded with different row counts ({} and {})",
-            a.num_rows(),
-            b.num_rows()
-        )));
-    }
-    let fields: Vec<_> = a.schema().fields().iter().chain(b.schema().fields().iter()).cloned().collect();
-    let columns: Vec<ArrayRef> = a.columns().iter().chain(b.columns()).cloned().collect();
-    drop((a, b));
-    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns).map_err(from_arrow_on_read)
-}
-
 /// Reads the bar columns from `input`, pruning row groups by timestamp statistics and
 /// trimming rows to `range`.
-pub(crate) fn decode_chunks<R: Fork>(input: R, select: Select) -> Result<(RawBars, DecodeStats, Skipped), CodecError> {
+pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
+    input: R,
+    select: Select,
+) -> Result<(RawBars, DecodeStats, Skipped), CodecError> {
     let range = match select {
         Select::Range(range) => range,
         Select::From(_) => None,
     };
     let file_len = input.len();
-    let arrow_meta = ArrowReaderMetadata::load(&input, ArrowReaderOptions::default()).map_err(from_parquet_on_read)?;
-    let fork = input.fork();
-    let plan = Plan::from_schema(arrow_meta.schema())?;
-    let meta = arrow_meta.metadata().clone();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(from_parquet_on_read)?;
+    let plan = Plan::from_schema(builder.schema())?;
+    let meta = builder.metadata().clone();
     check_layout(&meta, file_len)?;
     check_claims(&meta)?;
-    let descr = arrow_meta.parquet_schema();
+    let descr = builder.parquet_schema();
     let ts_leaf = (0..descr.num_columns()).find(|&leaf| descr.get_column_root_idx(leaf) == plan.ts.root);
     let bounds = |g: usize| ts_leaf.and_then(|leaf| group_bounds(&meta, g, leaf, plan.ts_kind));
     let total = meta.num_row_groups();
@@ -588,65 +548,25 @@ pub(crate) fn decode_chunks<R: Fork>(input: R, select: Select) -> Result<(RawBar
     let index = GroupIndex::of(&meta, &groups, total);
     let expected = index.rows;
 
-    // A read whose values fit under the reserve cap is decoded as one batch: the column
-    // readers reserve exactly its rows up front and their arrays become the bar columns, so
-    // nothing is copied after the decode (a 1M-bar load: 48 MB less to write and to fault
-    // in). A longer read, or a footer claiming more rows than the cap, comes in batches of
-    // `BATCH_ROWS` appended into columns reserved up to the cap.
+    let mask = ProjectionMask::roots(descr, plan.roots());
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(groups.clone())
+        .with_batch_size(BATCH_ROWS.min(expected).max(1))
+        .build()
+        .map_err(from_parquet_on_read)?;
+    // A read of at most one batch is taken over from the decoded arrays (see `take_values`),
+    // so its columns are not reserved here; longer reads are appended into reserved columns.
     let capped = expected.min(MAX_RESERVE_VALUES / (6 + plan.extras.len()));
-    let one_batch = expected == capped;
-    let batch_rows = if one_batch { expected } else { BATCH_ROWS };
-    let roots = plan.roots();
-    // A one-batch read is taken over from the decoded arrays (see `take_values`), so its
-    // columns are not reserved here; longer reads are appended into reserved columns.
-    let reserve = if one_batch { 0 } else { capped };
+    let reserve = if expected <= BATCH_ROWS { 0 } else { capped };
     let mut out = Decoding {
         raw: RawBars::with_capacity(reserve),
         extras: plan.extras.iter().map(|_| Vec::with_capacity(capped)).collect(),
         offset: 0,
     };
-    let parallel = one_batch && expected >= PARALLEL_MIN_ROWS && roots.len() >= 2 && two_cores();
-    match fork.filter(|_| parallel) {
-        Some(second) => {
-            // Half of the columns on a second thread, each half one batch in its final
-            // buffers: the decode of a long read takes about half the wall time on an idle
-            // machine and the same CPU time on a busy one (nothing is decoded twice).
-            let (left, right) = roots.split_at(roots.len() / 2);
-            let read = |input: R, part: &[usize]| -> Result<Vec<RecordBatch>, CodecError> {
-                ParquetRecordBatchReaderBuilder::new_with_metadata(input, arrow_meta.clone())
-                    .with_projection(ProjectionMask::roots(descr, part.iter().copied()))
-                    .with_row_groups(groups.clone())
-                    .with_batch_size(batch_rows.max(1))
-                    .build()
-                    .map_err(from_parquet_on_read)?
-                    .map(|b| b.map_err(from_arrow_on_read))
-                    .collect()
-            };
-            let (a, b) = std::thread::scope(|s| {
-                let other = s.spawn(|| read(second, right));
-                let here = read(input, left);
-                (here, other.join().unwrap_or_else(|payload| std::panic::resume_unwind(payload)))
-            });
-            let (a, b) = (a?, b?);
-            if a.len() != b.len() {
-                return Err(CodecError::Corrupt("columns decoded in different numbers of batches".to_string()));
-            }
-            for (a, b) in a.into_iter().zip(b) {
-                out.batch(&plan, &index, joined(a, b)?)?;
-            }
-        }
-        None => {
-            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(input, arrow_meta.clone())
-                .with_projection(ProjectionMask::roots(descr, roots.iter().copied()))
-                .with_row_groups(groups.clone())
-                .with_batch_size(batch_rows.max(1))
-                .build()
-                .map_err(from_parquet_on_read)?;
-            for batch in reader {
-                let batch: RecordBatch = batch.map_err(from_arrow_on_read)?;
-                out.batch(&plan, &index, batch)?;
-            }
-        }
+    for batch in reader {
+        let batch: RecordBatch = batch.map_err(from_arrow_on_read)?;
+        out.batch(&plan, &index, batch)?;
     }
     let rows_read = out.raw.ts.len();
     check_rows_read(expected, rows_read)?;

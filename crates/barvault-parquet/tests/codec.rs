@@ -378,41 +378,6 @@ fn extras_with_nulls_round_trip_across_row_groups() {
     }
 }
 
-/// Reads of at least 131,072 rows decode half of their columns on a second thread (where
-/// the machine has two cores); the halves must come back as one series, row for row, with
-/// extras holding nulls, from memory and from an open file, whole and by range.
-#[test]
-fn long_reads_decoded_on_two_threads_round_trip() {
-    let n: usize = 200_003;
-    let base = minute_bars(n, 1_600_000_000_000_000_000);
-    let sparse = ExtraColumn::new("sparse", (0..n).map(|i| (i % 97 == 0).then_some(i as f64 * 0.5)).collect()).unwrap();
-    let dense = ExtraColumn::new("dense", (0..n).map(|i| (i % 5 != 0).then_some(-(i as f64))).collect()).unwrap();
-    let bars = Bars::new(
-        base.timestamps().to_vec(),
-        base.open().to_vec(),
-        base.high().to_vec(),
-        base.low().to_vec(),
-        base.close().to_vec(),
-        base.volume().to_vec(),
-        vec![dense, sparse],
-    )
-    .unwrap();
-    for codec in [ParquetCodec::default(), ParquetCodec::default().with_row_group_rows(30_000)] {
-        let bytes = encode(&codec, &bars);
-        let (raw, stats) = decode(&bytes, None).unwrap();
-        assert_eq!(stats.rows_returned, n);
-        assert_eq!(to_bars(raw), bars);
-        let ts = bars.timestamps();
-        let range = TimeRange::new(Some(ts[7]), Some(ts[n - 9])).unwrap();
-        assert_eq!(to_bars(decode(&bytes, Some(range)).unwrap().0), bars.slice(&range));
-        let mut file = tempfile::tempfile().unwrap();
-        file.write_all(&bytes).unwrap();
-        file.seek(SeekFrom::Start(0)).unwrap();
-        let raw = codec.decode(CodecInput::File(file), barvault_ports::Rows::All).map(|d| d.raw).unwrap();
-        assert_eq!(to_bars(raw), bars, "from a file");
-    }
-}
-
 /// Writes an arbitrary Arrow batch as Parquet, as another tool would.
 fn foreign_file(columns: Vec<(&str, ArrayRef)>) -> Vec<u8> {
     let batch = RecordBatch::try_from_iter(columns).unwrap();
