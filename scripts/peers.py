@@ -22,8 +22,11 @@ import os
 import shutil
 import statistics
 import subprocess
-import time
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402  (the timing of one process, shared with scripts/bench.py)
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--peers", required=True, help="directory of seed_reference.py and polars_peer.py")
@@ -67,15 +70,8 @@ SYS = {
 
 def timed(cmd):
     """Wall seconds, CPU seconds and peak RSS (MB) of one process run to its end."""
-    start = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.monotonic() - start
-    err = p.stderr.read().decode(errors="replace")
-    p.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(cmd[:8])} ...\n{err[-2000:]}")
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
+    r = bench.timed(cmd)
+    return r["wall"], r["cpu"], r["rss_mb"]
 
 
 def fresh(path):
