@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -7,11 +8,12 @@ use arrow_array::types::{
     UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Schema, TimeUnit};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use barvault_domain::{ExtraColumn, RawBars, TimeRange};
 use barvault_ports::CodecError;
+use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::ChunkReader;
 use parquet::file::statistics::Statistics;
@@ -32,6 +34,29 @@ const BATCH_ROWS: usize = 65_536;
 /// Longer reads grow their columns as the rows arrive, so a footer claiming 10^9 rows costs
 /// no more than this before it is refused.
 const MAX_RESERVE_VALUES: usize = 1 << 23;
+
+/// Rows from which a read held in memory decodes half its columns on a second thread: one
+/// row group of the default size. Below it the thread costs more than it saves.
+const TWO_THREADS_FROM_ROWS: usize = 131_072;
+
+/// An input a second decoder can read independently of the first. Bytes clone cheaply and
+/// share nothing mutable; a `File`'s clones share one offset, so two decoders on one file
+/// would read each other's positions: files are decoded on one thread.
+pub(crate) trait Fork: ChunkReader + Send + Sized + 'static {
+    fn fork(&self) -> Option<Self>;
+}
+
+impl Fork for Bytes {
+    fn fork(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+impl Fork for std::fs::File {
+    fn fork(&self) -> Option<Self> {
+        None
+    }
+}
 
 /// What one decode did, for logs and for checking that row-group pruning works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -517,21 +542,18 @@ fn unexpected_type(column: &str, arr: &dyn Array) -> CodecError {
 
 /// Reads the bar columns from `input`, pruning row groups by timestamp statistics and
 /// trimming rows to `range`.
-pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
-    input: R,
-    select: Select,
-) -> Result<(RawBars, DecodeStats, Skipped), CodecError> {
+pub(crate) fn decode_chunks<R: Fork>(input: R, select: Select) -> Result<(RawBars, DecodeStats, Skipped), CodecError> {
     let range = match select {
         Select::Range(range) => range,
         Select::From(_) => None,
     };
     let file_len = input.len();
-    let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(from_parquet_on_read)?;
-    let plan = Plan::from_schema(builder.schema())?;
-    let meta = builder.metadata().clone();
+    let reader_meta = ArrowReaderMetadata::load(&input, ArrowReaderOptions::new()).map_err(from_parquet_on_read)?;
+    let plan = Plan::from_schema(reader_meta.schema())?;
+    let meta = reader_meta.metadata().clone();
     check_layout(&meta, file_len)?;
     check_claims(&meta)?;
-    let descr = builder.parquet_schema();
+    let descr = reader_meta.parquet_schema();
     let ts_leaf = (0..descr.num_columns()).find(|&leaf| descr.get_column_root_idx(leaf) == plan.ts.root);
     let bounds = |g: usize| ts_leaf.and_then(|leaf| group_bounds(&meta, g, leaf, plan.ts_kind));
     let total = meta.num_row_groups();
@@ -548,24 +570,45 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
     let index = GroupIndex::of(&meta, &groups, total);
     let expected = index.rows;
 
-    let mask = ProjectionMask::roots(descr, plan.roots());
-    let reader = builder
-        .with_projection(mask)
-        .with_row_groups(groups.clone())
-        .with_batch_size(BATCH_ROWS.min(expected).max(1))
-        .build()
-        .map_err(from_parquet_on_read)?;
-    // A read of at most one batch is taken over from the decoded arrays (see `take_values`),
-    // so its columns are not reserved here; longer reads are appended into reserved columns.
+    // A read whose columns fit the reserve cap is decoded as one batch, whose arrays then
+    // become the bar columns without a copy (`take_values`); longer reads are appended
+    // batch by batch into columns reserved up to the cap.
     let capped = expected.min(MAX_RESERVE_VALUES / (6 + plan.extras.len()));
-    let reserve = if expected <= BATCH_ROWS { 0 } else { capped };
+    let one_batch = expected <= capped;
+    let batch_rows = if one_batch { expected } else { BATCH_ROWS }.max(1);
+    let roots = plan.roots();
+    let read = |input: R, roots: &[usize]| -> Result<Vec<RecordBatch>, CodecError> {
+        ParquetRecordBatchReaderBuilder::new_with_metadata(input, reader_meta.clone())
+            .with_projection(ProjectionMask::roots(descr, roots.iter().copied()))
+            .with_row_groups(groups.clone())
+            .with_batch_size(batch_rows)
+            .build()
+            .map_err(from_parquet_on_read)?
+            .map(|b| b.map_err(from_arrow_on_read))
+            .collect()
+    };
+    let second = if expected >= TWO_THREADS_FROM_ROWS && roots.len() > 1 { input.fork() } else { None };
+    let batches = match second {
+        Some(other) => {
+            let (left, right) = roots.split_at(roots.len() / 2);
+            let (a, b) = std::thread::scope(|scope| {
+                let b = scope.spawn(|| read(other, right));
+                let a = read(input, left);
+                (a, b.join())
+            });
+            let b = b.unwrap_or_else(|payload| Err(decoder_panic(payload.as_ref())));
+            joined(a?, b?)?
+        }
+        None => read(input, &roots)?,
+    };
+
+    let reserve = if one_batch { 0 } else { capped };
     let mut out = Decoding {
         raw: RawBars::with_capacity(reserve),
         extras: plan.extras.iter().map(|_| Vec::with_capacity(capped)).collect(),
         offset: 0,
     };
-    for batch in reader {
-        let batch: RecordBatch = batch.map_err(from_arrow_on_read)?;
+    for batch in batches {
         out.batch(&plan, &index, batch)?;
     }
     let rows_read = out.raw.ts.len();
@@ -580,6 +623,46 @@ pub(crate) fn decode_chunks<R: ChunkReader + 'static>(
     let stats =
         DecodeStats { row_groups_total: total, row_groups_read: groups.len(), rows_read, rows_returned: raw.ts.len() };
     Ok((raw, stats, skipped))
+}
+
+/// The message of a decoder's panic, as the corruption error it stands for (see `guarded`
+/// in lib.rs: the parquet decoder panics on some damaged pages).
+pub(crate) fn decoder_panic(payload: &(dyn std::any::Any + Send)) -> CodecError {
+    let detail = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown failure".to_string());
+    CodecError::Corrupt(format!("damaged Parquet data (decoder failed: {detail})"))
+}
+
+/// The batches of two decoders of the same rows, each of some of the columns (`a` of the
+/// lower roots, `b` of the higher ones), as batches of all the columns in root order.
+fn joined(a: Vec<RecordBatch>, b: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, CodecError> {
+    if a.len() != b.len() {
+        return Err(CodecError::Corrupt(format!(
+            "the column halves of one read decoded into {} and {} batches",
+            a.len(),
+            b.len()
+        )));
+    }
+    a.into_iter()
+        .zip(b)
+        .map(|(a, b)| {
+            if a.num_rows() != b.num_rows() {
+                return Err(CodecError::Corrupt(format!(
+                    "the column halves of one read hold {} and {} rows",
+                    a.num_rows(),
+                    b.num_rows()
+                )));
+            }
+            let (sa, ca, _) = a.into_parts();
+            let (sb, cb, _) = b.into_parts();
+            let fields: Vec<Arc<Field>> = sa.fields().iter().chain(sb.fields().iter()).cloned().collect();
+            let columns: Vec<ArrayRef> = ca.into_iter().chain(cb).collect();
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(from_arrow_on_read)
+        })
+        .collect()
 }
 
 /// For a tail read from `from`: how many leading groups can be left out (those whose
@@ -718,7 +801,6 @@ fn retain<T>(v: &mut Vec<T>, keep: &[bool]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_schema::Field;
 
     fn schema(cols: &[(&str, DataType)]) -> Schema {
         Schema::new(cols.iter().map(|(n, t)| Field::new(*n, t.clone(), true)).collect::<Vec<_>>())

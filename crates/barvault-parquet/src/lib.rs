@@ -133,14 +133,8 @@ impl ParquetCodec {
 /// Runs a decode, turning a panic of the parquet decoder into a corruption error.
 fn guarded<T>(run: impl FnOnce() -> Result<T, CodecError>) -> Result<T, CodecError> {
     {
-        std::panic::catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|payload| {
-            let detail = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown failure".to_string());
-            Err(CodecError::Corrupt(format!("damaged Parquet data (decoder failed: {detail})")))
-        })
+        std::panic::catch_unwind(AssertUnwindSafe(run))
+            .unwrap_or_else(|payload| Err(decode::decoder_panic(payload.as_ref())))
     }
 }
 

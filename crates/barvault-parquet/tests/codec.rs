@@ -822,3 +822,36 @@ fn encode_after(
     let next = barvault_ports::Continuation { bars, skipped, series: &series };
     codec.encode_after(&stored, kept, next, out)
 }
+
+/// Reads of a row group or more from memory decode half their columns on a second thread
+/// and are one batch up to the reserve cap; from a file they stay on one thread. Every way
+/// must give the rows written, also past the cap (many batches joined pair by pair).
+#[test]
+fn long_reads_decoded_on_two_threads_round_trip() {
+    let codec = ParquetCodec::default();
+    let start = 1_600_000_000_000_000_000;
+    for n in [300_000usize, 1_250_000] {
+        let bars = minute_bars(n, start);
+        let bytes = encode(&codec, &bars);
+        let (raw, stats) = decode(&bytes, None).unwrap();
+        assert_eq!(stats.rows_read, n);
+        assert_eq!(to_bars(raw), bars, "{n} rows from memory");
+
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bytes).unwrap();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        let raw = codec.decode(CodecInput::File(file), barvault_ports::Rows::All).unwrap().raw;
+        assert_eq!(to_bars(raw), bars, "{n} rows from a file");
+
+        // A range over the second and third row groups: two threads, trimmed exactly.
+        let (lo, hi) = (150_000usize, 270_000usize);
+        let range = TimeRange::new(Some(bars.timestamps()[lo]), Some(bars.timestamps()[hi])).unwrap();
+        let (raw, stats) = decode(&bytes, Some(range)).unwrap();
+        assert_eq!(stats.row_groups_read, 2);
+        let back = to_bars(raw);
+        assert_eq!(back.len(), hi - lo + 1);
+        assert_eq!(back.timestamps(), &bars.timestamps()[lo..=hi]);
+        assert_eq!(back.close(), &bars.close()[lo..=hi]);
+        assert_eq!(back.extra("adj_close").unwrap().values(), &bars.extra("adj_close").unwrap().values()[lo..=hi]);
+    }
+}
