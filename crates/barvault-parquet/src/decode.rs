@@ -37,7 +37,7 @@ const MAX_RESERVE_VALUES: usize = 1 << 23;
 
 /// Rows from which a read held in memory decodes half its columns on a second thread: one
 /// row group of the default size. Below it the thread costs more than it saves.
-const TWO_THREADS_FROM_ROWS: usize = 131_072;
+const TWO_THREADS_FROM_ROWS: usize = crate::ParquetCodec::DEFAULT_ROW_GROUP_ROWS;
 
 /// An input a second decoder can read independently of the first. Bytes clone cheaply and
 /// share nothing mutable; a `File`'s clones share one offset, so two decoders on one file

@@ -132,10 +132,8 @@ impl ParquetCodec {
 
 /// Runs a decode, turning a panic of the parquet decoder into a corruption error.
 fn guarded<T>(run: impl FnOnce() -> Result<T, CodecError>) -> Result<T, CodecError> {
-    {
-        std::panic::catch_unwind(AssertUnwindSafe(run))
-            .unwrap_or_else(|payload| Err(decode::decoder_panic(payload.as_ref())))
-    }
+    std::panic::catch_unwind(AssertUnwindSafe(run))
+        .unwrap_or_else(|payload| Err(decode::decoder_panic(payload.as_ref())))
 }
 
 impl BarCodec for ParquetCodec {
