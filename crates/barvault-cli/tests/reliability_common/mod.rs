@@ -224,6 +224,11 @@ impl Rng {
         x
     }
 
+    /// A generator for another thread, derived from this one (so one seed replays all).
+    pub fn fork(&mut self) -> Self {
+        Self(self.next() | 1)
+    }
+
     /// Uniform in `[0, 1)`.
     pub fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
