@@ -187,7 +187,7 @@ fn mixed_operations_at_once_keep_every_commit_and_report_no_false_damage() {
                         }
                     }
                     _ => {
-                        let o = run(&["info"]);
+                        let o = run(&["info", "--type", "stock", "--symbol", "MIX", "--period", "1m"]);
                         if code(&o) != 0 {
                             fail(format!("info exit {}: {}{}", code(&o), out(&o), err(&o)));
                         }
