@@ -90,8 +90,12 @@ fn check_state(
     }
 }
 
+/// The series is not stored (a cleanup removed it before the first batch committed).
+fn not_found(o: &std::process::Output) -> bool {
+    code(o) != 0 && err(o).contains("not found")
+}
+
 #[test]
-#[ignore = "fails on main as of 2026-12-03: `verify --all` racing an import reports `missing_copy` (no csv copy) that is not there; the re-check under the series lock (issue 17) is not written yet — run with --include-ignored"]
 fn mixed_operations_at_once_keep_every_commit_and_report_no_false_damage() {
     let secs = if slow() { 60 } else { 25 };
     let workers = 4;
@@ -153,13 +157,21 @@ fn mixed_operations_at_once_keep_every_commit_and_report_no_false_damage() {
                         let s = Instant::now();
                         let o = run(&["export", "--type", "stock", "--symbol", "MIX", "--period", "1m"]);
                         let e = Instant::now();
-                        if code(&o) != 0 {
-                            fail(format!("export exit {}: {}", code(&o), err(&o)));
-                        } else {
-                            let m = parse_export(&out(&o));
-                            let snapshot = imports.lock().unwrap().clone();
-                            if let Err(x) = check_state(&m, &snapshot, s, e) {
-                                fail(format!("export: {x}"));
+                        // A cleanup before the first commit removes the series (every seed
+                        // bar is old): "not found" is then a served state without bars,
+                        // which `check_state` refuses once any batch has committed.
+                        let m = match code(&o) {
+                            0 => Some(parse_export(&out(&o))),
+                            _ if not_found(&o) => Some(Model::new()),
+                            _ => None,
+                        };
+                        match m {
+                            None => fail(format!("export exit {}: {}", code(&o), err(&o))),
+                            Some(m) => {
+                                let snapshot = imports.lock().unwrap().clone();
+                                if let Err(x) = check_state(&m, &snapshot, s, e) {
+                                    fail(format!("export: {x}"));
+                                }
                             }
                         }
                     }
@@ -187,8 +199,10 @@ fn mixed_operations_at_once_keep_every_commit_and_report_no_false_damage() {
                         }
                     }
                     _ => {
+                        let s = Instant::now();
                         let o = run(&["info", "--type", "stock", "--symbol", "MIX", "--period", "1m"]);
-                        if code(&o) != 0 {
+                        let committed = imports.lock().unwrap().iter().any(|i| i.ended.is_some_and(|e| e < s));
+                        if code(&o) != 0 && (committed || !not_found(&o)) {
                             fail(format!("info exit {}: {}{}", code(&o), out(&o), err(&o)));
                         }
                     }

@@ -9,7 +9,7 @@
 //! a version conflict, never a file built from bytes that are no longer there.
 
 use std::fs::{File, Metadata};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -17,7 +17,6 @@ use std::time::SystemTime;
 use barvault_ports::{FileMetadata, Fingerprint, Version};
 
 use crate::digest::{BLOCK, Checkpoint, FingerprintCheck, Md5Stream};
-use crate::fs::Fs;
 
 /// Bytes read at a time while proving a file.
 pub(crate) const CHUNK: usize = 256 * 1024;
@@ -108,7 +107,7 @@ impl Evidence {
 }
 
 /// Reads until `buf` is full or the input ends; the count read.
-fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+fn read_full(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match file.read(&mut buf[n..]) {
@@ -121,11 +120,15 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Reads `file` (of `len` bytes when opened) to its end, passing each piece to `each`;
-/// returns the bytes if they were read in one piece of at most [`KEPT_BYTES`].
+/// Reads the first `len` bytes of `file` (its length when opened), passing each piece to
+/// `each`; returns the bytes if they were read in one piece of at most [`KEPT_BYTES`].
+/// Bytes a writer appends after the open are never read: what is proven is the file as
+/// it was when opened, whose identity the evidence names (an append in place grows the
+/// file under a reader that holds no lock).
 fn read_chunks(file: &mut File, len: u64, mut each: impl FnMut(&[u8])) -> io::Result<Option<Arc<Vec<u8>>>> {
+    let mut file = file.take(len);
     // The first piece goes into a buffer sized to the file, and is kept if it is the whole
-    // file (also if the file changed size since `len`).
+    // file (also if the file shrank since `len`).
     let mut first = Vec::with_capacity(usize::try_from(len.min(KEPT_BYTES) + 1).unwrap_or(CHUNK));
     file.by_ref().take(KEPT_BYTES + 1).read_to_end(&mut first)?;
     each(&first);
@@ -134,7 +137,7 @@ fn read_chunks(file: &mut File, len: u64, mut each: impl FnMut(&[u8])) -> io::Re
     }
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = read_full(file, &mut buf)?;
+        let n = read_full(&mut file, &mut buf)?;
         if n == 0 {
             return Ok(None);
         }
@@ -170,7 +173,6 @@ pub(crate) fn audit(
 /// for the file (same size and CRC-32), the record's MD5 and evidence made of the recorded
 /// checkpoints, without hashing the file; otherwise exactly what [`prove`] returns.
 pub(crate) fn prove_against(
-    fs: &dyn Fs,
     path: &Path,
     mut file: File,
     meta: &Metadata,
@@ -182,10 +184,10 @@ pub(crate) fn prove_against(
         if let Some(found) = vouched(path, FileId::of(meta), crc.finalize(), record, bytes) {
             return Ok(found);
         }
-        // Read again from the start, now hashing.
-        file = fs.open_read(path)?;
-        let again = file.metadata()?;
-        return prove(path, file, &again);
+        // Read the same open file again from the start, now hashing (a second open by
+        // path could meet another file renamed into place meanwhile).
+        file.seek(io::SeekFrom::Start(0))?;
+        return prove(path, file, meta);
     }
     prove(path, file, meta)
 }

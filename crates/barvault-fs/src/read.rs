@@ -2,7 +2,7 @@
 //! from that open file, the checksum and the rows from the same read.
 
 use std::fs::{File, Metadata};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -54,6 +54,15 @@ pub fn into_bars(decoded: Decoded, rows: Rows, path: &Path) -> Result<(Bars, usi
     Ok((bars, skipped, first))
 }
 
+/// The bytes of an open file up to its length when opened (`meta`): an append in place
+/// that grows the file meanwhile is not read, so the bytes hashed and decoded are one
+/// version of the file, the one the evidence names.
+fn read_opened_length(file: File, meta: &Metadata) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(meta.len()).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 impl<C: BarCodec + 'static> Inner<C> {
     /// Opens the file at `path`: the file and its metadata, from the same open; `None` if
     /// there is none.
@@ -86,7 +95,7 @@ impl<C: BarCodec + 'static> Inner<C> {
 
     /// [`BarStore::load`](barvault_ports::BarStore::load) of the file at `path`.
     pub(crate) fn load(&self, path: &Path, options: &LoadOptions) -> Result<Option<Loaded>, StorageError> {
-        let Some((mut file, meta)) = self.open(path)? else { return Ok(None) };
+        let Some((file, meta)) = self.open(path)? else { return Ok(None) };
         let read_err = |e: io::Error| StorageError::io(IoStep::Read, path, e);
         if let Checksum::Record(record) = &options.checksum
             && meta.len() > record.file_size
@@ -105,26 +114,32 @@ impl<C: BarCodec + 'static> Inner<C> {
                 (evidence, Some(md5), None)
             }
             (Checksum::Record(record), Rows::Nothing) => {
-                let (md5, evidence) = prove_against(self.fs.as_ref(), path, file, &meta, record).map_err(read_err)?;
+                let (md5, evidence) = prove_against(path, file, &meta, record).map_err(read_err)?;
                 (evidence, Some(md5), None)
             }
             (Checksum::Audit(fp), rows) => {
+                // The rows come from the same open file as the proof, read again from its
+                // start up to its length when opened: never from a second open by path,
+                // which may meet another version renamed into place meanwhile.
+                let again = match rows {
+                    Rows::Nothing => None,
+                    _ => Some(file.try_clone().map_err(read_err)?),
+                };
                 let (md5, ok, evidence) = audit(path, file, &meta, fp).map_err(read_err)?;
                 fingerprint_ok = Some(ok);
-                let decoded = match rows {
-                    Rows::Nothing => None,
-                    rows => {
-                        let Some((again, _)) = self.open(path)? else { return Ok(None) };
-                        Some(self.decode(CodecInput::File(again), rows, path)?)
+                let decoded = match again {
+                    None => None,
+                    Some(mut again) => {
+                        again.seek(io::SeekFrom::Start(0)).map_err(read_err)?;
+                        let bytes = read_opened_length(again, &meta).map_err(read_err)?;
+                        Some(self.decode(CodecInput::Bytes(&bytes), rows, path)?)
                     }
                 };
                 (evidence, Some(md5), decoded)
             }
             (checksum, rows) => {
                 // One read gives the bytes to hash and to decode.
-                let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-                file.read_to_end(&mut bytes).map_err(read_err)?;
-                let bytes = Arc::new(bytes);
+                let bytes = Arc::new(read_opened_length(file, &meta).map_err(read_err)?);
                 let record = match checksum {
                     Checksum::Record(r) => Some(r.as_ref()),
                     _ => None,

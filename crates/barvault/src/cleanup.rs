@@ -145,7 +145,7 @@ impl Vault {
         let max_age = Duration::from_secs(u64::from(retention_days) * 86_400);
         let mut plan = CleanupPlan { cutoff: Some(cutoff_dt.to_rfc3339()), ..CleanupPlan::default() };
 
-        let mut trims: Vec<(barvault_domain::SeriesKey, Bars)> = Vec::new();
+        let mut trims: Vec<barvault_domain::SeriesKey> = Vec::new();
         for series in self.manager.list(ctx).await? {
             let Some(bars) = self.manager.load_with_fallback(&series, None, ctx).await? else { continue };
             plan.rows_stored += bars.len();
@@ -157,7 +157,7 @@ impl Vault {
             let kept = bars.slice(&keep_range);
             plan.rows_removed += lo;
             plan.series.push(SeriesTrim { series: series.to_string(), rows_removed: lo, rows_kept: kept.len() });
-            trims.push((series, kept));
+            trims.push(series);
         }
         let survey = self.housekeeping.survey(ctx).await?;
         // File ages are measured from `now` too, so a run "as if the time were `now`" treats
@@ -175,16 +175,21 @@ impl Vault {
         let needs_confirmation = plan.needs_confirmation();
         let applied = !dry_run && (confirm || needs_confirmation.is_none());
         if applied {
-            for (series, kept) in trims {
-                if kept.is_empty() {
-                    self.remove_series(&series, ctx).await?;
-                } else {
-                    let opts = PersistOptions::replace();
-                    self.manager
-                        .persist_with_backup(&kept, &series, opts, barvault_domain::ValidationPolicy::Off, ctx)
-                        .await?;
+            // The plan was made from reads without the lock; what is removed is decided
+            // again under each series' lock by the trim (only bars still older than the
+            // cutoff go), so an import committed since the plan's read is never undone.
+            for (trim, series) in plan.series.iter_mut().zip(&trims) {
+                let opts = PersistOptions::trim(cutoff);
+                let off = barvault_domain::ValidationPolicy::Off;
+                let outcome = self.manager.persist_with_backup(&Bars::empty(), series, opts, off, ctx).await?;
+                let stats = outcome.receipt.merge;
+                trim.rows_removed = stats.existing_rows.saturating_sub(stats.result_rows);
+                trim.rows_kept = stats.result_rows;
+                if stats.result_rows == 0 {
+                    self.remove_series_if_empty(series, ctx).await?;
                 }
             }
+            plan.rows_removed = plan.series.iter().map(|t| t.rows_removed).sum();
             for entry in old {
                 self.housekeeping.discard(entry, ctx).await?;
             }

@@ -17,6 +17,12 @@ pub enum WriteMode {
     /// Write exactly the given bars; what was stored survives only as the `.backup`.
     /// Writes nothing when the stored bars are already equal.
     Replace,
+    /// Remove the stored bars before this instant (nanoseconds since the epoch, UTC) and
+    /// keep the rest; the bars given must be empty. The stored bars are read under the
+    /// series lock (without locks: against the version read), so a bar committed by a
+    /// concurrent write survives unless it is itself older: retention never writes back a
+    /// state read before another writer's commit.
+    Trim { before: i64 },
 }
 
 /// Options of one persist.
@@ -33,6 +39,11 @@ impl PersistOptions {
 
     pub fn replace() -> Self {
         Self { mode: WriteMode::Replace, ..Self::default() }
+    }
+
+    /// See [`WriteMode::Trim`].
+    pub fn trim(before: i64) -> Self {
+        Self { mode: WriteMode::Trim { before }, ..Self::default() }
     }
 }
 

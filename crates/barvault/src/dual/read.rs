@@ -10,6 +10,18 @@ use tracing::Instrument;
 
 use super::DualStorageManager;
 
+/// A warning when the copies are looked at under the series lock (what it finds is how
+/// the last writer left them), a debug line for the first read without it, where a write
+/// in progress looks the same as damage.
+macro_rules! note {
+    ($locked:expr, $($arg:tt)*) => {
+        if $locked { tracing::warn!($($arg)*) } else { tracing::debug!($($arg)*) }
+    };
+}
+
+/// [`DualStorageManager::load_with_fallback`]'s read under the series lock.
+const LOCKED: bool = true;
+
 /// How one stored copy looked when read.
 #[derive(Debug)]
 pub(super) enum Copy {
@@ -333,6 +345,15 @@ impl DualStorageManager {
 
     /// Loads from the primary copy, falling back to the secondary when the primary is
     /// missing, unparsable or disagrees with its checksum; the reason is logged.
+    ///
+    /// A load takes no lock, so it may meet a writer between its commit and its record
+    /// (a primary newer than the record read): what looks like damage then is a write in
+    /// progress. Serving the secondary in that moment could serve a copy that lags by the
+    /// rows appended in place, and both copies can look bad at once; so a load that would
+    /// fall back (or finds no usable copy) reads again under the series lock, where every
+    /// copy is as its last writer left it, and only what that read finds is served. When
+    /// the lock cannot be had (a read-only store, a writer holding it past the timeout)
+    /// the first read's answer stands.
     pub async fn load_with_fallback(
         &self,
         series: &SeriesKey,
@@ -342,81 +363,112 @@ impl DualStorageManager {
         let span = ctx.span("load", Some(series));
         let rows = range.map_or(Rows::All, Rows::Range);
         async {
-            // An unreadable primary record (damaged, or a planted link) leaves the primary
-            // unproven: it is then read like a copy without a record, and the secondary,
-            // proven by its own record, is what serves the load if it is sound.
-            let pmeta = match self.metadata.get(series, self.primary.name(), ctx).await {
-                Ok(m) => m,
-                Err(e) if e.is_data_error() && self.secondary.is_some() => {
-                    tracing::warn!(error = %e, "primary metadata record unreadable; proving the copies without it");
-                    None
-                }
-                Err(e) => return Err(e),
+            let first = self.load_once(series, rows, !LOCKED, ctx).await;
+            let settled = match &first {
+                Ok((_, fell_back)) => !fell_back,
+                Err(e) => !(e.is_data_error() || matches!(e, StorageError::Unreadable { .. })),
             };
-            if self.settings.prefer_secondary_reads
-                && !self.settings.lock_free
-                && let Some(sec) = &self.secondary
-            {
-                // An unreadable secondary record only means the secondary is not preferred:
-                // the primary below may well be sound.
-                let smeta = match self.metadata.get(series, sec.name(), ctx).await {
-                    Ok(m) => m,
-                    Err(e) if e.is_data_error() => None,
-                    Err(e) => return Err(e),
-                };
-                if let Some(sec) = self.same_generation_secondary(pmeta.as_ref(), smeta.as_ref()) {
-                    match Self::read_copy(sec.as_ref(), smeta.as_ref(), series, rows, ctx).await?.copy {
-                        Copy::Good(bars) => {
-                            tracing::debug!(rows = bars.len(), "loaded from the secondary copy");
-                            return Ok(Some(bars));
-                        }
-                        other => {
-                            tracing::warn!(reason = ?other.reason(), "preferred secondary copy unusable; reading the primary")
-                        }
-                    }
-                }
+            if settled || self.settings.lock_free {
+                return first.map(|(bars, _)| bars);
             }
-            let primary = self.read_one(self.primary.as_ref(), pmeta.as_ref(), series, rows, ctx).await?.copy;
-            let primary = match primary {
-                Copy::Good(bars) => {
-                    tracing::debug!(rows = bars.len(), "loaded from primary");
-                    return Ok(Some(bars));
+            match self.locks.lock(series, self.settings.lock_timeout, ctx).await {
+                Ok(guard) => {
+                    tracing::debug!("the primary copy looked unusable; reading again under the series lock");
+                    let again = self.load_once(series, rows, LOCKED, ctx).await;
+                    drop(guard);
+                    again.map(|(bars, _)| bars)
                 }
-                other => other,
-            };
-            let Some(sec) = &self.secondary else {
-                return match primary {
-                    Copy::Absent => Ok(None),
-                    Copy::Mismatch(bars, why) => {
-                        tracing::warn!(reason = %why, "checksum mismatch with no second copy; serving the file as stored");
-                        Ok(Some(bars))
-                    }
-                    other => Err(StorageError::Unreadable {
-                        series: series.clone(),
-                        causes: other.reason().unwrap_or("missing").to_string(),
-                    }),
-                };
-            };
-            if let Some(why) = primary.reason() {
-                tracing::warn!(reason = %why, fallback = sec.name(), "primary copy unusable; falling back");
-            }
-            let smeta = self.metadata.get(series, sec.name(), ctx).await?;
-            let secondary = self.read_one(sec.as_ref(), smeta.as_ref(), series, rows, ctx).await?.copy;
-            match (primary, secondary) {
-                (Copy::Absent, Copy::Absent) => Ok(None),
-                (_, Copy::Good(bars)) => Ok(Some(bars)),
-                (Copy::Mismatch(a, _), Copy::Mismatch(b, _)) if a == b => {
-                    tracing::warn!("both copies agree but their metadata is stale; serving them");
-                    Ok(Some(a))
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not take the series lock to read again; serving the first read");
+                    first.map(|(bars, _)| bars)
                 }
-                (Copy::Mismatch(a, why), Copy::Absent) => {
-                    tracing::warn!(reason = %why, "checksum mismatch and no second copy; serving the file as stored");
-                    Ok(Some(a))
-                }
-                (p, s) => Err(unreadable(series, &p, &s)),
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// One load as [`Self::load_with_fallback`] describes it, without the lock: the bars,
+    /// and whether they come from a fallback (the primary was not usable).
+    async fn load_once(
+        &self,
+        series: &SeriesKey,
+        rows: Rows,
+        locked: bool,
+        ctx: &OpContext,
+    ) -> Result<(Option<Bars>, bool), StorageError> {
+        // An unreadable primary record (damaged, or a planted link) leaves the primary
+        // unproven: it is then read like a copy without a record, and the secondary,
+        // proven by its own record, is what serves the load if it is sound.
+        let pmeta = match self.metadata.get(series, self.primary.name(), ctx).await {
+            Ok(m) => m,
+            Err(e) if e.is_data_error() && self.secondary.is_some() => {
+                note!(locked, error = %e, "primary metadata record unreadable; proving the copies without it");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if self.settings.prefer_secondary_reads
+            && !self.settings.lock_free
+            && let Some(sec) = &self.secondary
+        {
+            // An unreadable secondary record only means the secondary is not preferred:
+            // the primary below may well be sound.
+            let smeta = match self.metadata.get(series, sec.name(), ctx).await {
+                Ok(m) => m,
+                Err(e) if e.is_data_error() => None,
+                Err(e) => return Err(e),
+            };
+            if let Some(sec) = self.same_generation_secondary(pmeta.as_ref(), smeta.as_ref()) {
+                match Self::read_copy(sec.as_ref(), smeta.as_ref(), series, rows, ctx).await?.copy {
+                    Copy::Good(bars) => {
+                        tracing::debug!(rows = bars.len(), "loaded from the secondary copy");
+                        return Ok((Some(bars), false));
+                    }
+                    other => {
+                        note!(locked, reason = ?other.reason(), "preferred secondary copy unusable; reading the primary")
+                    }
+                }
+            }
+        }
+        let primary = self.read_one(self.primary.as_ref(), pmeta.as_ref(), series, rows, ctx).await?.copy;
+        let primary = match primary {
+            Copy::Good(bars) => {
+                tracing::debug!(rows = bars.len(), "loaded from primary");
+                return Ok((Some(bars), false));
+            }
+            other => other,
+        };
+        let Some(sec) = &self.secondary else {
+            return match primary {
+                Copy::Absent => Ok((None, false)),
+                Copy::Mismatch(bars, why) => {
+                    note!(locked, reason = %why, "checksum mismatch with no second copy; serving the file as stored");
+                    Ok((Some(bars), true))
+                }
+                other => Err(StorageError::Unreadable {
+                    series: series.clone(),
+                    causes: other.reason().unwrap_or("missing").to_string(),
+                }),
+            };
+        };
+        if let Some(why) = primary.reason() {
+            note!(locked, reason = %why, fallback = sec.name(), "primary copy unusable; falling back");
+        }
+        let smeta = self.metadata.get(series, sec.name(), ctx).await?;
+        let secondary = self.read_one(sec.as_ref(), smeta.as_ref(), series, rows, ctx).await?.copy;
+        match (primary, secondary) {
+            (Copy::Absent, Copy::Absent) => Ok((None, false)),
+            (_, Copy::Good(bars)) => Ok((Some(bars), true)),
+            (Copy::Mismatch(a, _), Copy::Mismatch(b, _)) if a == b => {
+                note!(locked, "both copies agree but their metadata is stale; serving them");
+                Ok((Some(a), true))
+            }
+            (Copy::Mismatch(a, why), Copy::Absent) => {
+                note!(locked, reason = %why, "checksum mismatch and no second copy; serving the file as stored");
+                Ok((Some(a), true))
+            }
+            (p, s) => Err(unreadable(series, &p, &s)),
+        }
     }
 }

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use barvault_domain::{
-    Bars, MergeStats, SeriesKey, ValidationPolicy, ValidationReport, merge, off_grid, replace_stats, validate,
+    Bars, MergeStats, SeriesKey, TimeRange, ValidationPolicy, ValidationReport, merge, off_grid, replace_stats,
+    validate,
 };
 use barvault_ports::{
     DateRange, FileMetadata, Keep, OpContext, Persisted, Revision, StagedWrite, StorageError, Version,
@@ -60,6 +61,12 @@ impl DualStorageManager {
         ctx: &OpContext,
     ) -> Result<PersistOutcome, StorageError> {
         let started = Instant::now();
+        if matches!(options.mode, WriteMode::Trim { .. }) && !bars.is_empty() {
+            return Err(StorageError::invalid(format!(
+                "{series}: a trim removes stored bars and takes none, but {} were given",
+                bars.len()
+            )));
+        }
         let (bars, mut report) = validate(bars.clone(), validation).map_err(|e| StorageError::validation(series, e))?;
         // No bars for a series that has no file and no record: nothing to write, and taking
         // the lock would create the series directory and a lock file for a series without
@@ -91,7 +98,7 @@ impl DualStorageManager {
         // `Rows::From`); anything else reads the series whole.
         let from = match options.mode {
             WriteMode::Merge if self.revisions_everywhere() && !self.settings.lock_free => bars.first_timestamp(),
-            WriteMode::Merge | WriteMode::Replace => None,
+            WriteMode::Merge | WriteMode::Replace | WriteMode::Trim { .. } => None,
         };
         let mut retries = 0;
         let attempt = loop {
@@ -351,6 +358,11 @@ impl DualStorageManager {
                 merge(existing, bars, options.policy).map_err(|e| StorageError::merge_failed(series, e))?
             }
             WriteMode::Replace => (bars.clone(), replace_stats(existing, bars)),
+            WriteMode::Trim { before } => {
+                let kept = existing.slice(&TimeRange { start: Some(before), end: None });
+                let stats = replace_stats(existing, &kept);
+                (kept, stats)
+            }
         };
         stats.existing_rows += state.skipped;
         stats.result_rows += state.skipped;
@@ -421,7 +433,7 @@ fn on_grid<'a>(
 ) -> Result<(Cow<'a, Bars>, ValidationReport), StorageError> {
     let stored = match mode {
         WriteMode::Merge => state.bars.as_ref(),
-        WriteMode::Replace => None,
+        WriteMode::Replace | WriteMode::Trim { .. } => None,
     };
     let (keep, report) =
         off_grid(bars, series.period, stored, validation).map_err(|e| StorageError::validation(series, e))?;

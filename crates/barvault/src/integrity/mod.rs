@@ -204,6 +204,26 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// The readable records of one series' copies, read now (under the series lock, they
+    /// are what its last writer recorded); an unreadable record is left out, as
+    /// [`Vault::records`] leaves it out of the map.
+    pub(crate) async fn series_records(&self, series: &SeriesKey, ctx: &OpContext) -> Result<Records, StorageError> {
+        let mut map = BTreeMap::new();
+        for c in self.manager.copies() {
+            match self.manager.metadata().get(series, c.name(), ctx).await {
+                Ok(Some(r)) => {
+                    map.insert((series.clone(), c.name().to_string()), r);
+                }
+                Ok(None) => {}
+                Err(e) if e.is_data_error() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(map)
+    }
+}
+
 /// Runs `f` over `items` with at most `limit` at once, keeping their order: each copy's
 /// checksum runs on the store's blocking pool, so a few at a time keep every core hashing.
 pub(crate) async fn concurrently<'a, T, R, F, Fut>(items: &'a [T], limit: usize, f: F) -> Vec<R>

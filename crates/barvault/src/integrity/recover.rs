@@ -76,6 +76,10 @@ impl Vault {
         for name in damaged {
             let Some(series) = by_name.get(name) else { continue };
             let guard = self.manager.locks().lock(series, self.config.lock_timeout(), ctx).await?;
+            // The records as the series' last writer left them: those read before the lock
+            // may be older than a write committed since, and rebuilding from them would put
+            // an older version back over it.
+            let records = self.series_records(series, ctx).await?;
             match self.recover_series(series, &records, ctx).await {
                 Ok(mut actions) => report.actions.append(&mut actions),
                 Err(reason) => report.unrecoverable.push((name.clone(), reason)),

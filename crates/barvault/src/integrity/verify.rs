@@ -80,8 +80,14 @@ impl Vault {
                 report.notes.extend(lag);
             }
         }
+        if !self.manager.settings().lock_free {
+            self.settle(&series, deep, &mut report, ctx).await;
+        }
         report.issues.extend(bad_records.iter().map(bad_metadata));
         report.issues.extend(namespace_issues(&survey, scope, &records));
+        if !self.manager.settings().lock_free {
+            self.settle_locks(&survey, &mut report, ctx).await;
+        }
         report.issues.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
         tracing::info!(
             series = report.series_checked,
@@ -91,6 +97,107 @@ impl Vault {
             "verified"
         );
         Ok(report)
+    }
+}
+
+/// Issues of a series' copies that a write in progress also shows to a look without the
+/// lock: a copy renamed into place before its record (checksum mismatch, a record longer
+/// or shorter than its file), records of generations n and n+1, a copy not yet created.
+fn settles(kind: IssueKind) -> bool {
+    matches!(
+        kind,
+        IssueKind::ChecksumMismatch
+            | IssueKind::Unparsable
+            | IssueKind::MissingFile
+            | IssueKind::MissingMetadata
+            | IssueKind::MissingCopy
+            | IssueKind::Inconsistent
+            | IssueKind::BadFingerprint
+            | IssueKind::BadBackup
+            | IssueKind::UncommittedTail
+    )
+}
+
+impl Vault {
+    /// Looks again, under its lock, at every series whose copies the first look found
+    /// damaged, and reports what that look finds instead: verify never reports damage
+    /// that is not there (a write in progress between its commit and its record), and a
+    /// series that is damaged stays reported. A series whose lock cannot be had (a writer
+    /// holding it past the timeout, a store this process may not lock) keeps the first
+    /// look's findings.
+    async fn settle(&self, series: &[SeriesKey], deep: bool, report: &mut VerifyReport, ctx: &OpContext) {
+        let flagged: BTreeSet<String> =
+            report.issues.iter().filter(|i| settles(i.kind)).filter_map(|i| i.series.clone()).collect();
+        for s in series.iter().filter(|s| flagged.contains(&s.to_string())) {
+            let name = s.to_string();
+            match self.examine_locked(s, deep, ctx).await {
+                Ok((issues, note)) => {
+                    let mine = |i: &Issue| i.series.as_deref() == Some(name.as_str());
+                    report.issues.retain(|i| !(mine(i) && settles(i.kind)));
+                    report.notes.retain(|i| !mine(i));
+                    report.issues.extend(issues);
+                    report.notes.extend(note);
+                }
+                Err(e) => {
+                    tracing::warn!(series = %name, error = %e, "could not look again under the series lock; reporting the first look")
+                }
+            }
+        }
+    }
+
+    /// A lock file of a series without data is also what the first write of a new series
+    /// shows before its data lands: each one reported is looked at again under the series
+    /// lock, and dropped when the series now has data or a record.
+    async fn settle_locks(&self, survey: &Survey, report: &mut VerifyReport, ctx: &OpContext) {
+        let stale: Vec<(std::path::PathBuf, SeriesKey)> = report
+            .issues
+            .iter()
+            .filter(|i| i.kind == IssueKind::StaleLock)
+            .filter_map(|i| {
+                let entry = survey.of(EntryKind::Lock).find(|e| e.location == i.path && e.format.is_none())?;
+                Some((i.path.clone(), entry.series.clone()?))
+            })
+            .collect();
+        for (path, series) in stale {
+            let traced = async {
+                let _guard = self.manager.locks().lock(&series, self.config.lock_timeout(), ctx).await?;
+                self.manager.has_trace(&series, ctx).await
+            };
+            match traced.await {
+                Ok(true) => report.issues.retain(|i| !(i.kind == IssueKind::StaleLock && i.path == path)),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not look at a lock file again under its lock")
+                }
+            }
+        }
+    }
+
+    /// The copies of one series examined and compared under its lock, against the records
+    /// read under it: the issues, and the note of a recorded lag.
+    pub(crate) async fn examine_locked(
+        &self,
+        series: &SeriesKey,
+        deep: bool,
+        ctx: &OpContext,
+    ) -> Result<(Vec<Issue>, Option<Issue>), StorageError> {
+        let _guard = self.manager.locks().lock(series, self.config.lock_timeout(), ctx).await?;
+        let records = self.series_records(series, ctx).await?;
+        let mut issues = Vec::new();
+        let mut found = Vec::new();
+        for c in self.manager.copies() {
+            let record = records.get(&(series.clone(), c.name().to_string()));
+            let mut e = examine(c.as_ref(), self.base(), series, record, deep, ctx).await?;
+            issues.append(&mut e.issues);
+            found.push((c.name().to_string(), e));
+        }
+        let mut note = None;
+        if found.len() > 1 {
+            let (more, lag) = compare_copies(series, &found, &records);
+            issues.extend(more);
+            note = lag;
+        }
+        Ok((issues, note))
     }
 }
 
