@@ -319,13 +319,35 @@ fn denied() -> StorageError {
 
 #[tokio::test]
 async fn bad_primary_falls_back_to_the_secondary() {
+    // The first look takes no lock; a look that falls back is repeated under the series
+    // lock (it may have met a writer between its commit and its record), and that look's
+    // answer is served.
+    let bars = sample_bars(5, BASE_NS, DAY_NS, 1);
+    let mut primary = store("csv");
+    primary.expect_load().times(2).returning(|_, _, _| Err(decode_error()));
+    let mut secondary = store("parquet");
+    let served = bars.clone();
+    secondary.expect_load().times(2).returning(move |_, o, _| Ok(Some(loaded("parquet", &served, o))));
+    let mut locks = MockSeriesLocks::new();
+    locks.expect_lock().times(1).returning(|_, _, _| Ok(Box::new(Guard)));
+    let m = manager(primary, secondary, no_metadata(), locks);
+    let loaded = m.load_with_fallback(&stock("AAPL"), None, &OpContext::new()).await.unwrap();
+    assert_eq!(loaded, Some(bars));
+}
+
+#[tokio::test]
+async fn a_fallback_whose_lock_cannot_be_had_serves_the_first_look() {
     let bars = sample_bars(5, BASE_NS, DAY_NS, 1);
     let mut primary = store("csv");
     primary.expect_load().times(1).returning(|_, _, _| Err(decode_error()));
     let mut secondary = store("parquet");
     let served = bars.clone();
     secondary.expect_load().times(1).returning(move |_, o, _| Ok(Some(loaded("parquet", &served, o))));
-    let m = manager(primary, secondary, no_metadata(), MockSeriesLocks::new());
+    let mut locks = MockSeriesLocks::new();
+    locks.expect_lock().times(1).returning(|s, t, _| {
+        Err(StorageError::Locked { series: s.clone(), path: "stocks/1d/.AAPL.lock".into(), waited: t })
+    });
+    let m = manager(primary, secondary, no_metadata(), locks);
     let loaded = m.load_with_fallback(&stock("AAPL"), None, &OpContext::new()).await.unwrap();
     assert_eq!(loaded, Some(bars));
 }
@@ -364,7 +386,7 @@ async fn both_copies_bad_is_unreadable_naming_both_causes() {
     secondary.expect_load().returning(|_, _, _| {
         Err(StorageError::Corrupt { path: "stocks/1d/AAPL.parquet".into(), reason: "bad footer".into() })
     });
-    let m = manager(primary, secondary, no_metadata(), MockSeriesLocks::new());
+    let m = manager(primary, secondary, no_metadata(), free_locks());
     let err = m.load_with_fallback(&stock("AAPL"), None, &OpContext::new()).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, StorageError::Unreadable { .. }), "{text}");

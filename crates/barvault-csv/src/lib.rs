@@ -178,6 +178,7 @@ impl BarCodec for CsvCodec {
         };
         let raw = match input {
             CodecInput::Bytes(bytes) => self.decode_bytes(bytes, range)?,
+            CodecInput::Shared(bytes) => self.decode_bytes(&bytes, range)?,
             CodecInput::File(file) => {
                 let size = file.metadata().map_or(0, |m| usize::try_from(m.len()).unwrap_or(0));
                 decode::decode_reader(file, size, range)?

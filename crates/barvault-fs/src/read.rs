@@ -131,8 +131,8 @@ impl<C: BarCodec + 'static> Inner<C> {
                     None => None,
                     Some(mut again) => {
                         again.seek(io::SeekFrom::Start(0)).map_err(read_err)?;
-                        let bytes = read_opened_length(again, &meta).map_err(read_err)?;
-                        Some(self.decode(CodecInput::Bytes(&bytes), rows, path)?)
+                        let bytes = Arc::new(read_opened_length(again, &meta).map_err(read_err)?);
+                        Some(self.decode(CodecInput::Shared(bytes), rows, path)?)
                     }
                 };
                 (evidence, Some(md5), decoded)
@@ -145,7 +145,8 @@ impl<C: BarCodec + 'static> Inner<C> {
                     _ => None,
                 };
                 let (md5, evidence) = prove_bytes(path, &meta, &bytes, record);
-                let decoded = self.decode(CodecInput::Bytes(&bytes), rows, path)?;
+                // The buffer goes to the codec without a copy (Parquet decodes from owned bytes).
+                let decoded = self.decode(CodecInput::Shared(Arc::clone(&bytes)), rows, path)?;
                 (evidence, Some(md5), Some(decoded))
             }
         };

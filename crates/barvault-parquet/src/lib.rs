@@ -49,6 +49,17 @@ pub struct ParquetCodec {
     row_group_rows: usize,
 }
 
+/// Shared bytes as [`Bytes`] without a copy: the buffer is kept alive by its `Arc`.
+fn shared(bytes: std::sync::Arc<Vec<u8>>) -> Bytes {
+    struct Owner(std::sync::Arc<Vec<u8>>);
+    impl AsRef<[u8]> for Owner {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_slice()
+        }
+    }
+    Bytes::from_owner(Owner(bytes))
+}
+
 impl Default for ParquetCodec {
     fn default() -> Self {
         Self::new(ParquetCompression::default())
@@ -94,6 +105,7 @@ impl ParquetCodec {
         let run = || match input {
             CodecInput::File(file) => decode::decode_chunks(file, select),
             CodecInput::Bytes(bytes) => decode::decode_chunks(Bytes::copy_from_slice(bytes), select),
+            CodecInput::Shared(bytes) => decode::decode_chunks(shared(bytes), select),
         };
         guarded(run).map(|(raw, stats, _)| (raw, stats))
     }
@@ -107,6 +119,7 @@ impl ParquetCodec {
     ) -> Result<(Decoded, DecodeStats), CodecError> {
         let bytes = match input {
             CodecInput::Bytes(b) => Bytes::copy_from_slice(b),
+            CodecInput::Shared(b) => shared(b),
             CodecInput::File(mut f) => {
                 let mut buf = Vec::new();
                 std::io::Read::read_to_end(&mut f, &mut buf)?;

@@ -14,6 +14,10 @@ use crate::store::{Keep, Rows};
 pub enum CodecInput<'a> {
     File(std::fs::File),
     Bytes(&'a [u8]),
+    /// Bytes in memory that the codec may keep for as long as it decodes (a codec that
+    /// needs owned bytes takes these without copying them; a store that read a file whole
+    /// to hash it hands its buffer over this way).
+    Shared(std::sync::Arc<Vec<u8>>),
 }
 
 /// A codec failure, without the path: the store that owns the file adds it with [`CodecError::at`].

@@ -186,7 +186,8 @@ impl Vault {
                 trim.rows_removed = stats.existing_rows.saturating_sub(stats.result_rows);
                 trim.rows_kept = stats.result_rows;
                 if stats.result_rows == 0 {
-                    self.remove_series_if_empty(series, ctx).await?;
+                    // The trim removed the series; its lock files go too.
+                    self.discard_locks(series, ctx).await?;
                 }
             }
             plan.rows_removed = plan.series.iter().map(|t| t.rows_removed).sum();

@@ -21,7 +21,8 @@ pub enum WriteMode {
     /// keep the rest; the bars given must be empty. The stored bars are read under the
     /// series lock (without locks: against the version read), so a bar committed by a
     /// concurrent write survives unless it is itself older: retention never writes back a
-    /// state read before another writer's commit.
+    /// state read before another writer's commit. A trim of every stored bar removes the
+    /// series (records first, as [`crate::DualStorageManager::remove`]).
     Trim { before: i64 },
 }
 

@@ -435,18 +435,8 @@ impl Vault {
         Ok(removed)
     }
 
-    /// [`Vault::remove_series`] of a series that holds no bars when its lock is taken
-    /// (retention emptied it, and no write has added bars since); whether it was removed.
-    pub async fn remove_series_if_empty(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
-        let removed = self.manager.remove_if_empty(series, ctx).await?;
-        if removed {
-            self.discard_locks(series, ctx).await?;
-        }
-        Ok(removed)
-    }
-
     /// Removes the lock files of a removed series (each while held).
-    async fn discard_locks(&self, series: &SeriesKey, ctx: &OpContext) -> Result<(), StorageError> {
+    pub(crate) async fn discard_locks(&self, series: &SeriesKey, ctx: &OpContext) -> Result<(), StorageError> {
         let survey = self.housekeeping.survey(ctx).await?;
         for lock in survey.of(barvault_ports::EntryKind::Lock).filter(|e| e.series.as_ref() == Some(series)) {
             self.housekeeping.discard(lock, ctx).await?;

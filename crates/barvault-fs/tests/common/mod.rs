@@ -72,6 +72,7 @@ impl TextCodec {
                 s
             }
             CodecInput::Bytes(b) => String::from_utf8(b.to_vec()).map_err(|e| CodecError::Corrupt(e.to_string()))?,
+            CodecInput::Shared(b) => String::from_utf8(b.to_vec()).map_err(|e| CodecError::Corrupt(e.to_string()))?,
         };
         let mut lines = text.lines();
         let header = lines.next().ok_or_else(|| CodecError::Corrupt("empty file".into()))?;

@@ -253,23 +253,8 @@ impl DualStorageManager {
         self.remove_locked(series, ctx).await
     }
 
-    /// [`Self::remove`] of a series that holds no bars, decided under the series lock (a
-    /// write may have added bars since the caller looked); whether it was removed.
-    pub async fn remove_if_empty(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
-        let _guard = self.locks.lock(series, self.settings.lock_timeout, ctx).await?;
-        let state = self.read_state(series, None, ctx).await?;
-        if state.bars.as_ref().is_some_and(|b| !b.is_empty()) {
-            tracing::info!(
-                rows = state.bars.as_ref().map_or(0, Bars::len),
-                "bars were added meanwhile; the series stays"
-            );
-            return Ok(false);
-        }
-        self.remove_locked(series, ctx).await
-    }
-
     /// [`Self::remove`], under the lock the caller holds.
-    async fn remove_locked(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
+    pub(super) async fn remove_locked(&self, series: &SeriesKey, ctx: &OpContext) -> Result<bool, StorageError> {
         self.metadata.remove(series, self.primary.name(), ctx).await?;
         if let Some(s) = &self.secondary {
             self.metadata.remove(series, s.name(), ctx).await?;

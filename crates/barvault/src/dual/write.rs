@@ -154,6 +154,18 @@ impl DualStorageManager {
         }
         let (bars, grid) = on_grid(bars, series, &state, options.mode, validation)?;
         let (result, stats) = self.combine(&state, &bars, series, options)?;
+        if matches!(options.mode, WriteMode::Trim { .. })
+            && result.is_empty()
+            && state.bars.as_ref().is_some_and(|b| !b.is_empty())
+        {
+            // A trim of every bar removes the series under the same lock, records first
+            // (see `remove`), rather than writing a series of no bars.
+            self.remove_locked(series, ctx).await?;
+            let pformat = self.primary.name().to_string();
+            let mut receipt = StorageReceipt::unwritten(self.location(series, &pformat), pformat, 0, stats, ctx);
+            receipt.written = true;
+            return Ok(Attempt { receipt, generation: None, repaired: Vec::new(), grid });
+        }
         let first = if state.skipped > 0 { state.first } else { result.first_timestamp() };
         let next = Next { bars: Arc::new(result), skipped: state.skipped, first };
         let (staged_primary, staged_secondary) = self.stage_copies(&state, &next, stats, series, ctx).await?;
