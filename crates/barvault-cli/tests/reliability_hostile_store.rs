@@ -243,3 +243,73 @@ fn created_files_honour_the_umask_and_are_never_world_writable() {
         eprintln!("umask {mask:03o}: {} entries, none with {forbidden:03o} bits", all.len());
     }
 }
+
+/// A store this process may not write: owned by root and run as `nobody` (65534) when the
+/// test runs as root, else made read-only (dirs 0555, files 0444) for the test's own user.
+/// An import fails with one `error:` line naming the permission and a path of the store,
+/// never a panic, and leaves the store byte-identical with no temp file; reads (`export`,
+/// `verify`) still work. Lock files carry nothing: they are empty, so they cannot leak a
+/// secret, a path or a host name.
+#[test]
+fn a_store_owned_by_another_user_fails_cleanly_and_lock_files_carry_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, model) = two_versions(dir.path());
+    let locks: Vec<_> = modes(&store).into_iter().filter(|(p, _)| p.to_string_lossy().ends_with(".lock")).collect();
+    assert!(!locks.is_empty(), "the imports left no lock file to look at");
+    for (p, _) in &locks {
+        assert_eq!(std::fs::metadata(p).expect("lock").len(), 0, "{} carries bytes", p.display());
+    }
+    let (file, _) = batch(dir.path(), 3);
+    let before = common::snapshot(&store);
+    let as_root = unsafe_free_geteuid() == 0;
+    // `nobody` must reach the binary, the input and the store: a copy of the binary in the
+    // test's own directory, opened to others for reading and traversal only.
+    let bin = dir.path().join("barvault");
+    std::fs::copy(common::BIN, &bin).expect("copy the binary");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let read_only = |mode_dir: u32, mode_file: u32| {
+        for (p, _) in modes(&store) {
+            let m = if p.is_dir() { mode_dir } else { mode_file };
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).expect("chmod");
+        }
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(mode_dir)).expect("chmod");
+    };
+    if !as_root {
+        read_only(0o555, 0o444);
+    }
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(&bin);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("BARVAULT_") {
+                c.env_remove(k);
+            }
+        }
+        c.arg("--data-dir").arg(&store).args(args).env("BARVAULT_LOCK_TIMEOUT_SECS", "2");
+        if as_root {
+            c.uid(65534).gid(65534);
+        }
+        common::retry_exec(|| c.output())
+    };
+    let o = run(&["import", "--type", "stock", "--symbol", "SYM", "--period", "1m", file.to_str().unwrap()]);
+    let e = err(&o);
+    assert_eq!(code(&o), 1, "import into a store of another user: {e}");
+    let lines: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{e}");
+    assert!(lines[0].contains("ermission denied") && lines[0].contains(store.to_str().unwrap()), "{e}");
+    assert!(!e.contains("panicked") && !e.contains("RUST_BACKTRACE"), "{e}");
+    let exported = run(&["export", "--type", "stock", "--symbol", "SYM", "--period", "1m"]);
+    assert_eq!(code(&exported), 0, "a read-only store still serves its bars: {}", err(&exported));
+    assert!(common::parse_export(&out(&exported)) == model, "export of the read-only store");
+    let v = run(&["verify", "--all"]);
+    assert_eq!(code(&v), 0, "verify of a sound read-only store: {}{}", out(&v), err(&v));
+    if !as_root {
+        read_only(0o755, 0o644);
+    }
+    assert!(common::snapshot(&store) == before, "the refused import changed the store");
+    assert!(common::temp_files(&store).is_empty(), "temp files left: {:?}", common::temp_files(&store));
+    eprintln!("another user ({}): import refused with `{}`", if as_root { "uid 65534" } else { "read-only" }, lines[0]);
+}
+
+fn unsafe_free_geteuid() -> u32 {
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
+}
