@@ -45,6 +45,7 @@ fn loaded(format: &str, bars: &Bars, options: &LoadOptions) -> Loaded {
         first: bars.first_timestamp(),
         checksum: None,
         fingerprint_ok: None,
+        bad_blocks: Vec::new(),
     }
 }
 

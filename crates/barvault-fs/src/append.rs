@@ -194,7 +194,7 @@ fn continued(
     crc.update(tail);
     let len = committed + tail.len() as u64;
     let checkpoints = thin_checkpoints(&states, len).into_iter().map(Checkpoint::to_recorded).collect();
-    (md5.finish_hex(), Fingerprint { crc32: crc.finalize(), checkpoints })
+    (md5.finish_hex(), Fingerprint::new(crc.finalize(), checkpoints))
 }
 
 #[cfg(test)]

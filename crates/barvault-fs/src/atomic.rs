@@ -265,6 +265,11 @@ impl Staged {
         &self.md5_hex
     }
 
+    /// The temp file holding the staged bytes.
+    pub fn temp(&self) -> &Path {
+        &self.temp
+    }
+
     /// The file the staged bytes will replace.
     pub fn target(&self) -> &Path {
         &self.target
@@ -346,7 +351,7 @@ fn fill(
     file.sync_all().map_err(|e| StorageError::io(IoStep::FsyncTemp, temp, e))?;
     let (md5_hex, fingerprint) = match hashes {
         Some(h) => h.finish(),
-        None => (String::new(), Fingerprint { crc32: 0, checkpoints: Vec::new() }),
+        None => (String::new(), Fingerprint::new(0, Vec::new())),
     };
     Ok((size, md5_hex, fingerprint))
 }

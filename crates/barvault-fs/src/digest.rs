@@ -7,7 +7,7 @@
 //! hashed. `md-5` keeps its hasher's state private, so this is a thin streaming layer over
 //! its block function, with the state exposed at block boundaries.
 
-use barvault_ports::{Fingerprint, Md5Checkpoint};
+use barvault_ports::{BadBlock, ByteSpan, Fingerprint, Md5Checkpoint};
 
 /// MD5 processes the input in blocks of this many bytes; states are only resumable at
 /// multiples of it.
@@ -194,7 +194,7 @@ impl FileHashes {
     pub(crate) fn finish(self) -> (String, Fingerprint) {
         let len = self.md5.offset();
         let checkpoints = thin_checkpoints(&self.checkpoints, len).into_iter().map(Checkpoint::to_recorded).collect();
-        (self.md5.finish_hex(), Fingerprint { crc32: self.crc.finalize(), checkpoints })
+        (self.md5.finish_hex(), Fingerprint::new(self.crc.finalize(), checkpoints))
     }
 }
 
@@ -224,6 +224,64 @@ pub(crate) struct FingerprintCheck<'a> {
     md5: Md5Stream,
     crc: crc32fast::Hasher,
     checkpoints: Vec<Checkpoint>,
+    blocks: BlockCheck,
+}
+
+/// The CRC-32 of each recorded block (footer and row groups), computed as the bytes pass.
+#[derive(Debug, Default)]
+pub(crate) struct BlockCheck {
+    /// (group or `None` for the footer, span, CRC of its bytes seen so far, bytes seen),
+    /// ascending by offset.
+    spans: Vec<(Option<usize>, ByteSpan, crc32fast::Hasher, u64)>,
+    offset: u64,
+}
+
+impl BlockCheck {
+    pub(crate) fn new(fingerprint: &Fingerprint) -> Self {
+        let Some(blocks) = &fingerprint.blocks else { return Self::default() };
+        let mut spans: Vec<_> = blocks
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (Some(i), g.span()))
+            .chain(std::iter::once((None, blocks.footer)))
+            .map(|(g, span)| (g, span, crc32fast::Hasher::new(), 0))
+            .collect();
+        spans.sort_by_key(|(_, span, _, _)| span.offset);
+        BlockCheck { spans, offset: 0 }
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        let (from, to) = (self.offset, self.offset + bytes.len() as u64);
+        for (_, span, crc, seen) in &mut self.spans {
+            let (a, b) = (span.offset.max(from), span.end().min(to));
+            if a < b {
+                crc.update(&bytes[(a - from) as usize..(b - from) as usize]);
+                *seen += b - a;
+            }
+        }
+        self.offset = to;
+    }
+
+    /// The blocks whose bytes do not have their recorded CRC-32 (or that the bytes ended before).
+    pub(crate) fn finish(self) -> Vec<BadBlock> {
+        let mut bad: Vec<BadBlock> = self
+            .spans
+            .into_iter()
+            .filter_map(|(group, span, crc, seen)| {
+                let found = (seen == span.len).then(|| crc.finalize());
+                (found != Some(span.crc32)).then_some(BadBlock {
+                    group,
+                    offset: span.offset,
+                    len: span.len,
+                    found,
+                    recorded: span.crc32,
+                })
+            })
+            .collect();
+        bad.sort_by_key(|b| (b.group.is_none(), b.group));
+        bad
+    }
 }
 
 impl<'a> FingerprintCheck<'a> {
@@ -236,21 +294,32 @@ impl<'a> FingerprintCheck<'a> {
             md5: Md5Stream::new(),
             crc: crc32fast::Hasher::new(),
             checkpoints: Vec::new(),
+            blocks: BlockCheck::new(fingerprint),
         }
     }
 
     pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.md5.update_checkpointing_at(bytes, &self.offsets, &mut self.checkpoints);
         self.crc.update(bytes);
+        self.blocks.update(bytes);
     }
 
     /// The MD5 (hex) of the bytes, and whether the fingerprint describes them.
     pub(crate) fn finish(self) -> (String, bool) {
-        let agrees = self.crc.finalize() == self.fingerprint.crc32
+        let (md5, agrees, _) = self.finish_with_blocks();
+        (md5, agrees)
+    }
+
+    /// [`Self::finish`], and the recorded blocks whose bytes do not have their CRC-32 (a
+    /// bad block also makes the fingerprint disagree).
+    pub(crate) fn finish_with_blocks(self) -> (String, bool, Vec<BadBlock>) {
+        let bad = self.blocks.finish();
+        let agrees = bad.is_empty()
+            && self.crc.finalize() == self.fingerprint.crc32
             && self.fingerprint.checkpoints.iter().all(|recorded| {
                 Checkpoint::from_recorded(recorded).is_some_and(|want| self.checkpoints.contains(&want))
             });
-        (self.md5.finish_hex(), agrees)
+        (self.md5.finish_hex(), agrees, bad)
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod append;
 mod atomic;
+mod blocks;
 mod digest;
 mod fs;
 mod housekeeping;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use barvault_ports::{FileMetadata, Fingerprint, Version};
+use barvault_ports::{BadBlock, FileMetadata, Fingerprint, Version};
 
 use crate::digest::{BLOCK, Checkpoint, FingerprintCheck, Md5Stream};
 
@@ -155,18 +155,21 @@ pub(crate) fn prove(path: &Path, mut file: File, meta: &Metadata) -> io::Result<
     Ok((md5.finish_hex(), Evidence { path: path.to_path_buf(), committed: id.len, id, checkpoints, bytes }))
 }
 
-/// The MD5 of the open `file` and whether `fingerprint` describes it (same CRC-32 and
-/// checkpoints), in one pass, with identity evidence.
+/// What [`audit`] found: the MD5, whether the fingerprint describes the file, the recorded
+/// blocks that do not have their CRC-32.
+pub(crate) type Audited = (String, bool, Vec<BadBlock>);
+
+/// The MD5 of the open `file` and whether `fingerprint` describes it (same CRC-32,
+/// checkpoints and block CRC-32s), in one pass, with identity evidence.
 pub(crate) fn audit(
     path: &Path,
     mut file: File,
     meta: &Metadata,
     fingerprint: &Fingerprint,
-) -> io::Result<(String, bool, Evidence)> {
+) -> io::Result<(Audited, Evidence)> {
     let mut check = FingerprintCheck::new(fingerprint);
     read_chunks(&mut file, meta.len(), |chunk| check.update(chunk))?;
-    let (md5, ok) = check.finish();
-    Ok((md5, ok, Evidence::identity(path, meta)))
+    Ok((check.finish_with_blocks(), Evidence::identity(path, meta)))
 }
 
 /// [`prove`], given the metadata record of the file: when the record's fingerprint vouches

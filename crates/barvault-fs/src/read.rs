@@ -102,7 +102,27 @@ impl<C: BarCodec + 'static> Inner<C> {
         {
             return self.load_committed(path, file, &meta, record.file_size, options.rows).map(Some);
         }
+        if let (Checksum::Record(record), Rows::Range(range)) = (&options.checksum, options.rows)
+            && let Some(blocks) = record.fingerprint.as_ref().and_then(|f| f.blocks.as_ref())
+            && meta.len() == record.file_size
+        {
+            let (bars, skipped, first) = self.load_blocks(path, file, &meta, record, blocks, range)?;
+            let info = self.file_info(path, &meta, Evidence::identity(path, &meta));
+            // Every byte read was proven against the record, which stands for them.
+            let checksum = Some(record.checksum.clone());
+            let bars = Some(bars);
+            return Ok(Some(Loaded {
+                info,
+                bars,
+                skipped,
+                first,
+                checksum,
+                fingerprint_ok: None,
+                bad_blocks: Vec::new(),
+            }));
+        }
         let mut fingerprint_ok = None;
+        let mut bad_blocks = Vec::new();
         let (evidence, checksum, decoded) = match (&options.checksum, options.rows) {
             (Checksum::Skip, Rows::Nothing) => (Evidence::identity(path, &meta), None, None),
             (Checksum::Skip, rows) => {
@@ -125,8 +145,9 @@ impl<C: BarCodec + 'static> Inner<C> {
                     Rows::Nothing => None,
                     _ => Some(file.try_clone().map_err(read_err)?),
                 };
-                let (md5, ok, evidence) = audit(path, file, &meta, fp).map_err(read_err)?;
+                let ((md5, ok, bad), evidence) = audit(path, file, &meta, fp).map_err(read_err)?;
                 fingerprint_ok = Some(ok);
+                bad_blocks = bad;
                 let decoded = match again {
                     None => None,
                     Some(mut again) => {
@@ -162,7 +183,7 @@ impl<C: BarCodec + 'static> Inner<C> {
             checked = checksum.is_some(),
             "loaded"
         );
-        Ok(Some(Loaded { info, bars, skipped, first, checksum, fingerprint_ok }))
+        Ok(Some(Loaded { info, bars, skipped, first, checksum, fingerprint_ok, bad_blocks }))
     }
 
     /// A load of a file longer than its record's `committed` length: an append wrote bytes
@@ -194,6 +215,6 @@ impl<C: BarCodec + 'static> Inner<C> {
             Some((bars, skipped, first)) => (Some(bars), skipped, first),
             None => (None, 0, None),
         };
-        Ok(Loaded { info, bars, skipped, first, checksum: Some(md5), fingerprint_ok: None })
+        Ok(Loaded { info, bars, skipped, first, checksum: Some(md5), fingerprint_ok: None, bad_blocks: Vec::new() })
     }
 }

@@ -42,6 +42,8 @@ pub(crate) struct FileStaged<C: BarCodec + 'static> {
     /// after it: they are cut right before the commit, so the `.backup` is the committed
     /// version its record's checksum describes.
     cut_to: Option<u64>,
+    /// The block checksums of the staged file, recorded with its fingerprint.
+    blocks: Option<barvault_ports::Blocks>,
 }
 
 impl<C: BarCodec + 'static> Drop for FileStaged<C> {
@@ -117,6 +119,13 @@ pub(crate) fn stage<C: BarCodec + 'static>(
         }
         _ => stage_whole(inner, series, &path, &revision.bars)?,
     };
+    let blocks = match inner.blocks_of(staged.temp(), staged.size()) {
+        Ok(blocks) => blocks,
+        Err(e) => {
+            staged.discard(inner.fs.as_ref());
+            return Err(e);
+        }
+    };
     Ok(FileStaged {
         inner: Arc::clone(inner),
         staged: Some(staged),
@@ -126,6 +135,7 @@ pub(crate) fn stage<C: BarCodec + 'static>(
         rows: revision.rows(),
         start,
         cut_to,
+        blocks,
     })
 }
 
@@ -269,7 +279,7 @@ impl<C: BarCodec + 'static> FileStaged<C> {
             info,
             rows: self.rows,
             checksum: Some(outcome.md5_hex),
-            fingerprint: Some(outcome.fingerprint),
+            fingerprint: Some(barvault_ports::Fingerprint { blocks: self.blocks.take(), ..outcome.fingerprint }),
             backup_created: outcome.backup_created,
             duration: self.start.elapsed(),
         };

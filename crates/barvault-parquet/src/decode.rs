@@ -307,7 +307,7 @@ fn group_bounds(meta: &ParquetMetaData, group: usize, leaf: usize, kind: TimeKin
 
 /// Refuses footers whose chunk offsets point outside the file: the parquet reader trusts
 /// them (and asserts on negative ones), so a damaged footer must be caught here.
-fn check_layout(meta: &ParquetMetaData, file_len: u64) -> Result<(), CodecError> {
+pub(crate) fn check_layout(meta: &ParquetMetaData, file_len: u64) -> Result<(), CodecError> {
     for (g, group) in meta.row_groups().iter().enumerate() {
         if group.num_rows() < 0 {
             return Err(CodecError::Corrupt(format!("row group {} claims {} rows", g + 1, group.num_rows())));
@@ -333,7 +333,7 @@ fn check_layout(meta: &ParquetMetaData, file_len: u64) -> Result<(), CodecError>
 /// decodes what the pages hold, so the lie would pass), and column chunks whose byte
 /// ranges overlap (row groups sharing bytes would decode the same rows again and again,
 /// multiplying a small file into any number of rows).
-fn check_claims(meta: &ParquetMetaData) -> Result<(), CodecError> {
+pub(crate) fn check_claims(meta: &ParquetMetaData) -> Result<(), CodecError> {
     let mut ranges = Vec::new();
     for (g, group) in meta.row_groups().iter().enumerate() {
         for chunk in group.columns() {
@@ -543,6 +543,34 @@ fn unexpected_type(column: &str, arr: &dyn Array) -> CodecError {
 /// Reads the bar columns from `input`, pruning row groups by timestamp statistics and
 /// trimming rows to `range`.
 pub(crate) fn decode_chunks<R: Fork>(input: R, select: Select) -> Result<(RawBars, DecodeStats, Skipped), CodecError> {
+    decode_groups(input, select, None)
+}
+
+/// The `[min, max]` timestamps (ns) of each row group's statistics, if it has usable ones.
+pub(crate) type GroupBounds = Vec<Option<(i64, i64)>>;
+
+/// The `[min, max]` timestamps (ns) of every row group by its statistics, in order, for
+/// the timestamp column the decode would read; `None` when the file has no such column
+/// statistics at all.
+pub(crate) fn timestamp_bounds(meta: &ParquetMetaData) -> Result<Option<GroupBounds>, CodecError> {
+    let file = meta.file_metadata();
+    let schema = parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+        .map_err(from_parquet_on_read)?;
+    let plan = Plan::from_schema(&schema)?;
+    let descr = file.schema_descr();
+    let Some(leaf) = (0..descr.num_columns()).find(|&leaf| descr.get_column_root_idx(leaf) == plan.ts.root) else {
+        return Ok(None);
+    };
+    Ok(Some((0..meta.num_row_groups()).map(|g| group_bounds(meta, g, leaf, plan.ts_kind)).collect()))
+}
+
+/// [`decode_chunks`], of the row groups `only` (ascending) among those it would read when
+/// given: a decode of some proven blocks of a file, which must touch no other group.
+pub(crate) fn decode_groups<R: Fork>(
+    input: R,
+    select: Select,
+    only: Option<&[usize]>,
+) -> Result<(RawBars, DecodeStats, Skipped), CodecError> {
     let range = match select {
         Select::Range(range) => range,
         Select::From(_) => None,
@@ -566,6 +594,7 @@ pub(crate) fn decode_chunks<R: Fork>(input: R, select: Select) -> Result<(RawBar
             Some(r) => bounds(g).is_none_or(|(lo, hi)| r.overlaps(lo, hi)),
             None => true,
         })
+        .filter(|g| only.is_none_or(|only| only.binary_search(g).is_ok()))
         .collect();
     let index = GroupIndex::of(&meta, &groups, total);
     let expected = index.rows;

@@ -24,6 +24,7 @@
 //!
 //! [`ExtraColumn::normalize_name`]: barvault_domain::ExtraColumn::normalize_name
 
+mod blocks;
 mod compression;
 mod decode;
 mod encode;
@@ -34,7 +35,10 @@ use std::io::Write;
 use std::panic::AssertUnwindSafe;
 
 use barvault_domain::{Bars, RawBars, SeriesKey, TimeRange};
-use barvault_ports::{BarCodec, CodecError, CodecInput, Continuation, Decoded, Keep, KeptPrefix, Rows, StoredBytes};
+use barvault_ports::{
+    BarCodec, BlockLayout, BlockRead, CodecError, CodecInput, Continuation, Decoded, Keep, KeptPrefix, Rows,
+    StoredBytes,
+};
 use bytes::Bytes;
 
 pub use compression::{ParquetCompression, UnknownCompression};
@@ -143,6 +147,20 @@ impl ParquetCodec {
     }
 }
 
+impl ParquetCodec {
+    /// [`BarCodec::decode_blocks`], with what the decode did: only groups of `read.groups`
+    /// whose statistics overlap `range` are decoded, then trimmed to it.
+    pub fn decode_blocks_with_stats(
+        &self,
+        read: BlockRead,
+        range: TimeRange,
+    ) -> Result<(RawBars, DecodeStats), CodecError> {
+        let (pieces, groups) = blocks::pieces_of(read);
+        guarded(|| decode::decode_groups(pieces, Select::Range(Some(range)), Some(&groups)))
+            .map(|(raw, stats, _)| (raw, stats))
+    }
+}
+
 /// Runs a decode, turning a panic of the parquet decoder into a corruption error.
 fn guarded<T>(run: impl FnOnce() -> Result<T, CodecError>) -> Result<T, CodecError> {
     std::panic::catch_unwind(AssertUnwindSafe(run))
@@ -168,6 +186,19 @@ impl BarCodec for ParquetCodec {
             Rows::Range(r) => self.decode_with_stats(input, Some(r)).map(|(raw, _)| Decoded::whole(raw)),
             Rows::From(from) => self.decode_tail_with_stats(input, from).map(|(d, _)| d),
         }
+    }
+
+    fn has_blocks(&self) -> bool {
+        true
+    }
+
+    /// The footer and the row groups (see `blocks`).
+    fn layout(&self, stored: &dyn StoredBytes) -> Result<Option<BlockLayout>, CodecError> {
+        guarded(|| blocks::layout(stored))
+    }
+
+    fn decode_blocks(&self, read: BlockRead, range: TimeRange) -> Result<Decoded, CodecError> {
+        self.decode_blocks_with_stats(read, range).map(|(raw, _)| Decoded::whole(raw))
     }
 
     /// The leading row groups of `stored` that hold only unchanged rows (see `keep`).

@@ -3,7 +3,7 @@ use std::fmt::Debug;
 use std::io::{self, Write};
 use std::path::Path;
 
-use barvault_domain::{Bars, DomainError, RawBars, SeriesKey};
+use barvault_domain::{Bars, DomainError, RawBars, SeriesKey, TimeRange};
 use thiserror::Error;
 
 use crate::error::StorageError;
@@ -147,6 +147,38 @@ pub struct Continuation<'a> {
     pub series: &'a SeriesKey,
 }
 
+/// Where the blocks of a complete file lie, as its codec reads them from the file (see
+/// [`BarCodec::layout`]): the store adds their CRC-32s and records them
+/// ([`Blocks`](crate::Blocks)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockLayout {
+    /// The trailing metadata, `(offset, len)`: every byte after the last group.
+    pub footer: (u64, u64),
+    /// The groups in file order; their byte ranges ascend and do not overlap.
+    pub groups: Vec<GroupLayout>,
+}
+
+/// One group of rows of a [`BlockLayout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupLayout {
+    pub offset: u64,
+    pub len: u64,
+    pub rows: u64,
+    /// First and last timestamp (UTC ns) of the group's rows.
+    pub first: i64,
+    pub last: i64,
+}
+
+/// Some blocks of a file, read and proven by the store, for [`BarCodec::decode_blocks`]:
+/// the file's length, the pieces read (`(offset, bytes)`, the footer among them) and the
+/// indices of the groups among those pieces to decode.
+#[derive(Debug, Clone)]
+pub struct BlockRead {
+    pub file_len: u64,
+    pub pieces: Vec<(u64, bytes::Bytes)>,
+    pub groups: Vec<usize>,
+}
+
 /// Turns bars into the bytes of one file format and back.
 ///
 /// Codecs are synchronous and pure CPU work over bytes; the file store around them owns
@@ -205,6 +237,28 @@ pub trait BarCodec: Send + Sync + Debug {
     fn append_after(&self, stored: &dyn StoredBytes, bars: &Bars) -> Result<Option<Vec<u8>>, CodecError> {
         let _ = (stored, bars);
         Ok(None)
+    }
+
+    /// Whether files of this format have blocks ([`BarCodec::layout`]): a store asks for
+    /// the layout of the files it writes only then.
+    fn has_blocks(&self) -> bool {
+        false
+    }
+
+    /// The blocks of `stored` (a complete file of this format, written by this codec) that
+    /// a range read can prove and decode alone; `None` (the default) for a format without
+    /// such blocks, whose range reads prove the whole file.
+    fn layout(&self, stored: &dyn StoredBytes) -> Result<Option<BlockLayout>, CodecError> {
+        let _ = stored;
+        Ok(None)
+    }
+
+    /// The rows of the groups `read.groups` (and possibly more rows of them than `range`
+    /// holds: the caller trims), decoded from the pieces read only. Any byte the decode
+    /// would need outside the pieces is an error, never a read of the file.
+    fn decode_blocks(&self, read: BlockRead, range: TimeRange) -> Result<Decoded, CodecError> {
+        let _ = (read, range);
+        Err(CodecError::Corrupt(format!("the {} codec has no blocks to decode", self.format())))
     }
 
     /// Whether [`BarCodec::append_after`] can continue files of this format at all (a store

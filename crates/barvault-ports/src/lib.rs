@@ -24,17 +24,21 @@ pub mod unreliable;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use codec::{BarCodec, CodecError, CodecInput, Continuation, Decoded, KeptPrefix, StoredBytes, read_slice};
+pub use codec::{
+    BarCodec, BlockLayout, BlockRead, CodecError, CodecInput, Continuation, Decoded, GroupLayout, KeptPrefix,
+    StoredBytes, read_slice,
+};
 pub use context::OpContext;
 pub use error::{IoStep, StorageError};
 pub use housekeeping::{Capacity, Entry, EntryKind, Housekeeping, Survey};
 pub use lock::{SeriesGuard, SeriesLocks};
 pub use metadata::{
-    Appended, DateRange, FileMetadata, Fingerprint, Md5Checkpoint, MetadataStore, RecordList, UnreadableRecord,
+    Appended, Blocks, ByteSpan, DateRange, FileMetadata, Fingerprint, GroupBlock, Md5Checkpoint, MetadataStore,
+    RecordList, UnreadableRecord,
 };
 pub use store::{
-    BackupPolicy, BarStore, BarStoreExt, Capabilities, Checksum, FileInfo, Keep, LoadOptions, Loaded, Persisted,
-    PutMode, PutOptions, Revision, Rows, StagedWrite, Version, Which,
+    BackupPolicy, BadBlock, BarStore, BarStoreExt, Capabilities, Checksum, FileInfo, Keep, LoadOptions, Loaded,
+    Persisted, PutMode, PutOptions, Revision, Rows, StagedWrite, Version, Which,
 };
 
 #[cfg(feature = "mock")]

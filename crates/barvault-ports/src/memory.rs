@@ -259,6 +259,7 @@ impl BarStore for InMemoryBarStore {
             first: stored.bars.first_timestamp(),
             checksum: None,
             fingerprint_ok: None,
+            bad_blocks: Vec::new(),
         }))
     }
 

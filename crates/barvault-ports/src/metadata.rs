@@ -80,6 +80,67 @@ pub struct Fingerprint {
     /// where the next version usually starts to differ. (On disk: `md5_states`.)
     #[serde(default, rename = "md5_states", skip_serializing_if = "Vec::is_empty")]
     pub checkpoints: Vec<Md5Checkpoint>,
+    /// CRC-32s of the file's blocks, each of which a range read can prove alone (the
+    /// Parquet copy: its footer and each row group); `None` for formats without blocks
+    /// and in records written before they existed, whose range reads prove the whole
+    /// file. See docs/FORMAT.md, "Block checksums".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<Blocks>,
+}
+
+impl Fingerprint {
+    /// A fingerprint without block checksums.
+    pub fn new(crc32: u32, checkpoints: Vec<Md5Checkpoint>) -> Self {
+        Self { crc32, checkpoints, blocks: None }
+    }
+}
+
+/// Where a file's independently provable blocks lie and their CRC-32s (IEEE, as zlib).
+///
+/// A reader of some rows reads the footer and the row groups whose timestamps overlap
+/// them, checks each one's CRC-32 against this record (the record is the trusted side:
+/// which groups hold which rows is taken from here, not from the file), and decodes only
+/// those bytes. Any mismatch is damage, as a mismatching MD5 is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocks {
+    /// The file's trailing metadata: every byte after the last row group, to the end.
+    pub footer: ByteSpan,
+    /// The row groups, in file order.
+    pub groups: Vec<GroupBlock>,
+}
+
+/// `len` bytes from `offset`, and their CRC-32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByteSpan {
+    pub offset: u64,
+    pub len: u64,
+    pub crc32: u32,
+}
+
+impl ByteSpan {
+    /// The offset just past the span (saturating: a hostile record cannot overflow it).
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.len)
+    }
+}
+
+/// One row group: its bytes (every column chunk of it), rows, and first and last
+/// timestamp (UTC nanoseconds since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupBlock {
+    pub offset: u64,
+    pub len: u64,
+    pub crc32: u32,
+    pub rows: u64,
+    pub first: i64,
+    pub last: i64,
+}
+
+impl GroupBlock {
+    /// The group's bytes and CRC-32.
+    pub fn span(&self) -> ByteSpan {
+        ByteSpan { offset: self.offset, len: self.len, crc32: self.crc32 }
+    }
 }
 
 /// An MD5 checkpoint: the hash state after the first `offset` bytes of a file (`offset` a

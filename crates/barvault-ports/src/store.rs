@@ -122,6 +122,12 @@ pub enum Checksum {
     Compute,
     /// The caller's metadata record of the file: when its [`Fingerprint`] matches the bytes
     /// (size and CRC-32), its checksum stands for them; otherwise the MD5 is computed.
+    ///
+    /// A [`Rows::Range`] load of a file whose record has block checksums
+    /// ([`Fingerprint::blocks`](crate::Fingerprint::blocks)) of the recorded size reads
+    /// and proves only the footer and the blocks the range overlaps: each must have its
+    /// recorded CRC-32 (else the load fails with [`StorageError::Corrupt`] naming the
+    /// block), and then the record's checksum stands for the bytes read.
     Record(Box<FileMetadata>),
     /// The MD5 of every byte, and whether this fingerprint describes the file
     /// ([`Loaded::fingerprint_ok`]), from the same pass.
@@ -198,6 +204,35 @@ pub struct Loaded {
     pub checksum: Option<String>,
     /// Under [`Checksum::Audit`]: whether the fingerprint describes the file.
     pub fingerprint_ok: Option<bool>,
+    /// Under [`Checksum::Audit`] of a fingerprint with block checksums: the blocks whose
+    /// bytes do not have their recorded CRC-32 (empty otherwise).
+    pub bad_blocks: Vec<BadBlock>,
+}
+
+/// A block of a file whose bytes do not have the CRC-32 its record states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BadBlock {
+    /// The row group (0-based, as the record lists them); `None` for the footer.
+    pub group: Option<usize>,
+    pub offset: u64,
+    pub len: u64,
+    /// The CRC-32 of the bytes found (`None`: the file ends before the block does).
+    pub found: Option<u32>,
+    pub recorded: u32,
+}
+
+impl fmt::Display for BadBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.group {
+            Some(g) => write!(f, "row group {g}")?,
+            None => f.write_str("the footer")?,
+        }
+        write!(f, " (bytes {}..{}): ", self.offset, self.offset.saturating_add(self.len))?;
+        match self.found {
+            Some(found) => write!(f, "CRC-32 {found:08x}, the record states {:08x}", self.recorded),
+            None => f.write_str("the file ends before it does"),
+        }
+    }
 }
 
 impl Loaded {

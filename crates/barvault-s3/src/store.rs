@@ -128,6 +128,7 @@ impl<C: BarCodec + 'static> Inner<C> {
                         first: None,
                         checksum,
                         fingerprint_ok: None,
+                        bad_blocks: Vec::new(),
                     }));
                 }
                 false
@@ -144,6 +145,7 @@ impl<C: BarCodec + 'static> Inner<C> {
                 first: None,
                 checksum: None,
                 fingerprint_ok: None,
+                bad_blocks: Vec::new(),
             }));
         }
         let Some((bytes, info)) = self.bucket.get(&key).await? else { return Ok(None) };
@@ -173,7 +175,7 @@ impl<C: BarCodec + 'static> Inner<C> {
         let (checksum, fingerprint_ok, bars) = decoded?;
         let first = bars.as_ref().and_then(barvault_domain::Bars::first_timestamp);
         tracing::debug!(key, rows = bars.as_ref().map_or(0, |b| b.len()), checked = checksum.is_some(), "loaded");
-        Ok(Some(Loaded { info: file_info, bars, skipped: 0, first, checksum, fingerprint_ok }))
+        Ok(Some(Loaded { info: file_info, bars, skipped: 0, first, checksum, fingerprint_ok, bad_blocks: Vec::new() }))
     }
 }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use barvault_domain::SeriesKey;
-use barvault_ports::{BarStore, Checksum, FileMetadata, LoadOptions, OpContext, Rows, StorageError, Which};
+use barvault_ports::{BadBlock, BarStore, Checksum, FileMetadata, LoadOptions, OpContext, Rows, StorageError, Which};
 
 use super::{CopyState, Issue, IssueKind, issue};
 use crate::dual::DualStorageManager;
@@ -18,14 +18,21 @@ pub(crate) struct Examined {
 }
 
 impl Examined {
+    /// The record's fingerprint does not describe the file: its CRC-32, checkpoints or
+    /// block checksums (`recover` then records the file again).
     pub(crate) fn bad_fingerprint(&self) -> bool {
-        self.issues.iter().any(|i| i.kind == IssueKind::BadFingerprint)
+        self.issues.iter().any(|i| matches!(i.kind, IssueKind::BadFingerprint | IssueKind::BadBlock))
     }
 
     /// The file holds bytes after its committed length (its record's size).
     pub(crate) fn uncommitted_tail(&self) -> bool {
         self.issues.iter().any(|i| i.kind == IssueKind::UncommittedTail)
     }
+}
+
+/// One issue for each recorded block whose bytes do not have its CRC-32.
+fn bad_blocks(series: &SeriesKey, path: &std::path::Path, bad: &[BadBlock]) -> Vec<Issue> {
+    bad.iter().map(|b| issue(IssueKind::BadBlock, Some(series), path, b.to_string())).collect()
 }
 
 fn bad_fingerprint(series: &SeriesKey, path: &std::path::Path) -> Issue {
@@ -102,7 +109,9 @@ pub(crate) async fn examine(
     if let Some(proof) = proof
         && proof.checksum.as_deref() == expected
     {
-        if proof.fingerprint_ok == Some(false) {
+        if !proof.bad_blocks.is_empty() {
+            issues.extend(bad_blocks(series, &path, &proof.bad_blocks));
+        } else if proof.fingerprint_ok == Some(false) {
             issues.push(bad_fingerprint(series, &path));
         }
         return Ok(Examined { state: CopyState::Proven, bytes: size, issues, path });
@@ -110,7 +119,14 @@ pub(crate) async fn examine(
     let read = store.load(series, &audit(Rows::All), ctx).await;
     let state = match read {
         Ok(Some(loaded)) => {
-            if deep && loaded.fingerprint_ok == Some(false) && loaded.checksum.as_deref() == expected {
+            // A damaged block is named whether or not the MD5 also disagrees: it says
+            // which rows a range read cannot take from this copy.
+            issues.extend(bad_blocks(series, &path, &loaded.bad_blocks));
+            if deep
+                && loaded.bad_blocks.is_empty()
+                && loaded.fingerprint_ok == Some(false)
+                && loaded.checksum.as_deref() == expected
+            {
                 issues.push(bad_fingerprint(series, &path));
             }
             let md5 = loaded.checksum.clone().unwrap_or_default();

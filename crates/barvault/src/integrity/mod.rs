@@ -84,6 +84,9 @@ pub enum IssueKind {
     /// Bytes after the committed length a data file's record names: an append interrupted
     /// before its record. Never read; the next write of the series or `recover` cuts them.
     UncommittedTail,
+    /// A block of the file (a Parquet row group, or its footer) whose bytes do not have
+    /// the CRC-32 its record states: a range read touching it fails over to the other copy.
+    BadBlock,
     /// Not a problem (a note of [`VerifyReport::notes`]): the secondary copy lags the
     /// primary by rows appended in place, as the primary's record states; those rows are
     /// proven in the primary copy only until the secondary is written again.
@@ -108,6 +111,7 @@ impl IssueKind {
             IssueKind::StaleLock => "stale_lock",
             IssueKind::ForeignEntry => "foreign_entry",
             IssueKind::UncommittedTail => "uncommitted_tail",
+            IssueKind::BadBlock => "bad_block",
             IssueKind::Lagging => "lagging",
         }
     }

@@ -113,6 +113,7 @@ fn settles(kind: IssueKind) -> bool {
             | IssueKind::MissingCopy
             | IssueKind::Inconsistent
             | IssueKind::BadFingerprint
+            | IssueKind::BadBlock
             | IssueKind::BadBackup
             | IssueKind::UncommittedTail
     )
