@@ -23,6 +23,11 @@ copied before each run):
   P8  append to one series: 1 bar to 1M bars (P8a), 1 bar to 100 bars (P8b), 100 bars to 1M
       bars (P8c); the issue's bound is P8a <= 2x P8b, and P8a, P8c <= 10 ms
   P9  one import of 500 one-bar files into 500 stored 1m series of 20,000 bars each
+  P10 range load: one day of 1m bars exported (--from/--to, to a CSV file) out of a 10M-bar
+      series (P10a) and the same command on a 1,440-bar series holding only that day (P10b),
+      run alternately (a b a b ...); reported: the median of each and of the pair-by-pair
+      ratios a/b (the issue's bound: <= 3x). Run only when named (--only P10): it needs
+      the 10M data (made on first use)
   P1-10M, P2-10M  P1 and P2 ten times larger: 10M bars imported into an empty store, and 1M
       bars (half overlapping) merged into a stored 10M-bar series (the scale target: time
       and peak memory grow at most linearly from P1 and P2; data made on first use, 600 MB)
@@ -118,6 +123,18 @@ def scale_data(d):
     return d
 
 
+# P10's day: inside the 10M-bar series (which runs from 2005-01-03 for 19 years).
+P10_DAY = "2015-06-15"
+
+
+def day_data(d):
+    """The 1,440 bars of P10's day, as the whole of a second series."""
+    if not (d / "done-d1440").exists():
+        bars_csv(d / "d1440.csv", 1440, datetime.fromisoformat(P10_DAY), timedelta(minutes=1), 13)
+        (d / "done-d1440").write_text("ok")
+    return d
+
+
 def timed(cmd):
     """Wall seconds (perf_counter), CPU seconds and peak RSS of the child (wait4's rusage),
     to the microsecond: appends take milliseconds, below /usr/bin/time's resolution."""
@@ -147,8 +164,8 @@ def prepared(binary, kind, d):
     p = W / f"prep-{tag(binary)}-{kind}"
     if not (p / ".ready").exists():
         fresh(p)
-        if kind in ("1m", "s100", "10m"):
-            src = d / {"1m": "m1.csv", "s100": "s100.csv", "10m": "m10.csv"}[kind]
+        if kind in ("1m", "s100", "10m", "d1440"):
+            src = d / {"1m": "m1.csv", "s100": "s100.csv", "10m": "m10.csv", "d1440": "d1440.csv"}[kind]
             subprocess.run([binary, "--data-dir", str(p), "import", "--type", "stock", "--symbol", "AAPL",
                             "--period", "1m", str(src)], check=True, stdout=subprocess.DEVNULL)
         elif kind == "p9":
@@ -228,11 +245,36 @@ def p9(b, d):
     return timed([b, "--data-dir", str(st), "import", "--type", "stock", "--period", "1m"] + files)
 
 
+def export_day(kind):
+    def run(b, d):
+        data = scale_data(d) if kind == "10m" else day_data(d)
+        out = W / f"out-{tag(b)}-day.csv"
+        return timed([b, "--data-dir", str(prepared(b, kind, data)), "export", "--type", "stock", "--symbol", "AAPL",
+                      "--period", "1m", "--from", P10_DAY, "--to", P10_DAY, "--format", "csv", "-o", str(out)])
+    return run
+
+
+# Workloads measured as a ratio of two commands of one binary, run alternately.
+PAIRED = {"P10": (export_day("10m"), export_day("d1440"))}
+
 WORK = {"P1": p1, "P2": p2, "P3": p3, "P4": p4, "P5": p5, "P8a": append_to("1m", "a1.csv"),
         "P8b": append_to("s100", "s100_a1.csv"), "P8c": append_to("1m", "a100.csv"), "P9": p9,
         "P1-10M": p1_10m, "P2-10M": p2_10m}
 # Run only when asked for by name (--only): each takes tens of seconds and 1.5 GB of disk.
 ON_REQUEST = {"P1-10M", "P2-10M"}
+
+
+def summary(pairs, x, y, over):
+    """Medians of both sides of `pairs` and the median of the pair-by-pair ratios
+    side over[0] / side over[1], for wall and CPU time, and both peaks."""
+    med = lambda side, k: statistics.median(p[side][k] for p in pairs)
+    num, den = over
+    ratio = lambda k: statistics.median(p[num][k] / p[den][k] for p in pairs if p[den][k] > 0)
+    names = (x, y)
+    return (f"{x} wall {med(0, 'wall'):.4f} s cpu {med(0, 'cpu'):.4f} s | {y} wall {med(1, 'wall'):.4f} s "
+            f"cpu {med(1, 'cpu'):.4f} s | {names[num]}/{names[den]} wall {ratio('wall'):.3f} cpu {ratio('cpu'):.3f} "
+            f"({len(pairs)} pairs; peak {x} {max(p[0]['rss_mb'] for p in pairs):.0f} MB, "
+            f"{y} {max(p[1]['rss_mb'] for p in pairs):.0f} MB)")
 
 
 def loadavg():
@@ -255,6 +297,19 @@ def main():
     only = [o.strip() for o in a.only.split(",") if o.strip()]
     d = data()
     print(f"load average at start: {loadavg()}", flush=True)
+    for name, (fa, fb) in PAIRED.items():
+        if name not in only:  # on request only, like the 10M cases
+            continue
+        bins = [a.bin] if a.mode == "run" else [a.a, a.b]
+        for binary in bins:
+            b = str(Path(binary).resolve())
+            fa(b, d), fb(b, d)  # untimed: prepares both stores and warms the page cache
+            n = a.runs if a.mode == "run" else a.pairs
+            pairs = [(fa(b, d), fb(b, d)) for _ in range(n)]
+            print(f"{name} ({binary}): {summary(pairs, 'a', 'b', over=(0, 1))}", flush=True)
+            for i, (x, y) in enumerate(pairs):
+                print(f"  pair {i + 1}: a {x['wall']:.4f} s / {x['cpu']:.4f} cpu-s, b {y['wall']:.4f} s / "
+                      f"{y['cpu']:.4f} cpu-s, a/b wall {x['wall'] / y['wall']:.3f}", flush=True)
     for name, fn in WORK.items():
         if only and name not in only and name.rstrip("abc") not in only:
             continue
@@ -271,12 +326,7 @@ def main():
             pairs = []
             for _ in range(a.pairs):
                 pairs.append((fn(ba, d), fn(bb, d)))
-            med = lambda side, k: statistics.median(p[side][k] for p in pairs)
-            ratio = lambda k: statistics.median(p[1][k] / p[0][k] for p in pairs if p[0][k] > 0)
-            print(f"{name}: A wall {med(0, 'wall'):.4f} s cpu {med(0, 'cpu'):.4f} s | B wall {med(1, 'wall'):.4f} s "
-                  f"cpu {med(1, 'cpu'):.4f} s | B/A wall {ratio('wall'):.3f} cpu {ratio('cpu'):.3f} "
-                  f"({a.pairs} pairs; peak A {max(p[0]['rss_mb'] for p in pairs):.0f} MB, "
-                  f"B {max(p[1]['rss_mb'] for p in pairs):.0f} MB)", flush=True)
+            print(f"{name}: {summary(pairs, 'A', 'B', over=(1, 0))}", flush=True)
     print(f"load average at end: {loadavg()}", flush=True)
 
 

@@ -23,6 +23,11 @@ use crate::store::Inner;
 /// Bytes read at a time while computing a block's CRC-32 at write time.
 const PIECE: u64 = 1 << 20;
 
+/// Most row groups whose checksums a record holds (about 200 bytes of record each, so
+/// 400 KB at most, within the 1 MiB a record slot may take): 268 million rows at the
+/// default group size. A file with more is recorded without blocks.
+const MAX_GROUPS: usize = 2048;
+
 /// The CRC-32 of `len` bytes of `source` from `offset`.
 fn crc_of(source: &Source, offset: u64, len: u64) -> io::Result<u32> {
     let mut crc = crc32fast::Hasher::new();
@@ -73,8 +78,8 @@ impl<C: BarCodec + 'static> Inner<C> {
         };
         let source = Source::file(file, len);
         let layout = match self.codec.layout(&source) {
-            Ok(Some(layout)) => layout,
-            Ok(None) => return Ok(None),
+            Ok(Some(layout)) if layout.groups.len() <= MAX_GROUPS => layout,
+            Ok(_) => return Ok(None),
             Err(e) => {
                 tracing::warn!(path = %temp.display(), error = %e, "no block checksums recorded: the layout of the file written is unclear");
                 return Ok(None);

@@ -855,3 +855,39 @@ fn long_reads_decoded_on_two_threads_round_trip() {
         assert_eq!(back.extra("adj_close").unwrap().values(), &bars.extra("adj_close").unwrap().values()[lo..=hi]);
     }
 }
+
+/// The blocks a range read proves (issue 18, P10): the layout lists every row group with
+/// its bytes and timestamps, and a decode of some groups from their pieces alone returns
+/// exactly their rows in the range; a piece left out is an error, never a read elsewhere.
+#[test]
+fn layout_and_decode_of_some_row_groups_from_their_pieces_alone() {
+    let codec = ParquetCodec::default().with_row_group_rows(1000);
+    let ts: Vec<i64> = (0..5_000).map(|i| 1_700_000_000_000_000_000 + i * 60_000_000_000).collect();
+    let v: Vec<f64> = (0..5_000).map(|i| 100.0 + f64::from(i % 89) * 0.25).collect();
+    let bars = Bars::new(ts.clone(), v.clone(), v.clone(), v.clone(), v.clone(), v, vec![]).unwrap();
+    let mut bytes = Vec::new();
+    codec.encode(&bars, &series(), &mut bytes).unwrap();
+    let layout = codec.layout(&bytes.as_slice()).unwrap().expect("a layout");
+    assert_eq!(layout.groups.len(), 5);
+    assert_eq!(layout.footer.0 + layout.footer.1, bytes.len() as u64);
+    for (i, g) in layout.groups.iter().enumerate() {
+        assert_eq!((g.rows, g.first, g.last), (1000, ts[i * 1000], ts[i * 1000 + 999]), "group {i}");
+    }
+    let piece =
+        |offset: u64, len: u64| (offset, bytes::Bytes::copy_from_slice(&bytes[offset as usize..][..len as usize]));
+    let footer = piece(layout.footer.0, layout.footer.1);
+    let group = |g: usize| piece(layout.groups[g].offset, layout.groups[g].len);
+    let range = TimeRange::new(Some(ts[2_500]), Some(ts[3_499])).unwrap();
+    let read = barvault_ports::BlockRead {
+        file_len: bytes.len() as u64,
+        pieces: vec![footer.clone(), group(2), group(3)],
+        groups: vec![2, 3],
+    };
+    let (raw, stats) = codec.decode_blocks_with_stats(read, range).unwrap();
+    assert_eq!(raw.ts, ts[2_500..3_500].to_vec());
+    assert_eq!((stats.row_groups_total, stats.row_groups_read, stats.rows_read), (5, 2, 2_000));
+    // Group 3 named but its piece left out: an error, not a panic or a read of other bytes.
+    let missing =
+        barvault_ports::BlockRead { file_len: bytes.len() as u64, pieces: vec![footer, group(2)], groups: vec![2, 3] };
+    assert!(matches!(codec.decode_blocks(missing, range), Err(CodecError::Corrupt(_))));
+}

@@ -149,12 +149,16 @@ pub(crate) async fn examine(
         Ok(None) => CopyState::Missing,
         Err(e) if e.is_data_error() => {
             // A file that cannot even be hashed (a planted symbolic link, never followed)
-            // is reported as unparsable only.
-            let md5 = match checksum_of(store, series, Which::Current, ctx).await {
-                Ok(md5) => md5,
+            // is reported as unparsable only. The hash pass also names damaged blocks.
+            let proof = match store.load(series, &audit(Rows::Nothing), ctx).await {
+                Ok(proof) => proof,
                 Err(e) if e.is_data_error() => None,
                 Err(e) => return Err(e),
             };
+            if let Some(p) = &proof {
+                issues.extend(bad_blocks(series, &path, &p.bad_blocks));
+            }
+            let md5 = proof.and_then(|p| p.checksum);
             if let (Some(e2), Some(md5)) = (expected, md5)
                 && e2 != md5
             {
