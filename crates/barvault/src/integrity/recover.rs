@@ -146,7 +146,9 @@ impl Vault {
         let rec = |c: &Arc<dyn BarStore>| records.get(&(series.clone(), c.name().to_string()));
         let mut examined = Vec::new();
         for c in &copies {
-            let found = examine(c.as_ref(), self.base(), series, rec(c), true, ctx).await.map_err(|e| e.to_string())?;
+            let found = examine(c.as_ref(), self.base(), series, rec(c), true, self.manager.settings().lock_free, ctx)
+                .await
+                .map_err(|e| e.to_string())?;
             examined.push(found);
         }
         let max_gen = copies.iter().filter_map(|c| rec(c).map(|r| r.generation)).max().unwrap_or(0);

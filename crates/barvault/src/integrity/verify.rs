@@ -56,10 +56,11 @@ impl Vault {
         let jobs: Vec<(SeriesKey, Arc<dyn BarStore>)> =
             series.iter().flat_map(|s| copies.iter().map(move |c| (s.clone(), Arc::clone(c)))).collect();
         let base = self.base().to_path_buf();
+        let lock_free = self.manager.settings().lock_free;
         let examined = concurrently(&jobs, parallelism(), |(s, store)| {
             let record = records.get(&(s.clone(), store.name().to_string()));
             let base = &base;
-            async move { examine(store.as_ref(), base, s, record, deep, ctx).await }
+            async move { examine(store.as_ref(), base, s, record, deep, lock_free, ctx).await }
         })
         .await;
         let mut states: BTreeMap<SeriesKey, Vec<(String, Examined)>> = BTreeMap::new();
@@ -188,7 +189,8 @@ impl Vault {
         let mut found = Vec::new();
         for c in self.manager.copies() {
             let record = records.get(&(series.clone(), c.name().to_string()));
-            let mut e = examine(c.as_ref(), self.base(), series, record, deep, ctx).await?;
+            let mut e =
+                examine(c.as_ref(), self.base(), series, record, deep, self.manager.settings().lock_free, ctx).await?;
             issues.append(&mut e.issues);
             found.push((c.name().to_string(), e));
         }
