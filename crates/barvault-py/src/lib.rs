@@ -15,6 +15,11 @@ mod vault;
 
 use pyo3::prelude::*;
 
+/// The module's own Rust allocations (column buffers above all) reuse memory freed by the
+/// previous load instead of faulting in fresh pages; the interpreter keeps its malloc.
+#[global_allocator]
+static ALLOCATOR: barvault_alloc::Retaining = barvault_alloc::Retaining;
+
 /// barvault: a durable store of OHLCV market bars (CSV primary + Parquet backup copies,
 /// checksummed metadata, atomic writes, verify and recover), for pandas, polars and pyarrow.
 ///

@@ -375,3 +375,38 @@ def test_loaded_frame_owns_writable_buffers_that_outlive_the_vault(tmp_path):
     assert_frame_equal(again, df)
     empty = barvault.open(tmp_path / "store").load("stock", "OWN", "1m", start="2030-01-01")
     assert empty is None or (len(empty) == 0 and list(empty.columns) == list(loaded.columns))
+
+
+def test_frames_of_many_loads_never_share_memory_as_buffers_are_reused(tmp_path):
+    """Column buffers above 256 KiB come from memory earlier loads freed (the extension's
+    allocator, `barvault-alloc`): frames alive at once never share a buffer, a frame freed
+    and loaded again is exact, and loads on four threads at once each get their own."""
+    import gc
+    from concurrent.futures import ThreadPoolExecutor
+
+    vault = barvault.open(tmp_path / "store")
+    frames = {s: frame(60_000 + 1_000 * i, adj_close=True) for i, s in enumerate(["RA", "RB", "RC"])}
+    for s, df in frames.items():
+        vault.persist(df, "stock", s, "1m")
+    for _ in range(3):
+        alive = [vault.load("stock", s, "1m") for s in frames]
+        arrays = [d[c].to_numpy() for d in alive for c in d.columns] + [d.index.asi8 for d in alive]
+        for i, a in enumerate(arrays):
+            for b in arrays[i + 1:]:
+                assert not np.shares_memory(a, b)
+        for d in alive:
+            d["close"] = -1.0  # a write into one frame shows in no other, nor in the next load
+        del arrays, alive
+        gc.collect()
+    for s, df in frames.items():
+        assert_frame_equal(vault.load("stock", s, "1m"), df)
+
+    def load_and_check(i):
+        s = list(frames)[i % 3]
+        d = vault.load("stock", s, "1m")
+        assert_frame_equal(d, frames[s])
+        d["open"] = float(i)  # scribble before the buffers go back
+        return len(d)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(load_and_check, range(24))) == sum(len(frames[list(frames)[i % 3]]) for i in range(24))
