@@ -23,8 +23,11 @@
 #![allow(unsafe_code)] // an allocator is unsafe by definition; every block says why it is sound
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::UnsafeCell;
+use std::ops::{Deref, DerefMut};
 use std::ptr::{self, NonNull};
-use std::sync::Mutex;
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Requests of at least this many bytes get a mapping of their own and are cached when
 /// freed (Parquet pages of a load are ~1 MiB, its columns 8 MB each).
@@ -58,11 +61,79 @@ struct Cache {
     bytes: usize,
 }
 
-static CACHE: Mutex<Cache> = Mutex::new(Cache { slots: [(0, 0); CACHE_SLOTS], used: 0, bytes: 0 });
+/// The cache behind a spin lock of its own rather than a `Mutex`: a `fork` while another
+/// thread holds it must not leave the child's allocator locked for ever, so the lock is
+/// taken before every `fork` and released on both sides after it (`pthread_atfork`, as
+/// glibc does for its malloc). It is held for a few dozen instructions at a time.
+struct Shared {
+    locked: AtomicBool,
+    cache: UnsafeCell<Cache>,
+}
 
-fn lock() -> std::sync::MutexGuard<'static, Cache> {
-    // The cache holds plain numbers, valid after any panic; a poisoned lock is still usable.
-    CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+// SAFETY: `cache` is only reached through `Held`, which exists while `locked` is owned.
+unsafe impl Sync for Shared {}
+
+static SHARED: Shared = Shared {
+    locked: AtomicBool::new(false),
+    cache: UnsafeCell::new(Cache { slots: [(0, 0); CACHE_SLOTS], used: 0, bytes: 0 }),
+};
+
+static FORK_HANDLERS: Once = Once::new();
+
+/// The cache, held until dropped.
+struct Held;
+
+impl Deref for Held {
+    type Target = Cache;
+    fn deref(&self) -> &Cache {
+        // SAFETY: a `Held` exists only while this thread owns the lock.
+        unsafe { &*SHARED.cache.get() }
+    }
+}
+
+impl DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut Cache {
+        // SAFETY: as for `deref`; `&mut self` makes the borrow unique.
+        unsafe { &mut *SHARED.cache.get() }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        SHARED.locked.store(false, Ordering::Release);
+    }
+}
+
+fn acquire() {
+    let mut spins = 0u32;
+    while SHARED.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        spins += 1;
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+extern "C" fn before_fork() {
+    acquire();
+}
+
+extern "C" fn after_fork() {
+    SHARED.locked.store(false, Ordering::Release);
+}
+
+fn lock() -> Held {
+    FORK_HANDLERS.call_once(|| {
+        // SAFETY: the handlers are plain functions that live as long as the process; a
+        // failure to register (ENOMEM) only loses the fork protection.
+        unsafe {
+            libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork));
+        }
+    });
+    acquire();
+    Held
 }
 
 /// The mapping length for a block of `size` bytes: header included, in [`STEP`]s.
@@ -292,7 +363,7 @@ mod tests {
     use super::*;
 
     /// The cache is one per process: tests that look at it run one at a time.
-    static SERIAL: Mutex<()> = Mutex::new(());
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     fn serial() -> std::sync::MutexGuard<'static, ()> {
         SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -462,6 +533,47 @@ mod tests {
             h.join().unwrap();
         }
         assert!(cached().1 <= CACHE_BYTES);
+        drain();
+    }
+
+    #[test]
+    fn a_fork_while_other_threads_allocate_leaves_the_child_an_unlocked_cache() {
+        let _s = serial();
+        drain();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let stop = std::sync::Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let (a, l) = (Retaining, layout(1 << 20, 8));
+                    while !stop.load(Ordering::Relaxed) {
+                        unsafe { a.dealloc(a.alloc(l), l) };
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..50 {
+            // SAFETY: the child calls only the allocator (mmap/munmap and atomics), alarm and
+            // _exit; the parent waits for it.
+            unsafe {
+                let pid = libc::fork();
+                assert!(pid >= 0, "fork failed");
+                if pid == 0 {
+                    libc::alarm(5); // a cache left locked would hang here: SIGALRM ends the child
+                    let (a, l) = (Retaining, layout(2 << 20, 8));
+                    let p = a.alloc(l);
+                    a.dealloc(p, l);
+                    libc::_exit(if p.is_null() { 2 } else { 0 });
+                }
+                let mut status = 0;
+                assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+                assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.join().unwrap();
+        }
         drain();
     }
 }
