@@ -1,5 +1,6 @@
 //! `verify`: every copy examined, the copies of each series compared, and the rest of the
-//! namespace (backups, temp files, locks, foreign entries) checked; nothing changes.
+//! namespace (backups, temp files, locks, foreign entries) checked; no data or metadata
+//! is written (a second look under a series lock may create that series' lock file).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -20,7 +21,8 @@ fn parallelism() -> usize {
 }
 
 impl Vault {
-    /// Checks every file in `scope` against its metadata and the other copy; changes nothing.
+    /// Checks every file in `scope` against its metadata and the other copy; writes no data
+    /// or metadata (a series looked at again under its lock may get its lock file created).
     /// With `deep`, every file is parsed and copies are compared row by row even when their
     /// checksums match, and backups are checked too.
     pub async fn verify(&self, scope: Scope, deep: bool) -> Result<VerifyReport, StorageError> {
