@@ -44,7 +44,7 @@ async fn stored(v: &Vault) -> Bars {
 /// Every file under `from` (lock files aside) copied to the same place under `to`, each
 /// through a temp file and a rename, as a writer puts a file into place.
 fn put_into_place(from: &Path, to: &Path, only: Option<&Path>) {
-    for entry in walk(from) {
+    for entry in common::files_below(from) {
         let rel = entry.strip_prefix(from).unwrap();
         let name = rel.file_name().unwrap().to_string_lossy();
         if name.ends_with(".lock") || only.is_some_and(|o| o != rel) {
@@ -56,16 +56,6 @@ fn put_into_place(from: &Path, to: &Path, only: Option<&Path>) {
         std::fs::copy(&entry, &temp).unwrap();
         std::fs::rename(&temp, &target).unwrap();
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
-    }
-    out.sort();
-    out
 }
 
 fn copy_store(from: &Path, to: &Path) {
