@@ -19,20 +19,12 @@ use chrono::{DateTime, TimeZone, Utc};
 
 /// Every file under `dir` with its bytes and modification time.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let modified = std::fs::metadata(&p).unwrap().modified().unwrap();
-                out.insert(p.clone(), (common::read(&p), modified));
-            }
-        }
-    }
-    out
+    let entry = |p: PathBuf| {
+        let modified = std::fs::metadata(&p).unwrap().modified().unwrap();
+        let bytes = common::read(&p);
+        (p, (bytes, modified))
+    };
+    common::files_below(dir).into_iter().map(entry).collect()
 }
 
 fn data_files(dir: &Path) -> Vec<String> {

@@ -44,7 +44,7 @@ async fn stored(v: &Vault) -> Bars {
 /// Every file under `from` (lock files aside) copied to the same place under `to`, each
 /// through a temp file and a rename, as a writer puts a file into place.
 fn put_into_place(from: &Path, to: &Path, only: Option<&Path>) {
-    for entry in walk(from) {
+    for entry in common::files_below(from) {
         let rel = entry.strip_prefix(from).unwrap();
         let name = rel.file_name().unwrap().to_string_lossy();
         if name.ends_with(".lock") || only.is_some_and(|o| o != rel) {
@@ -56,16 +56,6 @@ fn put_into_place(from: &Path, to: &Path, only: Option<&Path>) {
         std::fs::copy(&entry, &temp).unwrap();
         std::fs::rename(&temp, &target).unwrap();
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
-    }
-    out.sort();
-    out
 }
 
 fn copy_store(from: &Path, to: &Path) {
@@ -185,4 +175,29 @@ async fn cleanup_never_writes_back_a_plan_older_than_a_commit() {
     assert_eq!(report.plan.series[0].rows_kept, 450);
     let v = vault(&a).verify(Scope::All, true).await.unwrap();
     assert!(v.is_clean(), "{:?}", v.issues);
+}
+
+/// A second look that cannot have the series lock (a writer holding it past
+/// `lock_timeout`): `verify` keeps its first look and reports the half-way state it saw,
+/// and `recover` stops with the lock error instead of repairing from a look without the
+/// lock (DualStorageManager::with_series_lock's `NoLock`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_lock_verify_keeps_its_first_look_and_recover_stops() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b, rel) = two_states(root.path(), &minutes(0, 1000, 0), None, &minutes(500, 1100, 1)).await;
+    let writer = vault(&a);
+    let guard = writer.manager().locks().lock(&series(), Duration::from_secs(5), &ctx()).await.unwrap();
+    put_into_place(&b, &a, Some(&rel));
+    let impatient = StorageFactory::open(&barvault::StorageConfig { lock_timeout_secs: 0.2, ..config(&a) }).unwrap();
+    let report = impatient.verify(Scope::All, false).await.unwrap();
+    let name = series().to_string();
+    assert!(
+        !report.is_clean() && report.issues.iter().all(|i| i.series.as_deref() == Some(name.as_str())),
+        "verify dropped its first look when the lock could not be had: {:?}",
+        report.issues
+    );
+    let err = impatient.recover(Scope::All).await.unwrap_err();
+    assert!(matches!(err, barvault::StorageError::Locked { .. }), "{err}");
+    assert_eq!(std::fs::read(a.join(&rel)).unwrap(), std::fs::read(b.join(&rel)).unwrap(), "recover changed the CSV");
+    drop(guard);
 }

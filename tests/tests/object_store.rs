@@ -208,6 +208,13 @@ async fn a_writer_stopped_at_any_step_leaves_a_readable_version_that_recover_mak
     }
 }
 
+/// Every file below `dir` (lock and spare files included): its path relative to `dir`, and
+/// its bytes.
+fn files_below(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let relative = |p: &Path| p.strip_prefix(dir).unwrap().to_str().unwrap().to_string();
+    common::files_below(dir).into_iter().map(|p| (relative(&p), std::fs::read(&p).unwrap())).collect()
+}
+
 /// Every file of a local store uploaded as it is (`aws s3 cp --recursive`: lock and spare
 /// files included, one record in the legacy JSON form): the bucket opens, verifies clean,
 /// lists and loads the same series, and takes the next write.
@@ -227,27 +234,17 @@ async fn copy_of_a_disk_store_verifies_clean(bucket: Bucket) {
         local.import_file(&daily.join(format!("{name}.csv")), &s, options, &ctx()).await.unwrap();
         series.push(s);
     }
-    let mut stack = vec![dir.path().to_path_buf()];
     let mut uploaded = 0;
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let relative = path.strip_prefix(dir.path()).unwrap().to_str().unwrap().to_string();
-            let bytes = std::fs::read(&path).unwrap();
-            if relative.ends_with("ORCL.parquet.meta") {
-                // As an earlier version wrote it: one JSON document named `.json`.
-                let (meta, _) = barvault_metadata::decode_record_file(&bytes, false).unwrap();
-                let json = serde_json::to_vec_pretty(&meta).unwrap();
-                bucket.upload(&relative.replace(".meta", ".json"), json).await;
-            } else {
-                bucket.upload(&relative, bytes).await;
-            }
-            uploaded += 1;
+    for (relative, bytes) in files_below(dir.path()) {
+        if relative.ends_with("ORCL.parquet.meta") {
+            // As an earlier version wrote it: one JSON document named `.json`.
+            let (meta, _) = barvault_metadata::decode_record_file(&bytes, false).unwrap();
+            let json = serde_json::to_vec_pretty(&meta).unwrap();
+            bucket.upload(&relative.replace(".meta", ".json"), json).await;
+        } else {
+            bucket.upload(&relative, bytes).await;
         }
+        uploaded += 1;
     }
     assert!(uploaded >= 8, "{uploaded} files uploaded");
     let remote = machine(&bucket);
@@ -271,6 +268,60 @@ async fn a_disk_store_copied_into_memory_verifies_clean() {
 async fn a_disk_store_copied_into_a_bucket_verifies_clean() {
     let Some(server) = MotoServer::start() else { return };
     copy_of_a_disk_store_verifies_clean(server.bucket("copied", "desk/store")).await;
+}
+
+/// The kinds and details `verify --deep` reports, in order.
+async fn deep_issues(vault: &Vault) -> Vec<(IssueKind, String)> {
+    let report = vault.verify(Scope::All, true).await.expect("verify");
+    report.issues.into_iter().map(|i| (i.kind, i.detail)).collect()
+}
+
+/// The `.backup` check of `verify --deep` with locks and without them (object storage),
+/// on the same planted file. Without locks a writer that lost the race for the object has
+/// already copied the winner's version to the backup, a previous version whose checksum no
+/// record keeps, so there a backup only has to parse; with locks the backup must be the
+/// version its record names (or the recorded file itself). A backup that does not parse is
+/// a `bad_backup` in both. (Until now this was shown only by the eight-writer race.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_another_version_only_has_to_parse_without_locks() {
+    let s = stock("BACKUP");
+    let dir = tempfile::tempdir().unwrap();
+    let local = common::vault(dir.path());
+    let csv = dir.path().join(DualStorageManager::relative_path(&s, "csv"));
+    let backup = dir.path().join(format!("{}.backup", DualStorageManager::relative_path(&s, "csv")));
+    let mut older = None;
+    for (round, n) in [10usize, 12, 14].into_iter().enumerate() {
+        let bars = sample_bars(n, BASE_NS, DAY_NS, round as u64 + 1);
+        local.manager().persist(&bars, &s, PersistOptions::default(), &ctx()).await.unwrap();
+        // The first version: older than the backup the third write leaves (the second).
+        older.get_or_insert_with(|| std::fs::read(&csv).unwrap());
+    }
+    let older = older.unwrap();
+    assert_ne!(std::fs::read(&backup).unwrap(), older, "the backup is the second version, not the first");
+    assert_clean(&local, "three writes").await;
+    // What is planted as the backup, and whether it parses.
+    let planted = [("older", older, true), ("unparsable", b"not a bar file\n".to_vec(), false)];
+    for (what, bytes, parses) in planted {
+        std::fs::write(&backup, &bytes).unwrap();
+        let with_locks = deep_issues(&local).await;
+        assert!(
+            matches!(&with_locks[..], [(IssueKind::BadBackup, d)] if d.starts_with("backup has MD5")),
+            "{what} backup, with locks: {with_locks:?}"
+        );
+        let bucket = Bucket::in_memory("planted");
+        for (relative, bytes) in files_below(dir.path()) {
+            bucket.upload(&relative, bytes).await;
+        }
+        let without_locks = deep_issues(&machine(&bucket)).await;
+        if parses {
+            assert!(without_locks.is_empty(), "{what} backup, without locks: {without_locks:?}");
+        } else {
+            assert!(
+                matches!(&without_locks[..], [(IssueKind::BadBackup, d)] if d.starts_with("backup does not parse")),
+                "{what} backup, without locks: {without_locks:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -83,7 +83,13 @@ pub enum Command {
     /// List every stored series with its rows and time range.
     #[command(after_help = exit::HELP)]
     List(ListArgs),
-    /// Check stored files against their checksums and each other; changes nothing (exit 1 when problems are found).
+    /// Check stored files against their checksums and each other; writes no data or metadata (exit 1 when problems are found).
+    ///
+    /// It writes no data file, backup or metadata record. A series whose first look finds
+    /// damage (which a write in progress also shows) is looked at again under its series
+    /// lock, which may create that series' lock file (an empty file, and its directory):
+    /// the only change verify makes to a store. On object storage it takes no lock and
+    /// changes nothing.
     #[command(after_help = exit::HELP)]
     Verify(VerifyArgs),
     /// Repair damaged or missing copies from the best evidence left and remove stale temp and lock files.

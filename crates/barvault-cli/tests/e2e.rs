@@ -450,6 +450,11 @@ fn help_explains_exit_codes_and_every_flag() {
     let o = ok(cmd(tmp.path()).arg("--help").output().unwrap());
     let help = stdout(&o);
     assert!(help.contains("Exit codes:") && help.contains("4  the series is locked"), "{help}");
+    // verify looks again under a series lock, which may create the lock file: its help
+    // says exactly that much, not that it changes nothing.
+    let o = ok(cmd(tmp.path()).args(["verify", "--help"]).output().unwrap());
+    let verify = stdout(&o);
+    assert!(verify.contains("writes no data or metadata") && verify.contains("lock file"), "{verify}");
     for sub in
         ["import", "export", "info", "delete", "rename", "list", "verify", "recover", "health", "cleanup", "config"]
     {

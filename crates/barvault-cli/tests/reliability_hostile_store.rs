@@ -261,7 +261,7 @@ fn a_store_owned_by_another_user_fails_cleanly_and_lock_files_carry_nothing() {
     }
     let (file, _) = batch(dir.path(), 3);
     let before = common::snapshot(&store);
-    let as_root = unsafe_free_geteuid() == 0;
+    let as_root = effective_uid() == 0;
     // `nobody` must reach the binary, the input and the store: a copy of the binary in the
     // test's own directory, opened to others for reading and traversal only.
     let bin = dir.path().join("barvault");
@@ -310,6 +310,8 @@ fn a_store_owned_by_another_user_fails_cleanly_and_lock_files_carry_nothing() {
     eprintln!("another user ({}): import refused with `{}`", if as_root { "uid 65534" } else { "read-only" }, lines[0]);
 }
 
-fn unsafe_free_geteuid() -> u32 {
+/// The effective user id of this process (the owner of `/proc/self`), without `unsafe`
+/// libc; `u32::MAX` when it cannot be read.
+fn effective_uid() -> u32 {
     std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
 }

@@ -172,6 +172,20 @@ pub(crate) fn audit(
     Ok((check.finish_with_blocks(), Evidence::identity(path, meta)))
 }
 
+/// [`audit`] of a file already read whole into `bytes` (`meta` taken from the open file
+/// before reading it), as [`prove_bytes`] is [`prove`] of one: a deep audit that also
+/// decodes the rows checks the very bytes it hands the codec, read once.
+pub(crate) fn audit_bytes(
+    path: &Path,
+    meta: &Metadata,
+    bytes: &[u8],
+    fingerprint: &Fingerprint,
+) -> (Audited, Evidence) {
+    let mut check = FingerprintCheck::new(fingerprint);
+    check.update(bytes);
+    (check.finish_with_blocks(), Evidence::identity(path, meta))
+}
+
 /// [`prove`], given the metadata record of the file: when the record's fingerprint vouches
 /// for the file (same size and CRC-32), the record's MD5 and evidence made of the recorded
 /// checkpoints, without hashing the file; otherwise exactly what [`prove`] returns.

@@ -2,7 +2,7 @@
 //! from that open file, the checksum and the rows from the same read.
 
 use std::fs::{File, Metadata};
-use std::io::{self, Read, Seek};
+use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use barvault_ports::{
     BarCodec, Checksum, CodecError, CodecInput, Decoded, IoStep, LoadOptions, Loaded, Rows, StorageError,
 };
 
-use crate::proof::{Evidence, audit, prove, prove_against, prove_bytes, prove_committed};
+use crate::proof::{Evidence, audit, audit_bytes, prove, prove_against, prove_bytes, prove_committed};
 use crate::store::Inner;
 
 /// Keeps only the rows of `raw` inside `range` (codecs may return more).
@@ -137,26 +137,23 @@ impl<C: BarCodec + 'static> Inner<C> {
                 let (md5, evidence) = prove_against(path, file, &meta, record).map_err(read_err)?;
                 (evidence, Some(md5), None)
             }
-            (Checksum::Audit(fp), rows) => {
-                // The rows come from the same open file as the proof, read again from its
-                // start up to its length when opened: never from a second open by path,
-                // which may meet another version renamed into place meanwhile.
-                let again = match rows {
-                    Rows::Nothing => None,
-                    _ => Some(file.try_clone().map_err(read_err)?),
-                };
+            (Checksum::Audit(fp), Rows::Nothing) => {
+                // Streamed a chunk at a time: nothing is decoded, so nothing is held.
                 let ((md5, ok, bad), evidence) = audit(path, file, &meta, fp).map_err(read_err)?;
                 fingerprint_ok = Some(ok);
                 bad_blocks = bad;
-                let decoded = match again {
-                    None => None,
-                    Some(mut again) => {
-                        again.seek(io::SeekFrom::Start(0)).map_err(read_err)?;
-                        let bytes = Arc::new(read_opened_length(again, &meta).map_err(read_err)?);
-                        Some(self.decode(CodecInput::Shared(bytes), rows, path)?)
-                    }
-                };
-                (evidence, Some(md5), decoded)
+                (evidence, Some(md5), None)
+            }
+            (Checksum::Audit(fp), rows) => {
+                // As for a proof below: one read of the open file, up to its length when
+                // opened, gives the bytes to audit and to decode (the decode holds them
+                // whole in any case), so the rows are the very bytes audited.
+                let bytes = Arc::new(read_opened_length(file, &meta).map_err(read_err)?);
+                let ((md5, ok, bad), evidence) = audit_bytes(path, &meta, &bytes, fp);
+                fingerprint_ok = Some(ok);
+                bad_blocks = bad;
+                let decoded = self.decode(CodecInput::Shared(bytes), rows, path)?;
+                (evidence, Some(md5), Some(decoded))
             }
             (checksum, rows) => {
                 // One read gives the bytes to hash and to decode.

@@ -105,3 +105,14 @@ pub fn names_like(dir: &Path, fragment: &str) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Every file below `dir` (recursively, lock and spare files included), sorted.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(files_below(&p)) } else { out.push(p) }
+    }
+    out.sort();
+    out
+}

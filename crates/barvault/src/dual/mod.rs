@@ -110,6 +110,17 @@ pub struct PersistOutcome {
     pub retries: usize,
 }
 
+/// The series lock could not be had, so [`DualStorageManager::with_series_lock`] did not
+/// run its closure: why.
+#[derive(Debug)]
+pub(crate) struct NoLock(pub(crate) StorageError);
+
+impl From<NoLock> for StorageError {
+    fn from(e: NoLock) -> Self {
+        e.0
+    }
+}
+
 /// A primary store, an optional secondary store in another format, metadata and locks.
 #[derive(Debug, Clone)]
 pub struct DualStorageManager {
@@ -264,6 +275,31 @@ impl DualStorageManager {
             removed |= s.remove(series, ctx).await?;
         }
         Ok(removed)
+    }
+
+    /// Runs `f` under the series lock of `series` (taken with the configured timeout and
+    /// released when `f` is done) and returns what `f` returns.
+    ///
+    /// This is the one way a reader or maintenance operation looks again at a series it
+    /// first looked at without the lock: under the lock every copy and record is as its
+    /// last writer left it. When the lock cannot be had (a writer holding it past the
+    /// timeout, a store this process may not lock) `f` does not run and the error comes
+    /// back as [`NoLock`], apart from any error of `f`'s own, so a caller can keep its
+    /// first look (a load, `verify`) or give up (`recover`, through `?`).
+    pub(crate) async fn with_series_lock<T, F, Fut>(
+        &self,
+        series: &SeriesKey,
+        ctx: &OpContext,
+        f: F,
+    ) -> Result<T, NoLock>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let guard = self.locks.lock(series, self.settings.lock_timeout, ctx).await.map_err(NoLock)?;
+        let out = f().await;
+        drop(guard);
+        Ok(out)
     }
 
     /// Whether any file or metadata record of `series` exists, in any format.

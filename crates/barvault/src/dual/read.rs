@@ -8,19 +8,28 @@ use barvault_domain::{Bars, SeriesKey, TimeRange};
 use barvault_ports::{BarStore, Checksum, FileMetadata, LoadOptions, Loaded, OpContext, Rows, StorageError, Version};
 use tracing::Instrument;
 
-use super::DualStorageManager;
+use super::{DualStorageManager, NoLock};
 
 /// A warning when the copies are looked at under the series lock (what it finds is how
 /// the last writer left them), a debug line for the first read without it, where a write
 /// in progress looks the same as damage.
 macro_rules! note {
-    ($locked:expr, $($arg:tt)*) => {
-        if $locked { tracing::warn!($($arg)*) } else { tracing::debug!($($arg)*) }
+    ($look:expr, $($arg:tt)*) => {
+        match $look {
+            Look::Locked => tracing::warn!($($arg)*),
+            Look::First => tracing::debug!($($arg)*),
+        }
     };
 }
 
-/// [`DualStorageManager::load_with_fallback`]'s read under the series lock.
-const LOCKED: bool = true;
+/// Which of [`DualStorageManager::load_with_fallback`]'s reads a [`DualStorageManager::load_once`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// The first read, without the lock: a write in progress may look like damage.
+    First,
+    /// The read again under the series lock: what it finds is how the last writer left it.
+    Locked,
+}
 
 /// How one stored copy looked when read.
 #[derive(Debug)]
@@ -363,7 +372,7 @@ impl DualStorageManager {
         let span = ctx.span("load", Some(series));
         let rows = range.map_or(Rows::All, Rows::Range);
         async {
-            let first = self.load_once(series, rows, !LOCKED, ctx).await;
+            let first = self.load_once(series, rows, Look::First, ctx).await;
             let settled = match &first {
                 Ok((_, fell_back)) => !fell_back,
                 Err(e) => !(e.is_data_error() || matches!(e, StorageError::Unreadable { .. })),
@@ -371,14 +380,13 @@ impl DualStorageManager {
             if settled || self.settings.lock_free {
                 return first.map(|(bars, _)| bars);
             }
-            match self.locks.lock(series, self.settings.lock_timeout, ctx).await {
-                Ok(guard) => {
-                    tracing::debug!("the primary copy looked unusable; reading again under the series lock");
-                    let again = self.load_once(series, rows, LOCKED, ctx).await;
-                    drop(guard);
-                    again.map(|(bars, _)| bars)
-                }
-                Err(e) => {
+            let again = self.with_series_lock(series, ctx, || {
+                tracing::debug!("the primary copy looked unusable; reading again under the series lock");
+                self.load_once(series, rows, Look::Locked, ctx)
+            });
+            match again.await {
+                Ok(again) => again.map(|(bars, _)| bars),
+                Err(NoLock(e)) => {
                     tracing::warn!(error = %e, "could not take the series lock to read again; serving the first read");
                     first.map(|(bars, _)| bars)
                 }
@@ -388,13 +396,15 @@ impl DualStorageManager {
         .await
     }
 
-    /// One load as [`Self::load_with_fallback`] describes it, without the lock: the bars,
-    /// and whether they come from a fallback (the primary was not usable).
+    /// One read of a load as [`Self::load_with_fallback`] describes it, either its first
+    /// read without the lock or its read again under the series lock (`look`, which only
+    /// chooses how loudly what it finds is logged): the bars, and whether they come from a
+    /// fallback (the primary was not usable).
     async fn load_once(
         &self,
         series: &SeriesKey,
         rows: Rows,
-        locked: bool,
+        look: Look,
         ctx: &OpContext,
     ) -> Result<(Option<Bars>, bool), StorageError> {
         // An unreadable primary record (damaged, or a planted link) leaves the primary
@@ -403,7 +413,7 @@ impl DualStorageManager {
         let pmeta = match self.metadata.get(series, self.primary.name(), ctx).await {
             Ok(m) => m,
             Err(e) if e.is_data_error() && self.secondary.is_some() => {
-                note!(locked, error = %e, "primary metadata record unreadable; proving the copies without it");
+                note!(look, error = %e, "primary metadata record unreadable; proving the copies without it");
                 None
             }
             Err(e) => return Err(e),
@@ -426,7 +436,7 @@ impl DualStorageManager {
                         return Ok((Some(bars), false));
                     }
                     other => {
-                        note!(locked, reason = ?other.reason(), "preferred secondary copy unusable; reading the primary")
+                        note!(look, reason = ?other.reason(), "preferred secondary copy unusable; reading the primary")
                     }
                 }
             }
@@ -443,7 +453,7 @@ impl DualStorageManager {
             return match primary {
                 Copy::Absent => Ok((None, false)),
                 Copy::Mismatch(bars, why) => {
-                    note!(locked, reason = %why, "checksum mismatch with no second copy; serving the file as stored");
+                    note!(look, reason = %why, "checksum mismatch with no second copy; serving the file as stored");
                     Ok((Some(bars), true))
                 }
                 other => Err(StorageError::Unreadable {
@@ -453,7 +463,7 @@ impl DualStorageManager {
             };
         };
         if let Some(why) = primary.reason() {
-            note!(locked, reason = %why, fallback = sec.name(), "primary copy unusable; falling back");
+            note!(look, reason = %why, fallback = sec.name(), "primary copy unusable; falling back");
         }
         let smeta = self.metadata.get(series, sec.name(), ctx).await?;
         let secondary = self.read_one(sec.as_ref(), smeta.as_ref(), series, rows, ctx).await?.copy;
@@ -461,11 +471,11 @@ impl DualStorageManager {
             (Copy::Absent, Copy::Absent) => Ok((None, false)),
             (_, Copy::Good(bars)) => Ok((Some(bars), true)),
             (Copy::Mismatch(a, _), Copy::Mismatch(b, _)) if a == b => {
-                note!(locked, "both copies agree but their metadata is stale; serving them");
+                note!(look, "both copies agree but their metadata is stale; serving them");
                 Ok((Some(a), true))
             }
             (Copy::Mismatch(a, why), Copy::Absent) => {
-                note!(locked, reason = %why, "checksum mismatch and no second copy; serving the file as stored");
+                note!(look, reason = %why, "checksum mismatch and no second copy; serving the file as stored");
                 Ok((Some(a), true))
             }
             (p, s) => Err(unreadable(series, &p, &s)),

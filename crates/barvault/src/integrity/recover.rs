@@ -75,16 +75,20 @@ impl Vault {
         }
         for name in damaged {
             let Some(series) = by_name.get(name) else { continue };
-            let guard = self.manager.locks().lock(series, self.config.lock_timeout(), ctx).await?;
             // The records as the series' last writer left them: those read before the lock
             // may be older than a write committed since, and rebuilding from them would put
-            // an older version back over it.
-            let records = self.series_records(series, ctx).await?;
-            match self.recover_series(series, &records, ctx).await {
+            // an older version back over it. A lock that cannot be had stops the recover.
+            let rebuilt = self
+                .manager
+                .with_series_lock(series, ctx, || async {
+                    let records = self.series_records(series, ctx).await?;
+                    Ok::<_, StorageError>(self.recover_series(series, &records, ctx).await)
+                })
+                .await??;
+            match rebuilt {
                 Ok(mut actions) => report.actions.append(&mut actions),
                 Err(reason) => report.unrecoverable.push((name.clone(), reason)),
             }
-            drop(guard);
         }
         // Per-format lock files (`.{SYMBOL}.{ext}.lock`) were taken by earlier versions
         // beside the series lock; nothing takes them any more, so they go (each while held).

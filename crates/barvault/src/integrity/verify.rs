@@ -1,5 +1,6 @@
 //! `verify`: every copy examined, the copies of each series compared, and the rest of the
-//! namespace (backups, temp files, locks, foreign entries) checked; nothing changes.
+//! namespace (backups, temp files, locks, foreign entries) checked; no data or metadata
+//! is written (a second look under a series lock may create that series' lock file).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tracing::Instrument;
 use super::examine::{Examined, examine};
 use super::{CopyState, Records, Scope, VerifyReport, concurrently, issue};
 use super::{Issue, IssueKind};
+use crate::dual::NoLock;
 use crate::vault::Vault;
 
 /// Copies examined at once: each runs on the store's blocking pool.
@@ -19,7 +21,8 @@ fn parallelism() -> usize {
 }
 
 impl Vault {
-    /// Checks every file in `scope` against its metadata and the other copy; changes nothing.
+    /// Checks every file in `scope` against its metadata and the other copy; writes no data
+    /// or metadata (a series looked at again under its lock may get its lock file created).
     /// With `deep`, every file is parsed and copies are compared row by row even when their
     /// checksums match, and backups are checked too.
     pub async fn verify(&self, scope: Scope, deep: bool) -> Result<VerifyReport, StorageError> {
@@ -132,15 +135,15 @@ impl Vault {
             report.issues.iter().filter(|i| settles(i.kind)).filter_map(|i| i.series.clone()).collect();
         for s in series.iter().filter(|s| flagged.contains(&s.to_string())) {
             let name = s.to_string();
-            match self.examine_locked(s, deep, ctx).await {
-                Ok((issues, note)) => {
+            match self.manager.with_series_lock(s, ctx, || self.examine_series(s, deep, ctx)).await {
+                Ok(Ok((issues, note))) => {
                     let mine = |i: &Issue| i.series.as_deref() == Some(name.as_str());
                     report.issues.retain(|i| !(mine(i) && settles(i.kind)));
                     report.notes.retain(|i| !mine(i));
                     report.issues.extend(issues);
                     report.notes.extend(note);
                 }
-                Err(e) => {
+                Ok(Err(e)) | Err(NoLock(e)) => {
                     tracing::warn!(series = %name, error = %e, "could not look again under the series lock; reporting the first look")
                 }
             }
@@ -161,29 +164,24 @@ impl Vault {
             })
             .collect();
         for (path, series) in stale {
-            let traced = async {
-                let _guard = self.manager.locks().lock(&series, self.config.lock_timeout(), ctx).await?;
-                self.manager.has_trace(&series, ctx).await
-            };
-            match traced.await {
-                Ok(true) => report.issues.retain(|i| !(i.kind == IssueKind::StaleLock && i.path == path)),
-                Ok(false) => {}
-                Err(e) => {
+            match self.manager.with_series_lock(&series, ctx, || self.manager.has_trace(&series, ctx)).await {
+                Ok(Ok(true)) => report.issues.retain(|i| !(i.kind == IssueKind::StaleLock && i.path == path)),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) | Err(NoLock(e)) => {
                     tracing::warn!(path = %path.display(), error = %e, "could not look at a lock file again under its lock")
                 }
             }
         }
     }
 
-    /// The copies of one series examined and compared under its lock, against the records
-    /// read under it: the issues, and the note of a recorded lag.
-    pub(crate) async fn examine_locked(
+    /// The copies of one series examined and compared against its records read now (the
+    /// caller holds its lock): the issues, and the note of a recorded lag.
+    async fn examine_series(
         &self,
         series: &SeriesKey,
         deep: bool,
         ctx: &OpContext,
     ) -> Result<(Vec<Issue>, Option<Issue>), StorageError> {
-        let _guard = self.manager.locks().lock(series, self.config.lock_timeout(), ctx).await?;
         let records = self.series_records(series, ctx).await?;
         let mut issues = Vec::new();
         let mut found = Vec::new();
