@@ -201,3 +201,52 @@ async fn without_the_lock_verify_keeps_its_first_look_and_recover_stops() {
     assert_eq!(std::fs::read(a.join(&rel)).unwrap(), std::fs::read(b.join(&rel)).unwrap(), "recover changed the CSV");
     drop(guard);
 }
+
+/// A trim of every bar removes the series under its lock and its lock file while the lock
+/// is still held: right after the trim returns (before `cleanup`'s own `discard_locks`)
+/// no lock file of a series without data is left for a concurrent `verify` to call stale
+/// (reliability_mixed saw `stale_lock` in that window). A writer that waits for the lock
+/// meanwhile still gets it (on the new lock file) and loses nothing, whichever of the two
+/// gets the lock first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trim_of_every_bar_leaves_no_lock_file_and_a_waiting_writer_still_locks() {
+    let root = tempfile::tempdir().unwrap();
+    let v = vault(root.path());
+    let lock_file = root.path().join("stocks/1m/.RACE.lock");
+    let off = barvault::ValidationPolicy::Off;
+    let cutoff = START + 1000 * MINUTE;
+    persist(&v, &minutes(0, 100, 0)).await;
+    assert!(lock_file.exists(), "a write leaves its lock file");
+    let trim = PersistOptions::trim(cutoff);
+    let outcome = v.manager().persist_with_backup(&Bars::empty(), &series(), trim, off, &ctx()).await.unwrap();
+    assert_eq!(outcome.receipt.merge.result_rows, 0);
+    assert!(!lock_file.exists(), "the trim left the removed series' lock file");
+    let report = v.verify(Scope::All, false).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.issues);
+
+    // Both wait behind a held lock, on the same lock file; one of them removes it.
+    let later = minutes(1000, 1010, 2);
+    for round in 0..4 {
+        persist(&v, &minutes(0, 100, round)).await;
+        let held = v.manager().locks().lock(&series(), Duration::from_secs(5), &ctx()).await.unwrap();
+        let trimmer = {
+            let v = v.clone();
+            tokio::spawn(async move {
+                let trim = PersistOptions::trim(cutoff);
+                v.manager().persist_with_backup(&Bars::empty(), &series(), trim, off, &ctx()).await
+            })
+        };
+        let writer = {
+            let (v, later) = (v.clone(), later.clone());
+            tokio::spawn(async move { v.manager().persist(&later, &series(), PersistOptions::default(), &ctx()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(held);
+        trimmer.await.unwrap().unwrap();
+        writer.await.unwrap().unwrap();
+        assert_eq!(stored(&v).await, later, "round {round}: the waiting writer's bars were lost");
+        let report = v.verify(Scope::All, true).await.unwrap();
+        assert!(report.is_clean(), "round {round}: {:?}", report.issues);
+        v.remove_series(&series(), &ctx()).await.unwrap();
+    }
+}

@@ -35,6 +35,7 @@ pub struct FileLocks {
 pub struct FileLockGuard {
     file: File,
     path: PathBuf,
+    fs: Arc<dyn Fs>,
 }
 
 impl FileLockGuard {
@@ -53,7 +54,14 @@ impl Drop for FileLockGuard {
     }
 }
 
-impl SeriesGuard for FileLockGuard {}
+impl SeriesGuard for FileLockGuard {
+    /// Removes the lock file (durably) while still holding it, then releases: a waiter that
+    /// opened the file finds it no longer named and locks a new one (`lock_file`).
+    fn release_removed(self: Box<Self>) -> Result<(), StorageError> {
+        crate::atomic::remove_durable(self.fs.as_ref(), &self.path)?;
+        Ok(())
+    }
+}
 
 fn same_inode(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     a.dev() == b.dev() && a.ino() == b.ino()
@@ -142,7 +150,7 @@ impl FileLocks {
             };
             if self.still_named(&file, path)? {
                 tracing::debug!(path = %path.display(), waited_ms = start.elapsed().as_millis() as u64, "lock acquired");
-                return Ok(FileLockGuard { file, path: path.to_path_buf() });
+                return Ok(FileLockGuard { file, path: path.to_path_buf(), fs: Arc::clone(&self.fs) });
             }
             // The file we locked was removed (and maybe recreated): lock the current one.
         }

@@ -46,6 +46,8 @@ struct Attempt {
     repaired: Vec<String>,
     /// What the time grid check of this attempt found (see [`on_grid`]).
     grid: ValidationReport,
+    /// The attempt removed the series (a trim of every bar).
+    removed: bool,
 }
 
 /// A staged write of one copy, or why it could not be staged.
@@ -86,7 +88,7 @@ impl DualStorageManager {
                 PersistOutcome { receipt, validation: report, generation: None, repaired: Vec::new(), retries: 0 };
             return Ok(outcome);
         }
-        let _guard = self.locks.lock(series, self.settings.lock_timeout, ctx).await?;
+        let guard = self.locks.lock(series, self.settings.lock_timeout, ctx).await?;
         if let Some(mut outcome) = self.try_append(&bars, series, options, validation, ctx).await? {
             report.absorb(std::mem::take(&mut outcome.validation));
             outcome.validation = report;
@@ -112,6 +114,17 @@ impl DualStorageManager {
                 other => break other?,
             }
         };
+        if attempt.removed {
+            // The series is gone: its lock file goes while still held, so that no verify
+            // finds it unlocked without data (cleanup's `discard_locks` would come later).
+            match tokio::task::spawn_blocking(move || guard.release_removed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "the removed series' lock file could not be removed"),
+                Err(e) => tracing::warn!(error = %e, "the removed series' lock file could not be removed"),
+            }
+        } else {
+            drop(guard);
+        }
         report.absorb(attempt.grid);
         log_dropped(&report);
         let mut receipt = attempt.receipt;
@@ -164,7 +177,7 @@ impl DualStorageManager {
             let pformat = self.primary.name().to_string();
             let mut receipt = StorageReceipt::unwritten(self.location(series, &pformat), pformat, 0, stats, ctx);
             receipt.written = true;
-            return Ok(Attempt { receipt, generation: None, repaired: Vec::new(), grid });
+            return Ok(Attempt { receipt, generation: None, repaired: Vec::new(), grid, removed: true });
         }
         let first = if state.skipped > 0 { state.first } else { result.first_timestamp() };
         let next = Next { bars: Arc::new(result), skipped: state.skipped, first };
@@ -200,7 +213,7 @@ impl DualStorageManager {
             receipt.secondary = Some(status);
         }
         let recorded = receipt.written.then_some(state.generation + 1);
-        Ok(Attempt { receipt, generation: recorded, repaired, grid })
+        Ok(Attempt { receipt, generation: recorded, repaired, grid, removed: false })
     }
 
     /// Stages the copies the merge needs written, both at once (one core each) against the
